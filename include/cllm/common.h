@@ -1,0 +1,35 @@
+/* Status codes and error messages shared by every part of cllm.
+ *
+ * Library functions return a cllm_status and leave a one-line message in a
+ * thread-local buffer; the CLI prints that message and exits with the status
+ * (2 for bad input, 1 for internal failure). Nothing in the library aborts on
+ * user input. */
+#ifndef CLLM_COMMON_H
+#define CLLM_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    CLLM_OK = 0,
+    CLLM_ERR_INTERNAL = 1, /* our fault or the system's: out of memory, I/O failure */
+    CLLM_ERR_INPUT = 2     /* the user's input is wrong: bad flag, corrupt file, ... */
+} cllm_status;
+
+/* Records a printf-style message for the calling thread and returns `status`,
+ * so that `return cllm_fail(CLLM_ERR_INPUT, "...")` reads naturally. */
+cllm_status cllm_fail(cllm_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The last message recorded by cllm_fail on this thread ("" if none). */
+const char *cllm_last_error(void);
+
+/* Aligned allocation helpers (64-byte lines: no false sharing, aligned SIMD). */
+#define CLLM_ALIGN 64
+void *cllm_alloc(size_t bytes);      /* zeroed, 64-byte aligned; NULL on failure (message set) */
+void cllm_free(void *p);
+
+/* Wall-clock seconds from a monotonic clock. */
+double cllm_now(void);
+
+#endif

@@ -1,0 +1,75 @@
+/* The data-parallel engine: knows nothing of GPT-2.
+ *
+ * A step is M micro-batches. Workers in one OpenMP parallel region pull
+ * micro-batch indices with schedule(runtime) and compute each into a gradient
+ * buffer no other thread writes meanwhile. Gradients are combined along a fixed
+ * pairwise tree over micro-batch *indices* (so the float summation order never
+ * depends on the thread count or schedule: results are bitwise identical), as
+ * OpenMP tasks streamed while stragglers still compute. The flat parameter
+ * vector is split into 64-byte-aligned segments, each owned by one thread,
+ * which alone folds the last contributions to it and applies the update rule
+ * to it. Atomics appear only at segment/buffer hand-over, never on data.
+ *
+ * Nothing here is process-global, so a later MPI layer can extend segment
+ * ownership across ranks behind the same interface. */
+#ifndef CLLM_PARALLEL_ENGINE_H
+#define CLLM_PARALLEL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cllm/common.h"
+
+typedef struct {
+    void *ctx;
+    /* Computes micro-batch `micro` (0..M-1 of this step) on worker `thread`,
+     * accumulating (+=) its gradient into `grad` (n_params floats, zeroed by
+     * the engine). Returns the micro-batch's loss (for reporting only). Must
+     * use only per-thread scratch indexed by `thread`. */
+    float (*compute)(void *ctx, int micro, int thread, float *grad);
+    /* Optional. Given the squared L2 norm of the step's full gradient, returns
+     * the factor every gradient element is multiplied by before the update
+     * (global-norm clipping). NULL: no norm is computed and the fused
+     * sum+update path is used. */
+    float (*grad_scale)(void *ctx, double grad_norm2);
+    /* Applies the update rule to parameters [begin, end): the gradient there
+     * is grad_scale * (srcs[0][i] + ... + srcs[k-1][i]), summed in that order.
+     * Called by the segment's owner only, once per segment per step. */
+    void (*update)(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float grad_scale);
+} cllm_engine_job;
+
+typedef struct {
+    size_t n_params;
+    int n_micro;             /* micro-batches per optimizer step (M) */
+    int segments_per_thread; /* >= 1; default 1 */
+    int streaming;           /* 1: reduce with tasks while others compute; 0: reduce after all compute */
+    int window;              /* extra gradient buffers beyond the thread count; 0: default */
+} cllm_engine_config;
+
+typedef struct {
+    int threads;
+    double wall;               /* seconds for the whole step */
+    double compute_min, compute_median, compute_max; /* per-worker busy compute seconds */
+    double reduce;             /* seconds of reduction work, summed over threads */
+    double exposed_reduction;  /* last compute end -> update done, seconds */
+    double exposed_share;      /* exposed_reduction / wall */
+    double utilisation;        /* busy (compute + reduce + update) / (threads * wall) */
+    int64_t atomics;           /* atomic operations this step */
+    double grad_norm;          /* sqrt of the gradient norm2 (0 if not computed) */
+    double loss;               /* mean of the micro-batch losses, in index order */
+} cllm_engine_stats;
+
+typedef struct cllm_engine cllm_engine;
+
+/* Allocates all buffers once (threads from omp_get_max_threads()). */
+cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out);
+void cllm_engine_free(cllm_engine *e);
+
+/* Bytes of gradient buffers the engine holds, for the start-up report. */
+size_t cllm_engine_buffer_bytes(const cllm_engine *e);
+int cllm_engine_threads(const cllm_engine *e);
+
+/* One optimizer step: computes all micro-batches, reduces, updates. */
+cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats);
+
+#endif

@@ -1,0 +1,8 @@
+/* TODO(owner): not implemented yet. */
+#include <stdio.h>
+#include "cllm/cli/commands.h"
+int cllm_cmd_eval(int argc, char **argv) {
+    (void)argc; (void)argv;
+    fprintf(stderr, "cllm eval: not implemented yet\n");
+    return 1;
+}

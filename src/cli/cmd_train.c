@@ -1,0 +1,8 @@
+/* TODO(owner): not implemented yet. */
+#include <stdio.h>
+#include "cllm/cli/commands.h"
+int cllm_cmd_train(int argc, char **argv) {
+    (void)argc; (void)argv;
+    fprintf(stderr, "cllm train: not implemented yet\n");
+    return 1;
+}

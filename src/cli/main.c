@@ -1,0 +1,63 @@
+/* cllm: train small GPT-2-style language models on the CPU with OpenMP. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
+#include "cllm/common.h"
+#include "cllm/build_config.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"train", cllm_cmd_train, "train a tokenizer and a GPT-2-style model on text files or folders"},
+    {"eval", cllm_cmd_eval, "loss and perplexity of a saved model on text"},
+    {"sample", cllm_cmd_sample, "generate text from a saved model"},
+    {"tokenizer", cllm_cmd_tokenizer, "train, encode with, or decode with a byte-level BPE tokenizer"},
+    {"plot", cllm_cmd_plot, "draw the loss curves of one or more runs to a PNG"},
+    {"bench", cllm_cmd_bench, "measure kernels, reduction, and training steps"},
+    {"info", cllm_cmd_info, "CPU features, SIMD path, OpenMP runtime and settings in force"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: cllm COMMAND [OPTIONS] [ARGS]\n\n"
+                 "Trains small GPT-2-style language models on the CPU, parallelised with OpenMP.\n\n"
+                 "commands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'cllm COMMAND --help' for the options of a command.\n"
+                 "Threads come from OMP_NUM_THREADS, the worker schedule from OMP_SCHEDULE,\n"
+                 "binding from OMP_PROC_BIND/OMP_PLACES; cllm's own settings are CLLM_* variables\n"
+                 "(see README.md).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("cllm %s\n", CLLM_VERSION);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++) {
+        if (strcmp(name, commands[i].name) != 0) continue;
+        /* Before anything touches the OpenMP runtime. */
+        if (cllm_env_check() != CLLM_OK) {
+            fprintf(stderr, "cllm: %s\n", cllm_last_error());
+            return 2;
+        }
+        return commands[i].run(argc - 2, argv + 2);
+    }
+    fprintf(stderr, "cllm: unknown command '%s' (see cllm --help)\n", name);
+    return 2;
+}

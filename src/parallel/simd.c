@@ -1,0 +1,117 @@
+#include "cllm/parallel/simd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define CLLM_X86 1
+#else
+#define CLLM_X86 0
+#endif
+
+static cllm_cpu_features features;
+static int features_ready;
+static int active = -1;
+
+#if CLLM_X86
+/* XGETBV without needing -mxsave: the OS tells which register states it saves
+ * on context switch; using YMM/ZMM the OS does not save would corrupt them. */
+static unsigned long long read_xcr0(void) {
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+static void detect(cllm_cpu_features *f) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    f->sse42 = (c >> 20) & 1;
+    int osxsave = (c >> 27) & 1;
+    int cpu_avx = (c >> 28) & 1;
+    int cpu_fma = (c >> 12) & 1;
+    unsigned long long xcr0 = osxsave ? read_xcr0() : 0;
+    int os_ymm = (xcr0 & 0x6) == 0x6;          /* SSE + AVX state */
+    int os_zmm = (xcr0 & 0xe6) == 0xe6;        /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    f->avx = cpu_avx && os_ymm;
+    f->fma = cpu_fma && os_ymm;
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        f->avx2 = ((b >> 5) & 1) && os_ymm;
+        f->avx512f = ((b >> 16) & 1) && os_zmm;
+    }
+    unsigned int brand[12];
+    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+        for (unsigned int i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &brand[4 * i], &brand[4 * i + 1], &brand[4 * i + 2], &brand[4 * i + 3]);
+        memcpy(f->model, brand, 48);
+        f->model[48] = '\0';
+        /* Brand strings are padded with leading spaces on some CPUs. */
+        size_t lead = strspn(f->model, " ");
+        memmove(f->model, f->model + lead, strlen(f->model + lead) + 1);
+    }
+}
+#else
+static void detect(cllm_cpu_features *f) { (void)f; }
+#endif
+
+const cllm_cpu_features *cllm_cpu(void) {
+    if (!features_ready) {
+        detect(&features);
+        features_ready = 1;
+    }
+    return &features;
+}
+
+const char *cllm_simd_name(cllm_simd s) {
+    switch (s) {
+    case CLLM_SIMD_SCALAR: return "scalar";
+    case CLLM_SIMD_OMP: return "omp";
+    case CLLM_SIMD_AVX2: return "avx2";
+    case CLLM_SIMD_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+int cllm_simd_supported(cllm_simd s) {
+    const cllm_cpu_features *f = cllm_cpu();
+    switch (s) {
+    case CLLM_SIMD_SCALAR:
+    case CLLM_SIMD_OMP: return 1;
+    case CLLM_SIMD_AVX2: return CLLM_X86 && f->avx2 && f->fma;
+    case CLLM_SIMD_AVX512: return CLLM_X86 && f->avx512f;
+    }
+    return 0;
+}
+
+cllm_simd cllm_simd_best(void) {
+    if (cllm_simd_supported(CLLM_SIMD_AVX512)) return CLLM_SIMD_AVX512;
+    if (cllm_simd_supported(CLLM_SIMD_AVX2)) return CLLM_SIMD_AVX2;
+    return CLLM_SIMD_OMP;
+}
+
+cllm_status cllm_simd_parse(const char *value, cllm_simd *out) {
+    if (!value || !*value || strcmp(value, "auto") == 0) {
+        *out = cllm_simd_best();
+        return CLLM_OK;
+    }
+    for (int s = CLLM_SIMD_SCALAR; s <= CLLM_SIMD_AVX512; s++) {
+        if (strcmp(value, cllm_simd_name((cllm_simd)s)) != 0) continue;
+        if (!cllm_simd_supported((cllm_simd)s))
+            return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD=%s: this CPU does not support %s", value, value);
+        *out = (cllm_simd)s;
+        return CLLM_OK;
+    }
+    return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD='%s' is not one of auto, scalar, omp, avx2, avx512", value);
+}
+
+cllm_simd cllm_simd_active(void) {
+    if (active < 0) {
+        cllm_simd s = CLLM_SIMD_SCALAR;
+        if (cllm_simd_parse(getenv("CLLM_SIMD"), &s) != CLLM_OK) s = cllm_simd_best();
+        active = (int)s;
+    }
+    return (cllm_simd)active;
+}
+
+void cllm_simd_force(cllm_simd s) { active = (int)s; }

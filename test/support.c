@@ -1,0 +1,96 @@
+#include "support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+run_result run_cllm(const char *env, const char *args) {
+    run_result r = {0};
+    char *dir = make_temp_dir();
+    size_t len = strlen(dir) + strlen(args) + (env ? strlen(env) : 0) + strlen(CLLM_BIN) + 128;
+    char *cmd = malloc(len);
+    snprintf(cmd, len, "%s '%s' %s >'%s/out' 2>'%s/err' </dev/null", env ? env : "", CLLM_BIN, args, dir, dir);
+    int status = system(cmd);
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+    else r.exit_code = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out", dir);
+    r.out = slurp(path);
+    snprintf(path, sizeof path, "%s/err", dir);
+    r.err = slurp(path);
+    remove_tree(dir);
+    free(dir);
+    free(cmd);
+    return r;
+}
+
+void run_result_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+int count_lines(const char *s) {
+    int n = 0;
+    for (const char *p = s; *p; p++)
+        if (*p == '\n') n++;
+    if (*s && s[strlen(s) - 1] != '\n') n++;
+    return n;
+}
+
+char *make_temp_dir(void) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *path = malloc(strlen(base) + 32);
+    sprintf(path, "%s/cllm-test-XXXXXX", base);
+    if (!mkdtemp(path)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return path;
+}
+
+void remove_tree(const char *path) {
+    char *cmd = malloc(strlen(path) + 16);
+    sprintf(cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", path);
+    free(cmd);
+}
+
+char *write_file(const char *dir, const char *name, const void *data, size_t n) {
+    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    /* create parent folders */
+    for (char *p = path + strlen(dir) + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(path, 0755);
+            *p = '/';
+        }
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        abort();
+    }
+    if (n && fwrite(data, 1, n, f) != n) abort();
+    fclose(f);
+    return path;
+}

@@ -1,0 +1,29 @@
+/* Helpers shared by the CMocka tests: running the cllm binary and temporary
+ * folders. CLLM_BIN, CLLM_SOURCE_DIR and CLLM_SHARED_CORPUS come from CMake. */
+#ifndef CLLM_TEST_SUPPORT_H
+#define CLLM_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+typedef struct {
+    int exit_code;   /* process exit status, or 128+signal if killed */
+    char *out;       /* captured stdout (NUL-terminated, malloc'd) */
+    char *err;       /* captured stderr */
+} run_result;
+
+/* Runs `sh -c "<env> CLLM_BIN <args>"` with stdin from /dev/null.
+ * `env` may be NULL or e.g. "OMP_NUM_THREADS=3". */
+run_result run_cllm(const char *env, const char *args);
+void run_result_free(run_result *r);
+
+/* Number of lines in s (a final line without newline counts). */
+int count_lines(const char *s);
+
+/* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
+char *make_temp_dir(void);
+/* rm -rf path. */
+void remove_tree(const char *path);
+/* Writes bytes to dir/name, creating parent folders; returns malloc'd full path. */
+char *write_file(const char *dir, const char *name, const void *data, size_t n);
+
+#endif
