@@ -32,4 +32,22 @@ void cllm_free(void *p);
 /* Wall-clock seconds from a monotonic clock. */
 double cllm_now(void);
 
+
+
+/* Crash-safe file writing: data goes to a temporary file in the same folder,
+ * which is fsynced and renamed over the target, then the folder is fsynced.
+ * The previous file stays intact until the new one is complete. */
+#include <stdio.h>
+typedef struct {
+    FILE *f;
+    char *tmp_path;
+    char *final_path;
+} cllm_atomic_file;
+
+cllm_status cllm_atomic_open(cllm_atomic_file *af, const char *path);
+/* fflush + fsync + close + rename + fsync(folder). On failure the target is untouched. */
+cllm_status cllm_atomic_commit(cllm_atomic_file *af);
+/* Closes and removes the temporary file; the target is untouched. */
+void cllm_atomic_abort(cllm_atomic_file *af);
+cllm_status cllm_write_file_atomic(const char *path, const void *data, size_t n);
 #endif

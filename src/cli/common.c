@@ -38,3 +38,76 @@ double cllm_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <unistd.h>
+
+cllm_status cllm_atomic_open(cllm_atomic_file *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path);
+    af->final_path = strdup(path);
+    af->tmp_path = malloc(n + 32);
+    if (!af->final_path || !af->tmp_path) {
+        cllm_atomic_abort(af);
+        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
+    snprintf(af->tmp_path, n + 32, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp_path, "wb");
+    if (!af->f) {
+        int e = errno;
+        cllm_atomic_abort(af);
+        return cllm_fail(e == ENOENT || e == EACCES || e == ENOTDIR ? CLLM_ERR_INPUT : CLLM_ERR_INTERNAL,
+                         "cannot write %s: %s", path, strerror(e));
+    }
+    return CLLM_OK;
+}
+
+static void fsync_parent_folder(const char *path) {
+    char *copy = strdup(path);
+    if (!copy) return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+cllm_status cllm_atomic_commit(cllm_atomic_file *af) {
+    int failed = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+    int e = errno;
+    failed |= fclose(af->f) != 0;
+    af->f = NULL;
+    if (failed || rename(af->tmp_path, af->final_path) != 0) {
+        if (!failed) e = errno;
+        cllm_status st = cllm_fail(CLLM_ERR_INTERNAL, "cannot write %s: %s", af->final_path, strerror(e));
+        cllm_atomic_abort(af);
+        return st;
+    }
+    fsync_parent_folder(af->final_path);
+    free(af->tmp_path);
+    free(af->final_path);
+    af->tmp_path = af->final_path = NULL;
+    return CLLM_OK;
+}
+
+void cllm_atomic_abort(cllm_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    if (af->tmp_path) unlink(af->tmp_path);
+    free(af->tmp_path);
+    free(af->final_path);
+    memset(af, 0, sizeof *af);
+}
+
+cllm_status cllm_write_file_atomic(const char *path, const void *data, size_t n) {
+    cllm_atomic_file af;
+    cllm_status st = cllm_atomic_open(&af, path);
+    if (st != CLLM_OK) return st;
+    if (n && fwrite(data, 1, n, af.f) != n) {
+        cllm_atomic_abort(&af);
+        return cllm_fail(CLLM_ERR_INTERNAL, "cannot write %s: %s", path, strerror(errno));
+    }
+    return cllm_atomic_commit(&af);
+}
