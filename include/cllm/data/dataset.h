@@ -1,0 +1,34 @@
+/* The token stream of a corpus, cut into fixed training and validation windows. */
+#ifndef CLLM_DATA_DATASET_H
+#define CLLM_DATA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cllm/common.h"
+#include "cllm/data/corpus.h"
+#include "cllm/data/tokenizer.h"
+
+/* the token stream split into fixed windows */
+typedef struct {
+    int seq_len;
+    int32_t *tokens; size_t n_tokens;      /* whole stream: docs joined with EOT separators */
+    size_t *train_starts; size_t n_train;  /* start offsets of training windows of seq_len+1 tokens */
+    size_t *val_starts; size_t n_val;      /* held-out windows */
+    uint64_t seed;
+} cllm_dataset;
+
+/* Tokenizes the corpus (documents joined by EOT so no window silently spans two documents without it), cuts it
+   into windows of seq_len+1 tokens with stride seq_len, and assigns a val_fraction of them (at least 1 when
+   val_fraction > 0) to validation, chosen deterministically from the seed. Fewer tokens than one training window
+   (plus one validation window if val_fraction > 0): CLLM_ERR_INPUT "corpus too short: N tokens, need M". */
+cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, int seq_len, double val_fraction,
+                               uint64_t seed, cllm_dataset *out);
+/* The index-th training window of an endless, deterministic sequence: epoch = index / n_train, and within an epoch
+   windows come in a permutation drawn from (seed, epoch). Stateless, so resuming needs only the index and many
+   threads can fetch windows at once. Writes seq_len inputs and seq_len targets (shifted by one). */
+void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *inputs, int32_t *targets);
+void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets); /* index < n_val */
+void cllm_dataset_free(cllm_dataset *d);
+
+#endif
