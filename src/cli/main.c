@@ -56,6 +56,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "cllm: %s\n", cllm_last_error());
             return 2;
         }
+        cllm_env_apply_openmp_defaults();
         return commands[i].run(argc - 2, argv + 2);
     }
     fprintf(stderr, "cllm: unknown command '%s' (see cllm --help)\n", name);

@@ -1,19 +1,48 @@
-/* Validation of the environment variables cllm reads.
+/* Validation of the environment variables cllm reads, and typed getters.
  *
  * OpenMP runtimes disagree on malformed values (libomp asserts on
  * OMP_NUM_THREADS=abc, libgomp silently falls back), so cllm checks
- * OMP_NUM_THREADS and OMP_SCHEDULE itself before the runtime is first used,
- * and every documented CLLM_* variable too. */
+ * OMP_NUM_THREADS, OMP_SCHEDULE, OMP_PROC_BIND and OMP_PLACES itself before
+ * the runtime is first used, and every CLLM_* variable too: an unknown
+ * CLLM_* name is an error, because a typo silently ignored is worse.
+ *
+ * The getters below read the variable each time they are called (cheap, no
+ * allocation) and fall back to the default when it is unset. They assume
+ * cllm_env_check has accepted the environment; a value it would reject also
+ * yields the default. */
 #ifndef CLLM_CLI_ENV_H
 #define CLLM_CLI_ENV_H
 
 #include "cllm/common.h"
+#include "cllm/parallel/simd.h"
 
 /* Checks every variable; on the first bad one returns CLLM_ERR_INPUT with a
- * message naming it. Must run before any OpenMP call. */
+ * one-line message naming it. Must run before any OpenMP call. */
 cllm_status cllm_env_check(void);
+
+/* cllm's defaults for the OpenMP runtime: when OMP_SCHEDULE is unset, the
+ * workers' schedule(runtime) becomes dynamic,1 whatever the runtime's own
+ * default. Call once, right after cllm_env_check succeeded. */
+void cllm_env_apply_openmp_defaults(void);
 
 /* The documented CLLM_* variables, NULL-terminated, for `cllm info`. */
 extern const char *const cllm_env_documented[];
+
+/* Validates one variable's value as cllm_env_check would (value non-NULL).
+ * Unknown CLLM_* names are errors; names cllm does not read are accepted. */
+cllm_status cllm_env_validate(const char *name, const char *value);
+
+/* CLLM_SIMD: auto|scalar|omp|avx2|avx512. Default: best the CPU supports. */
+cllm_simd cllm_env_simd(void);
+/* CLLM_STREAMING: 1|0|on|off. Default 1 (stream the gradient reduction). */
+int cllm_env_streaming(void);
+/* CLLM_SEGMENTS: 1..64 gradient segments per thread. Default 1. */
+int cllm_env_segments(void);
+/* CLLM_GRAD_WINDOW: 0..4096 extra gradient buffers; 0 = engine default. */
+int cllm_env_grad_window(void);
+/* CLLM_PROGRESS: "auto", "line", "plain" or "off". Default "auto". */
+const char *cllm_env_progress(void);
+/* CLLM_PEAK_GFLOPS: per-core FMA peak for MFU; 0 = measure it. */
+double cllm_env_peak_gflops(void);
 
 #endif
