@@ -3,7 +3,6 @@
  * first touched, so the runtime never sees a value we would reject. */
 #include "cllm/cli/env.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -22,27 +22,40 @@ const char *const cllm_env_documented[] = {
 
 /* ---- a tiny cursor over a value, for the list-shaped OpenMP syntaxes ---- */
 
+/* The OpenMP checks also run from .preinit_array (cllm_env_preinit), before
+ * libc has finished initialising, so they use no locale-dependent functions
+ * (isspace, strtol, strcasecmp): plain ASCII helpers instead. */
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static char to_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
 static void skip_spaces(const char **p) {
-    while (isspace((unsigned char)**p)) (*p)++;
+    while (is_space(**p)) (*p)++;
 }
 
 /* Reads a positive decimal integer that fits in an int; leaves *p after it. */
 static int read_positive_int(const char **p, long *out) {
-    if (!isdigit((unsigned char)**p)) return 0;
-    errno = 0;
-    char *end;
-    long v = strtol(*p, &end, 10);
-    if (errno || v <= 0 || v > INT_MAX) return 0;
-    *p = end;
+    const char *q = *p;
+    long v = 0;
+    if (!is_digit(*q)) return 0;
+    for (; is_digit(*q); q++) {
+        v = v * 10 + (*q - '0');
+        if (v > INT_MAX) return 0;
+    }
+    if (v == 0) return 0;
+    *p = q;
     *out = v;
     return 1;
 }
 
-/* Consumes `word` (case-insensitive) if it is next and not followed by more
- * letters, so "static" does not match "staticky". */
+/* Consumes `word` (ASCII case-insensitive) if it is next and not followed by
+ * more letters, so "static" does not match "staticky". */
 static int read_word(const char **p, const char *word) {
-    size_t n = strlen(word);
-    if (strncasecmp(*p, word, n) != 0 || isalpha((unsigned char)(*p)[n]) || (*p)[n] == '_') return 0;
+    size_t n = 0;
+    for (; word[n]; n++)
+        if (to_lower((*p)[n]) != word[n]) return 0;
+    if (is_alpha((*p)[n]) || (*p)[n] == '_') return 0;
     *p += n;
     return 1;
 }
@@ -123,7 +136,7 @@ static int valid_explicit_places(const char *p) {
         } else if (c == '}') {
             if (!depth) return 0;
             depth = 0;
-        } else if (!isdigit((unsigned char)c) && !strchr(",:!- \t", c)) {
+        } else if (!is_digit(c) && !strchr(",:!- \t", c)) {
             return 0;
         }
     }
@@ -157,7 +170,7 @@ static int parse_int_in(const char *v, long lo, long hi, long *out) {
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno || end == v) return 0;
-    while (isspace((unsigned char)*end)) end++;
+    while (is_space(*end)) end++;
     if (*end != '\0' || n < lo || n > hi) return 0;
     *out = n;
     return 1;
@@ -168,7 +181,7 @@ static int parse_positive_double(const char *v, double *out) {
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v) return 0;
-    while (isspace((unsigned char)*end)) end++;
+    while (is_space(*end)) end++;
     if (*end != '\0' || !isfinite(x) || x <= 0) return 0;
     *out = x;
     return 1;
@@ -248,24 +261,34 @@ cllm_status cllm_env_validate(const char *name, const char *value) {
     return CLLM_OK;
 }
 
-/* An empty value counts as unset, as the OpenMP runtimes treat it, so that
- * `VAR= cllm ...` is a way to clear a setting. */
-static int is_set(const char *value) { return value && *value; }
+static const char *const openmp_variables[] = {"OMP_NUM_THREADS", "OMP_SCHEDULE", "OMP_PROC_BIND", "OMP_PLACES",
+                                                NULL};
 
-static cllm_status check_openmp_variables(void) {
-    static const char *const names[] = {"OMP_NUM_THREADS", "OMP_SCHEDULE", "OMP_PROC_BIND", "OMP_PLACES", NULL};
-    for (int i = 0; names[i]; i++) {
-        const char *value = getenv(names[i]);
-        if (!is_set(value)) continue;
-        cllm_status st = cllm_env_validate(names[i], value);
+/* getenv over an explicit environment block: .preinit_array gets envp
+ * before libc's own `environ` is guaranteed to be set up. */
+static const char *lookup(char **envp, const char *name) {
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+/* Every set value is checked, the empty string included: libgomp rejects an
+ * empty OMP_NUM_THREADS with its own message, and CLLM_X= is more likely a
+ * mistake than a wish for the default. */
+static cllm_status check_openmp_variables(char **envp) {
+    for (int i = 0; openmp_variables[i]; i++) {
+        const char *value = lookup(envp, openmp_variables[i]);
+        if (!value) continue;
+        cllm_status st = cllm_env_validate(openmp_variables[i], value);
         if (st != CLLM_OK) return st;
     }
     return CLLM_OK;
 }
 
 /* Walks the whole environment so that misspelt CLLM_* names are caught. */
-static cllm_status check_cllm_variables(void) {
-    for (char **e = environ; e && *e; e++) {
+static cllm_status check_cllm_variables(char **envp) {
+    for (char **e = envp; e && *e; e++) {
         if (strncmp(*e, "CLLM_", 5) != 0) continue;
         const char *eq = strchr(*e, '=');
         if (!eq) continue;
@@ -274,29 +297,32 @@ static cllm_status check_cllm_variables(void) {
         if (len >= sizeof name) len = sizeof name - 1;
         memcpy(name, *e, len);
         name[len] = '\0';
-        if (!is_set(eq + 1)) {
-            /* Still reject an unknown name even when empty: it is a typo either way. */
-            int known = 0;
-            for (int i = 0; cllm_env_documented[i]; i++) known |= !strcmp(name, cllm_env_documented[i]);
-            if (!known) return unknown_cllm_variable(name);
-            continue;
-        }
         cllm_status st = validate_cllm_variable(name, eq + 1);
         if (st != CLLM_OK) return st;
     }
     return CLLM_OK;
 }
 
+void cllm_env_preinit(int argc, char **argv, char **envp) {
+    (void)argc;
+    (void)argv;
+    if (check_openmp_variables(envp) == CLLM_OK) return;
+    /* write(2), not stdio: libc may not be fully initialised yet. */
+    const char *msg = cllm_last_error();
+    if (write(2, "cllm: ", 6) < 0 || write(2, msg, strlen(msg)) < 0 || write(2, "\n", 1) < 0) _exit(2);
+    _exit(2);
+}
+
 cllm_status cllm_env_check(void) {
-    cllm_status st = check_openmp_variables();
+    cllm_status st = check_openmp_variables(environ);
     if (st != CLLM_OK) return st;
-    return check_cllm_variables();
+    return check_cllm_variables(environ);
 }
 
 void cllm_env_apply_openmp_defaults(void) {
     /* Dynamic,1 lets fast workers take more micro-batches; libomp defaults
      * to static, which would leave cores idle behind a straggler. */
-    if (!is_set(getenv("OMP_SCHEDULE"))) omp_set_schedule(omp_sched_dynamic, 1);
+    if (!getenv("OMP_SCHEDULE")) omp_set_schedule(omp_sched_dynamic, 1);
 }
 
 /* ---- getters ---- */
@@ -304,7 +330,7 @@ void cllm_env_apply_openmp_defaults(void) {
 /* The value if set and valid, else NULL; never leaves an error message. */
 static const char *valid_value(const char *name) {
     const char *v = getenv(name);
-    if (!is_set(v)) return NULL;
+    if (!v) return NULL;
     char saved[512];
     snprintf(saved, sizeof saved, "%s", cllm_last_error());
     cllm_status st = validate_cllm_variable(name, v);

@@ -35,6 +35,13 @@ static void usage(FILE *out) {
                  "(see README.md).\n");
 }
 
+/* libgomp reads OMP_* in its constructor, which runs before main and prints
+ * its own complaint about a malformed value; functions in the executable's
+ * .preinit_array run before any library constructor, so cllm rejects the
+ * value first with one line of its own. */
+__attribute__((section(".preinit_array"), used)) static void (*const check_openmp_env_early)(int, char **, char **) =
+    cllm_env_preinit;
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);

@@ -20,6 +20,12 @@
  * one-line message naming it. Must run before any OpenMP call. */
 cllm_status cllm_env_check(void);
 
+/* The OpenMP part of cllm_env_check for the executable's .preinit_array
+ * (see main.c): libgomp reads OMP_* in its constructor, before main, and
+ * prints its own complaint; this runs earlier still, so a bad value gives
+ * exactly one line ("cllm: ...") and exit status 2. */
+void cllm_env_preinit(int argc, char **argv, char **envp);
+
 /* cllm's defaults for the OpenMP runtime: when OMP_SCHEDULE is unset, the
  * workers' schedule(runtime) becomes dynamic,1 whatever the runtime's own
  * default. Call once, right after cllm_env_check succeeded. */
