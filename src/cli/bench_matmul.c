@@ -1,8 +1,211 @@
-/* TODO(owner): not implemented yet. */
+/* `cllm bench matmul`: our sgemm against OpenBLAS's on the model's real
+ * shapes, one thread, both timed alternately in the same run so that noise
+ * from other processes hits both alike; medians of the repeats. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cllm/build_config.h"
 #include "cllm/cli/commands.h"
+#include "cllm/cli/flags.h"
+#include "cllm/common.h"
+#include "cllm/model/matmul.h"
+#include "cllm/parallel/simd.h"
+#include "cllm/train/peak.h"
+
+#if CLLM_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+typedef struct {
+    const char *name; /* which product of the layer */
+    int trans_a, trans_b, M, N, K;
+    float beta;
+} mm_shape;
+
+typedef struct {
+    char preset;
+    int rows;
+    mm_shape shape;
+    double ours_gflops, blas_gflops; /* medians; blas 0 when not built in */
+} mm_result;
+
+/* The 4 linear layers of a block as (in, out), and for each the forward
+ * Y = X.W (NN), dX = dY.W^T (NT) and dW += X^T.dY (TN, accumulating). */
+static int layer_shapes(int rows, int C, mm_shape out[12]) {
+    static const char *names[4][3] = {
+        {"qkv   fwd  X.W", "qkv   dX  dY.Wt", "qkv   dW  Xt.dY"},
+        {"proj  fwd  X.W", "proj  dX  dY.Wt", "proj  dW  Xt.dY"},
+        {"fc    fwd  X.W", "fc    dX  dY.Wt", "fc    dW  Xt.dY"},
+        {"fcprj fwd  X.W", "fcprj dX  dY.Wt", "fcprj dW  Xt.dY"},
+    };
+    const int io[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
+    int n = 0;
+    for (int l = 0; l < 4; l++) {
+        int in = io[l][0], o = io[l][1];
+        out[n++] = (mm_shape){names[l][0], 0, 0, rows, o, in, 0.0f};
+        out[n++] = (mm_shape){names[l][1], 0, 1, rows, in, o, 0.0f};
+        out[n++] = (mm_shape){names[l][2], 1, 0, in, o, rows, 1.0f};
+    }
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Operand sizes as stored (row-major, op applied by the flags). */
+static void operand_dims(const mm_shape *s, int *a_rows, int *a_cols, int *b_rows, int *b_cols) {
+    *a_rows = s->trans_a ? s->K : s->M;
+    *a_cols = s->trans_a ? s->M : s->K;
+    *b_rows = s->trans_b ? s->N : s->K;
+    *b_cols = s->trans_b ? s->K : s->N;
+}
+
+static void run_ours(const mm_shape *s, const float *A, const float *B, float *C) {
+    int ar, ac, br, bc;
+    operand_dims(s, &ar, &ac, &br, &bc);
+    cllm_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N);
+}
+
+#if CLLM_HAVE_OPENBLAS
+static void run_blas(const mm_shape *s, const float *A, const float *B, float *C) {
+    int ar, ac, br, bc;
+    operand_dims(s, &ar, &ac, &br, &bc);
+    cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans,
+                s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N);
+}
+#endif
+
+static cllm_status measure(const mm_shape *s, int repeats, double *ours, double *blas) {
+    int ar, ac, br, bc;
+    operand_dims(s, &ar, &ac, &br, &bc);
+    float *A = cllm_alloc((size_t)ar * ac * sizeof(float));
+    float *B = cllm_alloc((size_t)br * bc * sizeof(float));
+    float *C = cllm_alloc((size_t)s->M * s->N * sizeof(float));
+    double *t_ours = calloc((size_t)repeats, sizeof(double)), *t_blas = calloc((size_t)repeats, sizeof(double));
+    if (!A || !B || !C || !t_ours || !t_blas) {
+        cllm_free(A), cllm_free(B), cllm_free(C), free(t_ours), free(t_blas);
+        return cllm_fail(CLLM_ERR_INTERNAL, "bench matmul: out of memory");
+    }
+    for (size_t i = 0; i < (size_t)ar * ac; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)br * bc; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    double flops = 2.0 * s->M * s->N * s->K;
+    run_ours(s, A, B, C); /* warm caches and page tables for both */
+#if CLLM_HAVE_OPENBLAS
+    run_blas(s, A, B, C);
+#endif
+    for (int r = 0; r < repeats; r++) {
+        double t0 = cllm_now();
+        run_ours(s, A, B, C);
+        t_ours[r] = cllm_now() - t0;
+#if CLLM_HAVE_OPENBLAS
+        t0 = cllm_now();
+        run_blas(s, A, B, C);
+        t_blas[r] = cllm_now() - t0;
+#endif
+    }
+    *ours = flops / median(t_ours, repeats) / 1e9;
+    *blas = CLLM_HAVE_OPENBLAS ? flops / median(t_blas, repeats) / 1e9 : 0.0;
+    cllm_free(A), cllm_free(B), cllm_free(C), free(t_ours), free(t_blas);
+    return CLLM_OK;
+}
+
+static void print_table(const mm_result *res, int n, double peak) {
+    printf("%-6s %5s  %-16s %5s %5s %5s %9s %9s %7s %7s\n", "preset", "rows", "product", "M", "N", "K",
+           "ours", CLLM_HAVE_OPENBLAS ? "OpenBLAS" : "", CLLM_HAVE_OPENBLAS ? "ratio" : "", "%peak");
+    double worst = 1e30;
+    for (int i = 0; i < n; i++) {
+        const mm_result *r = &res[i];
+        printf("%-6c %5d  %-16s %5d %5d %5d %9.1f", r->preset, r->rows, r->shape.name, r->shape.M, r->shape.N,
+               r->shape.K, r->ours_gflops);
+        if (r->blas_gflops > 0) {
+            double ratio = r->ours_gflops / r->blas_gflops;
+            if (ratio < worst) worst = ratio;
+            printf(" %9.1f %7.2f", r->blas_gflops, ratio);
+        } else {
+            printf(" %9s %7s", "", "");
+        }
+        printf(" %6.0f%%\n", 100.0 * r->ours_gflops / peak);
+    }
+    printf("\nGFLOP/s, one thread, medians; %%peak = ours / measured FMA peak (%.1f GFLOP/s).\n", peak);
+    if (CLLM_HAVE_OPENBLAS)
+        printf("Worst ratio ours/OpenBLAS: %.2f (goal >= 0.90: %s)\n", worst, worst >= 0.9 ? "met" : "NOT met");
+    else
+        printf("OpenBLAS was not built in (libopenblas-dev not found at configure time): ours only.\n");
+}
+
+static void print_json(const mm_result *res, int n, double peak) {
+    printf("{\"simd\":\"%s\",\"openblas\":%s,\"peak_gflops\":%.2f,\"results\":[", cllm_simd_name(cllm_simd_active()),
+           CLLM_HAVE_OPENBLAS ? "true" : "false", peak);
+    for (int i = 0; i < n; i++) {
+        const mm_result *r = &res[i];
+        printf("%s{\"preset\":\"%c\",\"rows\":%d,\"product\":\"%s\",\"trans_a\":%d,\"trans_b\":%d,\"M\":%d,\"N\":%d,"
+               "\"K\":%d,\"ours_gflops\":%.2f,\"openblas_gflops\":%.2f}",
+               i ? "," : "", r->preset, r->rows, r->shape.name, r->shape.trans_a, r->shape.trans_b, r->shape.M,
+               r->shape.N, r->shape.K, r->ours_gflops, r->blas_gflops);
+    }
+    printf("]}\n");
+}
+
 int cllm_bench_matmul(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "cllm bench matmul: not implemented yet\n");
-    return 1;
+    const char *preset = "all";
+    int rows = 0, repeats = 7, json = 0;
+    const cllm_flag flags[] = {
+        {"preset", CLLM_FLAG_STRING, &preset, "S|M|all", "model preset whose shapes to run (default all)", 1, 0, NULL},
+        {"rows", CLLM_FLAG_INT, &rows, "N", "rows of the activations (default: 256 and 2048)", 1, 65536, NULL},
+        {"repeats", CLLM_FLAG_INT, &repeats, "R", "timed repeats per shape, median kept (default 7)", 1, 1000, NULL},
+        {"json", CLLM_FLAG_BOOL, &json, NULL, "print one JSON object instead of a table", 1, 0, NULL},
+    };
+    const cllm_command_spec spec = {
+        "bench matmul", "",
+        "Times cllm's sgemm (the SIMD path in force, see CLLM_SIMD) against OpenBLAS cblas_sgemm (one thread) on "
+        "the model's shapes: rows x C . C x 3C, C x C, C x 4C and rows x 4C . 4C x C, forward (NN) and both "
+        "backward products (NT for dX, TN accumulating for dW). S: C = 256, M: C = 384.",
+        flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};
+    char *pos[1];
+    int npos = 0;
+    int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, pos, &npos));
+    if (rc >= 0) return rc;
+    int want_s = strcmp(preset, "S") == 0 || strcmp(preset, "all") == 0;
+    int want_m = strcmp(preset, "M") == 0 || strcmp(preset, "all") == 0;
+    if (!want_s && !want_m) {
+        fprintf(stderr, "cllm bench matmul: --preset must be S, M or all, not '%s'\n", preset);
+        return 2;
+    }
+#if CLLM_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+    double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.2);
+    const int row_list[2] = {256, 2048};
+    mm_result res[4 * 12];
+    int n = 0;
+    for (int p = 0; p < 2; p++) {
+        if ((p == 0 && !want_s) || (p == 1 && !want_m)) continue;
+        int C = p == 0 ? 256 : 384;
+        for (int ri = 0; ri < (rows ? 1 : 2); ri++) {
+            int nrows = rows ? rows : row_list[ri];
+            mm_shape shapes[12];
+            int ns = layer_shapes(nrows, C, shapes);
+            for (int s = 0; s < ns; s++) {
+                mm_result *r = &res[n++];
+                r->preset = p == 0 ? 'S' : 'M';
+                r->rows = nrows;
+                r->shape = shapes[s];
+                if (measure(&shapes[s], repeats, &r->ours_gflops, &r->blas_gflops) != CLLM_OK) {
+                    fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
+                    return 1;
+                }
+            }
+        }
+    }
+    if (json) print_json(res, n, peak);
+    else print_table(res, n, peak);
+    return 0;
 }

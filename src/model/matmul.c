@@ -1,34 +1,152 @@
-/* Dispatch of the matrix product. For now the reference with a cache-friendly
- * loop order; the performance issue adds blocked AVX2/AVX-512 kernels here. */
+/* The blocked matrix product behind cllm_sgemm (see matmul.h).
+ *
+ * Goto/BLIS structure: for each nc-wide panel of op(B) and kc-deep slice of
+ * K, op(B) is packed once into NR-column slivers; for each mc-tall block of
+ * op(A), op(A) is packed into MR-row slivers; then the micro-kernel sweeps
+ * the MR x NR tiles. Packing makes every transpose combination look the same
+ * to the micro-kernel (unit stride, aligned, zero-padded edges), so one
+ * kernel per ISA serves NN, NT, TN and TT. */
 #include "cllm/model/matmul.h"
 
 #include <stddef.h>
 
-/* i-k-j order for the non-transposed B case streams rows of B and C, which
- * is far faster than the reference's dot products and still exact enough. */
-static void sgemm_nn_rows(int M, int N, int K, float alpha, const float *A, int lda, int trans_a,
-                          const float *B, int ldb, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++) {
-        float *c = &C[(size_t)i * ldc];
-        if (beta == 0.0f) {
-            for (int j = 0; j < N; j++) c[j] = 0.0f;
-        } else if (beta != 1.0f) {
-            for (int j = 0; j < N; j++) c[j] *= beta;
-        }
-        for (int k = 0; k < K; k++) {
-            float a = alpha * (trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-            const float *b = &B[(size_t)k * ldb];
-            #pragma omp simd
-            for (int j = 0; j < N; j++) c[j] += a * b[j];
+#include "matmul_internal.h"
+
+/* Packing buffers sized for the largest blocks of any kernel, one set per
+ * thread: the engine runs independent products on every thread at once. */
+static _Thread_local float pack_a[CLLM_SGEMM_MAX_MC * CLLM_SGEMM_MAX_KC] __attribute__((aligned(64)));
+static _Thread_local float pack_b[CLLM_SGEMM_MAX_KC * CLLM_SGEMM_MAX_NC] __attribute__((aligned(64)));
+
+static inline int min_int(int a, int b) { return a < b ? a : b; }
+
+/* op(A)[i0 .. i0+mb) x [p0 .. p0+kb) into MR-row slivers, k-major. */
+static void pack_a_block(int mr, int trans_a, const float *A, int lda, int i0, int p0, int mb, int kb,
+                         float *dst) {
+    for (int ir = 0; ir < mb; ir += mr) {
+        int m = min_int(mr, mb - ir);
+        float *d = dst + (size_t)ir * kb;
+        if (trans_a) { /* op(A)(i,k) = A[k][i]: rows of the sliver are contiguous in A */
+            for (int k = 0; k < kb; k++) {
+                const float *src = A + (size_t)(p0 + k) * lda + i0 + ir;
+                for (int r = 0; r < m; r++) d[(size_t)k * mr + r] = src[r];
+                for (int r = m; r < mr; r++) d[(size_t)k * mr + r] = 0.0f;
+            }
+        } else { /* op(A)(i,k) = A[i][k]: read each row once, scatter by mr */
+            for (int r = 0; r < m; r++) {
+                const float *src = A + (size_t)(i0 + ir + r) * lda + p0;
+                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
+            }
+            for (int r = m; r < mr; r++)
+                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
         }
     }
 }
 
-void cllm_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    if (!trans_b) {
-        sgemm_nn_rows(M, N, K, alpha, A, lda, trans_a, B, ldb, beta, C, ldc);
+/* op(B)[p0 .. p0+kb) x [j0 .. j0+nb) into NR-column slivers, k-major. */
+static void pack_b_panel(int nr, int trans_b, const float *B, int ldb, int p0, int j0, int kb, int nb,
+                         float *dst) {
+    for (int jr = 0; jr < nb; jr += nr) {
+        int n = min_int(nr, nb - jr);
+        float *d = dst + (size_t)jr * kb;
+        if (trans_b) { /* op(B)(k,j) = B[j][k]: read each row of B once, scatter by nr */
+            for (int c = 0; c < n; c++) {
+                const float *src = B + (size_t)(j0 + jr + c) * ldb + p0;
+                for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = src[k];
+            }
+            for (int c = n; c < nr; c++)
+                for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = 0.0f;
+        } else {
+            for (int k = 0; k < kb; k++) {
+                const float *src = B + (size_t)(p0 + k) * ldb + j0 + jr;
+                float *dk = d + (size_t)k * nr;
+                for (int c = 0; c < n; c++) dk[c] = src[c];
+                for (int c = n; c < nr; c++) dk[c] = 0.0f;
+            }
+        }
+    }
+}
+
+static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K,
+                          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc) {
+    const int mr = kern->mr, nr = kern->nr;
+    for (int jc = 0; jc < N; jc += kern->nc) {
+        int nb = min_int(kern->nc, N - jc);
+        for (int pc = 0; pc < K; pc += kern->kc) {
+            int kb = min_int(kern->kc, K - pc);
+            /* Later K slices add onto what the first one wrote. */
+            float beta_k = pc == 0 ? beta : 1.0f;
+            pack_b_panel(nr, trans_b, B, ldb, pc, jc, kb, nb, pack_b);
+            for (int ic = 0; ic < M; ic += kern->mc) {
+                int mb = min_int(kern->mc, M - ic);
+                pack_a_block(mr, trans_a, A, lda, ic, pc, mb, kb, pack_a);
+                /* jr outer: one B sliver stays in L1 while A slivers stream from L2. */
+                for (int jr = 0; jr < nb; jr += nr) {
+                    const float *bp = pack_b + (size_t)jr * kb;
+                    int n = min_int(nr, nb - jr);
+                    for (int ir = 0; ir < mb; ir += mr)
+                        kern->ukernel(kb, pack_a + (size_t)ir * kb, bp, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
+                                      min_int(mr, mb - ir), n, alpha, beta_k);
+                }
+            }
+        }
+    }
+}
+
+/* Portable micro-kernel: the compiler vectorises the NR-wide rows for
+ * whatever baseline ISA it targets. */
+#define OMP_MR 4
+#define OMP_NR 16
+static void ukernel_omp(int kc, const float *a, const float *b, float *c, int ldc, int m, int n, float alpha,
+                        float beta) {
+    float t[OMP_MR * OMP_NR] __attribute__((aligned(64))) = {0};
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + (size_t)k * OMP_NR;
+        for (int r = 0; r < OMP_MR; r++) {
+            float ar = a[(size_t)k * OMP_MR + r];
+            float *tr = t + r * OMP_NR;
+#pragma omp simd aligned(tr, bk : 64)
+            for (int j = 0; j < OMP_NR; j++) tr[j] += ar * bk[j];
+        }
+    }
+    cllm_sgemm_store_tile(t, OMP_NR, c, ldc, m, n, alpha, beta);
+}
+static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp};
+
+/* Degenerate products (nothing to sum): C = beta * C, BLAS-style. */
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < N; j++) c[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static const cllm_sgemm_kernel *kernel_for(cllm_simd path) {
+    if (path == CLLM_SIMD_AVX512 && cllm_sgemm_kernel_avx512.ukernel && cllm_simd_supported(path))
+        return &cllm_sgemm_kernel_avx512;
+    if (path == CLLM_SIMD_AVX2 && cllm_sgemm_kernel_avx2.ukernel && cllm_simd_supported(path))
+        return &cllm_sgemm_kernel_avx2;
+    return &kernel_omp;
+}
+
+void cllm_sgemm_path(cllm_simd path, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (path == CLLM_SIMD_SCALAR) {
+        cllm_sgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cllm_sgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    sgemm_blocked(kernel_for(path), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void cllm_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc) {
+    cllm_sgemm_path(cllm_simd_active(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -1,7 +1,8 @@
 /* Measured FMA peak and memory bandwidth of one core (see peak.h). */
 #include "cllm/train/peak.h"
 
-#include <math.h>
+#include "cllm/cli/env.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,24 +117,13 @@ double cllm_peak_measure_fma(cllm_simd path, double seconds) {
     return flops_per_iter(path) * (double)iters / best / 1e9;
 }
 
-/* CLLM_PEAK_GFLOPS, when a positive finite number; 0 otherwise (the CLI's
- * environment check rejects malformed values before we get here). */
-static double peak_from_env(void) {
-    const char *v = getenv("CLLM_PEAK_GFLOPS");
-    if (!v || !*v) return 0.0;
-    char *end = NULL;
-    double x = strtod(v, &end);
-    if (end == v || *end != '\0' || !isfinite(x) || x <= 0.0) return 0.0;
-    return x;
-}
-
 static double cached_peak; /* 0 until measured; read/written atomically */
 
 double cllm_peak_gflops_per_core(void) {
     double v;
     __atomic_load(&cached_peak, &v, __ATOMIC_ACQUIRE);
     if (v > 0.0) return v;
-    v = peak_from_env();
+    v = cllm_env_peak_gflops();
     if (v <= 0.0) v = cllm_peak_measure_fma(cllm_simd_best(), 0.05);
     if (v <= 0.0) v = 1.0; /* a timer that cannot resolve: keep ratios finite */
     /* Two threads racing here both measure; either result is a fair peak. */

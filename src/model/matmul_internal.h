@@ -1,0 +1,49 @@
+/* Private to the matmul files: the micro-kernel contract shared by the
+ * blocked driver (matmul.c) and the per-ISA kernels (matmul_avx2.c,
+ * matmul_avx512.c), which are compiled with target attributes so one binary
+ * runs on any x86-64.
+ *
+ * A micro-kernel computes one MR x NR tile of C from packed panels:
+ *   a: op(A) rows, k-major, MR floats per k (rows past m are zero)
+ *   b: op(B) columns, k-major, NR floats per k, 64-byte aligned (cols past n zero)
+ * and writes  C[0..m, 0..n) = alpha * (a . b) + beta * C  (beta == 0: C is
+ * not read, so it may hold garbage). m <= MR, n <= NR. */
+#ifndef CLLM_MODEL_MATMUL_INTERNAL_H
+#define CLLM_MODEL_MATMUL_INTERNAL_H
+
+typedef void (*cllm_sgemm_ukernel)(int kc, const float *a, const float *b, float *c, int ldc, int m, int n,
+                                   float alpha, float beta);
+
+typedef struct {
+    int mr, nr;         /* register tile */
+    int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3 */
+    cllm_sgemm_ukernel ukernel;
+} cllm_sgemm_kernel;
+
+/* Largest blocks any kernel uses: the thread-local packing buffers are sized
+ * for them once, so no call allocates. */
+#define CLLM_SGEMM_MAX_MC 144
+#define CLLM_SGEMM_MAX_KC 256
+#define CLLM_SGEMM_MAX_NC 1536
+#define CLLM_SGEMM_MAX_MR 16
+#define CLLM_SGEMM_MAX_NR 32
+
+/* Defined only where the compiler can target x86 (NULL ukernel otherwise). */
+extern const cllm_sgemm_kernel cllm_sgemm_kernel_avx2;
+extern const cllm_sgemm_kernel cllm_sgemm_kernel_avx512;
+
+/* Writes an accumulated tile t (row stride nr) into C with alpha/beta: the
+ * edge path of every kernel, and the whole write-out of the portable one. */
+static inline void cllm_sgemm_store_tile(const float *t, int nr, float *c, int ldc, int m, int n, float alpha,
+                                         float beta) {
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (long)i * ldc;
+        const float *ti = t + (long)i * nr;
+        if (beta == 0.0f)
+            for (int j = 0; j < n; j++) ci[j] = alpha * ti[j];
+        else
+            for (int j = 0; j < n; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+    }
+}
+
+#endif
