@@ -95,13 +95,15 @@ size_t gpt2_acts_bytes(const gpt2_acts *a);
 float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, const int32_t *targets, int B,
                    int T);
 
-/* [B*T, V] logits of the last forward. */
+/* [B*T, V] logits of the last forward, valid until gpt2_backward (which
+ * reuses that memory for the logits' gradient) or the next forward. */
 const float *gpt2_logits(const gpt2_acts *a);
 
 /* Backward of (loss_scale * mean loss) of the last forward, which must have had
  * targets. ACCUMULATES (+=) into grads (n_params floats, same layout as params),
  * so a caller sums micro-batches by passing loss_scale = 1/(micro-batches).
- * Uses the arena's own scratch; no allocation. */
+ * One backward per forward (a second call does nothing); the arena's own
+ * scratch is used, nothing is allocated. */
 void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale);
 
 /* Inference with a KV cache: generating n tokens costs n single-token layer
@@ -109,9 +111,10 @@ void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_s
 typedef struct gpt2_kv gpt2_kv;
 gpt2_kv *gpt2_kv_create(const gpt2_config *cfg); /* NULL on OOM (message set) */
 void gpt2_kv_reset(gpt2_kv *kv);
-/* Feeds one token at position gpt2_kv_length(kv) (must be < seq_len; the
- * caller slides or resets the window). Returns logits[V], valid until the next
- * call. */
+/* Feeds one token at position gpt2_kv_length(kv). Returns logits[V], valid
+ * until the next call; NULL (CLLM_ERR_INPUT, message set) when the cache is
+ * full (length == seq_len: the caller resets and re-feeds a window) or the
+ * token is outside [0, V). */
 const float *gpt2_kv_step(const gpt2_model *m, gpt2_kv *kv, int32_t token);
 int gpt2_kv_length(const gpt2_kv *kv);
 void gpt2_kv_destroy(gpt2_kv *kv);

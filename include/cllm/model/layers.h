@@ -1,0 +1,73 @@
+/* GPT-2 layers as plain *_forward / *_backward function pairs.
+ *
+ * Conventions shared by every pair:
+ *  - N is the number of token positions (B*T), C the channel width; all
+ *    arrays are row-major and contiguous, one row per position.
+ *  - Backward functions ACCUMULATE (+=) into every gradient they produce,
+ *    parameters and inputs alike, so callers can sum micro-batches and a
+ *    residual stream's gradient can be shared by its skip and its branch. The
+ *    one exception is softmax_crossentropy_backward, the start of the chain,
+ *    which writes (and may overwrite the logits in place).
+ *  - Nothing here allocates, keeps state or uses OpenMP: each call touches
+ *    only its arguments, so threads may run layers on their own buffers.
+ *  - Every linear product goes through cllm_sgemm (model/matmul.h), so a
+ *    faster kernel is a one-place change. */
+#ifndef CLLM_MODEL_LAYERS_H
+#define CLLM_MODEL_LAYERS_H
+
+#include <stdint.h>
+
+#define CLLM_LAYERNORM_EPS 1e-5f
+
+/* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens in [0, V). */
+void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C);
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C);
+
+/* out = (inp - mean) * rstd * weight + bias per row; mean and rstd [N] are
+ * saved for the backward. */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
+                       int N, int C);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C);
+
+/* Weight layouts a linear layer may read. GPT-2's Conv1D stores [in, out];
+ * the tied LM head reads wte as [out, in] (nn.Linear layout). */
+typedef enum { LINEAR_W_IN_OUT = 0, LINEAR_W_OUT_IN = 1 } linear_layout;
+
+/* out[N, n_out] = inp[N, n_in] · W + bias (bias may be NULL). */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int n_in, int n_out,
+                    linear_layout layout);
+/* dinp += dout · Wᵀ, dweight += inpᵀ · dout (in the weight's layout),
+ * dbias += column sums of dout. dinp and dbias may be NULL (not wanted). */
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int n_in, int n_out, linear_layout layout);
+
+/* Causal multi-head self-attention. qkv [B,T,3C] holds q, k, v side by side
+ * per position, head h in channels [h*hs, (h+1)*hs) of each (hs = C/NH), as
+ * Hugging Face splits c_attn. att [B,NH,T,T] receives the softmax
+ * probabilities (zero above the diagonal); out [B,T,C]. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+/* scratch: T*T floats, overwritten. */
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int C, int NH);
+
+/* GELU, tanh approximation as GPT-2:
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp. */
+void gelu_forward(float *out, const float *inp, int n);
+void gelu_backward(float *dinp, const float *inp, const float *dout, int n);
+
+/* out = a + b (out may alias a or b). Backward: da += dout, db += dout. */
+void residual_forward(float *out, const float *a, const float *b, int n);
+void residual_backward(float *da, float *db, const float *dout, int n);
+
+/* Per row: lse = log(sum(exp(logits))), loss = lse - logits[target]
+ * (max-subtracted, so large logits cannot overflow). */
+void softmax_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N,
+                                  int V);
+/* dlogits = (softmax(logits) - onehot(target)) * dloss, where dloss is the
+ * gradient of the objective with respect to each position's loss (e.g. 1/N for
+ * the mean). Writes rather than accumulates; dlogits may alias logits. */
+void softmax_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                                   float dloss, int N, int V);
+
+#endif

@@ -1,0 +1,252 @@
+/* GPT-2 layers. See include/cllm/model/layers.h for the shared conventions
+ * (row-major, backward accumulates, no allocation, no global state). */
+#include "cllm/model/layers.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cllm/model/matmul.h"
+
+/* ---------------------------------------------------------------- embedding */
+
+void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((size_t)b * T + t) * C;
+            const float *te = wte + (size_t)tokens[(size_t)b * T + t] * C;
+            const float *pe = wpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+        }
+    }
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            float *dte = dwte + (size_t)tokens[(size_t)b * T + t] * C;
+            float *dpe = dwpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) {
+                dte[c] += d[c];
+                dpe[c] += d[c];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
+                       int N, int C) {
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        /* Two passes (mean, then centred squares) rather than E[x^2]-E[x]^2,
+         * which cancels catastrophically when |mean| >> std. */
+        float var = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - m;
+            var += d * d;
+        }
+        var /= (float)C;
+        float s = 1.0f / sqrtf(var + CLLM_LAYERNORM_EPS);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        const float *d = dout + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        float m = mean[i], s = rstd[i];
+        /* dx = s * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight:
+         * the two means are the projections removed by centring and scaling. */
+        float mean_g = 0.0f, mean_gx = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float xhat = (x[c] - m) * s;
+            float g = d[c] * weight[c];
+            mean_g += g;
+            mean_gx += g * xhat;
+        }
+        mean_g /= (float)C;
+        mean_gx /= (float)C;
+        for (int c = 0; c < C; c++) {
+            float xhat = (x[c] - m) * s;
+            float g = d[c] * weight[c];
+            dbias[c] += d[c];
+            dweight[c] += d[c] * xhat;
+            dx[c] += s * (g - mean_g - xhat * mean_gx);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- linear */
+
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int n_in, int n_out,
+                    linear_layout layout) {
+    float beta = 0.0f;
+    if (bias) {
+        /* Start from the bias and let the product accumulate onto it. */
+        for (int i = 0; i < N; i++) memcpy(out + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
+        beta = 1.0f;
+    }
+    if (layout == LINEAR_W_IN_OUT)
+        cllm_sgemm(0, 0, N, n_out, n_in, 1.0f, inp, n_in, weight, n_out, beta, out, n_out);
+    else
+        cllm_sgemm(0, 1, N, n_out, n_in, 1.0f, inp, n_in, weight, n_in, beta, out, n_out);
+}
+
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int n_in, int n_out, linear_layout layout) {
+    if (layout == LINEAR_W_IN_OUT) {
+        if (dinp) cllm_sgemm(0, 1, N, n_in, n_out, 1.0f, dout, n_out, weight, n_out, 1.0f, dinp, n_in);
+        cllm_sgemm(1, 0, n_in, n_out, N, 1.0f, inp, n_in, dout, n_out, 1.0f, dweight, n_out);
+    } else {
+        if (dinp) cllm_sgemm(0, 0, N, n_in, n_out, 1.0f, dout, n_out, weight, n_in, 1.0f, dinp, n_in);
+        cllm_sgemm(1, 0, n_out, n_in, N, 1.0f, dout, n_out, inp, n_in, 1.0f, dweight, n_in);
+    }
+    if (dbias) {
+        for (int i = 0; i < N; i++) {
+            const float *d = dout + (size_t)i * n_out;
+            for (int j = 0; j < n_out; j++) dbias[j] += d[j];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+/* Row t of a causal score matrix: softmax over columns 0..t with the maximum
+ * subtracted (no overflow), zeros above the diagonal. */
+static void causal_softmax_row(float *row, int t, int T) {
+    float mx = row[0];
+    for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+    float sum = 0.0f;
+    for (int j = 0; j <= t; j++) {
+        row[j] = expf(row[j] - mx);
+        sum += row[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= t; j++) row[j] *= inv;
+    for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+}
+
+/* The per-head products are GEMMs over strided views of qkv (row stride 3C),
+ * so attention speeds up with cllm_sgemm. They compute the full T x T square;
+ * the masked half is zeroed by the softmax and contributes exact zeros. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    int ld = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
+            const float *k = q + C;
+            const float *v = q + 2 * C;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            cllm_sgemm(0, 1, T, T, hs, scale, q, ld, k, ld, 0.0f, a, T);
+            for (int t = 0; t < T; t++) causal_softmax_row(a + (size_t)t * T, t, T);
+            cllm_sgemm(0, 0, T, hs, T, 1.0f, a, T, v, ld, 0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+        }
+    }
+}
+
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int C, int NH) {
+    int hs = C / NH;
+    int ld = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t head = (size_t)b * T * ld + (size_t)h * hs;
+            const float *q = qkv + head, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
+            const float *a = att + ((size_t)b * NH + h) * T * T;
+            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+            float *ds = scratch; /* dL/d(att), then dL/d(scores) in place */
+            cllm_sgemm(0, 1, T, T, hs, 1.0f, dy, C, v, ld, 0.0f, ds, T);
+            cllm_sgemm(1, 0, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, ld);
+            /* Softmax backward per row: ds_j = a_j (datt_j - sum_i a_i datt_i). */
+            for (int t = 0; t < T; t++) {
+                const float *ar = a + (size_t)t * T;
+                float *dr = ds + (size_t)t * T;
+                float dot = 0.0f;
+                for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];
+                for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);
+                for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+            }
+            cllm_sgemm(0, 0, T, hs, T, scale, ds, T, k, ld, 1.0f, dq, ld);
+            cllm_sgemm(1, 0, T, hs, T, scale, ds, T, q, ld, 1.0f, dk, ld);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- gelu */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_CUBIC 0.044715f
+
+void gelu_forward(float *out, const float *inp, int n) {
+    for (int i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
+        out[i] = 0.5f * x * (1.0f + tanhf(u));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int n) {
+    for (int i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
+        float th = tanhf(u);
+        float du = GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * x * x);
+        float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+        dinp[i] += grad * dout[i];
+    }
+}
+
+/* ---------------------------------------------------------------- residual */
+
+void residual_forward(float *out, const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float *da, float *db, const float *dout, int n) {
+    for (int i = 0; i < n; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+/* ---------------------------------------------------------------- loss */
+
+void softmax_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N,
+                                  int V) {
+    for (int i = 0; i < N; i++) {
+        const float *l = logits + (size_t)i * V;
+        float mx = l[0];
+        for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j < V; j++) sum += expf(l[j] - mx);
+        lse[i] = mx + logf(sum);
+        losses[i] = lse[i] - l[targets[i]];
+    }
+}
+
+void softmax_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                                   float dloss, int N, int V) {
+    for (int i = 0; i < N; i++) {
+        const float *l = logits + (size_t)i * V;
+        float *d = dlogits + (size_t)i * V;
+        float s = lse[i];
+        for (int j = 0; j < V; j++) d[j] = expf(l[j] - s) * dloss;
+        d[targets[i]] -= dloss;
+    }
+}

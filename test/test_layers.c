@@ -1,0 +1,376 @@
+/* Every layer's backward against central finite differences of its forward.
+ *
+ * Each check builds the objective L = sum_i r_i * out_i (r random, summed in
+ * double) so that dL/dout = r, runs the backward with dout = r into gradient
+ * buffers PRE-FILLED with a constant (so the check also proves that backward
+ * accumulates), subtracts the constant, and compares with (L(x+h)-L(x-h))/2h.
+ *
+ * Tolerance (float forward, h = 1e-2, values and gradients O(1)): each output
+ * carries a relative rounding error of a few 1e-8, so L(x±h) is off by about
+ * sqrt(n_out)*1e-7 ~ 1e-6 and the difference quotient by ~1e-6/2e-2 = 5e-5;
+ * the truncation error h^2/6 * f''' is ~2e-5. Both are ~1e-4 of the O(1)
+ * gradients; 2e-3 leaves a 20x margin while any missing or wrong term (an
+ * O(0.1..1) error) fails loudly. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cllm/model/layers.h"
+#include "cllm/parallel/simd.h"
+#include "cllm/rng.h"
+#include "gradcheck.h"
+
+#define FD_H 1e-2f
+#define FD_TOL 2e-3
+#define PREFILL 0.5f
+
+static cllm_rng rng;
+
+static float *randn(int n, float scale) {
+    float *p = malloc((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) p[i] = scale * cllm_rng_normal(&rng);
+    return p;
+}
+
+static float *filled(int n, float v) {
+    float *p = malloc((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+/* Undo the pre-fill so the buffer holds the analytic gradient alone. */
+static void remove_prefill(float *g, int n) {
+    for (int i = 0; i < n; i++) g[i] -= PREFILL;
+}
+
+static double weighted_sum(const float *out, const float *r, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+static int setup(void **state) {
+    (void)state;
+    cllm_rng_seed(&rng, 1234);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+typedef struct {
+    int B, T, C;
+    int32_t tokens[12];
+    float *wte, *wpe, *out, *r;
+} emb_ctx;
+
+static double emb_loss(void *p) {
+    emb_ctx *c = p;
+    embedding_forward(c->out, c->tokens, c->wte, c->wpe, c->B, c->T, c->C);
+    return weighted_sum(c->out, c->r, c->B * c->T * c->C);
+}
+
+static void test_embedding(void **state) {
+    (void)state;
+    emb_ctx c = {.B = 2, .T = 6, .C = 4};
+    int V = 5, N = c.B * c.T;
+    for (int i = 0; i < N; i++) c.tokens[i] = (int32_t)(i * 7 % V); /* repeats: gradients must add up */
+    c.wte = randn(V * c.C, 1.0f);
+    c.wpe = randn(c.T * c.C, 1.0f);
+    c.out = malloc((size_t)N * c.C * sizeof(float));
+    c.r = randn(N * c.C, 1.0f);
+    float *dwte = filled(V * c.C, PREFILL), *dwpe = filled(c.T * c.C, PREFILL);
+    embedding_backward(dwte, dwpe, c.r, c.tokens, c.B, c.T, c.C);
+    remove_prefill(dwte, V * c.C);
+    remove_prefill(dwpe, c.T * c.C);
+    gc_tensor ts[] = {{"wte", c.wte, dwte, V * c.C, 1}, {"wpe", c.wpe, dwpe, c.T * c.C, 1}};
+    assert_true(gc_check("embedding", emb_loss, &c, ts, 2, FD_H, FD_TOL) <= FD_TOL);
+    free(c.wte), free(c.wpe), free(c.out), free(c.r), free(dwte), free(dwpe);
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+typedef struct {
+    int N, C;
+    float *inp, *w, *b, *out, *mean, *rstd, *r;
+} ln_ctx;
+
+static double ln_loss(void *p) {
+    ln_ctx *c = p;
+    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+    return weighted_sum(c->out, c->r, c->N * c->C);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    ln_ctx c = {.N = 5, .C = 12};
+    int n = c.N * c.C;
+    c.inp = randn(n, 1.0f);
+    for (int i = 0; i < c.C; i++) c.inp[i] += 3.0f; /* one row with a large mean */
+    c.w = randn(c.C, 1.0f);
+    c.b = randn(c.C, 1.0f);
+    c.out = malloc((size_t)n * sizeof(float));
+    c.mean = malloc((size_t)c.N * sizeof(float));
+    c.rstd = malloc((size_t)c.N * sizeof(float));
+    c.r = randn(n, 1.0f);
+    ln_loss(&c);
+    float *dinp = filled(n, PREFILL), *dw = filled(c.C, PREFILL), *db = filled(c.C, PREFILL);
+    layernorm_backward(dinp, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    remove_prefill(dinp, n);
+    remove_prefill(dw, c.C);
+    remove_prefill(db, c.C);
+    gc_tensor ts[] = {{"inp", c.inp, dinp, n, 1}, {"weight", c.w, dw, c.C, 1}, {"bias", c.b, db, c.C, 1}};
+    assert_true(gc_check("layernorm", ln_loss, &c, ts, 3, FD_H, FD_TOL) <= FD_TOL);
+    /* The normalized rows have mean 0 and variance 1 (before weight/bias). */
+    float *ones = filled(c.C, 1.0f), *zeros = filled(c.C, 0.0f);
+    layernorm_forward(c.out, c.mean, c.rstd, c.inp, ones, zeros, c.N, c.C);
+    for (int i = 0; i < c.N; i++) {
+        double s = 0, s2 = 0;
+        for (int j = 0; j < c.C; j++) s += c.out[i * c.C + j], s2 += (double)c.out[i * c.C + j] * c.out[i * c.C + j];
+        assert_true(fabs(s / c.C) < 1e-5);
+        assert_true(fabs(s2 / c.C - 1.0) < 1e-3);
+    }
+    free(ones), free(zeros);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.mean), free(c.rstd), free(c.r);
+    free(dinp), free(dw), free(db);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+typedef struct {
+    int N, in, out;
+    linear_layout layout;
+    float *inp, *w, *b, *y, *r;
+} lin_ctx;
+
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    linear_forward(c->y, c->inp, c->w, c->b, c->N, c->in, c->out, c->layout);
+    return weighted_sum(c->y, c->r, c->N * c->out);
+}
+
+static void check_linear(linear_layout layout, int with_bias) {
+    lin_ctx c = {.N = 4, .in = 6, .out = 5, .layout = layout};
+    c.inp = randn(c.N * c.in, 1.0f);
+    c.w = randn(c.in * c.out, 1.0f);
+    c.b = with_bias ? randn(c.out, 1.0f) : NULL;
+    c.y = malloc((size_t)c.N * c.out * sizeof(float));
+    c.r = randn(c.N * c.out, 1.0f);
+    /* Forward against the definition, in double. */
+    lin_loss(&c);
+    for (int i = 0; i < c.N; i++) {
+        for (int j = 0; j < c.out; j++) {
+            double s = with_bias ? c.b[j] : 0.0;
+            for (int k = 0; k < c.in; k++)
+                s += (double)c.inp[i * c.in + k] *
+                     (layout == LINEAR_W_IN_OUT ? c.w[k * c.out + j] : c.w[j * c.in + k]);
+            assert_true(fabs(s - c.y[i * c.out + j]) < 1e-5);
+        }
+    }
+    float *dinp = filled(c.N * c.in, PREFILL), *dw = filled(c.in * c.out, PREFILL);
+    float *db = with_bias ? filled(c.out, PREFILL) : NULL;
+    linear_backward(dinp, dw, db, c.r, c.inp, c.w, c.N, c.in, c.out, layout);
+    remove_prefill(dinp, c.N * c.in);
+    remove_prefill(dw, c.in * c.out);
+    if (db) remove_prefill(db, c.out);
+    gc_tensor ts[] = {{"inp", c.inp, dinp, c.N * c.in, 1}, {"weight", c.w, dw, c.in * c.out, 1},
+                      {"bias", c.b, db, c.out, 1}};
+    const char *what = layout == LINEAR_W_IN_OUT ? "linear[in,out]" : "linear[out,in]";
+    assert_true(gc_check(what, lin_loss, &c, ts, with_bias ? 3 : 2, FD_H, FD_TOL) <= FD_TOL);
+    free(c.inp), free(c.w), free(c.b), free(c.y), free(c.r), free(dinp), free(dw), free(db);
+}
+
+static void test_linear_conv1d_layout(void **state) {
+    (void)state;
+    check_linear(LINEAR_W_IN_OUT, 1);
+}
+
+static void test_linear_tied_head_layout(void **state) {
+    (void)state;
+    check_linear(LINEAR_W_OUT_IN, 0);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct {
+    int B, T, C, NH;
+    float *qkv, *att, *out, *r;
+} att_ctx;
+
+static double att_loss(void *p) {
+    att_ctx *c = p;
+    attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    return weighted_sum(c->out, c->r, c->B * c->T * c->C);
+}
+
+static void run_attention_check(void) {
+    att_ctx c = {.B = 2, .T = 5, .C = 8, .NH = 2};
+    int nqkv = c.B * c.T * 3 * c.C, nout = c.B * c.T * c.C;
+    c.qkv = randn(nqkv, 1.0f);
+    c.att = malloc((size_t)c.B * c.NH * c.T * c.T * sizeof(float));
+    c.out = malloc((size_t)nout * sizeof(float));
+    c.r = randn(nout, 1.0f);
+    att_loss(&c);
+    /* Causal: each probability row sums to 1 over 0..t and is 0 above. */
+    for (int row = 0; row < c.B * c.NH * c.T; row++) {
+        int t = row % c.T;
+        double s = 0;
+        for (int j = 0; j < c.T; j++) {
+            float a = c.att[row * c.T + j];
+            if (j > t) assert_true(a == 0.0f);
+            s += a;
+        }
+        assert_true(fabs(s - 1.0) < 1e-5);
+    }
+    /* The first position attends only to itself: its output is its own v. */
+    for (int h = 0; h < c.NH; h++)
+        for (int i = 0; i < c.C / c.NH; i++)
+            assert_true(fabsf(c.out[h * (c.C / c.NH) + i] - c.qkv[2 * c.C + h * (c.C / c.NH) + i]) < 1e-6f);
+    float *dqkv = filled(nqkv, PREFILL), *scratch = malloc((size_t)c.T * c.T * sizeof(float));
+    attention_backward(dqkv, scratch, c.r, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+    remove_prefill(dqkv, nqkv);
+    gc_tensor ts[] = {{"qkv", c.qkv, dqkv, nqkv, 1}};
+    assert_true(gc_check("attention", att_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
+    free(c.qkv), free(c.att), free(c.out), free(c.r), free(dqkv), free(scratch);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    run_attention_check();
+}
+
+/* Attention calls cllm_sgemm directly: it must hold on the scalar path too. */
+static void test_attention_scalar_kernels(void **state) {
+    (void)state;
+    cllm_simd saved = cllm_simd_active();
+    cllm_simd_force(CLLM_SIMD_SCALAR);
+    run_attention_check();
+    cllm_simd_force(saved);
+}
+
+/* ---------------------------------------------------------------- gelu */
+
+typedef struct {
+    int n;
+    float *x, *y, *r;
+} gelu_ctx;
+
+static double gelu_loss(void *p) {
+    gelu_ctx *c = p;
+    gelu_forward(c->y, c->x, c->n);
+    return weighted_sum(c->y, c->r, c->n);
+}
+
+static void test_gelu(void **state) {
+    (void)state;
+    gelu_ctx c = {.n = 40};
+    c.x = randn(c.n, 2.0f);
+    c.y = malloc((size_t)c.n * sizeof(float));
+    c.r = randn(c.n, 1.0f);
+    /* Known values of the tanh approximation. */
+    float xs[3] = {0.0f, 1.0f, -2.0f}, ys[3];
+    gelu_forward(ys, xs, 3);
+    assert_true(ys[0] == 0.0f);
+    assert_true(fabsf(ys[1] - 0.841192f) < 1e-5f);
+    assert_true(fabsf(ys[2] - (-0.045402f)) < 1e-5f);
+    float *dx = filled(c.n, PREFILL);
+    gelu_backward(dx, c.x, c.r, c.n);
+    remove_prefill(dx, c.n);
+    gc_tensor ts[] = {{"inp", c.x, dx, c.n, 1}};
+    assert_true(gc_check("gelu", gelu_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
+    free(c.x), free(c.y), free(c.r), free(dx);
+}
+
+/* ---------------------------------------------------------------- residual */
+
+typedef struct {
+    int n;
+    float *a, *b, *y, *r;
+} res_ctx;
+
+static double res_loss(void *p) {
+    res_ctx *c = p;
+    residual_forward(c->y, c->a, c->b, c->n);
+    return weighted_sum(c->y, c->r, c->n);
+}
+
+static void test_residual(void **state) {
+    (void)state;
+    res_ctx c = {.n = 20};
+    c.a = randn(c.n, 1.0f);
+    c.b = randn(c.n, 1.0f);
+    c.y = malloc((size_t)c.n * sizeof(float));
+    c.r = randn(c.n, 1.0f);
+    float *da = filled(c.n, PREFILL), *db = filled(c.n, PREFILL);
+    residual_backward(da, db, c.r, c.n);
+    remove_prefill(da, c.n);
+    remove_prefill(db, c.n);
+    gc_tensor ts[] = {{"a", c.a, da, c.n, 1}, {"b", c.b, db, c.n, 1}};
+    assert_true(gc_check("residual", res_loss, &c, ts, 2, FD_H, FD_TOL) <= FD_TOL);
+    free(c.a), free(c.b), free(c.y), free(c.r), free(da), free(db);
+}
+
+/* ---------------------------------------------------------------- loss */
+
+typedef struct {
+    int N, V;
+    int32_t targets[6];
+    float *logits, *losses, *lse;
+    float dloss;
+} ce_ctx;
+
+static double ce_loss(void *p) {
+    ce_ctx *c = p;
+    softmax_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, c->N, c->V);
+    double s = 0;
+    for (int i = 0; i < c->N; i++) s += c->losses[i];
+    return s * c->dloss;
+}
+
+static void test_softmax_crossentropy(void **state) {
+    (void)state;
+    ce_ctx c = {.N = 6, .V = 7, .dloss = 1.0f / 6.0f};
+    for (int i = 0; i < c.N; i++) c.targets[i] = (int32_t)(i * 3 % c.V);
+    c.logits = randn(c.N * c.V, 2.0f);
+    c.losses = malloc((size_t)c.N * sizeof(float));
+    c.lse = malloc((size_t)c.N * sizeof(float));
+    ce_loss(&c);
+    for (int i = 0; i < c.N; i++) { /* against the definition, in double */
+        double z = 0;
+        for (int j = 0; j < c.V; j++) z += exp((double)c.logits[i * c.V + j]);
+        assert_true(fabs(log(z) - c.logits[i * c.V + c.targets[i]] - c.losses[i]) < 1e-5);
+    }
+    float *d = malloc((size_t)c.N * c.V * sizeof(float));
+    softmax_crossentropy_backward(d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    gc_tensor ts[] = {{"logits", c.logits, d, c.N * c.V, 1}};
+    assert_true(gc_check("softmax_ce", ce_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
+    /* Huge logits must not overflow (max subtraction). */
+    for (int j = 0; j < c.V; j++) c.logits[j] = 1000.0f + (float)j;
+    softmax_crossentropy_forward(c.losses, c.lse, c.logits, c.targets, 1, c.V);
+    assert_true(isfinite(c.losses[0]) && c.losses[0] >= 0.0f);
+    /* In place (dlogits aliasing logits) gives the same gradient. */
+    softmax_crossentropy_forward(c.losses, c.lse, c.logits, c.targets, c.N, c.V);
+    softmax_crossentropy_backward(d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    softmax_crossentropy_backward(c.logits, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    assert_memory_equal(d, c.logits, (size_t)c.N * c.V * sizeof(float));
+    free(c.logits), free(c.losses), free(c.lse), free(d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_embedding, setup),
+        cmocka_unit_test_setup(test_layernorm, setup),
+        cmocka_unit_test_setup(test_linear_conv1d_layout, setup),
+        cmocka_unit_test_setup(test_linear_tied_head_layout, setup),
+        cmocka_unit_test_setup(test_attention, setup),
+        cmocka_unit_test_setup(test_attention_scalar_kernels, setup),
+        cmocka_unit_test_setup(test_gelu, setup),
+        cmocka_unit_test_setup(test_residual, setup),
+        cmocka_unit_test_setup(test_softmax_crossentropy, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
