@@ -1,8 +1,50 @@
-/* TODO(owner): not implemented yet. */
+/* `cllm plot DIR... -o FILE.png`: overlay the loss curves of runs. */
 #include <stdio.h>
+#include <string.h>
+
+#include "cllm/build_config.h"
 #include "cllm/cli/commands.h"
+#include "cllm/cli/flags.h"
+#include "cllm/train/plot.h"
+
+/* The parser knows only long options; -o is the one short form users expect
+ * from a tool that writes a file, so it is rewritten to --out here. */
+static void accept_short_out(int argc, char **argv) {
+    static char long_out[] = "--out";
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "-o")) argv[i] = long_out;
+    }
+}
+
 int cllm_cmd_plot(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "cllm plot: not implemented yet\n");
-    return 1;
+    const char *out = NULL, *title = "loss";
+    int width = CLLM_PLOT_WIDTH, height = CLLM_PLOT_HEIGHT;
+    const cllm_flag flags[] = {
+        {"out", CLLM_FLAG_STRING, &out, "FILE.png", "PNG to write (also -o); required", 1, 0, NULL},
+        {"title", CLLM_FLAG_STRING, &title, "TEXT", "title above the plot (default: loss)", 1, 0, NULL},
+        {"width", CLLM_FLAG_INT, &width, "PX", "image width in pixels (default 1000)", 200, 10000, NULL},
+        {"height", CLLM_FLAG_INT, &height, "PX", "image height in pixels (default 600)", 200, 10000, NULL},
+    };
+    const cllm_command_spec spec = {
+        "plot", "DIR... -o FILE.png",
+        "Draws train loss (solid) and validation loss (dashed, with markers) against tokens\n"
+        "from each run folder's metrics.jsonl, overlaid in different colours and named by folder.\n"
+        "Needs cairo at build time (libcairo2-dev).",
+        flags, (int)(sizeof flags / sizeof flags[0]), 1, -1};
+    char *positional[argc > 0 ? argc : 1]; /* the parser needs one slot per argument */
+    int n_runs = 0;
+    accept_short_out(argc, argv);
+    int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, positional, &n_runs));
+    if (rc >= 0) return rc;
+    if (!out) {
+        fprintf(stderr, "cllm plot: missing -o FILE.png (see cllm plot --help)\n");
+        return 2;
+    }
+    cllm_status st = cllm_plot_runs_sized((const char *const *)positional, n_runs, out, title, width, height);
+    if (st != CLLM_OK) {
+        fprintf(stderr, "cllm plot: %s\n", cllm_last_error());
+        return (int)st;
+    }
+    return 0;
 }
