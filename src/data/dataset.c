@@ -1,0 +1,157 @@
+/* The token stream cut into windows, with a held-out validation split and an
+ * endless, stateless training order.
+ *
+ * Windows start every seq_len tokens and hold seq_len + 1 tokens, so that
+ * every token in the stream is a target exactly once per epoch. The split is
+ * a seeded shuffle of the window indices: validation windows are spread over
+ * the whole corpus rather than taken from its end (which, for a folder of
+ * files, would hold out whole files and measure something else).
+ *
+ * The training order is a keyed pseudo-random permutation per epoch (a
+ * Feistel network with cycle walking), so the index-th window is computed in
+ * O(1) without storing a shuffled array per epoch: resuming a run needs only
+ * the step counter, and threads can fetch windows concurrently. */
+#include "cllm/data/dataset.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cllm/rng.h"
+
+#define SPLIT_SALT 0x73706c6974ULL /* "split": the split never reuses the order's random stream */
+#define ORDER_SALT 0x6f72646572ULL /* "order" */
+#define FEISTEL_ROUNDS 4
+
+static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory building the dataset"); }
+
+/* Documents encoded one by one, each followed by EOT. */
+static cllm_status tokenize_corpus(const cllm_corpus *c, const cllm_tokenizer *t, cllm_dataset *d) {
+    d->tokens = malloc((c->n_bytes + c->n_docs + 1) * sizeof *d->tokens);
+    if (!d->tokens) return oom();
+    int32_t eot = cllm_tokenizer_eot(t);
+    for (size_t i = 0; i < c->n_docs; i++) {
+        int32_t *ids;
+        size_t n;
+        cllm_status s = cllm_tokenizer_encode(t, c->bytes + c->docs[i].offset, c->docs[i].length, &ids, &n);
+        if (s != CLLM_OK) return s;
+        memcpy(d->tokens + d->n_tokens, ids, n * sizeof *ids);
+        free(ids);
+        d->n_tokens += n;
+        d->tokens[d->n_tokens++] = eot;
+    }
+    return CLLM_OK;
+}
+
+static int compare_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t validation_count(double val_fraction, size_t n_windows) {
+    if (val_fraction <= 0) return 0;
+    size_t n_val = (size_t)llround(val_fraction * (double)n_windows);
+    if (n_val < 1) n_val = 1;
+    if (n_val > n_windows - 1) n_val = n_windows - 1;
+    return n_val;
+}
+
+/* A seeded partial shuffle picks the validation windows; both lists are then
+ * sorted so that the stored split itself does not depend on the shuffle's order. */
+static cllm_status split_windows(cllm_dataset *d, size_t n_windows, double val_fraction) {
+    size_t *idx = malloc(n_windows * sizeof *idx);
+    if (!idx) return oom();
+    for (size_t i = 0; i < n_windows; i++) idx[i] = i * (size_t)d->seq_len;
+    d->n_val = validation_count(val_fraction, n_windows);
+    d->n_train = n_windows - d->n_val;
+    cllm_rng rng;
+    cllm_rng_seed(&rng, d->seed ^ SPLIT_SALT);
+    for (size_t i = 0; i < d->n_val; i++) {
+        size_t j = i + (size_t)cllm_rng_below(&rng, n_windows - i);
+        size_t tmp = idx[i];
+        idx[i] = idx[j];
+        idx[j] = tmp;
+    }
+    d->val_starts = malloc((d->n_val ? d->n_val : 1) * sizeof *d->val_starts);
+    d->train_starts = malloc(d->n_train * sizeof *d->train_starts);
+    if (!d->val_starts || !d->train_starts) {
+        free(idx);
+        return oom();
+    }
+    memcpy(d->val_starts, idx, d->n_val * sizeof *idx);
+    memcpy(d->train_starts, idx + d->n_val, d->n_train * sizeof *idx);
+    free(idx);
+    qsort(d->val_starts, d->n_val, sizeof *d->val_starts, compare_size);
+    qsort(d->train_starts, d->n_train, sizeof *d->train_starts, compare_size);
+    return CLLM_OK;
+}
+
+cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, int seq_len, double val_fraction,
+                               uint64_t seed, cllm_dataset *out) {
+    memset(out, 0, sizeof *out);
+    if (seq_len < 1) return cllm_fail(CLLM_ERR_INPUT, "sequence length must be at least 1, got %d", seq_len);
+    if (!(val_fraction >= 0 && val_fraction < 1))
+        return cllm_fail(CLLM_ERR_INPUT, "validation fraction must be in [0, 1), got %g", val_fraction);
+    out->seq_len = seq_len;
+    out->seed = seed;
+    cllm_status s = tokenize_corpus(c, t, out);
+    if (s == CLLM_OK) {
+        size_t n_windows = out->n_tokens > 0 ? (out->n_tokens - 1) / (size_t)seq_len : 0;
+        size_t need_windows = val_fraction > 0 ? 2 : 1;
+        if (n_windows < need_windows)
+            s = cllm_fail(CLLM_ERR_INPUT, "corpus too short: %zu tokens, need %zu (%zu window%s of %d+1 tokens)",
+                          out->n_tokens, need_windows * (size_t)seq_len + 1, need_windows,
+                          need_windows > 1 ? "s" : "", seq_len);
+        else
+            s = split_windows(out, n_windows, val_fraction);
+    }
+    if (s != CLLM_OK) cllm_dataset_free(out);
+    return s;
+}
+
+/* A bijection on [0, n): a balanced Feistel network on the smallest square
+ * power-of-two domain >= n, re-applied until the value lands inside [0, n)
+ * (cycle walking; the domain is < 4n, so few passes are needed). */
+static uint64_t permute_index(uint64_t i, uint64_t n, const uint64_t keys[FEISTEL_ROUNDS]) {
+    int half = 1;
+    while (half < 32 && (1ULL << (2 * half)) < n) half++;
+    uint64_t mask = (1ULL << half) - 1, x = i;
+    do {
+        uint64_t left = x >> half, right = x & mask;
+        for (int r = 0; r < FEISTEL_ROUNDS; r++) {
+            uint64_t k = keys[r] ^ right;
+            uint64_t f = cllm_splitmix64(&k) & mask;
+            uint64_t next = left ^ f;
+            left = right;
+            right = next;
+        }
+        x = left << half | right;
+    } while (x >= n);
+    return x;
+}
+
+static void copy_window(const cllm_dataset *d, size_t start, int32_t *inputs, int32_t *targets) {
+    memcpy(inputs, d->tokens + start, (size_t)d->seq_len * sizeof *inputs);
+    memcpy(targets, d->tokens + start + 1, (size_t)d->seq_len * sizeof *targets);
+}
+
+void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *inputs, int32_t *targets) {
+    uint64_t epoch = index / d->n_train, pos = index % d->n_train;
+    uint64_t keys[FEISTEL_ROUNDS];
+    cllm_rng rng;
+    cllm_rng_seed(&rng, (d->seed ^ ORDER_SALT) + epoch * 0xd1b54a32d192ed03ULL);
+    for (int r = 0; r < FEISTEL_ROUNDS; r++) keys[r] = cllm_rng_next(&rng);
+    copy_window(d, d->train_starts[permute_index(pos, d->n_train, keys)], inputs, targets);
+}
+
+void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets) {
+    copy_window(d, d->val_starts[index], inputs, targets);
+}
+
+void cllm_dataset_free(cllm_dataset *d) {
+    if (!d) return;
+    free(d->tokens);
+    free(d->train_starts);
+    free(d->val_starts);
+    memset(d, 0, sizeof *d);
+}
