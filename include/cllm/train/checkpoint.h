@@ -1,0 +1,59 @@
+/* Run folders and model checkpoints.
+ *
+ * A run folder holds (see README):
+ *   config.json            Hugging Face GPT2Config keys (model_type gpt2, n_layer, n_head, n_embd,
+ *                          n_positions, n_ctx, vocab_size, bos/eos_token_id = EOT, gelu_new, ...)
+ *   model.safetensors      tensors named and shaped as Hugging Face GPT-2, lm_head tied (not stored)
+ *   tokenizer.bin          cllm_tokenizer_save
+ *   optimizer.safetensors  run.json  metrics.jsonl  loss.png   (written by the trainer)
+ *
+ * Every file is written crash-safely (temporary file, fsync, rename, fsync
+ * folder), so an interrupted save leaves the previous checkpoint loadable.
+ * Loading validates everything and names the file and the problem. */
+#ifndef CLLM_TRAIN_CHECKPOINT_H
+#define CLLM_TRAIN_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "cllm/common.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/model/gpt2.h"
+
+#define CLLM_CONFIG_FILE "config.json"
+#define CLLM_MODEL_FILE "model.safetensors"
+#define CLLM_TOKENIZER_FILE "tokenizer.bin"
+#define CLLM_OPTIMIZER_FILE "optimizer.safetensors"
+#define CLLM_RUN_FILE "run.json"
+
+/* "dir/name" in a malloc'd string (NULL on OOM). */
+char *cllm_path_join(const char *dir, const char *name);
+
+/* Creates dir and its parents if missing (like mkdir -p). */
+cllm_status cllm_make_dirs(const char *dir);
+
+/* Writes model.safetensors then config.json, each crash-safely, creating dir
+ * if needed. Tensors come straight from the flat buffer via the model's
+ * table. metadata: n_meta (key, value) pairs added to the safetensors
+ * "__metadata__" (besides "format":"pt"), e.g. the step, so the trainer can
+ * pair a model with its optimizer state; may be NULL. */
+cllm_status cllm_checkpoint_save_model_meta(const char *dir, const gpt2_model *m, int32_t eot_id,
+                                            const char *const (*metadata)[2], int n_meta);
+cllm_status cllm_checkpoint_save_model(const char *dir, const gpt2_model *m, int32_t eot_id);
+
+/* Reads and validates DIR/config.json: required positive integers n_layer,
+ * n_head, n_embd, n_positions, vocab_size; n_embd % n_head == 0; model_type
+ * gpt2, activation gelu_new, n_ctx == n_positions, tied embeddings when
+ * given. eot_id may be NULL; it is -1 when the file has no eos_token_id. */
+cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id);
+
+/* Creates *m from config.json and fills it from model.safetensors, checking
+ * every tensor's name, dtype and shape against the config (missing, extra or
+ * mismatched: CLLM_ERR_INPUT naming it). On failure *m is left empty. */
+cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m);
+
+/* The model and the tokenizer of a run folder, checked against each other
+ * (vocabulary size, end-of-text id). A missing folder or file is one clear
+ * CLLM_ERR_INPUT. On failure nothing is left allocated. */
+cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer);
+
+#endif

@@ -1,0 +1,287 @@
+/* Run folders: config.json + model.safetensors (+ tokenizer.bin). */
+#include "cllm/train/checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cllm/build_config.h"
+#include "cllm/train/json.h"
+#include "cllm/train/safetensors.h"
+
+char *cllm_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+cllm_status cllm_make_dirs(const char *dir) {
+    char *copy = strdup(dir);
+    if (!copy) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    /* Create each prefix in turn; EEXIST is fine, anything else names the folder. */
+    for (char *p = copy + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            cllm_status st = cllm_fail(e == ENOSPC || e == EIO ? CLLM_ERR_INTERNAL : CLLM_ERR_INPUT,
+                                       "cannot create folder %s: %s", copy, strerror(e));
+            free(copy);
+            return st;
+        }
+        *p = saved;
+        if (saved == '\0') break;
+    }
+    free(copy);
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return cllm_fail(CLLM_ERR_INPUT, "%s is not a folder", dir);
+    return CLLM_OK;
+}
+
+/* ---- saving ---------------------------------------------------------------- */
+
+static char *config_json(const gpt2_config *c, int32_t eot_id) {
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int ok = cllm_json_appendf(
+        &buf, &len, &cap,
+        "{\n"
+        "  \"model_type\": \"gpt2\",\n"
+        "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+        "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n"
+        "  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n"
+        "  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+        "  \"activation_function\": \"gelu_new\",\n"
+        "  \"layer_norm_epsilon\": 1e-05,\n"
+        "  \"tie_word_embeddings\": true,\n"
+        "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
+        "  \"torch_dtype\": \"float32\",\n"
+        "  \"cllm_version\": \"%s\"\n"
+        "}\n",
+        c->n_layer, c->n_head, c->n_embd, c->seq_len, c->seq_len, c->vocab_size, (int)eot_id, (int)eot_id,
+        CLLM_VERSION);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static cllm_status write_model_tensors(const char *path, const gpt2_model *m, const char *const (*metadata)[2],
+                                       int n_meta) {
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    cllm_status st = cllm_st_writer_metadata(&w, "format", "pt");
+    for (int i = 0; st == CLLM_OK && i < n_meta; i++) st = cllm_st_writer_metadata(&w, metadata[i][0], metadata[i][1]);
+    for (int i = 0; st == CLLM_OK && i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        st = cllm_st_writer_add(&w, t->name, CLLM_ST_F32, m->params + t->offset, t->ndim, t->shape);
+    }
+    if (st == CLLM_OK) st = cllm_st_writer_write(&w, path);
+    cllm_st_writer_free(&w);
+    return st;
+}
+
+cllm_status cllm_checkpoint_save_model_meta(const char *dir, const gpt2_model *m, int32_t eot_id,
+                                            const char *const (*metadata)[2], int n_meta) {
+    cllm_status st = cllm_make_dirs(dir);
+    if (st != CLLM_OK) return st;
+    char *model_path = cllm_path_join(dir, CLLM_MODEL_FILE);
+    char *config_path = cllm_path_join(dir, CLLM_CONFIG_FILE);
+    char *config = config_json(&m->cfg, eot_id);
+    if (!model_path || !config_path || !config) {
+        st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    } else {
+        /* Model first: if we die between the two files, config.json still
+         * describes the same shapes whenever the run continues one model. */
+        st = write_model_tensors(model_path, m, metadata, n_meta);
+        if (st == CLLM_OK) st = cllm_write_file_atomic(config_path, config, strlen(config));
+    }
+    free(model_path);
+    free(config_path);
+    free(config);
+    return st;
+}
+
+cllm_status cllm_checkpoint_save_model(const char *dir, const gpt2_model *m, int32_t eot_id) {
+    return cllm_checkpoint_save_model_meta(dir, m, eot_id, NULL, 0);
+}
+
+/* ---- loading --------------------------------------------------------------- */
+
+/* A required positive integer member; *out untouched on error. */
+static cllm_status config_int(const char *path, const cllm_json *cfg, const char *key, int required, int *out) {
+    const cllm_json *v = cllm_json_get(cfg, key);
+    if (!v) return required ? cllm_fail(CLLM_ERR_INPUT, "%s: missing \"%s\"", path, key) : CLLM_OK;
+    if (v->type != CLLM_JSON_NUMBER || !v->is_integer || v->integer < 0 || v->integer > (1 << 30))
+        return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be a non-negative integer", path, key);
+    *out = (int)v->integer;
+    return CLLM_OK;
+}
+
+static cllm_status config_expect_string(const char *path, const cllm_json *cfg, const char *key, const char *want) {
+    const cllm_json *v = cllm_json_get(cfg, key);
+    if (!v) return CLLM_OK;
+    if (v->type != CLLM_JSON_STRING || strcmp(v->string, want) != 0)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be \"%s\" (the only kind cllm implements)", path, key, want);
+    return CLLM_OK;
+}
+
+/* Settings cllm does not implement otherwise must not be silently ignored. */
+static cllm_status config_check_fixed_settings(const char *path, const cllm_json *root, const gpt2_config *cfg) {
+    cllm_status st = config_expect_string(path, root, "model_type", "gpt2");
+    if (st == CLLM_OK) st = config_expect_string(path, root, "activation_function", "gelu_new");
+    if (st != CLLM_OK) return st;
+    int n_ctx = cfg->seq_len;
+    if ((st = config_int(path, root, "n_ctx", 0, &n_ctx)) != CLLM_OK) return st;
+    if (n_ctx != cfg->seq_len) return cllm_fail(CLLM_ERR_INPUT, "%s: n_ctx %d differs from n_positions %d", path,
+                                                n_ctx, cfg->seq_len);
+    const cllm_json *tie = cllm_json_get(root, "tie_word_embeddings");
+    if (tie && (tie->type != CLLM_JSON_BOOL || !tie->boolean))
+        return cllm_fail(CLLM_ERR_INPUT, "%s: tie_word_embeddings must be true (cllm ties lm_head to wte)", path);
+    const cllm_json *eps = cllm_json_get(root, "layer_norm_epsilon");
+    if (eps && (eps->type != CLLM_JSON_NUMBER || eps->number < 0.99e-5 || eps->number > 1.01e-5))
+        return cllm_fail(CLLM_ERR_INPUT, "%s: layer_norm_epsilon must be 1e-05", path);
+    return CLLM_OK;
+}
+
+static cllm_status parse_config(const char *path, const cllm_json *root, gpt2_config *cfg, int32_t *eot_id) {
+    if (root->type != CLLM_JSON_OBJECT) return cllm_fail(CLLM_ERR_INPUT, "%s: not a JSON object", path);
+    memset(cfg, 0, sizeof *cfg);
+    cllm_status st;
+    if ((st = config_int(path, root, "n_layer", 1, &cfg->n_layer)) != CLLM_OK) return st;
+    if ((st = config_int(path, root, "n_head", 1, &cfg->n_head)) != CLLM_OK) return st;
+    if ((st = config_int(path, root, "n_embd", 1, &cfg->n_embd)) != CLLM_OK) return st;
+    if ((st = config_int(path, root, "n_positions", 1, &cfg->seq_len)) != CLLM_OK) return st;
+    if ((st = config_int(path, root, "vocab_size", 1, &cfg->vocab_size)) != CLLM_OK) return st;
+    if (cfg->n_layer <= 0 || cfg->n_head <= 0 || cfg->n_embd <= 0 || cfg->seq_len <= 0 || cfg->vocab_size <= 0)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: n_layer, n_head, n_embd, n_positions and vocab_size must be positive",
+                         path);
+    if (cfg->n_embd % cfg->n_head != 0)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: n_embd %d is not a multiple of n_head %d", path, cfg->n_embd,
+                         cfg->n_head);
+    if ((st = config_check_fixed_settings(path, root, cfg)) != CLLM_OK) return st;
+    int eot = -1;
+    if ((st = config_int(path, root, "eos_token_id", 0, &eot)) != CLLM_OK) return st;
+    if (eot >= cfg->vocab_size)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: eos_token_id %d is outside the vocabulary of %d", path, eot,
+                         cfg->vocab_size);
+    if (eot_id) *eot_id = eot;
+    st = gpt2_config_validate(cfg);
+    if (st != CLLM_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cllm_last_error());
+        return cllm_fail(CLLM_ERR_INPUT, "%s: %s", path, msg);
+    }
+    return CLLM_OK;
+}
+
+static cllm_status missing_run_file(const char *dir, const char *path) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return cllm_fail(CLLM_ERR_INPUT, "%s: no such run folder", dir);
+    if (!S_ISDIR(sb.st_mode)) return cllm_fail(CLLM_ERR_INPUT, "%s is not a run folder", dir);
+    if (stat(path, &sb) != 0) return cllm_fail(CLLM_ERR_INPUT, "%s is missing: not a cllm run folder, or an unfinished one", path);
+    return CLLM_OK;
+}
+
+cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id) {
+    char *path = cllm_path_join(dir, CLLM_CONFIG_FILE);
+    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    cllm_status st = missing_run_file(dir, path);
+    cllm_json *root = NULL;
+    if (st == CLLM_OK) st = cllm_json_parse_file(path, &root);
+    if (st == CLLM_OK) st = parse_config(path, root, cfg, eot_id);
+    cllm_json_free(root);
+    free(path);
+    return st;
+}
+
+static int same_shape(const cllm_st_tensor *s, const gpt2_tensor *t) {
+    if (s->ndim != t->ndim) return 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (s->shape[d] != t->shape[d]) return 0;
+    return 1;
+}
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? "," : "", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Every tensor of the table present with the right dtype and shape, and no
+ * tensor the config does not call for. */
+static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const char *path) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        const cllm_st_tensor *s = cllm_st_find(f, t->name);
+        if (!s) return cllm_fail(CLLM_ERR_INPUT, "%s: tensor %s is missing (config.json does not match)", path, t->name);
+        if (s->dtype != CLLM_ST_F32)
+            return cllm_fail(CLLM_ERR_INPUT, "%s: tensor %s is %s, cllm reads F32", path, t->name,
+                             cllm_st_dtype_name(s->dtype));
+        if (!same_shape(s, t)) {
+            char got[96], want[96];
+            shape_text(got, sizeof got, s->ndim, s->shape);
+            shape_text(want, sizeof want, t->ndim, t->shape);
+            return cllm_fail(CLLM_ERR_INPUT, "%s: tensor %s has shape %s but config.json implies %s", path, t->name,
+                             got, want);
+        }
+        memcpy(m->params + t->offset, s->data, s->nbytes);
+    }
+    for (int i = 0; i < f->n_tensors; i++)
+        if (!gpt2_find_tensor(m, f->tensors[i].name))
+            return cllm_fail(CLLM_ERR_INPUT, "%s: unexpected tensor %s (not part of the model config.json describes%s)",
+                             path, f->tensors[i].name,
+                             strcmp(f->tensors[i].name, "lm_head.weight") == 0 ? "; lm_head is tied to wte" : "");
+    return CLLM_OK;
+}
+
+cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
+    memset(m, 0, sizeof *m);
+    gpt2_config cfg;
+    cllm_status st = cllm_checkpoint_read_config(dir, &cfg, NULL);
+    if (st != CLLM_OK) return st;
+    char *path = cllm_path_join(dir, CLLM_MODEL_FILE);
+    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    st = missing_run_file(dir, path);
+    cllm_st_file f;
+    memset(&f, 0, sizeof f);
+    if (st == CLLM_OK) st = cllm_st_open(path, &f);
+    if (st == CLLM_OK) st = gpt2_create(m, &cfg);
+    if (st == CLLM_OK) st = fill_from_file(m, &f, path);
+    cllm_st_close(&f);
+    free(path);
+    if (st != CLLM_OK) gpt2_destroy(m);
+    return st;
+}
+
+cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer) {
+    *tokenizer = NULL;
+    int32_t eot = -1;
+    gpt2_config cfg;
+    cllm_status st = cllm_checkpoint_read_config(dir, &cfg, &eot);
+    if (st != CLLM_OK) return st;
+    st = cllm_checkpoint_load_model(dir, m);
+    if (st != CLLM_OK) return st;
+    char *path = cllm_path_join(dir, CLLM_TOKENIZER_FILE);
+    if (!path) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    if (st == CLLM_OK) st = missing_run_file(dir, path);
+    if (st == CLLM_OK) st = cllm_tokenizer_load(path, tokenizer);
+    if (st == CLLM_OK && cllm_tokenizer_vocab_size(*tokenizer) != cfg.vocab_size)
+        st = cllm_fail(CLLM_ERR_INPUT, "%s has %d tokens but config.json says vocab_size %d", path,
+                       cllm_tokenizer_vocab_size(*tokenizer), cfg.vocab_size);
+    if (st == CLLM_OK && eot >= 0 && cllm_tokenizer_eot(*tokenizer) != eot)
+        st = cllm_fail(CLLM_ERR_INPUT, "%s: end-of-text id %d differs from config.json eos_token_id %d", path,
+                       cllm_tokenizer_eot(*tokenizer), eot);
+    free(path);
+    if (st != CLLM_OK) {
+        cllm_tokenizer_free(*tokenizer);
+        *tokenizer = NULL;
+        gpt2_destroy(m);
+    }
+    return st;
+}
