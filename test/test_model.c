@@ -1,0 +1,423 @@
+/* The whole GPT-2 model: tensor table, init, loss at init, whole-model
+ * gradient check, accumulation, overfitting one batch, KV cache, thread
+ * independence, and the cross-check against PyTorch (test/data/gpt2_reference.bin,
+ * written by test/torch_reference.py; no Python needed here). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <omp.h>
+
+#include "cllm/model/gpt2.h"
+#include "cllm/parallel/simd.h"
+#include "cllm/rng.h"
+#include "gradcheck.h"
+
+/* The tiny configuration of the issue: 2 layers, 2 heads, 16 dims, T=8, V=32. */
+static const gpt2_config tiny = {.n_layer = 2, .n_head = 2, .n_embd = 16, .seq_len = 8, .vocab_size = 32};
+
+static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {
+    cllm_rng r;
+    cllm_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) t[i] = (int32_t)cllm_rng_below(&r, (uint64_t)V);
+}
+
+static float *grad_buffer(const gpt2_model *m) { return cllm_alloc(m->n_params * sizeof(float)); }
+
+/* ---------------------------------------------------------------- table */
+
+static void test_config_validation(void **state) {
+    (void)state;
+    gpt2_config ok = tiny;
+    assert_int_equal(gpt2_config_validate(&ok), CLLM_OK);
+    gpt2_config bad[] = {
+        {0, 2, 16, 8, 32}, {2, 0, 16, 8, 32}, {2, 3, 16, 8, 32}, {2, 2, 0, 8, 32},
+        {2, 2, 16, 0, 32}, {2, 2, 16, 8, 0},  {2, 2, -16, 8, 32}, {2, 32, 16, 8, 32},
+        {2, 2, 16, 8, 1 << 30},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(gpt2_config_validate(&bad[i]), CLLM_ERR_INPUT);
+        assert_true(strlen(cllm_last_error()) > 0);
+        gpt2_model m;
+        assert_int_equal(gpt2_create(&m, &bad[i]), CLLM_ERR_INPUT);
+        assert_null(m.params);
+        gpt2_destroy(&m);
+    }
+    assert_null(gpt2_acts_create(&ok, 0));
+    assert_null(gpt2_acts_create(&bad[0], 1));
+    assert_null(gpt2_kv_create(&bad[2]));
+}
+
+static void expect_tensor(const gpt2_model *m, const char *name, int64_t d0, int64_t d1, int no_decay) {
+    const gpt2_tensor *t = gpt2_find_tensor(m, name);
+    if (!t) fail_msg("tensor %s missing", name);
+    assert_int_equal(t->ndim, d1 ? 2 : 1);
+    assert_int_equal(t->shape[0], d0);
+    assert_int_equal(t->shape[1], d1);
+    assert_int_equal(t->numel, (size_t)(d0 * (d1 ? d1 : 1)));
+    assert_int_equal(t->no_decay, no_decay);
+}
+
+static void test_tensor_table_follows_hugging_face(void **state) {
+    (void)state;
+    gpt2_config cfg = {.n_layer = 3, .n_head = 2, .n_embd = 8, .seq_len = 5, .vocab_size = 11};
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &cfg), CLLM_OK);
+    assert_int_equal(m.n_tensors, 2 + 12 * 3 + 2);
+    assert_string_equal(m.tensors[0].name, "transformer.wte.weight");
+    assert_string_equal(m.tensors[m.n_tensors - 1].name, "transformer.ln_f.bias");
+    expect_tensor(&m, "transformer.wte.weight", 11, 8, 1);
+    expect_tensor(&m, "transformer.wpe.weight", 5, 8, 1);
+    expect_tensor(&m, "transformer.h.2.ln_1.weight", 8, 0, 1);
+    expect_tensor(&m, "transformer.h.2.ln_1.bias", 8, 0, 1);
+    expect_tensor(&m, "transformer.h.0.attn.c_attn.weight", 8, 24, 0);
+    expect_tensor(&m, "transformer.h.0.attn.c_attn.bias", 24, 0, 1);
+    expect_tensor(&m, "transformer.h.1.attn.c_proj.weight", 8, 8, 0);
+    expect_tensor(&m, "transformer.h.1.attn.c_proj.bias", 8, 0, 1);
+    expect_tensor(&m, "transformer.h.1.ln_2.weight", 8, 0, 1);
+    expect_tensor(&m, "transformer.h.1.ln_2.bias", 8, 0, 1);
+    expect_tensor(&m, "transformer.h.2.mlp.c_fc.weight", 8, 32, 0);
+    expect_tensor(&m, "transformer.h.2.mlp.c_fc.bias", 32, 0, 1);
+    expect_tensor(&m, "transformer.h.2.mlp.c_proj.weight", 32, 8, 0);
+    expect_tensor(&m, "transformer.h.2.mlp.c_proj.bias", 8, 0, 1);
+    expect_tensor(&m, "transformer.ln_f.weight", 8, 0, 1);
+    expect_tensor(&m, "transformer.ln_f.bias", 8, 0, 1);
+    assert_null(gpt2_find_tensor(&m, "lm_head.weight")); /* tied to wte */
+    assert_null(gpt2_find_tensor(&m, "transformer.h.3.ln_1.weight"));
+    /* Aligned, in order, non-overlapping, inside the buffer. */
+    assert_int_equal((uintptr_t)m.params % 64, 0);
+    size_t end = 0, sum = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        assert_int_equal(m.tensors[i].offset % 16, 0);
+        assert_true(m.tensors[i].offset >= end);
+        end = m.tensors[i].offset + m.tensors[i].numel;
+        sum += m.tensors[i].numel;
+    }
+    assert_true(end <= m.n_params);
+    size_t C = 8, V = 11, T = 5, L = 3;
+    assert_int_equal(gpt2_num_parameters(&m), sum);
+    assert_int_equal(sum, V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C);
+    gpt2_destroy(&m);
+    assert_null(m.params);
+}
+
+static void test_flops_per_token_formula(void **state) {
+    (void)state;
+    gpt2_config c = {.n_layer = 12, .n_head = 12, .n_embd = 768, .seq_len = 1024, .vocab_size = 50257};
+    double N = 12.0 * 12 * 768 * 768 + 50257.0 * 768;
+    assert_true(fabs(gpt2_flops_per_token(&c) - (6 * N + 12.0 * 12 * 1024 * 768)) < 1.0);
+    /* GPT-2 small: about 0.8 GFLOP per token, the published ballpark. */
+    assert_true(gpt2_flops_per_token(&c) > 7e8 && gpt2_flops_per_token(&c) < 9e8);
+}
+
+/* ---------------------------------------------------------------- init */
+
+static double tensor_std(const gpt2_model *m, const char *name) {
+    const gpt2_tensor *t = gpt2_find_tensor(m, name);
+    const float *p = m->params + t->offset;
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < t->numel; i++) s += p[i], s2 += (double)p[i] * p[i];
+    double mean = s / t->numel;
+    return sqrt(s2 / t->numel - mean * mean);
+}
+
+static void test_init_is_gpt2_and_deterministic(void **state) {
+    (void)state;
+    gpt2_config cfg = {.n_layer = 4, .n_head = 4, .n_embd = 64, .seq_len = 32, .vocab_size = 256};
+    gpt2_model a, b;
+    assert_int_equal(gpt2_create(&a, &cfg), CLLM_OK);
+    assert_int_equal(gpt2_create(&b, &cfg), CLLM_OK);
+    gpt2_init_weights(&a, 42);
+    gpt2_init_weights(&b, 42);
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    gpt2_init_weights(&b, 43);
+    assert_memory_not_equal(a.params, b.params, a.n_params * sizeof(float));
+    /* Standard deviations within sampling error of the GPT-2 recipe. */
+    assert_true(fabs(tensor_std(&a, "transformer.wte.weight") - 0.02) < 0.001);
+    assert_true(fabs(tensor_std(&a, "transformer.h.3.mlp.c_fc.weight") - 0.02) < 0.001);
+    double resid = 0.02 / sqrt(2.0 * 4);
+    assert_true(fabs(tensor_std(&a, "transformer.h.0.attn.c_proj.weight") - resid) < 0.0007);
+    assert_true(fabs(tensor_std(&a, "transformer.h.2.mlp.c_proj.weight") - resid) < 0.0005);
+    for (int i = 0; i < a.n_tensors; i++) {
+        const gpt2_tensor *t = &a.tensors[i];
+        const float *p = a.params + t->offset;
+        int is_bias = strstr(t->name, ".bias") != NULL;
+        int is_ln_weight = !is_bias && (strstr(t->name, ".ln_") || strstr(t->name, "ln_f."));
+        for (size_t j = 0; j < t->numel; j++) {
+            if (is_bias) assert_true(p[j] == 0.0f);
+            if (is_ln_weight) assert_true(p[j] == 1.0f);
+        }
+    }
+    /* Alignment padding stays zero. */
+    size_t pos = 0;
+    for (int i = 0; i < a.n_tensors; i++) {
+        for (; pos < a.tensors[i].offset; pos++) assert_true(a.params[pos] == 0.0f);
+        pos = a.tensors[i].offset + a.tensors[i].numel;
+    }
+    gpt2_destroy(&a);
+    gpt2_destroy(&b);
+}
+
+static void test_loss_at_init_is_log_vocab(void **state) {
+    (void)state;
+    gpt2_config cfgs[2] = {tiny, {.n_layer = 2, .n_head = 4, .n_embd = 64, .seq_len = 32, .vocab_size = 512}};
+    for (int k = 0; k < 2; k++) {
+        const gpt2_config *cfg = &cfgs[k];
+        gpt2_model m;
+        assert_int_equal(gpt2_create(&m, cfg), CLLM_OK);
+        gpt2_init_weights(&m, 7);
+        int B = 4, T = cfg->seq_len, N = B * T;
+        gpt2_acts *a = gpt2_acts_create(cfg, B);
+        assert_non_null(a);
+        int32_t *tok = malloc((size_t)N * sizeof(int32_t)), *tgt = malloc((size_t)N * sizeof(int32_t));
+        random_tokens(tok, N, cfg->vocab_size, 1);
+        random_tokens(tgt, N, cfg->vocab_size, 2);
+        float loss = gpt2_forward(&m, a, tok, tgt, B, T);
+        printf("V=%d: loss at init %.4f, ln V %.4f\n", cfg->vocab_size, loss, log(cfg->vocab_size));
+        assert_true(fabs(loss - log(cfg->vocab_size)) < 0.1);
+        assert_true(gpt2_forward(&m, a, tok, NULL, B, T) == 0.0f); /* no targets, no loss */
+        free(tok), free(tgt);
+        gpt2_acts_destroy(a);
+        gpt2_destroy(&m);
+    }
+}
+
+/* ---------------------------------------------------------------- gradients */
+
+typedef struct {
+    gpt2_model *m;
+    gpt2_acts *a;
+    int32_t tok[16], tgt[16];
+    int B, T;
+} model_ctx;
+
+static double model_loss(void *p) {
+    model_ctx *c = p;
+    return gpt2_forward(c->m, c->a, c->tok, c->tgt, c->B, c->T);
+}
+
+/* Weights far from GPT-2's init (std 0.3, LayerNorm weights around 1, nonzero
+ * biases) so that every path carries a gradient big enough to check. */
+static void randomize_for_gradcheck(gpt2_model *m, uint64_t seed) {
+    cllm_rng r;
+    cllm_rng_seed(&r, seed);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        int ln_weight = strstr(t->name, "ln_") && strstr(t->name, ".weight");
+        for (size_t j = 0; j < t->numel; j++)
+            m->params[t->offset + j] = (ln_weight ? 1.0f : 0.0f) + 0.3f * cllm_rng_normal(&r);
+    }
+}
+
+/* Whole model against central differences of the float forward (mean loss).
+ * Tolerance: with h = 1e-2 the loss (about 3.5, computed in float through
+ * ~20 layers) is reproducible to ~1e-6 relative, i.e. ~4e-6 absolute, which
+ * becomes ~2e-4 in the difference quotient; gradients here reach ~0.05..0.5
+ * per tensor, so relative errors up to ~1e-3 are noise (measured: 5e-4 worst);
+ * 5e-3 still fails any missing term (an error of the order of the gradient). */
+static void test_whole_model_gradient_check(void **state) {
+    (void)state;
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &tiny), CLLM_OK);
+    randomize_for_gradcheck(&m, 99);
+    model_ctx c = {.m = &m, .B = 2, .T = 8};
+    c.a = gpt2_acts_create(&tiny, 2);
+    random_tokens(c.tok, 16, tiny.vocab_size, 3);
+    random_tokens(c.tgt, 16, tiny.vocab_size, 4);
+    float *g = grad_buffer(&m);
+    model_loss(&c);
+    gpt2_backward(&m, c.a, g, 1.0f);
+    gc_tensor *ts = calloc((size_t)m.n_tensors, sizeof *ts);
+    for (int i = 0; i < m.n_tensors; i++) {
+        int n = (int)m.tensors[i].numel;
+        /* Every tensor; large ones sampled at an odd stride (~48 elements)
+         * so that the sample spans rows and columns. */
+        ts[i] = (gc_tensor){m.tensors[i].name, m.params + m.tensors[i].offset, g + m.tensors[i].offset, n,
+                            n > 64 ? (n / 48) | 1 : 1};
+    }
+    double worst = gc_check("model", model_loss, &c, ts, m.n_tensors, 1e-2f, 5e-3);
+    printf("whole model: worst relative error %.2e over %d tensors\n", worst, m.n_tensors);
+    assert_true(worst <= 5e-3);
+    free(ts);
+    cllm_free(g);
+    gpt2_acts_destroy(c.a);
+    gpt2_destroy(&m);
+}
+
+static void test_backward_accumulates(void **state) {
+    (void)state;
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &tiny), CLLM_OK);
+    randomize_for_gradcheck(&m, 5);
+    gpt2_acts *a = gpt2_acts_create(&tiny, 2);
+    int32_t tok[16], tgt[16];
+    random_tokens(tok, 16, tiny.vocab_size, 8);
+    random_tokens(tgt, 16, tiny.vocab_size, 9);
+    float *once = grad_buffer(&m), *twice = grad_buffer(&m), *half = grad_buffer(&m);
+    gpt2_forward(&m, a, tok, tgt, 2, 8);
+    gpt2_backward(&m, a, once, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        gpt2_forward(&m, a, tok, tgt, 2, 8);
+        gpt2_backward(&m, a, twice, 1.0f);
+    }
+    gpt2_forward(&m, a, tok, tgt, 2, 8);
+    gpt2_backward(&m, a, half, 0.5f);
+    double max_g = 0, err2 = 0, errh = 0;
+    for (size_t i = 0; i < m.n_params; i++) {
+        max_g = fmax(max_g, fabs(once[i]));
+        err2 = fmax(err2, fabs(twice[i] - 2.0 * once[i]));
+        errh = fmax(errh, fabs(half[i] - 0.5 * once[i]));
+    }
+    assert_true(max_g > 0.01);
+    assert_true(err2 <= 1e-6 * max_g);
+    assert_true(errh <= 1e-6 * max_g);
+    /* Padding between tensors never receives gradient. */
+    size_t pos = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        for (; pos < m.tensors[i].offset; pos++) assert_true(once[pos] == 0.0f);
+        pos = m.tensors[i].offset + m.tensors[i].numel;
+    }
+    cllm_free(once), cllm_free(twice), cllm_free(half);
+    gpt2_acts_destroy(a);
+    gpt2_destroy(&m);
+}
+
+/* Adam, written out here so the model is tested without the trainer. */
+static void adam_step(float *p, const float *g, float *mom, float *vel, size_t n, int step, float lr) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
+    for (size_t i = 0; i < n; i++) {
+        mom[i] = b1 * mom[i] + (1 - b1) * g[i];
+        vel[i] = b2 * vel[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= lr * (mom[i] / c1) / (sqrtf(vel[i] / c2) + eps);
+    }
+}
+
+static void test_overfits_one_batch(void **state) {
+    (void)state;
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &tiny), CLLM_OK);
+    gpt2_init_weights(&m, 1);
+    gpt2_acts *a = gpt2_acts_create(&tiny, 2);
+    int32_t tok[16], tgt[16];
+    random_tokens(tok, 16, tiny.vocab_size, 10);
+    random_tokens(tgt, 16, tiny.vocab_size, 11);
+    float *g = grad_buffer(&m), *mom = grad_buffer(&m), *vel = grad_buffer(&m);
+    float first = 0, loss = 0;
+    for (int step = 1; step <= 200; step++) {
+        loss = gpt2_forward(&m, a, tok, tgt, 2, 8);
+        if (step == 1) first = loss;
+        memset(g, 0, m.n_params * sizeof(float));
+        gpt2_backward(&m, a, g, 1.0f);
+        adam_step(m.params, g, mom, vel, m.n_params, step, 1e-2f);
+    }
+    loss = gpt2_forward(&m, a, tok, tgt, 2, 8);
+    printf("overfit: loss %.4f -> %.4f after 200 Adam steps\n", first, loss);
+    assert_true(loss < 0.1f);
+    cllm_free(g), cllm_free(mom), cllm_free(vel);
+    gpt2_acts_destroy(a);
+    gpt2_destroy(&m);
+}
+
+/* ---------------------------------------------------------------- inference */
+
+static void test_kv_cache_matches_full_forward(void **state) {
+    (void)state;
+    gpt2_config cfg = tiny;
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &cfg), CLLM_OK);
+    randomize_for_gradcheck(&m, 21); /* large weights: any mismatch shows */
+    int T = cfg.seq_len, V = cfg.vocab_size;
+    int32_t tok[8];
+    random_tokens(tok, T, V, 12);
+    gpt2_acts *a = gpt2_acts_create(&cfg, 1);
+    gpt2_forward(&m, a, tok, NULL, 1, T);
+    const float *full = gpt2_logits(a);
+    gpt2_kv *kv = gpt2_kv_create(&cfg);
+    assert_non_null(kv);
+    for (int round = 0; round < 2; round++) { /* the second round proves reset */
+        gpt2_kv_reset(kv);
+        double worst = 0;
+        for (int t = 0; t < T; t++) {
+            assert_int_equal(gpt2_kv_length(kv), t);
+            const float *step = gpt2_kv_step(&m, kv, tok[t]);
+            assert_non_null(step);
+            for (int v = 0; v < V; v++) worst = fmax(worst, fabs(step[v] - full[(size_t)t * V + v]));
+        }
+        printf("KV cache vs full forward: max |diff| %.2e\n", worst);
+        assert_true(worst <= 1e-5);
+    }
+    /* Full cache and bad tokens are reported, not crashed on. */
+    assert_null(gpt2_kv_step(&m, kv, tok[0]));
+    assert_true(strstr(cllm_last_error(), "KV cache full") != NULL);
+    gpt2_kv_reset(kv);
+    assert_null(gpt2_kv_step(&m, kv, V));
+    assert_null(gpt2_kv_step(&m, kv, -1));
+    assert_int_equal(gpt2_kv_length(kv), 0);
+    gpt2_kv_destroy(kv);
+    gpt2_acts_destroy(a);
+    gpt2_destroy(&m);
+}
+
+/* Sequences in a batch do not see each other, a shorter T works, and threads
+ * with their own arenas get exactly the single-threaded results. */
+static void test_batch_and_threads_are_independent(void **state) {
+    (void)state;
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &tiny), CLLM_OK);
+    randomize_for_gradcheck(&m, 31);
+    int V = tiny.vocab_size, T = 6; /* T < seq_len */
+    int32_t tok[12], tgt[12];
+    random_tokens(tok, 12, V, 13);
+    random_tokens(tgt, 12, V, 14);
+    gpt2_acts *ab = gpt2_acts_create(&tiny, 2);
+    float loss_b = gpt2_forward(&m, ab, tok, tgt, 2, T);
+    enum { NT = 2 };
+    gpt2_acts *as[NT];
+    float losses[NT];
+    float *grads[NT];
+    for (int i = 0; i < NT; i++) as[i] = gpt2_acts_create(&tiny, 1), grads[i] = grad_buffer(&m);
+    #pragma omp parallel for num_threads(NT) schedule(static, 1)
+    for (int i = 0; i < NT; i++) {
+        losses[i] = gpt2_forward(&m, as[i], tok + i * T, tgt + i * T, 1, T);
+        gpt2_backward(&m, as[i], grads[i], 1.0f);
+    }
+    for (int i = 0; i < NT; i++) {
+        const float *lb = gpt2_logits(ab) + (size_t)i * T * V, *l1 = gpt2_logits(as[i]);
+        (void)l1;
+        gpt2_acts *solo = gpt2_acts_create(&tiny, 1);
+        float loss_solo = gpt2_forward(&m, solo, tok + i * T, tgt + i * T, 1, T);
+        assert_true(loss_solo == losses[i]); /* bitwise: same code, same data */
+        for (int j = 0; j < T * V; j++) assert_true(fabsf(gpt2_logits(solo)[j] - lb[j]) <= 1e-5f);
+        float *gs = grad_buffer(&m);
+        gpt2_backward(&m, solo, gs, 1.0f);
+        assert_memory_equal(gs, grads[i], m.n_params * sizeof(float));
+        cllm_free(gs);
+        gpt2_acts_destroy(solo);
+    }
+    assert_true(fabsf(loss_b - 0.5f * (losses[0] + losses[1])) < 1e-5f);
+    for (int i = 0; i < NT; i++) gpt2_acts_destroy(as[i]), cllm_free(grads[i]);
+    gpt2_acts_destroy(ab);
+    gpt2_destroy(&m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_tensor_table_follows_hugging_face),
+        cmocka_unit_test(test_flops_per_token_formula),
+        cmocka_unit_test(test_init_is_gpt2_and_deterministic),
+        cmocka_unit_test(test_loss_at_init_is_log_vocab),
+        cmocka_unit_test(test_whole_model_gradient_check),
+        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_overfits_one_batch),
+        cmocka_unit_test(test_kv_cache_matches_full_forward),
+        cmocka_unit_test(test_batch_and_threads_are_independent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
