@@ -14,55 +14,79 @@
 
 /* Packing buffers sized for the largest blocks of any kernel, one set per
  * thread: the engine runs independent products on every thread at once. */
-static _Thread_local float pack_a[CLLM_SGEMM_MAX_MC * CLLM_SGEMM_MAX_KC] __attribute__((aligned(64)));
-static _Thread_local float pack_b[CLLM_SGEMM_MAX_KC * CLLM_SGEMM_MAX_NC] __attribute__((aligned(64)));
+static _Thread_local float pack_a[CLLM_SGEMM_MAX_MC * CLLM_SGEMM_MAX_KC + CLLM_SGEMM_PACK_SLACK]
+    __attribute__((aligned(64)));
+static _Thread_local float pack_b[CLLM_SGEMM_MAX_KC * CLLM_SGEMM_MAX_NC + CLLM_SGEMM_PACK_SLACK]
+    __attribute__((aligned(64)));
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 
 /* op(A)[i0 .. i0+mb) x [p0 .. p0+kb) into MR-row slivers, k-major. */
-static void pack_a_block(int mr, int trans_a, const float *A, int lda, int i0, int p0, int mb, int kb,
-                         float *dst) {
+static void pack_a_block(const cllm_sgemm_kernel *kern, int trans_a, const float *A, int lda, int i0, int p0,
+                         int mb, int kb, float *dst) {
+    const int mr = kern->mr;
+    if (trans_a) {
+        /* op(A)(i,k) = A[k][i]: k outer, so each row of A is read once,
+         * sequentially, across all slivers of the block. */
+        for (int k = 0; k < kb; k++) {
+            const float *src = A + (size_t)(p0 + k) * lda + i0;
+            for (int ir = 0; ir < mb; ir += mr) {
+                int m = min_int(mr, mb - ir);
+                float *d = dst + (size_t)ir * kb + (size_t)k * mr;
+                for (int r = 0; r < m; r++) d[r] = src[ir + r];
+                for (int r = m; r < mr; r++) d[r] = 0.0f;
+            }
+        }
+        return;
+    }
     for (int ir = 0; ir < mb; ir += mr) {
         int m = min_int(mr, mb - ir);
         float *d = dst + (size_t)ir * kb;
-        if (trans_a) { /* op(A)(i,k) = A[k][i]: rows of the sliver are contiguous in A */
-            for (int k = 0; k < kb; k++) {
-                const float *src = A + (size_t)(p0 + k) * lda + i0 + ir;
-                for (int r = 0; r < m; r++) d[(size_t)k * mr + r] = src[r];
-                for (int r = m; r < mr; r++) d[(size_t)k * mr + r] = 0.0f;
-            }
-        } else { /* op(A)(i,k) = A[i][k]: read each row once, scatter by mr */
-            for (int r = 0; r < m; r++) {
-                const float *src = A + (size_t)(i0 + ir + r) * lda + p0;
-                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
-            }
-            for (int r = m; r < mr; r++)
-                for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
+        if (kern->pack_a_rows) {
+            kern->pack_a_rows(A + (size_t)(i0 + ir) * lda + p0, lda, m, kb, d);
+            continue;
         }
+        /* op(A)(i,k) = A[i][k]: read each row once, scatter by mr. */
+        for (int r = 0; r < m; r++) {
+            const float *src = A + (size_t)(i0 + ir + r) * lda + p0;
+            for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = src[k];
+        }
+        for (int r = m; r < mr; r++)
+            for (int k = 0; k < kb; k++) d[(size_t)k * mr + r] = 0.0f;
     }
 }
 
 /* op(B)[p0 .. p0+kb) x [j0 .. j0+nb) into NR-column slivers, k-major. */
-static void pack_b_panel(int nr, int trans_b, const float *B, int ldb, int p0, int j0, int kb, int nb,
-                         float *dst) {
+static void pack_b_panel(const cllm_sgemm_kernel *kern, int trans_b, const float *B, int ldb, int p0, int j0,
+                         int kb, int nb, float *dst) {
+    const int nr = kern->nr;
+    if (!trans_b) {
+        /* op(B)(k,j) = B[k][j]: k outer, each row of B read once, sequentially. */
+        for (int k = 0; k < kb; k++) {
+            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            for (int jr = 0; jr < nb; jr += nr) {
+                int n = min_int(nr, nb - jr);
+                float *d = dst + (size_t)jr * kb + (size_t)k * nr;
+                for (int c = 0; c < n; c++) d[c] = src[jr + c];
+                for (int c = n; c < nr; c++) d[c] = 0.0f;
+            }
+        }
+        return;
+    }
     for (int jr = 0; jr < nb; jr += nr) {
         int n = min_int(nr, nb - jr);
         float *d = dst + (size_t)jr * kb;
-        if (trans_b) { /* op(B)(k,j) = B[j][k]: read each row of B once, scatter by nr */
-            for (int c = 0; c < n; c++) {
-                const float *src = B + (size_t)(j0 + jr + c) * ldb + p0;
-                for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = src[k];
-            }
-            for (int c = n; c < nr; c++)
-                for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = 0.0f;
-        } else {
-            for (int k = 0; k < kb; k++) {
-                const float *src = B + (size_t)(p0 + k) * ldb + j0 + jr;
-                float *dk = d + (size_t)k * nr;
-                for (int c = 0; c < n; c++) dk[c] = src[c];
-                for (int c = n; c < nr; c++) dk[c] = 0.0f;
-            }
+        if (kern->pack_b_cols) {
+            kern->pack_b_cols(B + (size_t)(j0 + jr) * ldb + p0, ldb, n, kb, d);
+            continue;
         }
+        /* op(B)(k,j) = B[j][k]: read each row of B once, scatter by nr. */
+        for (int c = 0; c < n; c++) {
+            const float *src = B + (size_t)(j0 + jr + c) * ldb + p0;
+            for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = src[k];
+        }
+        for (int c = n; c < nr; c++)
+            for (int k = 0; k < kb; k++) d[(size_t)k * nr + c] = 0.0f;
     }
 }
 
@@ -76,10 +100,10 @@ static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_
             int kb = min_int(kern->kc, K - pc);
             /* Later K slices add onto what the first one wrote. */
             float beta_k = pc == 0 ? beta : 1.0f;
-            pack_b_panel(nr, trans_b, B, ldb, pc, jc, kb, nb, pack_b);
+            pack_b_panel(kern, trans_b, B, ldb, pc, jc, kb, nb, pack_b);
             for (int ic = 0; ic < M; ic += kern->mc) {
                 int mb = min_int(kern->mc, M - ic);
-                pack_a_block(mr, trans_a, A, lda, ic, pc, mb, kb, pack_a);
+                pack_a_block(kern, trans_a, A, lda, ic, pc, mb, kb, pack_a);
                 /* jr outer: one B sliver stays in L1 while A slivers stream from L2. */
                 for (int jr = 0; jr < nb; jr += nr) {
                     const float *bp = pack_b + (size_t)jr * kb;
@@ -111,7 +135,7 @@ static void ukernel_omp(int kc, const float *a, const float *b, float *c, int ld
     }
     cllm_sgemm_store_tile(t, OMP_NR, c, ldc, m, n, alpha, beta);
 }
-static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp};
+static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL};
 
 /* Degenerate products (nothing to sum): C = beta * C, BLAS-style. */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {

@@ -33,6 +33,13 @@ __attribute__((target("avx2,fma"))) static inline void store_row(float *c, __m25
 
 __attribute__((target("avx2,fma"))) static void ukernel_avx2(int kc, const float *a, const float *b, float *c,
                                                              int ldc, int m, int n, float alpha, float beta) {
+    /* C is read only after the whole k loop; fetching it now hides the miss
+     * when beta != 0 (dW accumulation over K slices). */
+    if (beta != 0.0f)
+        for (int r = 0; r < m; r++) {
+            _mm_prefetch((const char *)(c + (long)r * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + (long)r * ldc + NR - 1), _MM_HINT_T0);
+        }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; k++) {
@@ -66,8 +73,71 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2(int kc, const float
     cllm_sgemm_store_tile(t, NR, c, ldc, m, n, alpha, beta);
 }
 
+/* Transposes 8 rows of 8 floats in place: afterwards r[t] holds column t. */
+__attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* Loads 8 floats at column k of rows first .. first+7 of src (rows >= rows: zero). */
+__attribute__((target("avx2,fma"))) static inline void load_rows8(const float *src, int ld, int first, int rows,
+                                                                   int k, __m256 r[8]) {
+    for (int i = 0; i < 8; i++)
+        r[i] = first + i < rows ? _mm256_loadu_ps(src + (size_t)(first + i) * ld + k) : _mm256_setzero_ps();
+}
+
+/* Row-major A rows into a 6-row sliver: 8 k at a time through an 8 x 8
+ * transpose; each column's 8 floats are stored at stride 6, the 2 extra
+ * landing where the next k (or the slack) is written afterwards. */
+__attribute__((target("avx2,fma"))) static void pack_a_rows_avx2(const float *src, int ld, int rows, int kb,
+                                                                  float *dst) {
+    int k = 0;
+    for (; k + 8 <= kb; k += 8) {
+        __m256 r[8];
+        load_rows8(src, ld, 0, rows, k, r);
+        transpose8(r);
+        for (int t = 0; t < 8; t++) _mm256_storeu_ps(dst + (size_t)(k + t) * MR, r[t]);
+    }
+    for (; k < kb; k++)
+        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * ld + k] : 0.0f;
+}
+
+/* Rows of B (columns of op(B) = B^T) into a 16-column sliver: two 8 x 8
+ * transposes per 8 k, stored as aligned rows of the sliver. */
+__attribute__((target("avx2,fma"))) static void pack_b_cols_avx2(const float *src, int ld, int rows, int kb,
+                                                                  float *dst) {
+    int k = 0;
+    for (; k + 8 <= kb; k += 8) {
+        __m256 lo[8], hi[8];
+        load_rows8(src, ld, 0, rows, k, lo);
+        transpose8(lo);
+        if (rows > 8) {
+            load_rows8(src, ld, 8, rows, k, hi);
+            transpose8(hi);
+        } else {
+            for (int t = 0; t < 8; t++) hi[t] = _mm256_setzero_ps();
+        }
+        for (int t = 0; t < 8; t++) {
+            _mm256_store_ps(dst + (size_t)(k + t) * NR, lo[t]);
+            _mm256_store_ps(dst + (size_t)(k + t) * NR + 8, hi[t]);
+        }
+    }
+    for (; k < kb; k++)
+        for (int c = 0; c < NR; c++) dst[(size_t)k * NR + c] = c < rows ? src[(size_t)c * ld + k] : 0.0f;
+}
+
 /* L1 (32 KiB) holds the 16 KiB B sliver; L2 (512 KiB+) the 144 KiB A block. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2, pack_a_rows_avx2, pack_b_cols_avx2};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0};
 #endif

@@ -33,6 +33,14 @@ __attribute__((target("avx512f"))) static inline void store_row(float *c, __m512
 
 __attribute__((target("avx512f"))) static void ukernel_avx512(int kc, const float *a, const float *b, float *c,
                                                               int ldc, int m, int n, float alpha, float beta) {
+    /* C is read only after the whole k loop; fetching it now hides the miss
+     * when beta != 0 (dW accumulation over K slices). */
+    if (beta != 0.0f)
+        for (int r = 0; r < m; r++) {
+            _mm_prefetch((const char *)(c + (long)r * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + (long)r * ldc + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + (long)r * ldc + NR - 1), _MM_HINT_T0);
+        }
     __m512 z = _mm512_setzero_ps();
     __m512 l0 = z, h0 = z, l1 = z, h1 = z, l2 = z, h2 = z, l3 = z, h3 = z, l4 = z, h4 = z, l5 = z, h5 = z;
     __m512 l6 = z, h6 = z, l7 = z, h7 = z, l8 = z, h8 = z, l9 = z, h9 = z, l10 = z, h10 = z, l11 = z, h11 = z;
@@ -69,7 +77,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int kc, const floa
 }
 
 /* B sliver 256 x 32 floats = 32 KiB (L1 is 32-48 KiB); A block 144 x 256 in L2. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR, NR, 144, 256, 1536, ukernel_avx512};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR, NR, 144, 256, 1536, ukernel_avx512, 0, 0};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {12, 32, 144, 256, 1536, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {12, 32, 144, 256, 1536, 0, 0, 0};
 #endif

@@ -14,11 +14,23 @@
 typedef void (*cllm_sgemm_ukernel)(int kc, const float *a, const float *b, float *c, int ldc, int m, int n,
                                    float alpha, float beta);
 
+/* Optional ISA-specific packers for the two layouts that need a transpose
+ * while packing (generic C scatters one float at a time there):
+ *   pack_a_rows: m <= MR rows of A (row stride lda), kb columns, into one
+ *                MR-row sliver dst[k * MR + r]; rows past m zero.
+ *   pack_b_cols: n <= NR rows of B (row stride ldb) read as columns of op(B),
+ *                into one NR-column sliver dst[k * NR + c]; columns past n zero.
+ * Both may write up to CLLM_SGEMM_PACK_SLACK floats past the sliver. */
+typedef void (*cllm_sgemm_packer)(const float *src, int ld, int rows, int kb, float *dst);
+
 typedef struct {
     int mr, nr;         /* register tile */
     int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3 */
     cllm_sgemm_ukernel ukernel;
+    cllm_sgemm_packer pack_a_rows, pack_b_cols; /* NULL: generic C packing */
 } cllm_sgemm_kernel;
+
+#define CLLM_SGEMM_PACK_SLACK 16
 
 /* Largest blocks any kernel uses: the thread-local packing buffers are sized
  * for them once, so no call allocates. */
