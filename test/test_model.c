@@ -406,6 +406,158 @@ static void test_batch_and_threads_are_independent(void **state) {
     gpt2_destroy(&m);
 }
 
+/* ---------------------------------------------------------------- PyTorch */
+
+/* test/data/gpt2_reference.bin, format documented in test/torch_reference.py. */
+typedef struct {
+    char name[96];
+    int dtype; /* 0 float32, 1 int32 */
+    int ndim;
+    int64_t dims[4];
+    size_t numel;
+    const unsigned char *data;
+} ref_array;
+
+typedef struct {
+    gpt2_config cfg;
+    int B, T, n;
+    ref_array arr[128];
+    unsigned char *buf;
+} ref_file;
+
+static int32_t read_i32(const unsigned char *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Parses with bounds checks; any inconsistency fails the test with a message. */
+static void ref_load(ref_file *r, const char *path) {
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s (regenerate with /usr/bin/python3 test/torch_reference.py)", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    r->buf = malloc((size_t)size);
+    assert_int_equal(fread(r->buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    const unsigned char *p = r->buf, *end = r->buf + size;
+    if (size < 8 + 8 * 4 || memcmp(p, "CLLMREF1", 8) != 0) fail_msg("%s: not a CLLMREF1 file", path);
+    p += 8;
+    int32_t h[8];
+    for (int i = 0; i < 8; i++, p += 4) h[i] = read_i32(p);
+    r->cfg = (gpt2_config){.n_layer = h[0], .n_head = h[1], .n_embd = h[2], .seq_len = h[3], .vocab_size = h[4]};
+    r->B = h[5], r->T = h[6], r->n = h[7];
+    assert_true(r->n > 0 && r->n <= 128);
+    for (int i = 0; i < r->n; i++) {
+        ref_array *a = &r->arr[i];
+        assert_true(end - p >= 4);
+        int len = read_i32(p);
+        p += 4;
+        assert_true(len > 0 && len < (int)sizeof a->name && end - p >= len + 8);
+        memcpy(a->name, p, (size_t)len);
+        p += len;
+        a->dtype = read_i32(p), a->ndim = read_i32(p + 4);
+        p += 8;
+        assert_true(a->ndim >= 1 && a->ndim <= 4 && end - p >= 8 * a->ndim);
+        a->numel = 1;
+        for (int d = 0; d < a->ndim; d++, p += 8) {
+            memcpy(&a->dims[d], p, 8);
+            assert_true(a->dims[d] > 0 && a->dims[d] < (1 << 24));
+            a->numel *= (size_t)a->dims[d];
+        }
+        assert_true((size_t)(end - p) >= a->numel * 4);
+        a->data = p;
+        p += a->numel * 4;
+    }
+    assert_true(p == end);
+}
+
+static const ref_array *ref_find(const ref_file *r, const char *name) {
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->arr[i].name, name) == 0) return &r->arr[i];
+    fail_msg("reference has no array %s", name);
+    return NULL;
+}
+
+/* Copies a float32 array into dst (alignment-safe). */
+static void ref_floats(const ref_array *a, float *dst, size_t n) {
+    assert_int_equal(a->dtype, 0);
+    assert_int_equal(a->numel, n);
+    memcpy(dst, a->data, n * sizeof(float));
+}
+
+/* Relative error as stated in the README: max|a-b| / max(max|b|, 1e-12),
+ * b being PyTorch's float64 result rounded to float32. */
+static double compare(const char *what, const float *ours, const ref_array *ref, size_t n) {
+    float *theirs = malloc(n * sizeof(float));
+    ref_floats(ref, theirs, n);
+    double max_diff = 0, max_ref = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)ours[i] - theirs[i]);
+        if (d > max_diff) max_diff = d, worst = i;
+        max_ref = fmax(max_ref, fabs(theirs[i]));
+    }
+    double rel = max_diff / fmax(max_ref, 1e-12);
+    printf("torch %-40s rel err %.2e%s (worst [%zu]: cllm %.7e torch %.7e)\n", what, rel, rel > 1e-4 ? "  FAIL" : "",
+           worst, ours[worst], theirs[worst]);
+    free(theirs);
+    return rel;
+}
+
+static void cross_check_pytorch(void) {
+    ref_file r;
+    ref_load(&r, CLLM_SOURCE_DIR "/test/data/gpt2_reference.bin");
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, &r.cfg), CLLM_OK);
+    for (int i = 0; i < m.n_tensors; i++) {
+        const gpt2_tensor *t = &m.tensors[i];
+        const ref_array *a = ref_find(&r, t->name);
+        assert_int_equal(a->ndim, t->ndim);
+        for (int d = 0; d < t->ndim; d++) assert_int_equal(a->dims[d], t->shape[d]);
+        ref_floats(a, m.params + t->offset, t->numel);
+    }
+    int N = r.B * r.T, V = r.cfg.vocab_size;
+    const ref_array *tok = ref_find(&r, "tokens"), *tgt = ref_find(&r, "targets");
+    assert_true(tok->dtype == 1 && tgt->dtype == 1 && tok->numel == (size_t)N && tgt->numel == (size_t)N);
+    int32_t *tokens = malloc((size_t)N * 4), *targets = malloc((size_t)N * 4);
+    memcpy(tokens, tok->data, (size_t)N * 4);
+    memcpy(targets, tgt->data, (size_t)N * 4);
+
+    gpt2_acts *a = gpt2_acts_create(&r.cfg, r.B);
+    float loss = gpt2_forward(&m, a, tokens, targets, r.B, r.T);
+    double worst = compare("loss", &loss, ref_find(&r, "loss"), 1);
+    worst = fmax(worst, compare("logits", gpt2_logits(a), ref_find(&r, "logits"), (size_t)N * V));
+    float *g = grad_buffer(&m);
+    gpt2_backward(&m, a, g, 1.0f);
+    for (int i = 0; i < m.n_tensors; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", m.tensors[i].name);
+        worst = fmax(worst, compare(name, g + m.tensors[i].offset, ref_find(&r, name), m.tensors[i].numel));
+    }
+    printf("PyTorch cross-check (%s kernels): worst relative error %.2e\n", cllm_simd_name(cllm_simd_active()),
+           worst);
+    assert_true(worst <= 1e-4);
+    free(tokens), free(targets), cllm_free(g), free(r.buf);
+    gpt2_acts_destroy(a);
+    gpt2_destroy(&m);
+}
+
+static void test_pytorch_reference_default_kernels(void **state) {
+    (void)state;
+    cross_check_pytorch();
+}
+
+static void test_pytorch_reference_scalar_kernels(void **state) {
+    (void)state;
+    cllm_simd saved = cllm_simd_active();
+    cllm_simd_force(CLLM_SIMD_SCALAR);
+    cross_check_pytorch();
+    cllm_simd_force(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_validation),
@@ -418,6 +570,8 @@ int main(void) {
         cmocka_unit_test(test_overfits_one_batch),
         cmocka_unit_test(test_kv_cache_matches_full_forward),
         cmocka_unit_test(test_batch_and_threads_are_independent),
+        cmocka_unit_test(test_pytorch_reference_default_kernels),
+        cmocka_unit_test(test_pytorch_reference_scalar_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
