@@ -1,8 +1,293 @@
-/* TODO(owner): not implemented yet. */
+/* `cllm bench step`: tokens/s of a whole training step (forward, backward,
+ * gradient reduction, global-norm clipping, AdamW) at 1, 2, ... threads, and
+ * optionally PyTorch's speed on the same model measured in the same run.
+ *
+ * The step is the trainer's: the data-parallel engine, one sequence per
+ * micro-batch, the fused sum + AdamW kernels. Random tokens: speed does not
+ * depend on the data. */
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cllm/build_config.h"
 #include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
+#include "cllm/cli/flags.h"
+#include "cllm/common.h"
+#include "cllm/model/gpt2.h"
+#include "cllm/parallel/engine.h"
+#include "cllm/parallel/kernels.h"
+#include "cllm/train/adamw.h"
+#include "cllm/train/peak.h"
+
+#define BENCH_BATCH 8
+#define BENCH_SEQ 256
+#define BENCH_CLIP 1.0
+#define BENCH_MAX_THREADS 256
+
+typedef struct {
+    const gpt2_model *model;
+    gpt2_acts **acts;       /* one arena per thread */
+    const int32_t *tokens;  /* BENCH_BATCH sequences of BENCH_SEQ + 1 tokens */
+    float *m, *v;           /* AdamW moments */
+    const cllm_kernels *kernels;
+    cllm_adamw_step hyper;
+} step_ctx;
+
+static float compute_micro(void *vctx, int micro, int thread, float *grad) {
+    step_ctx *c = vctx;
+    const int32_t *seq = c->tokens + (size_t)micro * (BENCH_SEQ + 1);
+    float loss = gpt2_forward(c->model, c->acts[thread], seq, seq + 1, 1, BENCH_SEQ);
+    gpt2_backward(c->model, c->acts[thread], grad, 1.0f / BENCH_BATCH);
+    return loss;
+}
+
+static float clip_scale(void *vctx, double norm2) {
+    (void)vctx;
+    double norm = norm2 > 0 ? sqrt(norm2) : 0.0;
+    return norm > BENCH_CLIP ? (float)(BENCH_CLIP / norm) : 1.0f;
+}
+
+/* The engine's range may span tensors with and without weight decay: split
+ * it at tensor boundaries, as the trainer does. */
+static void update_range(void *vctx, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
+    step_ctx *c = vctx;
+    const gpt2_model *m = c->model;
+    const float *at[64];
+    if (k > 64) k = 64; /* the engine never folds more sources than that */
+    size_t pos = begin;
+    for (int t = 0; t < m->n_tensors && pos < end; t++) {
+        size_t t_begin = m->tensors[t].offset, t_end = t_begin + m->tensors[t].numel;
+        size_t next = t + 1 < m->n_tensors ? m->tensors[t + 1].offset : m->n_params;
+        if (next <= pos) continue;
+        size_t lo = pos > t_begin ? pos : t_begin;
+        size_t hi = t_end < end ? t_end : end;
+        if (hi > lo) {
+            for (int j = 0; j < k; j++) at[j] = srcs[j] + lo;
+            c->kernels->sum_adamw(m->params + lo, c->m + lo, c->v + lo, at, k, scale, hi - lo, &c->hyper,
+                                  !m->tensors[t].no_decay);
+        }
+        pos = next < end ? next : end;
+    }
+}
+
+typedef struct {
+    int threads;
+    double tokens_per_s, step_s, exposed_share, utilisation, mfu, efficiency, loss;
+} step_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, int threads, int repeats,
+                               step_result *out) {
+    omp_set_num_threads(threads);
+    cllm_engine_config ec = {model->n_params, BENCH_BATCH, cllm_env_segments(), cllm_env_streaming(),
+                             cllm_env_grad_window()};
+    cllm_engine *engine = NULL;
+    cllm_status st = cllm_engine_create(&ec, &engine);
+    if (st != CLLM_OK) return st;
+    int nt = cllm_engine_threads(engine);
+    step_ctx c = {.model = model,
+                  .acts = calloc((size_t)nt, sizeof(gpt2_acts *)),
+                  .tokens = tokens,
+                  .m = cllm_alloc(model->n_params * sizeof(float)),
+                  .v = cllm_alloc(model->n_params * sizeof(float)),
+                  .kernels = cllm_kernels_active()};
+    double *wall = calloc((size_t)repeats, sizeof(double)), *exposed = calloc((size_t)repeats, sizeof(double));
+    double *util = calloc((size_t)repeats, sizeof(double));
+    int ok = c.acts && c.m && c.v && wall && exposed && util && c.kernels;
+    for (int t = 0; ok && t < nt; t++) ok = (c.acts[t] = gpt2_acts_create(&model->cfg, 1)) != NULL;
+    cllm_adamw_config ac = cllm_adamw_defaults();
+    cllm_engine_job job = {&c, compute_micro, clip_scale, update_range};
+    cllm_engine_stats stats;
+    double loss = 0.0;
+    /* Step 0 warms caches, page tables and the thread team; not timed. */
+    for (int r = -1; ok && r < repeats; r++) {
+        c.hyper = cllm_adamw_step_make(&ac, 1e-4, r + 2);
+        double t0 = cllm_now();
+        if (cllm_engine_step(engine, &job, &stats) != CLLM_OK) ok = 0;
+        double dt = cllm_now() - t0;
+        if (r < 0) continue;
+        wall[r] = dt;
+        exposed[r] = stats.exposed_share;
+        util[r] = stats.utilisation;
+        loss = stats.loss;
+    }
+    if (ok) {
+        double step_s = median(wall, repeats);
+        out->threads = nt;
+        out->step_s = step_s;
+        out->tokens_per_s = BENCH_BATCH * BENCH_SEQ / step_s;
+        out->exposed_share = median(exposed, repeats);
+        out->utilisation = median(util, repeats);
+        out->loss = loss;
+        out->mfu = out->tokens_per_s * gpt2_flops_per_token(&model->cfg) /
+                   (nt * cllm_peak_gflops_per_core() * 1e9);
+    }
+    for (int t = 0; c.acts && t < nt; t++) gpt2_acts_destroy(c.acts[t]);
+    free(c.acts), cllm_free(c.m), cllm_free(c.v), free(wall), free(exposed), free(util);
+    cllm_engine_free(engine);
+    if (!ok) return cllm_fail(CLLM_ERR_INTERNAL, "bench step: %s",
+                              *cllm_last_error() ? cllm_last_error() : "out of memory");
+    return CLLM_OK;
+}
+
+/* bench/torch_step.py from the working directory, else from the source tree
+ * this binary was configured from (next to its default corpus). */
+static void torch_script_path(char *out, size_t n) {
+    snprintf(out, n, "bench/torch_step.py");
+    if (access(out, R_OK) == 0) return;
+    const char *corpus = CLLM_DEFAULT_CORPUS_PATH;
+    const char *slash = strrchr(corpus, '/');
+    int dir_len = slash ? (int)(slash - corpus) : 0;
+    snprintf(out, n, "%.*s/../bench/torch_step.py", dir_len, corpus);
+}
+
+/* Runs the PyTorch step with torch_threads and OPENBLAS_NUM_THREADS =
+ * blas_threads; returns its tokens/s, or 0 when it could not run. */
+static double torch_tokens_per_s(const char *script, char preset, int torch_threads, int blas_threads,
+                                 int repeats) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 '%s' --preset %c --threads %d "
+             "--repeats %d",
+             blas_threads, torch_threads, script, preset, torch_threads, repeats);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0.0;
+    char line[1024];
+    double tps = 0.0;
+    while (fgets(line, sizeof line, p)) {
+        const char *at = strstr(line, "\"tokens_per_s\":");
+        if (at) tps = strtod(at + strlen("\"tokens_per_s\":"), NULL);
+    }
+    int status = pclose(p);
+    return status == 0 ? tps : 0.0;
+}
+
+static void configure_preset(char preset, gpt2_config *cfg) {
+    if (preset == 'S') *cfg = (gpt2_config){4, 4, 256, BENCH_SEQ, 256};
+    else *cfg = (gpt2_config){6, 6, 384, BENCH_SEQ, 512};
+}
+
 int cllm_bench_step(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "cllm bench step: not implemented yet\n");
-    return 1;
+    const char *preset_name = "S";
+    int repeats = 5, json = 0, against_torch = 0;
+    const cllm_flag flags[] = {
+        {"preset", CLLM_FLAG_STRING, &preset_name, "S|M",
+         "S: 4 layers, 256 dims, 4 heads, vocab 256; M: 6 layers, 384 dims, 6 heads, vocab 512 (default S)", 1, 0,
+         NULL},
+        {"repeats", CLLM_FLAG_INT, &repeats, "R", "timed steps per thread count, median kept (default 5)", 1, 1000,
+         NULL},
+        {"json", CLLM_FLAG_BOOL, &json, NULL, "print one JSON object instead of a table", 1, 0, NULL},
+        {"against-torch", CLLM_FLAG_BOOL, &against_torch, NULL,
+         "also time bench/torch_step.py (/usr/bin/python3, torch) and print cllm / PyTorch", 1, 0, NULL},
+    };
+    const cllm_command_spec spec = {
+        "bench step", "",
+        "Tokens/s of a full training step (B = 8 random sequences of T = 256 tokens: forward, backward, "
+        "reduction, clipping, AdamW) at 1, 2, ... OMP_NUM_THREADS threads: scaling efficiency, model FLOPs "
+        "utilisation against the measured FMA peak (CLLM_PEAK_GFLOPS overrides), exposed reduction share and "
+        "thread utilisation from the engine. With --against-torch, PyTorch at each thread count with its best "
+        "of torch n threads + OPENBLAS_NUM_THREADS=n and torch 1 thread + OPENBLAS_NUM_THREADS=n.",
+        flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};
+    char *pos[1];
+    int npos = 0;
+    int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, pos, &npos));
+    if (rc >= 0) return rc;
+    if (strcmp(preset_name, "S") != 0 && strcmp(preset_name, "M") != 0) {
+        fprintf(stderr, "cllm bench step: --preset must be S or M, not '%s'\n", preset_name);
+        return 2;
+    }
+    char preset = preset_name[0];
+    char script[1100];
+    torch_script_path(script, sizeof script);
+    if (against_torch && access(script, R_OK) != 0) {
+        fprintf(stderr, "cllm bench step: --against-torch needs bench/torch_step.py (run from the source tree)\n");
+        return 2;
+    }
+    int max_threads = omp_get_max_threads();
+    if (max_threads > BENCH_MAX_THREADS) max_threads = BENCH_MAX_THREADS;
+    gpt2_config cfg;
+    configure_preset(preset, &cfg);
+    gpt2_model model;
+    int32_t *tokens = malloc(sizeof(int32_t) * BENCH_BATCH * (BENCH_SEQ + 1));
+    if (!tokens || gpt2_create(&model, &cfg) != CLLM_OK) {
+        fprintf(stderr, "cllm bench step: %s\n", tokens ? cllm_last_error() : "out of memory");
+        free(tokens);
+        return 1;
+    }
+    gpt2_init_weights(&model, 1);
+    uint64_t s = 0x2545f4914f6cdd1dull;
+    for (int i = 0; i < BENCH_BATCH * (BENCH_SEQ + 1); i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        tokens[i] = (int32_t)(s % (uint64_t)cfg.vocab_size);
+    }
+    double peak = cllm_peak_gflops_per_core();
+    step_result res[BENCH_MAX_THREADS];
+    double torch_best[BENCH_MAX_THREADS] = {0};
+    int n = 0, status = 0;
+    for (int t = 1; t <= max_threads; t++, n++) {
+        if (run_threads(&model, tokens, t, repeats, &res[n]) != CLLM_OK) {
+            fprintf(stderr, "cllm bench step: %s\n", cllm_last_error());
+            status = 1;
+            break;
+        }
+        res[n].efficiency = res[n].tokens_per_s / (t * res[0].tokens_per_s);
+        if (against_torch) {
+            torch_best[n] = torch_tokens_per_s(script, preset, t, t, repeats);
+            if (t > 1) {
+                double one = torch_tokens_per_s(script, preset, 1, t, repeats);
+                if (one > torch_best[n]) torch_best[n] = one;
+            }
+            if (torch_best[n] <= 0.0) fprintf(stderr, "cllm bench step: PyTorch run failed at %d threads\n", t);
+        }
+    }
+    omp_set_num_threads(max_threads);
+    if (status == 0 && json) {
+        printf("{\"preset\":\"%c\",\"batch\":%d,\"seq\":%d,\"simd\":\"%s\",\"peak_gflops_per_core\":%.2f,"
+               "\"flops_per_token\":%.0f,\"results\":[",
+               preset, BENCH_BATCH, BENCH_SEQ, cllm_simd_name(cllm_simd_active()), peak,
+               gpt2_flops_per_token(&cfg));
+        for (int i = 0; i < n; i++)
+            printf("%s{\"threads\":%d,\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"efficiency\":%.4f,\"mfu\":%.4f,"
+                   "\"exposed_reduction_share\":%.4f,\"utilisation\":%.4f,\"torch_best_tokens_per_s\":%.1f}",
+                   i ? "," : "", res[i].threads, res[i].tokens_per_s, res[i].step_s, res[i].efficiency, res[i].mfu,
+                   res[i].exposed_share, res[i].utilisation, torch_best[i]);
+        printf("]}\n");
+    } else if (status == 0) {
+        printf("preset %c: B=%d, T=%d, %zu parameters, %.1f MFLOP/token, SIMD %s, peak %.1f GFLOP/s/core\n\n",
+               preset, BENCH_BATCH, BENCH_SEQ, gpt2_num_parameters(&model), gpt2_flops_per_token(&cfg) / 1e6,
+               cllm_simd_name(cllm_simd_active()), peak);
+        printf("%7s %10s %9s %8s %6s %9s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
+               "util");
+        if (against_torch) printf(" %12s %7s", "PyTorch best", "ratio");
+        printf("\n");
+        for (int i = 0; i < n; i++) {
+            printf("%7d %10.0f %9.1f %7.0f%% %5.0f%% %8.2f%% %6.1f%%", res[i].threads, res[i].tokens_per_s,
+                   1e3 * res[i].step_s, 100 * res[i].efficiency, 100 * res[i].mfu, 100 * res[i].exposed_share,
+                   100 * res[i].utilisation);
+            if (against_torch && torch_best[i] > 0)
+                printf(" %12.0f %6.2fx", torch_best[i], res[i].tokens_per_s / torch_best[i]);
+            printf("\n");
+        }
+        printf("\nmedians of %d steps; scaling = tokens/s / (threads x 1-thread tokens/s); MFU against the "
+               "measured per-core FMA peak; exposed = reduction after the last compute, share of the step.\n",
+               repeats);
+    }
+    gpt2_destroy(&model);
+    free(tokens);
+    return status;
 }
