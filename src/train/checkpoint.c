@@ -88,6 +88,9 @@ static cllm_status write_model_tensors(const char *path, const gpt2_model *m, co
 
 cllm_status cllm_checkpoint_save_model_meta(const char *dir, const gpt2_model *m, int32_t eot_id,
                                             const char *const (*metadata)[2], int n_meta) {
+    if (eot_id < 0 || eot_id >= m->cfg.vocab_size)
+        return cllm_fail(CLLM_ERR_INTERNAL, "end-of-text id %d outside the vocabulary of %d", (int)eot_id,
+                         m->cfg.vocab_size);
     cllm_status st = cllm_make_dirs(dir);
     if (st != CLLM_OK) return st;
     char *model_path = cllm_path_join(dir, CLLM_MODEL_FILE);

@@ -163,3 +163,47 @@ cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prom
     free(c.ctx);
     return CLLM_OK;
 }
+
+typedef struct {
+    const cllm_tokenizer *t;
+    FILE *out;
+    int failed;
+} stream_ctx;
+
+static int stream_token(int32_t token, void *user) {
+    stream_ctx *s = user;
+    size_t len = 0;
+    const uint8_t *bytes = cllm_tokenizer_token_bytes(s->t, token, &len);
+    if (bytes && len && fwrite(bytes, 1, len, s->out) != len) s->failed = 1;
+    if (fflush(s->out) != 0) s->failed = 1;
+    return s->failed; /* a closed pipe ends generation early */
+}
+
+cllm_status cllm_sample_to_stream(const gpt2_model *m, const cllm_tokenizer *t, const char *prompt, int n_tokens,
+                                  const cllm_sample_settings *set, uint64_t seed, FILE *out) {
+    int32_t eot = cllm_tokenizer_eot(t);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (prompt && *prompt) {
+        cllm_status st = cllm_tokenizer_encode(t, (const uint8_t *)prompt, strlen(prompt), &ids, &n_ids);
+        if (st != CLLM_OK) return st;
+        fputs(prompt, out);
+    }
+    if (n_ids == 0) {
+        free(ids);
+        ids = malloc(sizeof *ids);
+        if (!ids) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+        ids[0] = eot;
+        n_ids = 1;
+    }
+    if (n_ids > (size_t)INT32_MAX) {
+        free(ids);
+        return cllm_fail(CLLM_ERR_INPUT, "prompt too long");
+    }
+    cllm_rng rng;
+    cllm_rng_seed(&rng, seed);
+    stream_ctx ctx = {t, out, 0};
+    cllm_status st = cllm_generate(m, ids, (int)n_ids, n_tokens, set, &rng, stream_token, &ctx, NULL);
+    free(ids);
+    return st;
+}

@@ -9,8 +9,10 @@
 #define CLLM_TRAIN_SAMPLER_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cllm/common.h"
+#include "cllm/data/tokenizer.h"
 #include "cllm/model/gpt2.h"
 #include "cllm/rng.h"
 
@@ -55,5 +57,13 @@ typedef int (*cllm_token_fn)(int32_t token, void *user);
 cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prompt, int n_new,
                           const cllm_sample_settings *set, cllm_rng *rng, cllm_token_fn on_token, void *user,
                           int32_t *out);
+
+/* Text in, text out: encodes prompt (NULL or "" = start from the end-of-text
+ * token, as at a document boundary), writes the prompt, then streams each
+ * generated token's bytes to out with a flush as it is produced. The RNG is
+ * seeded from seed, so the same seed gives the same text. Generated
+ * end-of-text tokens print nothing. */
+cllm_status cllm_sample_to_stream(const gpt2_model *m, const cllm_tokenizer *t, const char *prompt, int n_tokens,
+                                  const cllm_sample_settings *set, uint64_t seed, FILE *out);
 
 #endif
