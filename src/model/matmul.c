@@ -25,6 +25,10 @@ static inline int min_int(int a, int b) { return a < b ? a : b; }
 static void pack_a_block(const cllm_sgemm_kernel *kern, int trans_a, const float *A, int lda, int i0, int p0,
                          int mb, int kb, float *dst) {
     const int mr = kern->mr;
+    if (trans_a && kern->pack_a_cols) {
+        kern->pack_a_cols(A + (size_t)p0 * lda + i0, lda, mb, kb, dst);
+        return;
+    }
     if (trans_a) {
         /* op(A)(i,k) = A[k][i]: k outer, so each row of A is read once,
          * sequentially, across all slivers of the block. */
@@ -135,7 +139,7 @@ static void ukernel_omp(int kc, const float *a, const float *b, float *c, int ld
     }
     cllm_sgemm_store_tile(t, OMP_NR, c, ldc, m, n, alpha, beta);
 }
-static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL};
+static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL, NULL};
 
 /* Degenerate products (nothing to sum): C = beta * C, BLAS-style. */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {

@@ -136,8 +136,30 @@ __attribute__((target("avx2,fma"))) static void pack_b_cols_avx2(const float *sr
         for (int c = 0; c < NR; c++) dst[(size_t)k * NR + c] = c < rows ? src[(size_t)c * ld + k] : 0.0f;
 }
 
+/* Rows of A (op(A) = A^T) into 6-row slivers: each sliver row is 6
+ * consecutive floats of a row of A, moved with one 8-wide load and store
+ * whose 2 extra floats land on the next k's place, which is written later;
+ * the sliver's last k, and slivers near the end of the row, go float by float
+ * so nothing outside A is read or outside the sliver written. */
+__attribute__((target("avx2,fma"))) static void pack_a_cols_avx2(const float *src, int ld, int mb, int kb,
+                                                                  float *dst) {
+    for (int k = 0; k < kb; k++) {
+        const float *row = src + (size_t)k * ld;
+        for (int ir = 0; ir < mb; ir += MR) {
+            float *d = dst + (size_t)ir * kb + (size_t)k * MR;
+            if (ir + 8 <= mb && k + 1 < kb) {
+                _mm256_storeu_ps(d, _mm256_loadu_ps(row + ir));
+                continue;
+            }
+            int m = mb - ir < MR ? mb - ir : MR;
+            for (int r = 0; r < m; r++) d[r] = row[ir + r];
+            for (int r = m; r < MR; r++) d[r] = 0.0f;
+        }
+    }
+}
+
 /* L1 (32 KiB) holds the 16 KiB B sliver; L2 (512 KiB+) the 144 KiB A block. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2, pack_a_rows_avx2, pack_b_cols_avx2};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2, pack_a_rows_avx2, pack_b_cols_avx2, pack_a_cols_avx2};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0, 0};
 #endif

@@ -20,7 +20,9 @@ typedef void (*cllm_sgemm_ukernel)(int kc, const float *a, const float *b, float
  *                MR-row sliver dst[k * MR + r]; rows past m zero.
  *   pack_b_cols: n <= NR rows of B (row stride ldb) read as columns of op(B),
  *                into one NR-column sliver dst[k * NR + c]; columns past n zero.
- * Both may write up to CLLM_SGEMM_PACK_SLACK floats past the sliver. */
+ *   pack_a_cols: op(A) = A^T: kb rows of A (row stride lda), mb columns each,
+ *                into the mb-row block of MR-row slivers (stride kb * MR).
+ * The first two may write up to CLLM_SGEMM_PACK_SLACK floats past the sliver. */
 typedef void (*cllm_sgemm_packer)(const float *src, int ld, int rows, int kb, float *dst);
 
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3 */
     cllm_sgemm_ukernel ukernel;
     cllm_sgemm_packer pack_a_rows, pack_b_cols; /* NULL: generic C packing */
+    void (*pack_a_cols)(const float *src, int ld, int mb, int kb, float *dst); /* NULL: generic */
 } cllm_sgemm_kernel;
 
 #define CLLM_SGEMM_PACK_SLACK 16
