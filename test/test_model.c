@@ -181,6 +181,17 @@ static void test_loss_at_init_is_log_vocab(void **state) {
         printf("V=%d: loss at init %.4f, ln V %.4f\n", cfg->vocab_size, loss, log(cfg->vocab_size));
         assert_true(fabs(loss - log(cfg->vocab_size)) < 0.1);
         assert_true(gpt2_forward(&m, a, tok, NULL, B, T) == 0.0f); /* no targets, no loss */
+        /* Bad shapes and token ids are refused (NaN + message), never read out of bounds. */
+        assert_true(isnan(gpt2_forward(&m, a, tok, tgt, B + 1, T)));
+        assert_true(isnan(gpt2_forward(&m, a, tok, tgt, B, T + 1)));
+        assert_true(isnan(gpt2_forward(&m, a, tok, tgt, 0, T)));
+        int32_t saved = tok[3];
+        tok[3] = cfg->vocab_size;
+        assert_true(isnan(gpt2_forward(&m, a, tok, tgt, B, T)));
+        assert_true(strstr(cllm_last_error(), "vocabulary") != NULL);
+        tok[3] = saved;
+        tgt[5] = -1;
+        assert_true(isnan(gpt2_forward(&m, a, tok, tgt, B, T)));
         free(tok), free(tgt);
         gpt2_acts_destroy(a);
         gpt2_destroy(&m);

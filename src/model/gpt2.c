@@ -319,10 +319,32 @@ static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T
 #undef W
 }
 
+/* Out-of-range shapes or token ids would index outside the arena or wte; the
+ * check costs N compares against a forward of N*C*C multiply-adds. */
+static int forward_arguments_ok(const gpt2_config *c, const gpt2_acts *a, const int32_t *tokens,
+                                const int32_t *targets, int B, int T) {
+    if (B < 1 || B > a->max_batch || T < 1 || T > c->seq_len) {
+        cllm_fail(CLLM_ERR_INTERNAL, "gpt2_forward: batch %dx%d outside the arena's %dx%d", B, T, a->max_batch,
+                  c->seq_len);
+        return 0;
+    }
+    for (int i = 0; i < B * T; i++) {
+        int bad_token = tokens[i] < 0 || tokens[i] >= c->vocab_size;
+        int bad_target = targets && (targets[i] < 0 || targets[i] >= c->vocab_size);
+        if (bad_token || bad_target) {
+            cllm_fail(CLLM_ERR_INPUT, "gpt2_forward: token id outside the vocabulary (0..%d)", c->vocab_size - 1);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T) {
     const gpt2_config *c = &m->cfg;
     const float *p = m->params;
     int C = c->n_embd, V = c->vocab_size, N = B * T;
+    a->has_targets = 0;
+    if (!forward_arguments_ok(c, a, tokens, targets, B, T)) return NAN;
     a->B = B;
     a->T = T;
     a->has_targets = targets != NULL;

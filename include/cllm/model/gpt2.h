@@ -90,8 +90,9 @@ size_t gpt2_acts_bytes(const gpt2_acts *a);
 
 /* Forward over B sequences of T <= seq_len tokens (tokens[B*T], row-major),
  * B <= max_batch. targets (same shape) may be NULL: no loss. Returns the mean
- * cross-entropy over the B*T positions, or 0 when targets == NULL. Token ids
- * must lie in [0, V) (the caller validates data). No allocation. */
+ * cross-entropy over the B*T positions, or 0 when targets == NULL. A shape
+ * outside the arena or a token id outside [0, V) computes nothing and returns
+ * NaN with a message (cllm_last_error). No allocation. */
 float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, const int32_t *targets, int B,
                    int T);
 
