@@ -1,0 +1,416 @@
+/* The training loop end to end on a tiny model and a tiny corpus: exact
+ * resume, determinism across threads and schedules, divergence stop,
+ * signals, bad command lines, and the trainer's small pieces (clipping,
+ * metrics lines, progress lines, run.json). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cllm/train/metrics.h"
+#include "cllm/train/progress.h"
+#include "cllm/train/safetensors.h"
+#include "cllm/train/trainer.h"
+#include "support.h"
+
+/* ---- fixtures ------------------------------------------------------------------ */
+
+static char *workdir;
+static char *corpus_path;
+
+/* About 12 KB of varied text, generated deterministically: enough windows
+ * of 16 tokens for training and validation with a 300-token vocabulary. */
+static int setup_corpus(void **state) {
+    (void)state;
+    static const char *words[] = {"the", "king", "shall", "speak", "of", "love", "and", "war", "to", "my",
+                                  "lord", "now", "good", "night", "sweet", "prince", "what", "is", "honour", "air"};
+    size_t cap = 16384, n = 0;
+    char *text = malloc(cap);
+    uint64_t x = 12345;
+    while (n < 12000) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        const char *w = words[(x >> 33) % 20];
+        n += (size_t)snprintf(text + n, cap - n, "%s%s", w, (x >> 40) % 9 == 0 ? ".\n" : " ");
+    }
+    workdir = make_temp_dir();
+    corpus_path = write_file(workdir, "corpus.txt", text, n);
+    free(text);
+    return 0;
+}
+
+static int teardown_corpus(void **state) {
+    (void)state;
+    remove_tree(workdir);
+    free(workdir);
+    free(corpus_path);
+    return 0;
+}
+
+static char *data_paths[1];
+
+static cllm_train_options tiny_options(const char *out, int64_t steps) {
+    data_paths[0] = corpus_path;
+    cllm_train_options o = {
+        .data_paths = data_paths, .n_data = 1, .val_fraction = 0.1,
+        .model = {.n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 16, .vocab_size = 300},
+        .batch = 4, .micro = 1, .grad_accum = 1, .steps = steps, .lr = 1e-2, .min_lr = 1e-3, .warmup = 2,
+        .weight_decay = 0.1, .clip = 1.0, .seed = 7, .eval_every = 2, .save_every = 0, .log_every = 1,
+        .sample_tokens = 0, .out_dir = out, .quiet = 1,
+    };
+    return o;
+}
+
+static char *run_dir(const char *name) {
+    char *p = malloc(strlen(workdir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", workdir, name);
+    return p;
+}
+
+static unsigned char *slurp(const char *dir, const char *name, size_t *n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void assert_same_file(const char *dir_a, const char *dir_b, const char *name) {
+    size_t na = 0, nb = 0;
+    unsigned char *a = slurp(dir_a, name, &na), *b = slurp(dir_b, name, &nb);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(a);
+    free(b);
+}
+
+static cllm_status train_fresh(const char *dir, int64_t steps, int64_t stop_after, int threads) {
+    omp_set_num_threads(threads);
+    cllm_train_options o = tiny_options(dir, steps);
+    o.stop_after = stop_after;
+    cllm_train_result res;
+    return cllm_train(&o, 0, &res);
+}
+
+static cllm_status train_resume(const char *dir, int threads, cllm_train_result *res) {
+    omp_set_num_threads(threads);
+    cllm_train_options o;
+    uint64_t hash;
+    size_t bytes;
+    cllm_status st = cllm_run_json_read(dir, &o, &hash, &bytes);
+    if (st != CLLM_OK) return st;
+    o.out_dir = dir;
+    o.quiet = 1;
+    st = cllm_train(&o, 1, res);
+    cllm_train_options_free_paths(&o);
+    return st;
+}
+
+static int64_t optimizer_step(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    cllm_st_file f;
+    if (cllm_st_open(path, &f) != CLLM_OK) return -1;
+    const char *s = cllm_st_metadata(&f, "step");
+    int64_t step = s ? strtoll(s, NULL, 10) : -1;
+    cllm_st_close(&f);
+    return step;
+}
+
+/* ---- exact resume ----------------------------------------------------------------- */
+
+/* 2N steps straight on 2 threads == N steps on 1 thread, then N more on 3
+ * threads after --resume: byte for byte, model and optimizer state. */
+static void test_resume_is_bitwise_identical(void **state) {
+    (void)state;
+    char *straight = run_dir("straight"), *resumed = run_dir("resumed");
+    omp_set_schedule(omp_sched_dynamic, 1);
+    assert_int_equal(train_fresh(straight, 8, 0, 2), CLLM_OK);
+    assert_int_equal(train_fresh(resumed, 8, 4, 1), CLLM_OK);
+    assert_int_equal(optimizer_step(resumed), 4);
+    cllm_train_result res;
+    assert_int_equal(train_resume(resumed, 3, &res), CLLM_OK);
+    assert_int_equal(res.steps_done, 8);
+    assert_int_equal(optimizer_step(resumed), 8);
+    assert_same_file(straight, resumed, "model.safetensors");
+    assert_same_file(straight, resumed, "optimizer.safetensors");
+
+    /* The log continues where the checkpoint was taken: steps 1..8, once each. */
+    size_t n;
+    char *log = (char *)slurp(resumed, "metrics.jsonl", &n);
+    assert_non_null(log);
+    assert_int_equal(count_lines(log), 8);
+    char *p = log;
+    for (int s = 1; s <= 8; s++) {
+        char key[32];
+        snprintf(key, sizeof key, "{\"step\":%d,", s);
+        assert_ptr_equal(strstr(p, key), p);
+        p = strchr(p, '\n') + 1;
+    }
+    free(log);
+    free(straight);
+    free(resumed);
+}
+
+/* A model file that does not belong to the optimizer state is refused. */
+static void test_resume_refuses_mismatched_pair(void **state) {
+    (void)state;
+    char *a = run_dir("pair_a"), *b = run_dir("pair_b");
+    assert_int_equal(train_fresh(a, 4, 2, 1), CLLM_OK);
+    assert_int_equal(train_fresh(b, 4, 3, 1), CLLM_OK);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model.safetensors'", b, a);
+    assert_int_equal(system(cmd), 0);
+    cllm_train_result res;
+    assert_int_equal(train_resume(a, 1, &res), CLLM_ERR_INPUT);
+    assert_non_null(strstr(cllm_last_error(), "mismatched"));
+    free(a);
+    free(b);
+}
+
+/* ---- determinism across threads and schedules ---------------------------------------- */
+
+static void test_same_parameters_for_any_threads_and_schedule(void **state) {
+    (void)state;
+    const omp_sched_t kinds[] = {omp_sched_static, omp_sched_dynamic, omp_sched_guided};
+    const char *names[] = {"static", "dynamic", "guided"};
+    char *reference = NULL;
+    for (int threads = 1; threads <= 4; threads++) {
+        for (int k = 0; k < 3; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "det_%d_%s", threads, names[k]);
+            char *dir = run_dir(name);
+            omp_set_schedule(kinds[k], 1);
+            cllm_train_options o = tiny_options(dir, 3);
+            o.batch = 6;
+            o.micro = 1;
+            o.grad_accum = 2; /* 12 micro-batches: more than threads, uneven shares */
+            omp_set_num_threads(threads);
+            cllm_train_result res;
+            assert_int_equal(cllm_train(&o, 0, &res), CLLM_OK);
+            if (!reference) reference = dir;
+            else {
+                assert_same_file(reference, dir, "model.safetensors");
+                free(dir);
+            }
+        }
+    }
+    omp_set_schedule(omp_sched_dynamic, 1);
+    free(reference);
+}
+
+/* ---- divergence -------------------------------------------------------------------------- */
+
+/* A NaN loss at step 5 stops the run with a clear error; the checkpoint of
+ * step 4 stays, identical to a run stopped there on purpose. */
+static void test_nan_stops_and_keeps_last_good_checkpoint(void **state) {
+    (void)state;
+    char *bad = run_dir("nan"), *good = run_dir("nan_reference");
+    omp_set_num_threads(2);
+    cllm_train_options o = tiny_options(bad, 8);
+    o.save_every = 2;
+    cllm_train_debug_nan_at_step(5);
+    cllm_train_result res;
+    cllm_status st = cllm_train(&o, 0, &res);
+    cllm_train_debug_nan_at_step(0);
+    assert_int_equal(st, CLLM_ERR_INTERNAL);
+    assert_non_null(strstr(cllm_last_error(), "diverged at step 5"));
+    assert_int_equal(optimizer_step(bad), 4);
+    assert_int_equal(train_fresh(good, 8, 4, 1), CLLM_OK);
+    assert_same_file(bad, good, "model.safetensors");
+    free(bad);
+    free(good);
+}
+
+/* ---- the binary: signals and bad command lines ---------------------------------------------- */
+
+static void test_sigterm_saves_and_exits_130(void **state) {
+    (void)state;
+    char *dir = run_dir("signal");
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=1 '%s' train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 4 "
+             "--steps 1000000 --eval-every 0 --save-every 0 --sample-tokens 0 --out '%s' --quiet & pid=$!; i=0; "
+             "while [ ! -s '%s/metrics.jsonl' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
+             "kill -TERM $pid; wait $pid; exit $?",
+             CLLM_BIN, corpus_path, dir, dir);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 130);
+    int64_t step = optimizer_step(dir);
+    assert_true(step >= 1);
+    /* the saved step is the last one logged */
+    size_t n;
+    char *log = (char *)slurp(dir, "metrics.jsonl", &n);
+    assert_int_equal(count_lines(log), step);
+    free(log);
+    free(dir);
+}
+
+static void expect_bad_command(const char *args, const char *needle) {
+    char *dir = run_dir("never");
+    char full[8192];
+    snprintf(full, sizeof full, "train %s --out '%s' --quiet", args, dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", full);
+    if (r.exit_code != 2 || count_lines(r.err) != 1 || !strstr(r.err, needle))
+        fail_msg("cllm %s: exit %d, stderr '%s' (expected exit 2, one line with '%s')", full, r.exit_code, r.err,
+                 needle);
+    struct stat st;
+    assert_int_not_equal(stat(dir, &st), 0); /* nothing written */
+    run_result_free(&r);
+    free(dir);
+}
+
+static void test_bad_command_lines_exit_2_and_write_nothing(void **state) {
+    (void)state;
+    expect_bad_command("--batch 6 --micro 4", "multiple of --micro");
+    expect_bad_command("--steps 5 --epochs 1", "only one budget");
+    expect_bad_command("--preset XL", "--preset");
+    expect_bad_command("--heads 3 --embd 32", "--heads");
+    expect_bad_command("--lr abc", "--lr");
+    expect_bad_command("--min-lr 1 --lr 0.1", "--min-lr");
+    expect_bad_command("--frobnicate", "unknown option");
+    expect_bad_command("/nonexistent/corpus.txt", "/nonexistent/corpus.txt");
+    expect_bad_command("--vocab 10", "--vocab");
+    char args[4096];
+    snprintf(args, sizeof args, "'%s' --steps 3 --stop-after 9 --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300",
+             corpus_path);
+    expect_bad_command(args, "--stop-after");
+}
+
+static void test_resume_refuses_model_flags(void **state) {
+    (void)state;
+    char *dir = run_dir("flags");
+    assert_int_equal(train_fresh(dir, 4, 2, 1), CLLM_OK);
+    const char *refused[] = {"--layers 2", "--heads 4", "--embd 32", "--seq 8", "--vocab 400", "--preset S"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char args[8192];
+        snprintf(args, sizeof args, "train --resume '%s' %s --quiet", dir, refused[i]);
+        run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+        assert_int_equal(r.exit_code, 2);
+        assert_int_equal(count_lines(r.err), 1);
+        assert_non_null(strstr(r.err, "--resume"));
+        run_result_free(&r);
+    }
+    assert_int_equal(optimizer_step(dir), 2); /* untouched */
+    run_result r = run_cllm(NULL, "train --resume /nonexistent/run --quiet");
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    run_result_free(&r);
+    free(dir);
+}
+
+/* ---- small pieces -------------------------------------------------------------------------- */
+
+static void test_clip_factor(void **state) {
+    (void)state;
+    assert_true(cllm_clip_factor(10.0, 1.0) == 0.1f);
+    assert_true(cllm_clip_factor(0.5, 1.0) == 1.0f);
+    assert_true(cllm_clip_factor(1.0, 1.0) == 1.0f);
+    assert_true(cllm_clip_factor(1e9, 0.0) == 1.0f); /* clip 0 = off */
+    assert_true(cllm_clip_factor(NAN, 1.0) == 0.0f);
+    assert_true(cllm_clip_factor(INFINITY, 0.0) == 0.0f);
+    /* the clipped gradient's norm is the threshold */
+    assert_float_equal(cllm_clip_factor(4.0, 0.5) * 4.0, 0.5, 1e-7);
+}
+
+static void test_metrics_line(void **state) {
+    (void)state;
+    cllm_metrics_row r = {.step = 12, .tokens = 3072, .loss = 2.5, .has_val = 1, .val_loss = NAN, .lr = 1e-3,
+                          .grad_norm = 0.75, .tokens_per_s = 1000, .exposed_reduction = 0.01, .utilisation = 0.9,
+                          .atomics = 42};
+    char buf[1024];
+    size_t n = cllm_metrics_format(&r, buf, sizeof buf);
+    assert_int_equal(n, strlen(buf));
+    assert_ptr_equal(strstr(buf, "{\"step\":12,\"tokens\":3072,\"loss\":2.5,"), buf);
+    assert_non_null(strstr(buf, "\"val_loss\":null"));
+    assert_non_null(strstr(buf, "\"grad_norm\":0.75"));
+    assert_non_null(strstr(buf, "\"atomics\":42"));
+    assert_non_null(strstr(buf, "\"exposed_reduction\":0.01"));
+    assert_non_null(strstr(buf, "\"utilisation\":0.9"));
+    assert_string_equal(buf + n - 2, "}\n");
+    r.has_val = 0;
+    cllm_metrics_format(&r, buf, sizeof buf);
+    assert_null(strstr(buf, "val_loss"));
+}
+
+static void test_progress_line_and_mode(void **state) {
+    (void)state;
+    cllm_progress_info p = {.step = 120, .total = 1000, .loss = 2.34567, .has_val = 1, .val_loss = 2.5,
+                            .tokens_per_s = 12345, .lr = 6e-4, .eta_s = 83, .mfu = 0.123};
+    char buf[256];
+    cllm_progress_format(&p, buf, sizeof buf);
+    assert_string_equal(buf, "step 120/1000  loss 2.3457  val 2.5000  12.3k tok/s  lr 6.00e-04  ETA 1m23s  MFU 12.3%");
+    cllm_progress_duration(7300, buf, sizeof buf);
+    assert_string_equal(buf, "2h01m");
+    assert_int_equal(cllm_progress_pick(NULL, 0, 1), CLLM_PROGRESS_LINE);
+    assert_int_equal(cllm_progress_pick(NULL, 0, 0), CLLM_PROGRESS_PLAIN);
+    assert_int_equal(cllm_progress_pick("auto", 1, 1), CLLM_PROGRESS_OFF);
+    assert_int_equal(cllm_progress_pick("plain", 1, 1), CLLM_PROGRESS_PLAIN);
+    assert_int_equal(cllm_progress_pick("off", 0, 1), CLLM_PROGRESS_OFF);
+}
+
+static void test_run_json_round_trip(void **state) {
+    (void)state;
+    char *dir = run_dir("runjson");
+    mkdir(dir, 0755);
+    cllm_train_options o = tiny_options(dir, 17);
+    o.lr = 0.1 + 0.2; /* not exactly representable in decimal: must survive */
+    o.seed = 9007199254740993ULL;
+    assert_int_equal(cllm_run_json_write(dir, &o, 0xfedcba9876543210ULL, 12345), CLLM_OK);
+    cllm_train_options back;
+    uint64_t hash;
+    size_t bytes;
+    assert_int_equal(cllm_run_json_read(dir, &back, &hash, &bytes), CLLM_OK);
+    assert_true(hash == 0xfedcba9876543210ULL);
+    assert_int_equal(bytes, 12345);
+    assert_int_equal(back.n_data, 1);
+    assert_string_equal(back.data_paths[0], corpus_path);
+    assert_true(back.lr == o.lr);
+    assert_true(back.seed == o.seed);
+    assert_int_equal(back.steps, 17);
+    assert_int_equal(back.model.n_embd, 16);
+    assert_int_equal(back.batch, 4);
+    cllm_train_options_free_paths(&back);
+    /* a damaged file is an input error naming it */
+    char *p = write_file(dir, "run.json", "{\"data\": 3}", 11);
+    assert_int_equal(cllm_run_json_read(dir, &back, &hash, &bytes), CLLM_ERR_INPUT);
+    assert_non_null(strstr(cllm_last_error(), "run.json"));
+    free(p);
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clip_factor),
+        cmocka_unit_test(test_metrics_line),
+        cmocka_unit_test(test_progress_line_and_mode),
+        cmocka_unit_test(test_run_json_round_trip),
+        cmocka_unit_test(test_resume_is_bitwise_identical),
+        cmocka_unit_test(test_resume_refuses_mismatched_pair),
+        cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
+        cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
+        cmocka_unit_test(test_sigterm_saves_and_exits_130),
+        cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
+        cmocka_unit_test(test_resume_refuses_model_flags),
+    };
+    return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);
+}
