@@ -1,0 +1,468 @@
+/* Checkpoints and run folders: bitwise round trip, Hugging Face layout,
+ * rejection of mismatched or damaged folders, crash-safety of saves, and the
+ * `cllm eval` command on a saved run. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cllm/data/corpus.h"
+#include "cllm/data/tokenizer.h"
+#include "cllm/model/gpt2.h"
+#include "cllm/train/checkpoint.h"
+#include "cllm/train/json.h"
+#include "cllm/train/safetensors.h"
+#include "support.h"
+
+static const gpt2_config tiny = {2, 2, 16, 8, 32};
+
+static void make_model(gpt2_model *m, const gpt2_config *cfg, uint64_t seed) {
+    assert_int_equal(gpt2_create(m, cfg), CLLM_OK);
+    gpt2_init_weights(m, seed);
+}
+
+static char *path_in(const char *dir, const char *name) {
+    char *p = cllm_path_join(dir, name);
+    assert_non_null(p);
+    return p;
+}
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n + 1);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void assert_models_identical(const gpt2_model *a, const gpt2_model *b) {
+    assert_memory_equal(&a->cfg, &b->cfg, sizeof a->cfg);
+    assert_int_equal(a->n_params, b->n_params);
+    assert_memory_equal(a->params, b->params, a->n_params * sizeof(float));
+}
+
+static void test_round_trip_is_bitwise(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    char *run = path_in(dir, "nested/run"); /* parents are created */
+    gpt2_model a, b;
+    make_model(&a, &tiny, 42);
+    assert_int_equal(cllm_checkpoint_save_model(run, &a, 31), CLLM_OK);
+    assert_int_equal(cllm_checkpoint_load_model(run, &b), CLLM_OK);
+    assert_models_identical(&a, &b);
+    gpt2_config cfg;
+    int32_t eot = 0;
+    assert_int_equal(cllm_checkpoint_read_config(run, &cfg, &eot), CLLM_OK);
+    assert_int_equal(eot, 31);
+    assert_memory_equal(&cfg, &tiny, sizeof cfg);
+    gpt2_destroy(&a);
+    gpt2_destroy(&b);
+    free(run);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* The files follow Hugging Face: GPT2Config keys, tensor names and shapes,
+ * no lm_head (tied), F32, "format":"pt". */
+static void test_hugging_face_layout(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    gpt2_model a;
+    make_model(&a, &tiny, 1);
+    const char *meta[][2] = {{"step", "17"}};
+    assert_int_equal(cllm_checkpoint_save_model_meta(dir, &a, 31, meta, 1), CLLM_OK);
+    char *cfg_path = path_in(dir, "config.json");
+    cllm_json *cfg = NULL;
+    assert_int_equal(cllm_json_parse_file(cfg_path, &cfg), CLLM_OK);
+    assert_string_equal(cllm_json_get(cfg, "model_type")->string, "gpt2");
+    assert_string_equal(cllm_json_get(cfg, "architectures")->items[0].string, "GPT2LMHeadModel");
+    assert_string_equal(cllm_json_get(cfg, "activation_function")->string, "gelu_new");
+    assert_int_equal(cllm_json_get(cfg, "n_layer")->integer, 2);
+    assert_int_equal(cllm_json_get(cfg, "n_head")->integer, 2);
+    assert_int_equal(cllm_json_get(cfg, "n_embd")->integer, 16);
+    assert_int_equal(cllm_json_get(cfg, "n_positions")->integer, 8);
+    assert_int_equal(cllm_json_get(cfg, "n_ctx")->integer, 8);
+    assert_int_equal(cllm_json_get(cfg, "vocab_size")->integer, 32);
+    assert_int_equal(cllm_json_get(cfg, "eos_token_id")->integer, 31);
+    assert_int_equal(cllm_json_get(cfg, "bos_token_id")->integer, 31);
+    assert_true(cllm_json_get(cfg, "tie_word_embeddings")->boolean);
+    assert_true(fabs(cllm_json_get(cfg, "layer_norm_epsilon")->number - 1e-5) < 1e-12);
+    assert_non_null(cllm_json_get(cfg, "cllm_version"));
+    cllm_json_free(cfg);
+
+    char *model_path = path_in(dir, "model.safetensors");
+    cllm_st_file f;
+    assert_int_equal(cllm_st_open(model_path, &f), CLLM_OK);
+    assert_int_equal(f.n_tensors, 2 + 12 * 2 + 2); /* wte, wpe, 12 per layer, ln_f w+b */
+    assert_null(cllm_st_find(&f, "lm_head.weight"));
+    const cllm_st_tensor *t = cllm_st_find(&f, "transformer.h.1.attn.c_attn.weight");
+    assert_non_null(t);
+    assert_int_equal(t->dtype, CLLM_ST_F32);
+    assert_int_equal(t->shape[0], 16);
+    assert_int_equal(t->shape[1], 48);
+    t = cllm_st_find(&f, "transformer.wte.weight");
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 32);
+    assert_int_equal(t->shape[1], 16);
+    assert_memory_equal(t->data, a.params + gpt2_find_tensor(&a, "transformer.wte.weight")->offset, t->nbytes);
+    assert_non_null(cllm_st_find(&f, "transformer.ln_f.bias"));
+    assert_non_null(cllm_st_find(&f, "transformer.h.0.mlp.c_proj.weight"));
+    assert_string_equal(cllm_st_metadata(&f, "format"), "pt");
+    assert_string_equal(cllm_st_metadata(&f, "step"), "17");
+    cllm_st_close(&f);
+    gpt2_destroy(&a);
+    free(cfg_path);
+    free(model_path);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* Replaces one "key": value pair of config.json (value given as JSON text). */
+static void set_config_value(const char *dir, const char *key, const char *value) {
+    char *path = path_in(dir, "config.json");
+    size_t n;
+    char *text = (char *)slurp(path, &n);
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    char *at = strstr(text, pattern);
+    assert_non_null(at);
+    char *value_start = at + strlen(pattern);
+    char *value_end = strpbrk(value_start, ",\n");
+    size_t out_len = n + strlen(value) + 1;
+    char *out = malloc(out_len);
+    snprintf(out, out_len, "%.*s%s%s", (int)(value_start - text), text, value, value_end);
+    free(write_file(dir, "config.json", out, strlen(out)));
+    free(out);
+    free(text);
+    free(path);
+}
+
+static void expect_load_error(const char *dir, const char *needle) {
+    gpt2_model m;
+    cllm_status st = cllm_checkpoint_load_model(dir, &m);
+    if (st != CLLM_ERR_INPUT) fail_msg("load succeeded or wrong status %d; wanted an error with '%s'", st, needle);
+    if (!strstr(cllm_last_error(), needle)) fail_msg("message '%s' lacks '%s'", cllm_last_error(), needle);
+    assert_null(m.params); /* nothing left allocated */
+    gpt2_destroy(&m);
+}
+
+static void test_mismatched_config_is_rejected(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    gpt2_model a;
+    make_model(&a, &tiny, 3);
+    struct {
+        const char *key, *value, *needle;
+    } cases[] = {
+        {"n_embd", "32", "transformer.wte.weight has shape [32,16] but config.json implies [32,32]"},
+        {"vocab_size", "40", "transformer.wte.weight"},
+        {"n_positions", "4", "n_ctx 8 differs"},
+        {"n_layer", "1", "unexpected tensor transformer.h.1."},
+        {"n_layer", "3", "transformer.h.2.ln_1.weight is missing"},
+        {"n_head", "3", "not a multiple"},
+        {"n_head", "0", "positive"},
+        {"n_layer", "-1", "non-negative integer"},
+        {"n_embd", "16.5", "non-negative integer"},
+        {"n_embd", "\"16\"", "non-negative integer"},
+        {"model_type", "\"llama\"", "model_type"},
+        {"activation_function", "\"relu\"", "gelu_new"},
+        {"tie_word_embeddings", "false", "tie_word_embeddings"},
+        {"eos_token_id", "32", "eos_token_id"},
+        {"n_embd", "16 garbage", "invalid JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+        set_config_value(dir, cases[i].key, cases[i].value);
+        expect_load_error(dir, cases[i].needle);
+    }
+    /* a required key missing */
+    assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+    char *cfg_path = path_in(dir, "config.json");
+    size_t n;
+    char *text = (char *)slurp(cfg_path, &n);
+    char *key = strstr(text, "\"vocab_size\"");
+    memcpy(key, "\"vocab_sizX\"", 12);
+    free(write_file(dir, "config.json", text, n));
+    free(text);
+    expect_load_error(dir, "missing \"vocab_size\"");
+    free(cfg_path);
+
+    /* a model written for another config, with the right config.json */
+    gpt2_config other = tiny;
+    other.vocab_size = 48;
+    gpt2_model b;
+    make_model(&b, &other, 3);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &b, 31), CLLM_OK);
+    char *model_b = path_in(dir, "model.safetensors");
+    size_t nb;
+    unsigned char *bytes_b = slurp(model_b, &nb);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+    free(write_file(dir, "model.safetensors", bytes_b, nb));
+    expect_load_error(dir, "transformer.wte.weight has shape [48,16]");
+    free(bytes_b);
+    free(model_b);
+    gpt2_destroy(&b);
+    gpt2_destroy(&a);
+    remove_tree(dir);
+    free(dir);
+}
+
+static void test_missing_and_corrupt_files(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    expect_load_error("/nonexistent/run", "no such run folder");
+    expect_load_error(dir, "config.json is missing");
+    gpt2_model bad;
+    make_model(&bad, &tiny, 5);
+    assert_int_not_equal(cllm_checkpoint_save_model(dir, &bad, 32), CLLM_OK); /* EOT outside the vocabulary */
+    gpt2_destroy(&bad);
+    gpt2_model a;
+    make_model(&a, &tiny, 5);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+    char *model_path = path_in(dir, "model.safetensors");
+    size_t n;
+    unsigned char *bytes = slurp(model_path, &n);
+    free(write_file(dir, "model.safetensors", bytes, n / 2)); /* truncated */
+    expect_load_error(dir, "model.safetensors");
+    *(unsigned char *)memchr(bytes + 8, ':', n - 8) = ';'; /* header damaged */
+    free(write_file(dir, "model.safetensors", bytes, n));
+    expect_load_error(dir, "model.safetensors: header is not valid JSON");
+    unlink(model_path);
+    expect_load_error(dir, "model.safetensors is missing");
+    free(write_file(dir, "config.json", "", 0));
+    expect_load_error(dir, "config.json: invalid JSON");
+    free(bytes);
+    free(model_path);
+    gpt2_destroy(&a);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* Saves b over a checkpoint of a, interrupted after k bytes of
+ * model.safetensors: cleanly (mode 0) or by the process dying mid-write in a
+ * child (mode 1, which leaves its temporary file behind). */
+static void interrupted_save(const char *dir, const gpt2_model *b, int64_t k, int mode) {
+    if (mode == 0) {
+        cllm_st_debug_fail_after(k, 0);
+        cllm_status st = cllm_checkpoint_save_model(dir, b, b->cfg.vocab_size - 1);
+        cllm_st_debug_fail_after(-1, 0);
+        assert_int_not_equal(st, CLLM_OK);
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cllm_st_debug_fail_after(k, 1);
+        cllm_checkpoint_save_model(dir, b, b->cfg.vocab_size - 1);
+        _exit(0); /* not reached when the hook fires */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 99);
+}
+
+static void test_interrupted_save_keeps_previous_checkpoint(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    /* The smallest model, so that trying every byte stays quick. */
+    const gpt2_config small = {1, 1, 4, 4, 8};
+    gpt2_model a, b, loaded;
+    make_model(&a, &small, 10);
+    make_model(&b, &small, 11);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &a, 7), CLLM_OK);
+    char *model_path = path_in(dir, "model.safetensors");
+    size_t n;
+    free(slurp(model_path, &n)); /* b's file has the same size as a's */
+    /* Interrupted at every byte: the previous checkpoint survives each time. */
+    int checked = 0;
+    for (int64_t k = 0; k < (int64_t)n; k++) {
+        interrupted_save(dir, &b, k, 0);
+        if (cllm_checkpoint_load_model(dir, &loaded) != CLLM_OK)
+            fail_msg("after a save interrupted at byte %lld: %s", (long long)k, cllm_last_error());
+        assert_models_identical(&a, &loaded);
+        gpt2_destroy(&loaded);
+        checked++;
+    }
+    assert_int_equal(checked, (int)n);
+    /* A real crash mid-write, at a spread of points. */
+    for (int64_t k = 0; k < (int64_t)n; k += (int64_t)n / 23 + 1) {
+        interrupted_save(dir, &b, k, 1);
+        assert_int_equal(cllm_checkpoint_load_model(dir, &loaded), CLLM_OK);
+        assert_models_identical(&a, &loaded);
+        gpt2_destroy(&loaded);
+    }
+    /* leftovers of crashed saves do not stop the next save */
+    assert_int_equal(cllm_checkpoint_save_model(dir, &b, 7), CLLM_OK);
+    assert_int_equal(cllm_checkpoint_load_model(dir, &loaded), CLLM_OK);
+    assert_models_identical(&b, &loaded);
+    gpt2_destroy(&loaded);
+    free(model_path);
+    gpt2_destroy(&a);
+    gpt2_destroy(&b);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ---- whole run folders and `cllm eval` ------------------------------------------ */
+
+static const char text[] =
+    "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+    "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles "
+    "and by opposing end them. To die, to sleep; no more; and by a sleep to say we end the "
+    "heart-ache and the thousand natural shocks that flesh is heir to.\n";
+
+/* A run folder with a tokenizer trained on `text` and a random tiny model. */
+static void make_run(const char *dir, int vocab, uint64_t seed) {
+    cllm_corpus c;
+    assert_int_equal(cllm_corpus_from_bytes(text, sizeof text - 1, "hamlet", &c), CLLM_OK);
+    cllm_tokenizer *tok = NULL;
+    assert_int_equal(cllm_tokenizer_train(&c, vocab, &tok), CLLM_OK);
+    gpt2_config cfg = {1, 2, 16, 16, cllm_tokenizer_vocab_size(tok)};
+    gpt2_model m;
+    make_model(&m, &cfg, seed);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &m, cllm_tokenizer_eot(tok)), CLLM_OK);
+    char *tp = path_in(dir, "tokenizer.bin");
+    assert_int_equal(cllm_tokenizer_save(tok, tp), CLLM_OK);
+    free(tp);
+    gpt2_destroy(&m);
+    cllm_tokenizer_free(tok);
+    cllm_corpus_free(&c);
+}
+
+static void test_run_load_checks_tokenizer(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    make_run(dir, 270, 1);
+    gpt2_model m;
+    cllm_tokenizer *tok = NULL;
+    assert_int_equal(cllm_run_load(dir, &m, &tok), CLLM_OK);
+    assert_int_equal(m.cfg.vocab_size, cllm_tokenizer_vocab_size(tok));
+    gpt2_destroy(&m);
+    cllm_tokenizer_free(tok);
+    /* a tokenizer from another run with a different vocabulary */
+    char *other = make_temp_dir();
+    make_run(other, 280, 1);
+    char *src = path_in(other, "tokenizer.bin"), *dst = path_in(dir, "tokenizer.bin");
+    size_t n;
+    unsigned char *bytes = slurp(src, &n);
+    free(write_file(dir, "tokenizer.bin", bytes, n));
+    assert_int_equal(cllm_run_load(dir, &m, &tok), CLLM_ERR_INPUT);
+    assert_non_null(strstr(cllm_last_error(), "vocab_size"));
+    assert_null(tok);
+    assert_null(m.params);
+    unlink(dst);
+    assert_int_equal(cllm_run_load(dir, &m, &tok), CLLM_ERR_INPUT);
+    assert_non_null(strstr(cllm_last_error(), "tokenizer.bin is missing"));
+    free(bytes);
+    free(src);
+    free(dst);
+    remove_tree(other);
+    free(other);
+    remove_tree(dir);
+    free(dir);
+}
+
+static double field(const char *s, const char *name) {
+    const char *at = strstr(s, name);
+    assert_non_null(at);
+    return strtod(at + strlen(name), NULL);
+}
+
+static void test_eval_command_on_text(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    make_run(dir, 270, 7);
+    char *data = write_file(dir, "data.txt", text, sizeof text - 1);
+    char args[1024];
+    snprintf(args, sizeof args, "eval '%s' '%s'", dir, data);
+    run_result r = run_cllm("OMP_NUM_THREADS=2", args);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(count_lines(r.out), 1);
+    double loss = field(r.out, "loss "), ppl = field(r.out, "perplexity "), tokens = field(r.out, "tokens ");
+    /* a random init predicts roughly uniformly over the vocabulary */
+    assert_true(fabs(loss - log(270.0)) < 0.5);
+    assert_true(fabs(ppl - exp(loss)) / ppl < 1e-3);
+    assert_true(tokens > 20);
+    /* deterministic across thread counts; --json has the same figures */
+    run_result r1 = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_string_equal(r.out, r1.out);
+    snprintf(args, sizeof args, "eval --json '%s' '%s'", dir, data);
+    run_result rj = run_cllm("OMP_NUM_THREADS=3", args);
+    assert_int_equal(rj.exit_code, 0);
+    cllm_json *j = NULL;
+    assert_int_equal(cllm_json_parse(rj.out, strlen(rj.out), &j), CLLM_OK);
+    assert_true(fabs(cllm_json_get(j, "loss")->number - loss) < 1e-4);
+    assert_int_equal(cllm_json_get(j, "tokens")->integer, (int64_t)tokens);
+    cllm_json_free(j);
+    run_result_free(&r);
+    run_result_free(&r1);
+    run_result_free(&rj);
+    free(data);
+    remove_tree(dir);
+    free(dir);
+}
+
+static void expect_cli_error(const char *args) {
+    run_result r = run_cllm(NULL, args);
+    if (r.exit_code != 2 || count_lines(r.err) != 1)
+        fail_msg("'cllm %s' gave exit %d, stderr '%s'", args, r.exit_code, r.err);
+    run_result_free(&r);
+}
+
+static void test_eval_command_errors(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    char args[1024];
+    expect_cli_error("eval");
+    expect_cli_error("eval /nonexistent/run");
+    snprintf(args, sizeof args, "eval '%s'", dir);
+    expect_cli_error(args); /* empty folder */
+    make_run(dir, 270, 7);
+    snprintf(args, sizeof args, "eval '%s'", dir);
+    expect_cli_error(args); /* no run.json: no validation split to use */
+    snprintf(args, sizeof args, "eval '%s' /nonexistent/data.txt", dir);
+    expect_cli_error(args);
+    /* truncated model */
+    char *model_path = path_in(dir, "model.safetensors");
+    size_t n;
+    unsigned char *bytes = slurp(model_path, &n);
+    for (size_t cut = 0; cut < n; cut += n / 7 + 1) {
+        free(write_file(dir, "model.safetensors", bytes, cut));
+        snprintf(args, sizeof args, "eval '%s' '%s'", dir, model_path);
+        expect_cli_error(args);
+    }
+    free(bytes);
+    free(model_path);
+    remove_tree(dir);
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_is_bitwise),
+        cmocka_unit_test(test_hugging_face_layout),
+        cmocka_unit_test(test_mismatched_config_is_rejected),
+        cmocka_unit_test(test_missing_and_corrupt_files),
+        cmocka_unit_test(test_interrupted_save_keeps_previous_checkpoint),
+        cmocka_unit_test(test_run_load_checks_tokenizer),
+        cmocka_unit_test(test_eval_command_on_text),
+        cmocka_unit_test(test_eval_command_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
