@@ -14,14 +14,6 @@
 #include "cllm/train/plot.h"
 #include "support.h"
 
-/* dir + "/" + name, malloc'd. */
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static char *write_text(const char *dir, const char *name, const char *text) {
     return write_file(dir, name, text, strlen(text));
 }
@@ -101,6 +93,16 @@ static void test_reader_missing_file(void **state) {
     assert_non_null(strstr(cllm_last_error(), "/nonexistent/metrics.jsonl"));
 }
 
+#if CLLM_HAVE_CAIRO
+
+/* dir + "/" + name, malloc'd. */
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 /* A run folder with `steps` lines of falling loss and a validation loss every 10. */
 static void write_run(const char *root, const char *name, int steps, double scale) {
     size_t cap = (size_t)steps * 128 + 1;
@@ -146,8 +148,6 @@ static int count_entries(const char *dir) {
     if (p) pclose(p);
     return n;
 }
-
-#if CLLM_HAVE_CAIRO
 
 static void test_plot_writes_png_of_requested_size(void **state) {
     (void)state;

@@ -80,6 +80,8 @@ static int valid_num_threads(const char *v) {
     }
 }
 
+/* libomp rejects spaces around ':' and ',' (libgomp allows them), so only
+ * leading and trailing spaces are accepted: one grammar for both runtimes. */
 static int valid_schedule(const char *v) {
     static const char *const kinds[] = {"static", "dynamic", "guided", "auto", NULL};
     const char *p = v;
@@ -87,20 +89,16 @@ static int valid_schedule(const char *v) {
     /* The modifier is optional; "monotonic" is a prefix of nothing else here. */
     const char *after_modifier = p;
     if (read_word(&after_modifier, "nonmonotonic") || read_word(&after_modifier, "monotonic")) {
-        skip_spaces(&after_modifier);
         if (*after_modifier != ':') return 0;
         p = after_modifier + 1;
-        skip_spaces(&p);
     }
     if (!read_one_of(&p, kinds)) return 0;
-    skip_spaces(&p);
     if (*p == ',') {
         long chunk;
         p++;
-        skip_spaces(&p);
         if (!read_positive_int(&p, &chunk)) return 0;
-        skip_spaces(&p);
     }
+    skip_spaces(&p);
     return *p == '\0';
 }
 
@@ -149,16 +147,14 @@ static int valid_places(const char *v) {
     skip_spaces(&p);
     if (*p == '{') return valid_explicit_places(p);
     if (!read_one_of(&p, names)) return 0;
-    skip_spaces(&p);
+    /* "cores(4)" only: libomp calls "cores (4)" or "cores( 4 )" a syntax error. */
     if (*p == '(') {
         long n;
         p++;
-        skip_spaces(&p);
         if (!read_positive_int(&p, &n)) return 0;
-        skip_spaces(&p);
         if (*p++ != ')') return 0;
-        skip_spaces(&p);
     }
+    skip_spaces(&p);
     return *p == '\0';
 }
 
