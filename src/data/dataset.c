@@ -135,13 +135,17 @@ static void copy_window(const cllm_dataset *d, size_t start, int32_t *inputs, in
     memcpy(targets, d->tokens + start + 1, (size_t)d->seq_len * sizeof *targets);
 }
 
-void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *inputs, int32_t *targets) {
+size_t cllm_dataset_train_start(const cllm_dataset *d, uint64_t index) {
     uint64_t epoch = index / d->n_train, pos = index % d->n_train;
     uint64_t keys[FEISTEL_ROUNDS];
     cllm_rng rng;
     cllm_rng_seed(&rng, (d->seed ^ ORDER_SALT) + epoch * 0xd1b54a32d192ed03ULL);
     for (int r = 0; r < FEISTEL_ROUNDS; r++) keys[r] = cllm_rng_next(&rng);
-    copy_window(d, d->train_starts[permute_index(pos, d->n_train, keys)], inputs, targets);
+    return d->train_starts[permute_index(pos, d->n_train, keys)];
+}
+
+void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *inputs, int32_t *targets) {
+    copy_window(d, cllm_dataset_train_start(d, index), inputs, targets);
 }
 
 void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets) {

@@ -28,6 +28,8 @@ cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, in
    windows come in a permutation drawn from (seed, epoch). Stateless, so resuming needs only the index and many
    threads can fetch windows at once. Writes seq_len inputs and seq_len targets (shifted by one). */
 void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *inputs, int32_t *targets);
+/* Where in `tokens` the index-th training window starts (what train_window copies from). */
+size_t cllm_dataset_train_start(const cllm_dataset *d, uint64_t index);
 void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets); /* index < n_val */
 void cllm_dataset_free(cllm_dataset *d);
 
