@@ -54,7 +54,11 @@ typedef struct {
     double exposed_reduction;  /* last compute end -> update done, seconds */
     double exposed_share;      /* exposed_reduction / wall */
     double utilisation;        /* busy (compute + reduce + update) / (threads * wall) */
-    int64_t atomics;           /* atomic operations this step */
+    int64_t atomics;           /* atomic operations this step (hand-over only, never on data) */
+    int64_t atomics_extra;     /* of which lost races and helping while starved; 0 when no worker waited */
+    int64_t waits;             /* polls by workers waiting for a buffer or for the index window */
+    double reduce_merge;       /* of `reduce`: tree merges (tasks and helping workers) */
+    double buffer_zero;        /* seconds zeroing gradient buffers, summed over threads */
     double grad_norm;          /* sqrt of the gradient norm2 (0 if not computed) */
     double loss;               /* mean of the micro-batch losses, in index order */
 } cllm_engine_stats;
@@ -71,5 +75,29 @@ int cllm_engine_threads(const cllm_engine *e);
 
 /* One optimizer step: computes all micro-batches, reduces, updates. */
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats);
+
+/* Gradient buffers in the pool (each n_params floats) and the number of
+ * segments (threads x segments_per_thread). */
+int cllm_engine_buffers(const cllm_engine *e);
+int cllm_engine_segments(const cllm_engine *e);
+
+/* The hand-over atomics of a step when no worker had to wait (docs/ENGINE.md):
+ * 4M - 2 + (M - 2)(3S + 1) for M >= 2 micro-batches and S segments, 2 for
+ * M = 1. Independent of n_params. */
+int64_t cllm_engine_atomics_formula(int n_micro, int segments);
+
+/* Trace of the last step, for tests and diagnostics. Times are seconds since
+ * the step began. Internal nodes of the tree are listed children first, the
+ * root last; the root is never merged (its owners fold it into the update),
+ * so its done_at is the end of the update. */
+typedef struct {
+    int lo, mid, hi;     /* node (lo, hi) = node (lo, mid) + node (mid, hi) */
+    double ready_at;     /* both children complete */
+    double done_at;      /* merge complete, right child's buffer released */
+} cllm_engine_node_trace;
+
+int cllm_engine_trace_nodes(const cllm_engine *e, const cllm_engine_node_trace **nodes);
+/* compute_end[i]: when micro-batch i finished computing (n_micro entries). */
+const double *cllm_engine_trace_compute_end(const cllm_engine *e);
 
 #endif
