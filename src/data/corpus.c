@@ -147,7 +147,7 @@ static cllm_status list_folder(const char *path, char ***names_out, size_t *n_ou
         return read_error(path, err);
     }
     closedir(dir);
-    qsort(names, n, sizeof *names, compare_names);
+    if (n > 1) qsort(names, n, sizeof *names, compare_names);
     *names_out = names;
     *n_out = n;
     return CLLM_OK;
