@@ -35,13 +35,13 @@ static void detect(cllm_cpu_features *f) {
     int os_zmm = (xcr0 & 0xe6) == 0xe6;        /* + opmask, ZMM_Hi256, Hi16_ZMM */
     f->avx = cpu_avx && os_ymm;
     f->fma = cpu_fma && os_ymm;
-    if (__get_cpuid_max(0, NULL) >= 7) {
+    if ((unsigned int)__get_cpuid_max(0, NULL) >= 7u) {
         __cpuid_count(7, 0, a, b, c, d);
         f->avx2 = ((b >> 5) & 1) && os_ymm;
         f->avx512f = ((b >> 16) & 1) && os_zmm;
     }
     unsigned int brand[12];
-    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+    if ((unsigned int)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned int i = 0; i < 3; i++)
             __get_cpuid(0x80000002 + i, &brand[4 * i], &brand[4 * i + 1], &brand[4 * i + 2], &brand[4 * i + 3]);
         memcpy(f->model, brand, 48);
