@@ -12,7 +12,8 @@
 /* the token stream split into fixed windows */
 typedef struct {
     int seq_len;
-    int32_t *tokens; size_t n_tokens;      /* whole stream: docs joined with EOT separators */
+    int32_t *tokens; size_t n_tokens;      /* whole stream: docs joined with EOT separators (each doc, the last
+                                              included, is followed by one EOT: doc0 EOT doc1 EOT ...) */
     size_t *train_starts; size_t n_train;  /* start offsets of training windows of seq_len+1 tokens */
     size_t *val_starts; size_t n_val;      /* held-out windows */
     uint64_t seed;
