@@ -228,6 +228,10 @@ static void test_cli_bad_data_paths(void **state) {
     expect_cli_input_error(args, out);
     snprintf(args, sizeof args, "tokenizer train /proc/self/mem -o '%s/x'", out);
     expect_cli_input_error(args, out);
+    snprintf(args, sizeof args, "tokenizer train -o '%s'", out); /* -o names a folder */
+    expect_cli_input_error(args, out);
+    snprintf(args, sizeof args, "tokenizer train -o '%s/no-such-folder/x'", out);
+    expect_cli_input_error(args, out);
     free(empty);
     remove_tree(dir);
     remove_tree(out);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
@@ -86,8 +87,13 @@ static int cmd_train(int argc, char **argv) {
     for (int i = 0; i < argc; i++) args[i] = strcmp(argv[i], "-o") == 0 ? "--out" : argv[i];
     int n_pos = 0;
     int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, args, positional, &n_pos));
+    struct stat st;
     if (rc < 0 && !out) {
         fprintf(stderr, "cllm tokenizer train: missing -o FILE (where to write the tokenizer)\n");
+        rc = 2;
+    } else if (rc < 0 && stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* Checked before the work: renaming over a folder would fail only at the end. */
+        fprintf(stderr, "cllm tokenizer train: -o %s is a folder; give a file name\n", out);
         rc = 2;
     }
     if (rc >= 0) {
