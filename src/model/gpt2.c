@@ -187,6 +187,8 @@ struct gpt2_acts {
     float *datt;                         /* [T,T] */
 };
 
+_Static_assert(sizeof(int32_t) == sizeof(float), "token ids are carved from the float arena");
+
 /* Carves the arena: with base == NULL it only counts, so sizing and
  * assignment share one description of the layout. */
 static size_t carve(gpt2_acts *a, float *base) {
@@ -226,6 +228,12 @@ static size_t carve(gpt2_acts *a, float *base) {
     CARVE(dfch, N * 4 * C);
     CARVE(dfch_gelu, N * 4 * C);
     CARVE(datt, T * T);
+    /* Token ids live in the same arena; those words are only ever accessed as
+     * int32_t (allocated memory takes the type of what is stored in it). */
+    if (base) a->tokens = (int32_t *)(base + off);
+    off = round_up(off + N, GPT2_TENSOR_ALIGN);
+    if (base) a->targets = (int32_t *)(base + off);
+    off = round_up(off + N, GPT2_TENSOR_ALIGN);
 #undef CARVE
     return off;
 }
@@ -250,11 +258,9 @@ gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch) {
     a->cfg = *cfg;
     a->max_batch = max_batch;
     size_t floats = carve(a, NULL);
-    a->bytes = floats * sizeof(float) + 2 * (size_t)N * sizeof(int32_t);
-    a->mem = cllm_alloc(floats * sizeof(float));
-    a->tokens = calloc((size_t)N, sizeof(int32_t));
-    a->targets = calloc((size_t)N, sizeof(int32_t));
-    if (!a->mem || !a->tokens || !a->targets) {
+    a->bytes = floats * sizeof(float);
+    a->mem = cllm_alloc(a->bytes);
+    if (!a->mem) {
         gpt2_acts_destroy(a);
         cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the activation arena (%zu MiB)", floats * 4 >> 20);
         return NULL;
@@ -266,8 +272,6 @@ gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch) {
 void gpt2_acts_destroy(gpt2_acts *a) {
     if (!a) return;
     cllm_free(a->mem);
-    free(a->tokens);
-    free(a->targets);
     free(a);
 }
 
