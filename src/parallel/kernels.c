@@ -28,35 +28,42 @@ void cllm_sum_adamw_scalar(float *params, float *m, float *v, const float *const
     for (size_t i = 0; i < n; i++) adamw_element(&c, sum_element(srcs, k, i) * grad_scale, &params[i], &m[i], &v[i]);
 }
 
-static void sum_omp(float *dst, const float *const *srcs, int k, size_t n) {
-    if (k == 2) { /* the engine's in-place fold: let the compiler see two streams */
-        const float *a = srcs[0], *b = srcs[1];
+/* d[i] = srcs[0][start + i] + ... for i < len, sources added in order. The
+ * block is small enough to stay in L1 while later sources are added. */
+static void sum_block_omp(float *d, const float *const *srcs, int k, size_t start, size_t len) {
+    const float *a = srcs[0] + start;
+    if (k == 1) {
 #pragma omp simd
-        for (size_t i = 0; i < n; i++) dst[i] = a[i] + b[i];
+        for (size_t i = 0; i < len; i++) d[i] = a[i];
         return;
     }
+    const float *b = srcs[1] + start;
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) dst[i] = sum_element(srcs, k, i);
+    for (size_t i = 0; i < len; i++) d[i] = a[i] + b[i];
+    for (int j = 2; j < k; j++) {
+        const float *s = srcs[j] + start;
+#pragma omp simd
+        for (size_t i = 0; i < len; i++) d[i] += s[i];
+    }
+}
+
+static void sum_omp(float *dst, const float *const *srcs, int k, size_t n) {
+    for (size_t start = 0; start < n; start += 1024)
+        sum_block_omp(dst + start, srcs, k, start, n - start < 1024 ? n - start : 1024);
 }
 
 static void sum_sq_omp(float *dst, const float *const *srcs, int k, size_t n, double *sq) {
     for (size_t start = 0; start < n; start += CLLM_SQ_CHUNK) {
         size_t len = n - start < CLLM_SQ_CHUNK ? n - start : CLLM_SQ_CHUNK;
+        float *d = dst + start;
+        sum_block_omp(d, srcs, k, start, len);
         double lanes[CLLM_SQ_LANES] = {0};
         size_t full = len / CLLM_SQ_LANES * CLLM_SQ_LANES;
         for (size_t g = 0; g < full; g += CLLM_SQ_LANES) {
 #pragma omp simd
-            for (int j = 0; j < CLLM_SQ_LANES; j++) {
-                float x = sum_element(srcs, k, start + g + (size_t)j);
-                dst[start + g + (size_t)j] = x;
-                lanes[j] += (double)x * (double)x;
-            }
+            for (int j = 0; j < CLLM_SQ_LANES; j++) lanes[j] += (double)d[g + (size_t)j] * (double)d[g + (size_t)j];
         }
-        for (size_t j = full; j < len; j++) {
-            float x = sum_element(srcs, k, start + j);
-            dst[start + j] = x;
-            lanes[j % CLLM_SQ_LANES] += (double)x * (double)x;
-        }
+        for (size_t j = full; j < len; j++) lanes[j % CLLM_SQ_LANES] += (double)d[j] * (double)d[j];
         sq[start / CLLM_SQ_CHUNK] = sq_lanes_total(lanes);
     }
 }
@@ -64,8 +71,24 @@ static void sum_sq_omp(float *dst, const float *const *srcs, int k, size_t n, do
 static void sum_adamw_omp(float *params, float *m, float *v, const float *const *srcs, int k, float grad_scale,
                           size_t n, const cllm_adamw_step *h, int decay) {
     adamw_consts c = adamw_consts_make(h, decay);
+    /* The gradient of a block first (k sources in order), then the update:
+     * two simple loops the compiler vectorises. */
+    enum { BLOCK = 1024 };
+    float g[BLOCK];
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t len = n - start < BLOCK ? n - start : BLOCK;
+        const float *s0 = srcs[0] + start;
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) adamw_element(&c, sum_element(srcs, k, i) * grad_scale, &params[i], &m[i], &v[i]);
+        for (size_t i = 0; i < len; i++) g[i] = s0[i];
+        for (int j = 1; j < k; j++) {
+            const float *sj = srcs[j] + start;
+#pragma omp simd
+            for (size_t i = 0; i < len; i++) g[i] += sj[i];
+        }
+        float *p = params + start, *mm = m + start, *vv = v + start;
+#pragma omp simd
+        for (size_t i = 0; i < len; i++) adamw_element(&c, g[i] * grad_scale, &p[i], &mm[i], &vv[i]);
+    }
 }
 
 static const cllm_kernels kernels_scalar = {CLLM_SIMD_SCALAR, cllm_sum_scalar, cllm_sum_sq_scalar,

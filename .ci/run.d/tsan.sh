@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# ThreadSanitizer run of the engine, kernel and segment tests (clang + libomp).
+# libomp itself is not TSan-instrumented; Archer (LLVM's OMPT tool, shipped
+# with libomp) tells TSan about OpenMP's barriers, tasks and atomics, so the
+# runtime's own synchronisation is not reported as races. Any remaining
+# report must be explained in .ci/tsan.supp.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+jobs=$(nproc)
+archer=$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | sort -V | tail -1 || true)
+[ -n "$archer" ] || { echo "tsan.sh: libarcher.so not found (package libomp-dev)" >&2; exit 1; }
+rm -rf build-tsan
+CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLLM_SANITIZE=thread >/dev/null
+cmake --build build-tsan -j"$jobs" --target test_kernels test_segments test_engine
+OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1" \
+TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1 suppressions=$PWD/.ci/tsan.supp" \
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'test_(kernels|segments|engine)$'
