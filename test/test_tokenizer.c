@@ -88,6 +88,29 @@ static void test_merges_never_cross_chunks_and_stop_when_done(void **state) {
     cllm_tokenizer_free(t);
 }
 
+/* Chunks stop at 128 bytes: 1000 'a' are 7 chunks of 128 and one of 104. Worked by hand:
+ * doubling merges (a,a)=256, (256,256)=257, ... up to (261,261)=262 (128 a's) turn the
+ * 128-chunks into one token; the 104-chunk is then 261 260 258 (64+32+8), whose two pairs
+ * tie at 1: (260,258)=263 first (smaller), then (261,263)=264. 9 merges in all. */
+static void test_long_runs_split_at_128_bytes(void **state) {
+    (void)state;
+    char *text = malloc(1000);
+    memset(text, 'a', 1000);
+    cllm_tokenizer *t = train_on(text, 1000, 300);
+    static const int32_t expected[][2] = {{97, 97},   {256, 256}, {257, 257}, {258, 258}, {259, 259},
+                                          {260, 260}, {261, 261}, {260, 258}, {261, 263}};
+    assert_merges(t, expected, 9);
+    int32_t *ids;
+    size_t n_ids;
+    assert_int_equal(cllm_tokenizer_encode(t, (const uint8_t *)text, 1000, &ids, &n_ids), CLLM_OK);
+    static const int32_t expected_ids[] = {262, 262, 262, 262, 262, 262, 262, 264};
+    assert_int_equal(n_ids, 8);
+    assert_memory_equal(ids, expected_ids, sizeof expected_ids);
+    free(ids);
+    free(text);
+    cllm_tokenizer_free(t);
+}
+
 static void test_vocab_range(void **state) {
     (void)state;
     cllm_corpus c;
@@ -520,6 +543,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merges_match_hand_worked_example),
         cmocka_unit_test(test_merges_never_cross_chunks_and_stop_when_done),
+        cmocka_unit_test(test_long_runs_split_at_128_bytes),
         cmocka_unit_test(test_vocab_range),
         cmocka_unit_test(test_round_trip_random_bytes),
         cmocka_unit_test(test_decode_any_ids),

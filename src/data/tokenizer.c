@@ -197,20 +197,18 @@ static size_t run_end(const uint8_t *s, size_t n, size_t i, int cls) {
     return i;
 }
 
-/* End of the chunk that starts at s[i] (i < n). */
+/* End of the chunk that starts at s[i] (i < n). Runs are scanned no further
+ * than the cap, so a long run costs linear time, not quadratic. */
 static size_t chunk_end(const uint8_t *s, size_t n, size_t i) {
-    size_t end;
+    size_t stop = n - i > MAX_CHUNK ? i + MAX_CHUNK : n;
     int cls = byte_class(s[i]);
-    if (s[i] == ' ' && i + 1 < n && byte_class(s[i + 1]) != CLASS_SPACE) {
-        end = run_end(s, n, i + 1, byte_class(s[i + 1]));
-    } else if (cls == CLASS_SPACE) {
-        end = run_end(s, n, i, CLASS_SPACE);
-        /* Leave a final space to the word that follows, as in " the". */
-        if (end < n && end - i >= 2 && s[end - 1] == ' ') end--;
-    } else {
-        end = run_end(s, n, i, cls);
-    }
-    return end - i > MAX_CHUNK ? i + MAX_CHUNK : end;
+    if (s[i] == ' ' && i + 1 < stop && byte_class(s[i + 1]) != CLASS_SPACE)
+        return run_end(s, stop, i + 1, byte_class(s[i + 1]));
+    if (cls != CLASS_SPACE) return run_end(s, stop, i, cls);
+    size_t end = run_end(s, stop, i, CLASS_SPACE);
+    /* Leave a final space to the word that follows, as in " the". */
+    if (end < n && byte_class(s[end]) != CLASS_SPACE && end - i >= 2 && s[end - 1] == ' ') end--;
+    return end;
 }
 
 /* ------------------------------------------------------------------ */
