@@ -285,6 +285,48 @@ static void test_gelu(void **state) {
     free(c.x), free(c.y), free(c.r), free(dx);
 }
 
+/* The vectorised GELU paths (polynomial exp) against the libm reference
+ * (CLLM_SIMD=scalar), forward and backward, over a dense grid and extremes.
+ * Bound: the fast tanh is within ~2 ulp of tanhf, i.e. ~2e-7 absolute, scaled
+ * by |x| (forward) or |x| * du/dx (backward); 1e-6 * max(1, |x|^3) covers it. */
+static void test_gelu_fast_paths_match_reference(void **state) {
+    (void)state;
+    enum { N = 24000 + 8 };
+    static float x[N], ref_y[N], ref_d[N], y[N], d[N], dout[N];
+    for (int i = 0; i < 24000; i++) x[i] = -12.0f + 0.001f * (float)i;
+    const float extremes[8] = {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e4f, -1e4f};
+    memcpy(x + 24000, extremes, sizeof extremes);
+    for (int i = 0; i < N; i++) dout[i] = 1.0f + 0.25f * (float)(i % 7);
+    cllm_simd saved = cllm_simd_active();
+    cllm_simd_force(CLLM_SIMD_SCALAR);
+    gelu_forward(ref_y, x, N);
+    memset(ref_d, 0, sizeof ref_d);
+    gelu_backward(ref_d, x, dout, N);
+    int checked = 0;
+    for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        gelu_forward(y, x, N);
+        memset(d, 0, sizeof d);
+        gelu_backward(d, x, dout, N);
+        double worst_y = 0, worst_d = 0;
+        int at_y = 0, at_d = 0;
+        for (int i = 0; i < N; i++) {
+            double ax = fabs(x[i]), scale = fmax(1.0, ax * ax * ax);
+            double ey = fabs(y[i] - ref_y[i]) / fmax(1.0, ax), ed = fabs(d[i] - ref_d[i]) / scale;
+            if (ey > worst_y) worst_y = ey, at_y = i;
+            if (ed > worst_d) worst_d = ed, at_d = i;
+        }
+        printf("gelu %s: forward err %.2e at x=%g, backward err %.2e at x=%g\n", cllm_simd_name((cllm_simd)path),
+               worst_y, x[at_y], worst_d, x[at_d]);
+        assert_true(worst_y <= 1e-6);
+        assert_true(worst_d <= 1e-6);
+        checked++;
+    }
+    cllm_simd_force(saved);
+    assert_true(checked >= 1); /* the portable omp path exists everywhere */
+}
+
 /* ---------------------------------------------------------------- residual */
 
 typedef struct {
@@ -369,6 +411,7 @@ int main(void) {
         cmocka_unit_test_setup(test_attention, setup),
         cmocka_unit_test_setup(test_attention_scalar_kernels, setup),
         cmocka_unit_test_setup(test_gelu, setup),
+        cmocka_unit_test_setup(test_gelu_fast_paths_match_reference, setup),
         cmocka_unit_test_setup(test_residual, setup),
         cmocka_unit_test_setup(test_softmax_crossentropy, setup),
     };
