@@ -324,26 +324,75 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
 
 /* ---------------------------------------------------------------- loss */
 
+/* Per row: log-sum-exp with the maximum subtracted, and the gradient
+ * exp(l - lse) * dloss. expf over the vocabulary was the largest cost after
+ * the matrix products, so the fast paths use exp_arith like GELU; the scalar
+ * path (libm expf, sequential sums) is the reference. */
+#define LSE_ROW(EXP, SIMD_MAX, SIMD_SUM)                          \
+    float mx = l[0];                                              \
+    SIMD_MAX                                                      \
+    for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;       \
+    float sum = 0.0f;                                             \
+    SIMD_SUM                                                      \
+    for (int j = 0; j < V; j++) sum += EXP(l[j] - mx);            \
+    return mx + logf(sum);
+
+#define GRAD_ROW(EXP, SIMD)                                       \
+    SIMD                                                          \
+    for (int j = 0; j < V; j++) d[j] = EXP(l[j] - s) * dloss;
+
+#define OMP_MAX _Pragma("omp simd reduction(max : mx)")
+#define OMP_SUM _Pragma("omp simd reduction(+ : sum)")
+#define OMP_SIMD _Pragma("omp simd")
+
+typedef float (*lse_row_fn)(const float *l, int V);
+typedef void (*grad_row_fn)(float *d, const float *l, float s, float dloss, int V);
+
+static float lse_row_ref(const float *l, int V) { LSE_ROW(expf, , ) }
+static void grad_row_ref(float *d, const float *l, float s, float dloss, int V) { GRAD_ROW(expf, ) }
+VECTORIZABLE_FP static float lse_row_simd(const float *l, int V) { LSE_ROW(exp_arith, OMP_MAX, OMP_SUM) }
+VECTORIZABLE_FP static void grad_row_simd(float *d, const float *l, float s, float dloss, int V) {
+    GRAD_ROW(exp_arith, OMP_SIMD)
+}
+#if GELU_HAVE_AVX2
+VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static float lse_row_avx2(const float *l, int V) {
+    LSE_ROW(exp_arith, OMP_MAX, OMP_SUM)
+}
+VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void grad_row_avx2(float *d, const float *l, float s,
+                                                                              float dloss, int V) {
+    GRAD_ROW(exp_arith, OMP_SIMD)
+}
+#endif
+
+static void pick_softmax_rows(lse_row_fn *lse, grad_row_fn *grad) {
+    cllm_simd path = cllm_simd_active();
+    *lse = lse_row_simd, *grad = grad_row_simd;
+    if (path == CLLM_SIMD_SCALAR) *lse = lse_row_ref, *grad = grad_row_ref;
+#if GELU_HAVE_AVX2
+    if (path >= CLLM_SIMD_AVX2) *lse = lse_row_avx2, *grad = grad_row_avx2;
+#endif
+}
+
 void softmax_crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N,
                                   int V) {
+    lse_row_fn row_lse;
+    grad_row_fn unused;
+    pick_softmax_rows(&row_lse, &unused);
     for (int i = 0; i < N; i++) {
         const float *l = logits + (size_t)i * V;
-        float mx = l[0];
-        for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j < V; j++) sum += expf(l[j] - mx);
-        lse[i] = mx + logf(sum);
+        lse[i] = row_lse(l, V);
         losses[i] = lse[i] - l[targets[i]];
     }
 }
 
 void softmax_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                                    float dloss, int N, int V) {
+    lse_row_fn unused;
+    grad_row_fn row_grad;
+    pick_softmax_rows(&unused, &row_grad);
     for (int i = 0; i < N; i++) {
-        const float *l = logits + (size_t)i * V;
         float *d = dlogits + (size_t)i * V;
-        float s = lse[i];
-        for (int j = 0; j < V; j++) d[j] = expf(l[j] - s) * dloss;
+        row_grad(d, logits + (size_t)i * V, lse[i], dloss, V); /* elementwise: d may alias the logits */
         d[targets[i]] -= dloss;
     }
 }
