@@ -328,9 +328,10 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
  * exp(l - lse) * dloss. expf over the vocabulary was the largest cost after
  * the matrix products, so the fast paths use exp_arith like GELU; the scalar
  * path (libm expf, sequential sums) is the reference. */
-#define LSE_ROW(EXP, SIMD_MAX, SIMD_SUM)                          \
+/* The max stays a plain loop: clang will not vectorise a float max
+ * reduction without fast-math, and it is cheap next to the exps. */
+#define LSE_ROW(EXP, SIMD_SUM)                                    \
     float mx = l[0];                                              \
-    SIMD_MAX                                                      \
     for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;       \
     float sum = 0.0f;                                             \
     SIMD_SUM                                                      \
@@ -341,22 +342,21 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
     SIMD                                                          \
     for (int j = 0; j < V; j++) d[j] = EXP(l[j] - s) * dloss;
 
-#define OMP_MAX _Pragma("omp simd reduction(max : mx)")
 #define OMP_SUM _Pragma("omp simd reduction(+ : sum)")
 #define OMP_SIMD _Pragma("omp simd")
 
 typedef float (*lse_row_fn)(const float *l, int V);
 typedef void (*grad_row_fn)(float *d, const float *l, float s, float dloss, int V);
 
-static float lse_row_ref(const float *l, int V) { LSE_ROW(expf, , ) }
+static float lse_row_ref(const float *l, int V) { LSE_ROW(expf, ) }
 static void grad_row_ref(float *d, const float *l, float s, float dloss, int V) { GRAD_ROW(expf, ) }
-VECTORIZABLE_FP static float lse_row_simd(const float *l, int V) { LSE_ROW(exp_arith, OMP_MAX, OMP_SUM) }
+VECTORIZABLE_FP static float lse_row_simd(const float *l, int V) { LSE_ROW(exp_arith, OMP_SUM) }
 VECTORIZABLE_FP static void grad_row_simd(float *d, const float *l, float s, float dloss, int V) {
     GRAD_ROW(exp_arith, OMP_SIMD)
 }
 #if GELU_HAVE_AVX2
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static float lse_row_avx2(const float *l, int V) {
-    LSE_ROW(exp_arith, OMP_MAX, OMP_SUM)
+    LSE_ROW(exp_arith, OMP_SUM)
 }
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void grad_row_avx2(float *d, const float *l, float s,
                                                                               float dloss, int V) {
