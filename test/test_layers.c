@@ -207,9 +207,27 @@ static double att_loss(void *p) {
     return weighted_sum(c->out, c->r, c->B * c->T * c->C);
 }
 
-static void run_attention_check(void) {
-    att_ctx c = {.B = 2, .T = 5, .C = 8, .NH = 2};
-    int nqkv = c.B * c.T * 3 * c.C, nout = c.B * c.T * c.C;
+/* Attention by its definition, in double, for one (b, h, t): the forward
+ * check that does not share a line of code with attention_forward. */
+static double naive_attention_out(const att_ctx *c, int b, int h, int t, int i) {
+    int hs = c->C / c->NH, ld = 3 * c->C;
+    const float *row = c->qkv + (size_t)b * c->T * ld;
+    double s[128], mx = -1e300, z = 0, y = 0;
+    for (int j = 0; j <= t; j++) {
+        double dot = 0;
+        for (int e = 0; e < hs; e++)
+            dot += (double)row[t * ld + h * hs + e] * row[j * ld + c->C + h * hs + e];
+        s[j] = dot / sqrt((double)hs);
+        mx = fmax(mx, s[j]);
+    }
+    for (int j = 0; j <= t; j++) z += exp(s[j] - mx);
+    for (int j = 0; j <= t; j++) y += exp(s[j] - mx) / z * row[j * ld + 2 * c->C + h * hs + i];
+    return y;
+}
+
+static void run_attention_check(int B, int T, int C, int NH, int stride) {
+    att_ctx c = {.B = B, .T = T, .C = C, .NH = NH};
+    int nqkv = c.B * c.T * 3 * c.C, nout = c.B * c.T * c.C, hs = C / NH;
     c.qkv = randn(nqkv, 1.0f);
     c.att = malloc((size_t)c.B * c.NH * c.T * c.T * sizeof(float));
     c.out = malloc((size_t)nout * sizeof(float));
@@ -220,27 +238,39 @@ static void run_attention_check(void) {
         int t = row % c.T;
         double s = 0;
         for (int j = 0; j < c.T; j++) {
-            float a = c.att[row * c.T + j];
+            float a = c.att[(size_t)row * c.T + j];
             if (j > t) assert_true(a == 0.0f);
             s += a;
         }
         assert_true(fabs(s - 1.0) < 1e-5);
     }
-    /* The first position attends only to itself: its output is its own v. */
-    for (int h = 0; h < c.NH; h++)
-        for (int i = 0; i < c.C / c.NH; i++)
-            assert_true(fabsf(c.out[h * (c.C / c.NH) + i] - c.qkv[2 * c.C + h * (c.C / c.NH) + i]) < 1e-6f);
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < hs; i++)
+                    worst = fmax(worst, fabs(naive_attention_out(&c, b, h, t, i) -
+                                             c.out[((size_t)b * T + t) * C + h * hs + i]));
+    printf("attention T=%d: forward vs definition max |diff| %.2e\n", T, worst);
+    assert_true(worst < 1e-5);
     float *dqkv = filled(nqkv, PREFILL), *scratch = malloc((size_t)c.T * c.T * sizeof(float));
+    for (int i = 0; i < c.T * c.T; i++) scratch[i] = NAN; /* stale scratch must not leak in */
     attention_backward(dqkv, scratch, c.r, c.qkv, c.att, c.B, c.T, c.C, c.NH);
     remove_prefill(dqkv, nqkv);
-    gc_tensor ts[] = {{"qkv", c.qkv, dqkv, nqkv, 1}};
+    gc_tensor ts[] = {{"qkv", c.qkv, dqkv, nqkv, stride}};
     assert_true(gc_check("attention", att_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
     free(c.qkv), free(c.att), free(c.out), free(c.r), free(dqkv), free(scratch);
 }
 
 static void test_attention(void **state) {
     (void)state;
-    run_attention_check();
+    run_attention_check(2, 5, 8, 2, 1);
+}
+
+/* Longer than two causal row blocks (32), with a partial last block. */
+static void test_attention_long_sequence(void **state) {
+    (void)state;
+    run_attention_check(1, 70, 8, 2, 5);
 }
 
 /* Attention calls cllm_sgemm directly: it must hold on the scalar path too. */
@@ -248,7 +278,8 @@ static void test_attention_scalar_kernels(void **state) {
     (void)state;
     cllm_simd saved = cllm_simd_active();
     cllm_simd_force(CLLM_SIMD_SCALAR);
-    run_attention_check();
+    run_attention_check(2, 5, 8, 2, 1);
+    run_attention_check(1, 70, 8, 2, 5);
     cllm_simd_force(saved);
 }
 
@@ -444,6 +475,7 @@ int main(void) {
         cmocka_unit_test_setup(test_linear_conv1d_layout, setup),
         cmocka_unit_test_setup(test_linear_tied_head_layout, setup),
         cmocka_unit_test_setup(test_attention, setup),
+        cmocka_unit_test_setup(test_attention_long_sequence, setup),
         cmocka_unit_test_setup(test_attention_scalar_kernels, setup),
         cmocka_unit_test_setup(test_gelu, setup),
         cmocka_unit_test_setup(test_gelu_fast_paths_match_reference, setup),

@@ -140,8 +140,12 @@ static void causal_softmax_row(float *row, int t, int T) {
 }
 
 /* The per-head products are GEMMs over strided views of qkv (row stride 3C),
- * so attention speeds up with cllm_sgemm. They compute the full T x T square;
- * the masked half is zeroed by the softmax and contributes exact zeros. */
+ * so attention speeds up with cllm_sgemm. Causality is used block-wise: rows
+ * [r0, r1) only need columns [0, r1), so the products cover a staircase
+ * instead of the full T x T square (for T = 256: 56% of it with blocks of 32);
+ * smaller blocks would save more but make the products too thin to run fast. */
+#define ATT_ROW_BLOCK 32
+
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
@@ -152,9 +156,14 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             const float *k = q + C;
             const float *v = q + 2 * C;
             float *a = att + ((size_t)b * NH + h) * T * T;
-            cllm_sgemm(0, 1, T, T, hs, scale, q, ld, k, ld, 0.0f, a, T);
-            for (int t = 0; t < T; t++) causal_softmax_row(a + (size_t)t * T, t, T);
-            cllm_sgemm(0, 0, T, hs, T, 1.0f, a, T, v, ld, 0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+            float *y = out + (size_t)b * T * C + (size_t)h * hs;
+            for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+                int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+                float *ab = a + (size_t)r0 * T;
+                cllm_sgemm(0, 1, m, r1, hs, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f, ab, T);
+                for (int t = r0; t < r1; t++) causal_softmax_row(a + (size_t)t * T, t, T);
+                cllm_sgemm(0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
+            }
         }
     }
 }
@@ -171,20 +180,24 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
             float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-            float *ds = scratch; /* dL/d(att), then dL/d(scores) in place */
-            cllm_sgemm(0, 1, T, T, hs, 1.0f, dy, C, v, ld, 0.0f, ds, T);
-            cllm_sgemm(1, 0, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, ld);
-            /* Softmax backward per row: ds_j = a_j (datt_j - sum_i a_i datt_i). */
-            for (int t = 0; t < T; t++) {
-                const float *ar = a + (size_t)t * T;
-                float *dr = ds + (size_t)t * T;
-                float dot = 0.0f;
-                for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];
-                for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);
-                for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+            for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+                int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+                const float *ab = a + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
+                float *ds = scratch + (size_t)r0 * T; /* dL/d(att), then dL/d(scores) in place */
+                cllm_sgemm(0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
+                cllm_sgemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, 1.0f, dv, ld);
+                /* Softmax backward per row: ds_j = a_j (datt_j - sum_i a_i datt_i). */
+                for (int t = r0; t < r1; t++) {
+                    const float *ar = a + (size_t)t * T;
+                    float *dr = scratch + (size_t)t * T;
+                    float dot = 0.0f;
+                    for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];
+                    for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);
+                    for (int j = t + 1; j < r1; j++) dr[j] = 0.0f;
+                }
+                cllm_sgemm(0, 0, m, hs, r1, scale, ds, T, k, ld, 1.0f, dq + (size_t)r0 * ld, ld);
+                cllm_sgemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, 1.0f, dk, ld);
             }
-            cllm_sgemm(0, 0, T, hs, T, scale, ds, T, k, ld, 1.0f, dq, ld);
-            cllm_sgemm(1, 0, T, hs, T, scale, ds, T, q, ld, 1.0f, dk, ld);
         }
     }
 }
