@@ -76,7 +76,9 @@ size_t gpt2_num_parameters(const gpt2_model *m);
  * + V * C (tied LM head). Each weight costs 2 FLOPs per token forward and 4
  * backward (dX and dW); attention scores and the weighted sum are 2*T*C each
  * forward per layer per token, tripled for the backward. Embedding lookups,
- * LayerNorm, GELU and softmax are ignored (as in the PaLM/Chinchilla count). */
+ * LayerNorm, GELU and softmax are ignored, and attention is counted over the
+ * full T x T square although the causal half is mostly skipped (both as in the
+ * PaLM / nanoGPT count, so MFU figures compare with theirs). */
 double gpt2_flops_per_token(const gpt2_config *cfg);
 
 /* Activation arena for up to max_batch sequences of cfg.seq_len tokens,
