@@ -240,6 +240,24 @@ static void test_nan_stops_and_keeps_last_good_checkpoint(void **state) {
     free(good);
 }
 
+/* Through the binary: a learning rate that blows up ends with exit 1 and one
+ * line naming the step. */
+static void test_huge_learning_rate_diverges_with_exit_1(void **state) {
+    (void)state;
+    char *dir = run_dir("diverge");
+    char args[8192];
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 4 --steps 200 --lr 1e5 "
+             "--clip 0 --warmup 0 --save-every 0 --sample-tokens 0 --out '%s' --quiet",
+             corpus_path, dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=2", args);
+    assert_int_equal(r.exit_code, 1);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "diverged at step"));
+    run_result_free(&r);
+    free(dir);
+}
+
 /* ---- the binary: signals and bad command lines ---------------------------------------------- */
 
 static void test_sigterm_saves_and_exits_130(void **state) {
@@ -408,6 +426,7 @@ int main(void) {
         cmocka_unit_test(test_resume_refuses_mismatched_pair),
         cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
+        cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),
         cmocka_unit_test(test_sigterm_saves_and_exits_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),

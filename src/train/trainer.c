@@ -701,6 +701,14 @@ static cllm_status print_sample(trainer *t, int n_tokens, const char *title) {
 
 /* ---- the loop ---------------------------------------------------------------------- */
 
+/* "NaN", "inf" or the number: printf's "-nan" reads like a bug of ours. */
+static const char *describe(double x, char *buf) {
+    if (isnan(x)) return "NaN";
+    if (isinf(x)) return x > 0 ? "inf" : "-inf";
+    snprintf(buf, 32, "%.4g", x);
+    return buf;
+}
+
 static int due(int64_t step, int64_t every) { return every > 0 && step % every == 0; }
 
 static cllm_status train_loop(trainer *t, cllm_train_result *res) {
@@ -731,10 +739,16 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         double loss = s == debug_nan_step ? NAN : stats.loss;
         if (!isfinite(loss) || t->bad_gradient || !isfinite(t->grad_norm)) {
             cllm_progress_end(mode, stdout);
+            char buf_loss[32], buf_norm[32];
+            char kept[512];
+            if (file_exists(t->dir, "optimizer.safetensors"))
+                snprintf(kept, sizeof kept, "the last good checkpoint in %s is kept", t->dir);
+            else
+                snprintf(kept, sizeof kept, "no checkpoint had been saved yet");
             st = cllm_fail(CLLM_ERR_INTERNAL,
-                           "training diverged at step %" PRId64 " (loss %g, gradient norm %g): stopped; the last good "
-                           "checkpoint in %s is kept (try a lower --lr or --clip 1)",
-                           s, loss, t->grad_norm, t->dir);
+                           "training diverged at step %" PRId64 " (loss %s, gradient norm %s): stopped; %s "
+                           "(try a lower --lr, or --clip 1)",
+                           s, describe(loss, buf_loss), describe(t->grad_norm, buf_norm), kept);
             break;
         }
         t->step = s;
