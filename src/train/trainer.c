@@ -666,6 +666,11 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
            cllm_simd_name(cllm_simd_active()), (double)buffer_bytes / (1024.0 * 1024.0));
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
+    if (t->step > 0)
+        printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
+               o->stop_after > 0 ? ", stopping after the step given by --stop-after" : "");
+    else if (o->stop_after > 0)
+        printf("  stop      after step %" PRId64 " (the schedule stays that of the whole budget)\n", o->stop_after);
     fflush(stdout);
 }
 
@@ -725,7 +730,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
     double start = cllm_now(), train_time = 0;
     int64_t first = t->step;
-    double val = NAN, last_loss = NAN;
+    double val = NAN, last_loss = NAN, last_draw = 0;
     while (t->step < end && !stop_signal) {
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
@@ -772,7 +777,13 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .tokens_per_s = avg_tps, .lr = lr, .eta_s = (double)(end - s) * tokens_per_step / avg_tps,
             .mfu = peak > 0 ? avg_tps * flops_per_token / peak : -1,
         };
-        cllm_progress_show(mode, &pi, due(s, o->log_every) || s == end, stdout);
+        /* A terminal line is redrawn at most 10 times a second: tiny models
+         * run hundreds of steps a second and would flood the terminal. */
+        double now = cllm_now();
+        if (mode != CLLM_PROGRESS_LINE || now - last_draw >= 0.1 || s == end || eval_now || o->verbose) {
+            cllm_progress_show(mode, &pi, due(s, o->log_every) || s == end, stdout);
+            last_draw = now;
+        }
         if (o->verbose) {
             cllm_progress_end(mode, stdout);
             print_verbose(t, &stats);
