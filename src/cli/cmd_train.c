@@ -27,7 +27,7 @@ static const preset presets[] = {
     {"M", 6, 6, 384, 256},
 };
 
-#define DEFAULT_STEPS 600
+#define DEFAULT_STEPS 1200
 
 static const preset *find_preset(const char *name) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
@@ -159,7 +159,7 @@ int cllm_cmd_train(int argc, char **argv) {
         {"batch", CLLM_FLAG_INT, &f.batch, "N", "sequences per optimizer step, before --grad-accum (default 16)", 1, 1 << 20, &f.seen.batch},
         {"micro", CLLM_FLAG_INT, &f.micro, "N", "sequences per micro-batch; --batch must be a multiple (default 1)", 1, 1 << 20, &f.seen.micro},
         {"grad-accum", CLLM_FLAG_INT, &f.grad_accum, "N", "accumulate N batches per optimizer step (default 1)", 1, 1 << 20, &f.seen.grad_accum},
-        {"steps", CLLM_FLAG_INT64, &f.steps, "N", "budget: optimizer steps (default 600)", 1, 1e12, &f.seen.steps},
+        {"steps", CLLM_FLAG_INT64, &f.steps, "N", "budget: optimizer steps (default 1200)", 1, 1e12, &f.seen.steps},
         {"epochs", CLLM_FLAG_DOUBLE, &f.epochs, "X", "budget: passes over the training windows", 1e-9, 1e9, &f.seen.epochs},
         {"tokens", CLLM_FLAG_INT64, &f.tokens, "N", "budget: training tokens", 1, 1e15, &f.seen.tokens},
         {"stop-after", CLLM_FLAG_INT64, &f.stop_after, "K", "end at step K, keeping the full budget's schedule (resume later)", 1, 1e12, &f.seen.stop_after},
