@@ -226,10 +226,14 @@ static inline __attribute__((always_inline)) float exp_arith(float x) {
     float r = x - n * 0.693145751953125f;  /* ln 2, high bits (exact product) */
     r = r - n * 1.428606765330187e-06f;    /* ln 2, low bits */
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    /* NaN passes the clamps (a diverged run): converting it to int and
+     * shifting the result is undefined behaviour, so it takes exponent 0 and
+     * the NaN still propagates through p. */
+    int32_t ni = n == n ? (int32_t)n : 0;
     union {
         int32_t i;
         float f;
-    } two_n = {.i = ((int32_t)n + 127) << 23};
+    } two_n = {.i = (ni + 127) << 23};
     return p * two_n.f;
 }
 
