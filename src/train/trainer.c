@@ -417,6 +417,23 @@ static cllm_status write_optimizer(trainer *t, const char *path) {
     return st;
 }
 
+/* For file systems without hard links: a crash-safe copy. */
+static cllm_status copy_file(const char *from, const char *to) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return cllm_fail(CLLM_ERR_INTERNAL, "cannot read %s: %s", from, strerror(errno));
+    cllm_atomic_file af;
+    cllm_status st = cllm_atomic_open(&af, to);
+    char buf[1 << 16];
+    size_t n;
+    while (st == CLLM_OK && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (fwrite(buf, 1, n, af.f) != n) st = cllm_fail(CLLM_ERR_INTERNAL, "cannot write %s: %s", to, strerror(errno));
+    if (st == CLLM_OK && ferror(f)) st = cllm_fail(CLLM_ERR_INTERNAL, "cannot read %s", from);
+    fclose(f);
+    if (st == CLLM_OK) return cllm_atomic_commit(&af);
+    if (af.f) cllm_atomic_abort(&af);
+    return st;
+}
+
 static cllm_status save_checkpoint(trainer *t) {
     char *opt = join_path(t->dir, "optimizer.safetensors");
     char *prev = join_path(t->dir, "optimizer.prev.safetensors");
@@ -428,13 +445,14 @@ static cllm_status save_checkpoint(trainer *t) {
     /* Keep the state that matches the current model.safetensors reachable
      * until the new model is in place. */
     unlink(prev);
-    if (access(opt, F_OK) == 0 && link(opt, prev) != 0) {
-        cllm_status st = cllm_fail(CLLM_ERR_INTERNAL, "cannot keep %s: %s", prev, strerror(errno));
+    cllm_status st = CLLM_OK;
+    if (access(opt, F_OK) == 0 && link(opt, prev) != 0) st = copy_file(opt, prev);
+    if (st != CLLM_OK) {
         free(opt);
         free(prev);
         return st;
     }
-    cllm_status st = write_optimizer(t, opt);
+    st = write_optimizer(t, opt);
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%" PRId64, t->step);
     const char *const meta[1][2] = {{"step", step_s}};
