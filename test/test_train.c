@@ -110,7 +110,7 @@ static cllm_status train_fresh(const char *dir, int64_t steps, int64_t stop_afte
     return cllm_train(&o, 0, &res);
 }
 
-static cllm_status train_resume(const char *dir, int threads, cllm_train_result *res) {
+static cllm_status train_resume_until(const char *dir, int threads, int64_t stop_after, cllm_train_result *res) {
     omp_set_num_threads(threads);
     cllm_train_options o;
     uint64_t hash;
@@ -119,9 +119,14 @@ static cllm_status train_resume(const char *dir, int threads, cllm_train_result 
     if (st != CLLM_OK) return st;
     o.out_dir = dir;
     o.quiet = 1;
+    o.stop_after = stop_after;
     st = cllm_train(&o, 1, res);
     cllm_train_options_free_paths(&o);
     return st;
+}
+
+static cllm_status train_resume(const char *dir, int threads, cllm_train_result *res) {
+    return train_resume_until(dir, threads, 0, res);
 }
 
 static int64_t optimizer_step(const char *dir) {
@@ -184,6 +189,30 @@ static void test_resume_refuses_mismatched_pair(void **state) {
     assert_non_null(strstr(cllm_last_error(), "mismatched"));
     free(a);
     free(b);
+}
+
+/* A crash after the new optimizer state is in place but before the new
+ * model is: model of step 2, optimizer.safetensors of step 4, and
+ * optimizer.prev.safetensors of step 2. Resume must pick the pair that
+ * belongs together and still end bitwise where a straight run ends. */
+static void test_resume_after_crash_between_optimizer_and_model(void **state) {
+    (void)state;
+    char *straight = run_dir("crash_straight"), *crashed = run_dir("crash");
+    assert_int_equal(train_fresh(straight, 8, 0, 2), CLLM_OK);
+    assert_int_equal(train_fresh(crashed, 8, 2, 2), CLLM_OK);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model-step2'", crashed, crashed);
+    assert_int_equal(system(cmd), 0);
+    cllm_train_result res;
+    assert_int_equal(train_resume_until(crashed, 1, 4, &res), CLLM_OK);
+    assert_int_equal(optimizer_step(crashed), 4);
+    snprintf(cmd, sizeof cmd, "mv '%s/model-step2' '%s/model.safetensors'", crashed, crashed);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(train_resume(crashed, 2, &res), CLLM_OK);
+    assert_int_equal(res.steps_done, 8);
+    assert_same_file(straight, crashed, "model.safetensors");
+    free(straight);
+    free(crashed);
 }
 
 /* ---- determinism across threads and schedules ---------------------------------------- */
@@ -424,6 +453,7 @@ int main(void) {
         cmocka_unit_test(test_run_json_round_trip),
         cmocka_unit_test(test_resume_is_bitwise_identical),
         cmocka_unit_test(test_resume_refuses_mismatched_pair),
+        cmocka_unit_test(test_resume_after_crash_between_optimizer_and_model),
         cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
         cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),
