@@ -746,7 +746,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double peak = cllm_peak_gflops_per_core() * 1e9 * t->threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
-    double start = cllm_now(), train_time = 0;
+    double train_time = 0;
     int64_t first = t->step;
     double val = NAN, last_loss = NAN, last_draw = 0;
     while (t->step < end && !stop_signal) {
@@ -829,7 +829,6 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     res->final_val_loss = t->step == t->total_steps ? val : NAN;
     res->tokens_per_s = t->step > first ? (double)(t->step - first) * tokens_per_step / train_time : 0;
     res->interrupted = stop_signal != 0;
-    (void)start;
     return CLLM_OK;
 }
 
