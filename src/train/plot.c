@@ -405,9 +405,15 @@ static void draw_frame_and_labels(const plot_frame *f, const char *title, double
     show_text_at(cr, width / 2, 14, 0.5, 0, title);
 }
 
-static void draw_marker(cairo_t *cr, double x, double y) {
+/* A filled dot with a white rim, so it stays visible on top of noisy lines. */
+static void draw_marker(cairo_t *cr, double x, double y, const double rgb[3]) {
     cairo_new_sub_path(cr);
-    cairo_arc(cr, x, y, 3.5, 0, 2 * M_PI);
+    cairo_arc(cr, x, y, 4.5, 0, 2 * M_PI);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_fill(cr);
+    cairo_new_sub_path(cr);
+    cairo_arc(cr, x, y, 3.2, 0, 2 * M_PI);
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
     cairo_fill(cr);
 }
 
@@ -420,35 +426,66 @@ static void draw_polyline(const plot_frame *f, const cllm_plot_point *pts, int n
     cairo_stroke(f->cr);
 }
 
-static void draw_run(const plot_frame *f, const plot_run *run, const double rgb[3]) {
-    cairo_t *cr = f->cr;
-    cairo_save(cr);
-    cairo_rectangle(cr, f->area.left, f->area.top, f->area.width, f->area.height);
-    cairo_clip(cr);
-    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-    cairo_set_line_width(cr, 1.5);
-    draw_polyline(f, run->curve.train, run->curve.n_train);
-    static const double dash[] = {6, 4};
-    cairo_set_dash(cr, dash, 2, 0);
-    cairo_set_line_width(cr, 2);
-    draw_polyline(f, run->curve.val, run->curve.n_val);
+/* Train loss is noisy and dense, validation sparse and what matters most:
+ * train is drawn thin and translucent, validation darker, thicker, dashed. */
+static void style_train(cairo_t *cr, const double rgb[3]) {
+    cairo_set_source_rgba(cr, rgb[0], rgb[1], rgb[2], 0.55);
+    cairo_set_line_width(cr, 1.2);
     cairo_set_dash(cr, NULL, 0, 0);
-    for (int i = 0; i < run->curve.n_val; i++) draw_marker(cr, px_x(f, run->curve.val[i].tokens), px_y(f, run->curve.val[i].loss));
-    cairo_restore(cr);
+}
+
+static void darker(const double rgb[3], double out[3]) {
+    for (int i = 0; i < 3; i++) out[i] = rgb[i] * 0.75;
+}
+
+static void style_val(cairo_t *cr, const double rgb[3]) {
+    static const double dash[] = {7, 4};
+    double d[3];
+    darker(rgb, d);
+    cairo_set_source_rgb(cr, d[0], d[1], d[2]);
+    cairo_set_line_width(cr, 2.2);
+    cairo_set_dash(cr, dash, 2, 0);
+}
+
+static void clip_to_area(const plot_frame *f) {
+    cairo_rectangle(f->cr, f->area.left, f->area.top, f->area.width, f->area.height);
+    cairo_clip(f->cr);
+}
+
+static void draw_train(const plot_frame *f, const plot_run *run, const double rgb[3]) {
+    cairo_save(f->cr);
+    clip_to_area(f);
+    cairo_set_line_join(f->cr, CAIRO_LINE_JOIN_ROUND);
+    style_train(f->cr, rgb);
+    draw_polyline(f, run->curve.train, run->curve.n_train);
+    cairo_restore(f->cr);
+}
+
+static void draw_val(const plot_frame *f, const plot_run *run, const double rgb[3]) {
+    double d[3];
+    darker(rgb, d);
+    cairo_save(f->cr);
+    clip_to_area(f);
+    cairo_set_line_join(f->cr, CAIRO_LINE_JOIN_ROUND);
+    style_val(f->cr, rgb);
+    draw_polyline(f, run->curve.val, run->curve.n_val);
+    for (int i = 0; i < run->curve.n_val; i++)
+        draw_marker(f->cr, px_x(f, run->curve.val[i].tokens), px_y(f, run->curve.val[i].loss), d);
+    cairo_restore(f->cr);
 }
 
 /* One legend row: a line sample (with a marker for validation) and a label. */
 static void draw_legend_row(cairo_t *cr, double x, double y, const double rgb[3], int is_val, const char *label) {
-    static const double dash[] = {6, 4};
-    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
-    cairo_set_line_width(cr, is_val ? 2 : 1.5);
-    if (is_val) cairo_set_dash(cr, dash, 2, 0);
+    double d[3];
+    darker(rgb, d);
+    cairo_save(cr);
+    if (is_val) style_val(cr, rgb);
+    else style_train(cr, rgb);
     cairo_move_to(cr, x, y);
     cairo_line_to(cr, x + 28, y);
     cairo_stroke(cr);
-    cairo_set_dash(cr, NULL, 0, 0);
-    if (is_val) draw_marker(cr, x + 14, y);
+    if (is_val) draw_marker(cr, x + 14, y, d);
+    cairo_restore(cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
     show_text_at(cr, x + 36, y, 0, 0.5, label);
 }
@@ -495,7 +532,9 @@ static void render(cairo_t *cr, const plot_run *runs, int n, const char *title, 
     plot_frame f = {cr, data_range(runs, n), {80, 40, width - 80 - 25, height - 40 - 60}};
     draw_x_ticks(&f);
     draw_y_ticks(&f);
-    for (int r = 0; r < n; r++) draw_run(&f, &runs[r], palette[r % n_colours]);
+    /* Every run's train line first, so no run's validation hides under another's noise. */
+    for (int r = 0; r < n; r++) draw_train(&f, &runs[r], palette[r % n_colours]);
+    for (int r = 0; r < n; r++) draw_val(&f, &runs[r], palette[r % n_colours]);
     draw_frame_and_labels(&f, title, width);
     draw_legend(&f, runs, n);
 }
