@@ -384,21 +384,18 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
     const float *x = layer_input(a, l);
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
 #define G(k) gpt2_at(m, grads, gpt2_layer_tensor(l, GPT2_L_##k))
-    zero(a->dfch_gelu, (size_t)N * 4 * C);
-    linear_backward(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C,
-                    LINEAR_W_IN_OUT);
-    zero(a->dfch, (size_t)N * 4 * C);
-    gelu_backward(a->dfch, s.fch, a->dfch_gelu, N * 4 * C);
-    zero(a->dln, (size_t)N * C);
-    linear_backward(a->dln, G(FC_W), G(FC_B), a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
+    /* Each scratch gradient is written by the first layer that produces it
+     * (the *_overwrite variants), so none needs zeroing first. */
+    linear_backward_overwrite(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C,
+                              LINEAR_W_IN_OUT);
+    gelu_backward_overwrite(a->dfch, s.fch, a->dfch_gelu, N * 4 * C);
+    linear_backward_overwrite(a->dln, G(FC_W), G(FC_B), a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
     layernorm_backward(a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
-    zero(a->datty, (size_t)N * C);
-    linear_backward(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
-    zero(a->dqkv, (size_t)N * 3 * C);
-    attention_backward(a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
-    zero(a->dln, (size_t)N * C);
-    linear_backward(a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
+    linear_backward_overwrite(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C,
+                              LINEAR_W_IN_OUT);
+    attention_backward_overwrite(a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
+    linear_backward_overwrite(a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
     layernorm_backward(a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
 #undef W
 #undef G
@@ -412,9 +409,8 @@ void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_s
 
     float *dlogits = a->logits; /* in place: the logits are not needed after this */
     softmax_crossentropy_backward(dlogits, a->logits, a->lse, a->targets, loss_scale / (float)N, N, V);
-    zero(a->dln, (size_t)N * C);
-    linear_backward(a->dln, gpt2_at(m, grads, GPT2_T_WTE), NULL, dlogits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), N, C,
-                    V, LINEAR_W_OUT_IN);
+    linear_backward_overwrite(a->dln, gpt2_at(m, grads, GPT2_T_WTE), NULL, dlogits, a->lnf,
+                              gpt2_cat(m, p, GPT2_T_WTE), N, C, V, LINEAR_W_OUT_IN);
     int lnf = gpt2_lnf_weight(c);
     zero(a->dres, (size_t)N * C);
     layernorm_backward(a->dres, gpt2_at(m, grads, lnf), gpt2_at(m, grads, lnf + 1), a->dln,

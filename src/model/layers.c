@@ -9,6 +9,56 @@
 #include "cllm/model/matmul.h"
 #include "cllm/parallel/simd.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+/* ---------------------------------------------------------------- call-free exp */
+
+/* exp(x) for x clamped to [-87, 88]: 2^n * p(r), n = round(x / ln 2),
+ * r = x - n ln 2 in [-0.35, 0.35] (ln 2 split in two so r is exact), p the
+ * degree-6 Taylor polynomial, whose truncation error r^7/7! < 1.3e-7 is
+ * about one float ulp. 2^n is built from its exponent bits. */
+static inline __attribute__((always_inline)) float exp_arith(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* Adding and subtracting 1.5 * 2^23 rounds to the nearest integer
+     * without floorf/roundf, which SSE2 cannot vectorise. */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693145751953125f;  /* ln 2, high bits (exact product) */
+    r = r - n * 1.428606765330187e-06f;    /* ln 2, low bits */
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    /* NaN passes the clamps (a diverged run): converting it to int and
+     * shifting the result is undefined behaviour, so it takes exponent 0 and
+     * the NaN still propagates through p. */
+    int32_t ni = n == n ? (int32_t)n : 0;
+    union {
+        int32_t i;
+        float f;
+    } two_n = {.i = (ni + 127) << 23};
+    return p * two_n.f;
+}
+
+/* Saturates to exactly +-1 where exp(2u) is clamped (|u| >= 43). */
+static inline __attribute__((always_inline)) float tanh_arith(float u) {
+    return 1.0f - 2.0f / (1.0f + exp_arith(2.0f * u));
+}
+
+/* GCC keeps floating-point compares as branches under its default
+ * -ftrapping-math (a compare could raise an FP exception), which stops it from
+ * vectorising the clamps in exp_arith; nothing here reads FP exception flags. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define VECTORIZABLE_FP __attribute__((optimize("no-trapping-math")))
+#else
+#define VECTORIZABLE_FP
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GELU_HAVE_AVX2 1 /* AVX2 + FMA builds of the loops, chosen at run time */
+#else
+#define GELU_HAVE_AVX2 0
+#endif
+
 /* ---------------------------------------------------------------- embedding */
 
 void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
@@ -105,13 +155,16 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
         cllm_sgemm(0, 1, N, n_out, n_in, 1.0f, inp, n_in, weight, n_in, beta, out, n_out);
 }
 
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int N, int n_in, int n_out, linear_layout layout) {
+/* dinp_beta 1 accumulates into dinp, 0 overwrites it without reading it:
+ * the backward pass then needs no zeroing pass over its scratch. */
+static void linear_backward_beta(float *dinp, float dinp_beta, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int N, int n_in, int n_out,
+                                 linear_layout layout) {
     if (layout == LINEAR_W_IN_OUT) {
-        if (dinp) cllm_sgemm(0, 1, N, n_in, n_out, 1.0f, dout, n_out, weight, n_out, 1.0f, dinp, n_in);
+        if (dinp) cllm_sgemm(0, 1, N, n_in, n_out, 1.0f, dout, n_out, weight, n_out, dinp_beta, dinp, n_in);
         cllm_sgemm(1, 0, n_in, n_out, N, 1.0f, inp, n_in, dout, n_out, 1.0f, dweight, n_out);
     } else {
-        if (dinp) cllm_sgemm(0, 0, N, n_in, n_out, 1.0f, dout, n_out, weight, n_in, 1.0f, dinp, n_in);
+        if (dinp) cllm_sgemm(0, 0, N, n_in, n_out, 1.0f, dout, n_out, weight, n_in, dinp_beta, dinp, n_in);
         cllm_sgemm(1, 0, n_out, n_in, N, 1.0f, dout, n_out, inp, n_in, 1.0f, dweight, n_in);
     }
     if (dbias) {
@@ -122,21 +175,95 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
     }
 }
 
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int n_in, int n_out, linear_layout layout) {
+    linear_backward_beta(dinp, 1.0f, dweight, dbias, dout, inp, weight, N, n_in, n_out, layout);
+}
+
+void linear_backward_overwrite(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, int N, int n_in, int n_out, linear_layout layout) {
+    linear_backward_beta(dinp, 0.0f, dweight, dbias, dout, inp, weight, N, n_in, n_out, layout);
+}
+
 /* ---------------------------------------------------------------- attention */
 
 /* Row t of a causal score matrix: softmax over columns 0..t with the maximum
- * subtracted (no overflow), zeros above the diagonal. */
-static void causal_softmax_row(float *row, int t, int T) {
-    float mx = row[0];
-    for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-    float sum = 0.0f;
-    for (int j = 0; j <= t; j++) {
-        row[j] = expf(row[j] - mx);
-        sum += row[j];
-    }
-    float inv = 1.0f / sum;
-    for (int j = 0; j <= t; j++) row[j] *= inv;
+ * subtracted (no overflow), zeros above the diagonal up to T. The backward row
+ * turns dL/d(att) into dL/d(scores): ds_j = a_j (datt_j - sum_i a_i datt_i),
+ * zeros from t+1 up to r1 (the columns the next product reads).
+ * The scalar path (libm expf, sequential sums) is the reference; the fast
+ * paths use the call-free exp and vectorised sums (test_layers compares them).
+ * MAX is a plain loop on the portable path: clang will not vectorise a float
+ * max reduction without fast-math. */
+#define SOFTMAX_ROW(EXP, MAX, SIMD_SUM, SIMD)                     \
+    float mx = MAX;                                               \
+    float sum = 0.0f;                                             \
+    SIMD_SUM                                                      \
+    for (int j = 0; j <= t; j++) {                                \
+        row[j] = EXP(row[j] - mx);                                \
+        sum += row[j];                                            \
+    }                                                             \
+    float inv = 1.0f / sum;                                       \
+    SIMD                                                          \
+    for (int j = 0; j <= t; j++) row[j] *= inv;                   \
     for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+
+#define SOFTMAX_BACK_ROW(SIMD_DOT, SIMD)                          \
+    float dot = 0.0f;                                             \
+    SIMD_DOT                                                      \
+    for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];            \
+    SIMD                                                          \
+    for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);   \
+    for (int j = t + 1; j < r1; j++) dr[j] = 0.0f;
+
+#define OMP_DOT _Pragma("omp simd reduction(+ : dot)")
+#define OMP_SUM _Pragma("omp simd reduction(+ : sum)")
+#define OMP_SIMD _Pragma("omp simd")
+
+typedef void (*softmax_row_fn)(float *row, int t, int T);
+typedef void (*softmax_back_row_fn)(float *dr, const float *ar, int t, int r1);
+
+static float row_max(const float *x, int n) {
+    float mx = x[0];
+    for (int j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+static void softmax_row_ref(float *row, int t, int T) { SOFTMAX_ROW(expf, row_max(row, t + 1), , ) }
+static void softmax_back_row_ref(float *dr, const float *ar, int t, int r1) { SOFTMAX_BACK_ROW(, ) }
+VECTORIZABLE_FP static void softmax_row_simd(float *row, int t, int T) {
+    SOFTMAX_ROW(exp_arith, row_max(row, t + 1), OMP_SUM, OMP_SIMD)
+}
+static void softmax_back_row_simd(float *dr, const float *ar, int t, int r1) { SOFTMAX_BACK_ROW(OMP_DOT, OMP_SIMD) }
+
+#if GELU_HAVE_AVX2
+/* Eight running maxima, folded at the end (max is exact in any order). */
+__attribute__((target("avx2,fma"))) static float row_max_avx2(const float *x, int n) {
+    if (n < 8) return row_max(x, n);
+    __m256 m = _mm256_loadu_ps(x);
+    int j = 8;
+    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + j));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m);
+    float mx = row_max(lanes, 8);
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void softmax_row_avx2(float *row, int t, int T) {
+    SOFTMAX_ROW(exp_arith, row_max_avx2(row, t + 1), OMP_SUM, OMP_SIMD)
+}
+__attribute__((target("avx2,fma"))) static void softmax_back_row_avx2(float *dr, const float *ar, int t, int r1) {
+    SOFTMAX_BACK_ROW(OMP_DOT, OMP_SIMD)
+}
+#endif
+
+static void pick_attention_rows(softmax_row_fn *fwd, softmax_back_row_fn *back) {
+    cllm_simd path = cllm_simd_active();
+    *fwd = softmax_row_simd, *back = softmax_back_row_simd;
+    if (path == CLLM_SIMD_SCALAR) *fwd = softmax_row_ref, *back = softmax_back_row_ref;
+#if GELU_HAVE_AVX2
+    if (path >= CLLM_SIMD_AVX2) *fwd = softmax_row_avx2, *back = softmax_back_row_avx2;
+#endif
 }
 
 /* The per-head products are GEMMs over strided views of qkv (row stride 3C),
@@ -150,6 +277,9 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    softmax_row_fn softmax_row;
+    softmax_back_row_fn unused;
+    pick_attention_rows(&softmax_row, &unused);
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
@@ -161,18 +291,26 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
                 int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
                 float *ab = a + (size_t)r0 * T;
                 cllm_sgemm(0, 1, m, r1, hs, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f, ab, T);
-                for (int t = r0; t < r1; t++) causal_softmax_row(a + (size_t)t * T, t, T);
+                for (int t = r0; t < r1; t++) softmax_row(a + (size_t)t * T, t, T);
                 cllm_sgemm(0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
             }
         }
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
-                        int T, int C, int NH) {
+/* beta 1 accumulates into dqkv, 0 overwrites it. Row blocks run last to
+ * first: the last block's dK and dV products cover every key position, so
+ * with beta 0 they write all of dK and dV before the earlier blocks add onto
+ * them; each dQ row belongs to one block only. */
+static void attention_backward_beta(float *dqkv, float beta, float *scratch, const float *dout, const float *qkv,
+                                    const float *att, int B, int T, int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    softmax_row_fn unused;
+    softmax_back_row_fn softmax_back_row;
+    pick_attention_rows(&unused, &softmax_back_row);
+    int last_r0 = (T - 1) / ATT_ROW_BLOCK * ATT_ROW_BLOCK;
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             size_t head = (size_t)b * T * ld + (size_t)h * hs;
@@ -180,26 +318,29 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
             float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-            for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+            for (int r0 = last_r0; r0 >= 0; r0 -= ATT_ROW_BLOCK) {
                 int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+                float kv_beta = r0 == last_r0 ? beta : 1.0f;
                 const float *ab = a + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
                 float *ds = scratch + (size_t)r0 * T; /* dL/d(att), then dL/d(scores) in place */
                 cllm_sgemm(0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
-                cllm_sgemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, 1.0f, dv, ld);
-                /* Softmax backward per row: ds_j = a_j (datt_j - sum_i a_i datt_i). */
-                for (int t = r0; t < r1; t++) {
-                    const float *ar = a + (size_t)t * T;
-                    float *dr = scratch + (size_t)t * T;
-                    float dot = 0.0f;
-                    for (int j = 0; j <= t; j++) dot += ar[j] * dr[j];
-                    for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - dot);
-                    for (int j = t + 1; j < r1; j++) dr[j] = 0.0f;
-                }
-                cllm_sgemm(0, 0, m, hs, r1, scale, ds, T, k, ld, 1.0f, dq + (size_t)r0 * ld, ld);
-                cllm_sgemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, 1.0f, dk, ld);
+                cllm_sgemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
+                for (int t = r0; t < r1; t++) softmax_back_row(scratch + (size_t)t * T, a + (size_t)t * T, t, r1);
+                cllm_sgemm(0, 0, m, hs, r1, scale, ds, T, k, ld, beta, dq + (size_t)r0 * ld, ld);
+                cllm_sgemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
             }
         }
     }
+}
+
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int C, int NH) {
+    attention_backward_beta(dqkv, 1.0f, scratch, dout, qkv, att, B, T, C, NH);
+}
+
+void attention_backward_overwrite(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                                  int B, int T, int C, int NH) {
+    attention_backward_beta(dqkv, 0.0f, scratch, dout, qkv, att, B, T, C, NH);
 }
 
 /* ---------------------------------------------------------------- gelu */
@@ -213,44 +354,6 @@ void attention_backward(float *dqkv, float *scratch, const float *dout, const fl
  * loops into SSE2 / AVX2 code; the scalar path keeps libm's tanhf as the
  * reference they are tested against (test_layers: |diff| <= 1e-6). */
 
-/* exp(x) for x clamped to [-87, 88]: 2^n * p(r), n = round(x / ln 2),
- * r = x - n ln 2 in [-0.35, 0.35] (ln 2 split in two so r is exact), p the
- * degree-6 Taylor polynomial, whose truncation error r^7/7! < 1.3e-7 is
- * about one float ulp. 2^n is built from its exponent bits. */
-static inline __attribute__((always_inline)) float exp_arith(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    /* Adding and subtracting 1.5 * 2^23 rounds to the nearest integer
-     * without floorf/roundf, which SSE2 cannot vectorise. */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693145751953125f;  /* ln 2, high bits (exact product) */
-    r = r - n * 1.428606765330187e-06f;    /* ln 2, low bits */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    /* NaN passes the clamps (a diverged run): converting it to int and
-     * shifting the result is undefined behaviour, so it takes exponent 0 and
-     * the NaN still propagates through p. */
-    int32_t ni = n == n ? (int32_t)n : 0;
-    union {
-        int32_t i;
-        float f;
-    } two_n = {.i = (ni + 127) << 23};
-    return p * two_n.f;
-}
-
-/* Saturates to exactly +-1 where exp(2u) is clamped (|u| >= 43). */
-static inline __attribute__((always_inline)) float tanh_arith(float u) {
-    return 1.0f - 2.0f / (1.0f + exp_arith(2.0f * u));
-}
-
-/* GCC keeps floating-point compares as branches under its default
- * -ftrapping-math (a compare could raise an FP exception), which stops it from
- * vectorising the clamps in exp_arith; nothing here reads FP exception flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define VECTORIZABLE_FP __attribute__((optimize("no-trapping-math")))
-#else
-#define VECTORIZABLE_FP
-#endif
-
 #define GELU_FORWARD_LOOP(TANH)                                     \
     for (int i = 0; i < n; i++) {                                   \
         float x = inp[i];                                           \
@@ -258,18 +361,27 @@ static inline __attribute__((always_inline)) float tanh_arith(float u) {
         out[i] = 0.5f * x * (1.0f + TANH(u));                       \
     }
 
-#define GELU_BACKWARD_LOOP(TANH)                                                  \
+/* STORE is `+=` (accumulate, the layer convention) or `=` (overwrite: the
+ * model's backward then needs no zeroing pass over the 4C-wide scratch). */
+#define GELU_BACKWARD_LOOP(TANH, STORE)                                           \
     for (int i = 0; i < n; i++) {                                                 \
         float x = inp[i];                                                         \
         float u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);                      \
         float th = TANH(u);                                                       \
         float du = GELU_SCALE * (1.0f + 3.0f * GELU_CUBIC * x * x);               \
         float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;       \
-        dinp[i] += grad * dout[i];                                                \
+        dinp[i] STORE grad * dout[i];                                             \
     }
 
+typedef void (*gelu_backward_fn)(float *dinp, const float *inp, const float *dout, int n);
+
 static void gelu_forward_ref(float *out, const float *inp, int n) { GELU_FORWARD_LOOP(tanhf) }
-static void gelu_backward_ref(float *dinp, const float *inp, const float *dout, int n) { GELU_BACKWARD_LOOP(tanhf) }
+static void gelu_backward_ref(float *dinp, const float *inp, const float *dout, int n) {
+    GELU_BACKWARD_LOOP(tanhf, +=)
+}
+static void gelu_backward_ref_set(float *dinp, const float *inp, const float *dout, int n) {
+    GELU_BACKWARD_LOOP(tanhf, =)
+}
 
 VECTORIZABLE_FP static void gelu_forward_simd(float *out, const float *inp, int n) {
     #pragma omp simd
@@ -277,11 +389,14 @@ VECTORIZABLE_FP static void gelu_forward_simd(float *out, const float *inp, int 
 }
 VECTORIZABLE_FP static void gelu_backward_simd(float *dinp, const float *inp, const float *dout, int n) {
     #pragma omp simd
-    GELU_BACKWARD_LOOP(tanh_arith)
+    GELU_BACKWARD_LOOP(tanh_arith, +=)
+}
+VECTORIZABLE_FP static void gelu_backward_simd_set(float *dinp, const float *inp, const float *dout, int n) {
+    #pragma omp simd
+    GELU_BACKWARD_LOOP(tanh_arith, =)
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define GELU_HAVE_AVX2 1
+#if GELU_HAVE_AVX2
 /* The same loops compiled for 8-wide AVX2 + FMA, chosen at run time. */
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void gelu_forward_avx2(float *out, const float *inp, int n) {
     #pragma omp simd
@@ -290,10 +405,13 @@ VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void gelu_forward_avx
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void gelu_backward_avx2(float *dinp, const float *inp,
                                                                                    const float *dout, int n) {
     #pragma omp simd
-    GELU_BACKWARD_LOOP(tanh_arith)
+    GELU_BACKWARD_LOOP(tanh_arith, +=)
 }
-#else
-#define GELU_HAVE_AVX2 0
+VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void gelu_backward_avx2_set(float *dinp, const float *inp,
+                                                                                       const float *dout, int n) {
+    #pragma omp simd
+    GELU_BACKWARD_LOOP(tanh_arith, =)
+}
 #endif
 
 void gelu_forward(float *out, const float *inp, int n) {
@@ -311,19 +429,21 @@ void gelu_forward(float *out, const float *inp, int n) {
     gelu_forward_simd(out, inp, n);
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int n) {
+static gelu_backward_fn pick_gelu_backward(int overwrite) {
     cllm_simd path = cllm_simd_active();
-    if (path == CLLM_SIMD_SCALAR) {
-        gelu_backward_ref(dinp, inp, dout, n);
-        return;
-    }
+    if (path == CLLM_SIMD_SCALAR) return overwrite ? gelu_backward_ref_set : gelu_backward_ref;
 #if GELU_HAVE_AVX2
-    if (path >= CLLM_SIMD_AVX2) {
-        gelu_backward_avx2(dinp, inp, dout, n);
-        return;
-    }
+    if (path >= CLLM_SIMD_AVX2) return overwrite ? gelu_backward_avx2_set : gelu_backward_avx2;
 #endif
-    gelu_backward_simd(dinp, inp, dout, n);
+    return overwrite ? gelu_backward_simd_set : gelu_backward_simd;
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int n) {
+    pick_gelu_backward(0)(dinp, inp, dout, n);
+}
+
+void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, int n) {
+    pick_gelu_backward(1)(dinp, inp, dout, n);
 }
 
 /* ---------------------------------------------------------------- residual */
@@ -358,9 +478,6 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
 #define GRAD_ROW(EXP, SIMD)                                       \
     SIMD                                                          \
     for (int j = 0; j < V; j++) d[j] = EXP(l[j] - s) * dloss;
-
-#define OMP_SUM _Pragma("omp simd reduction(+ : sum)")
-#define OMP_SIMD _Pragma("omp simd")
 
 typedef float (*lse_row_fn)(const float *l, int V);
 typedef void (*grad_row_fn)(float *d, const float *l, float s, float dloss, int V);

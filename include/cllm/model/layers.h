@@ -8,6 +8,11 @@
  *    residual stream's gradient can be shared by its skip and its branch. The
  *    one exception is softmax_crossentropy_backward, the start of the chain,
  *    which writes (and may overwrite the logits in place).
+ *  - Where a model's backward would otherwise zero a scratch buffer only to
+ *    accumulate into it once, an *_overwrite variant writes the input
+ *    gradient instead (never reading it, so it may hold garbage) and still
+ *    accumulates every parameter gradient. Saves a memset and a read of the
+ *    buffer per layer.
  *  - Nothing here allocates, keeps state or uses OpenMP: each call touches
  *    only its arguments, so threads may run layers on their own buffers.
  *  - Every linear product goes through cllm_sgemm (model/matmul.h), so a
@@ -41,6 +46,9 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
  * dbias += column sums of dout. dinp and dbias may be NULL (not wanted). */
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int n_in, int n_out, linear_layout layout);
+/* The same with dinp = dout · Wᵀ overwritten (dinp must not be NULL). */
+void linear_backward_overwrite(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, int N, int n_in, int n_out, linear_layout layout);
 
 /* Causal multi-head self-attention. qkv [B,T,3C] holds q, k, v side by side
  * per position, head h in channels [h*hs, (h+1)*hs) of each (hs = C/NH), as
@@ -50,11 +58,16 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 /* scratch: T*T floats, overwritten. */
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
                         int T, int C, int NH);
+/* The same with dqkv overwritten. */
+void attention_backward_overwrite(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+                                  int B, int T, int C, int NH);
 
 /* GELU, tanh approximation as GPT-2:
  * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp. */
 void gelu_forward(float *out, const float *inp, int n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int n);
+/* dinp = gelu'(inp) * dout, overwritten; dinp may alias dout. */
+void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, int n);
 
 /* out = a + b (out may alias a or b). Backward: da += dout, db += dout. */
 void residual_forward(float *out, const float *a, const float *b, int n);
