@@ -212,7 +212,7 @@ static double att_loss(void *p) {
 static double naive_attention_out(const att_ctx *c, int b, int h, int t, int i) {
     int hs = c->C / c->NH, ld = 3 * c->C;
     const float *row = c->qkv + (size_t)b * c->T * ld;
-    double s[128], mx = -1e300, z = 0, y = 0;
+    double s[256], mx = -1e300, z = 0, y = 0; /* tests keep T <= 256 */
     for (int j = 0; j <= t; j++) {
         double dot = 0;
         for (int e = 0; e < hs; e++)
@@ -267,10 +267,10 @@ static void test_attention(void **state) {
     run_attention_check(2, 5, 8, 2, 1);
 }
 
-/* Longer than two causal row blocks (32), with a partial last block. */
+/* Longer than two causal row blocks (64), with a partial last block. */
 static void test_attention_long_sequence(void **state) {
     (void)state;
-    run_attention_check(1, 70, 8, 2, 5);
+    run_attention_check(1, 150, 8, 2, 11);
 }
 
 /* Attention calls cllm_sgemm directly: it must hold on the scalar path too. */
@@ -279,7 +279,7 @@ static void test_attention_scalar_kernels(void **state) {
     cllm_simd saved = cllm_simd_active();
     cllm_simd_force(CLLM_SIMD_SCALAR);
     run_attention_check(2, 5, 8, 2, 1);
-    run_attention_check(1, 70, 8, 2, 5);
+    run_attention_check(1, 150, 8, 2, 11);
     cllm_simd_force(saved);
 }
 
@@ -287,6 +287,12 @@ static void test_attention_scalar_kernels(void **state) {
 
 static void fill_nan(float *p, int n) {
     for (int i = 0; i < n; i++) p[i] = NAN;
+}
+
+static double max_abs(const float *a, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
 }
 
 static double max_abs_diff(const float *a, const float *b, int n) {
@@ -337,8 +343,8 @@ static void check_attention_overwrite(int B, int T, int C, int NH) {
 static void test_attention_backward_overwrite(void **state) {
     (void)state;
     check_attention_overwrite(2, 5, 8, 2);
-    check_attention_overwrite(1, 70, 12, 3); /* a partial last row block */
-    check_attention_overwrite(1, 64, 8, 2);  /* exactly two row blocks */
+    check_attention_overwrite(1, 150, 12, 3); /* a partial last row block */
+    check_attention_overwrite(1, 128, 8, 2); /* exactly two row blocks */
 }
 
 static void test_gelu_backward_overwrite(void **state) {
@@ -366,11 +372,11 @@ static void test_gelu_backward_overwrite(void **state) {
 /* The vectorised causal softmax (call-free exp, AVX2 max) and its backward
  * against the scalar reference (libm expf, sequential sums) on a T that is
  * not a multiple of 8 or of the row block. exp_arith is within ~2 ulp of
- * expf and the sums are reordered: probabilities and gradients O(1) agree to
- * well under 1e-5. */
+ * expf and the sums (up to T terms) are reordered: probabilities and outputs
+ * agree to ~1e-6, gradients to ~1e-6 of their largest magnitude. */
 static void test_attention_fast_paths_match_reference(void **state) {
     (void)state;
-    int B = 2, T = 77, C = 16, NH = 2, nqkv = B * T * 3 * C, nout = B * T * C, natt = B * NH * T * T;
+    int B = 2, T = 147, C = 16, NH = 2, nqkv = B * T * 3 * C, nout = B * T * C, natt = B * NH * T * T;
     float *qkv = randn(nqkv, 2.0f), *dout = randn(nout, 1.0f), *scratch = malloc((size_t)T * T * sizeof(float));
     float *att_ref = malloc((size_t)natt * sizeof(float)), *out_ref = malloc((size_t)nout * sizeof(float));
     float *att = malloc((size_t)natt * sizeof(float)), *out = malloc((size_t)nout * sizeof(float));
@@ -387,8 +393,8 @@ static void test_attention_fast_paths_match_reference(void **state) {
         for (int i = 0; i < nqkv; i++) d[i] = 0.0f;
         attention_backward(d, scratch, dout, qkv, att, B, T, C, NH);
         double ea = max_abs_diff(att, att_ref, natt), eo = max_abs_diff(out, out_ref, nout);
-        double ed = max_abs_diff(d, d_ref, nqkv);
-        printf("attention %s vs scalar: att %.2e, out %.2e, dqkv %.2e\n", cllm_simd_name((cllm_simd)path), ea, eo,
+        double ed = max_abs_diff(d, d_ref, nqkv) / fmax(1.0, max_abs(d_ref, nqkv));
+        printf("attention %s vs scalar: att %.2e, out %.2e, dqkv %.2e (relative to max |dqkv|)\n", cllm_simd_name((cllm_simd)path), ea, eo,
                ed);
         assert_true(ea < 1e-6 && eo < 1e-5 && ed < 1e-5);
         checked++;

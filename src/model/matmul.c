@@ -64,6 +64,10 @@ static void pack_a_block(const cllm_sgemm_kernel *kern, int trans_a, const float
 static void pack_b_panel(const cllm_sgemm_kernel *kern, int trans_b, const float *B, int ldb, int p0, int j0,
                          int kb, int nb, float *dst) {
     const int nr = kern->nr;
+    if (!trans_b && kern->pack_b_rows) {
+        kern->pack_b_rows(B + (size_t)p0 * ldb + j0, ldb, kb, nb, dst);
+        return;
+    }
     if (!trans_b) {
         /* op(B)(k,j) = B[k][j]: k outer, each row of B read once, sequentially. */
         for (int k = 0; k < kb; k++) {
@@ -139,7 +143,7 @@ static void ukernel_omp(int kc, const float *a, const float *b, float *c, int ld
     }
     cllm_sgemm_store_tile(t, OMP_NR, c, ldc, m, n, alpha, beta);
 }
-static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL, NULL};
+static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL, NULL, NULL};
 
 /* Degenerate products (nothing to sum): C = beta * C, BLAS-style. */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {

@@ -158,8 +158,33 @@ __attribute__((target("avx2,fma"))) static void pack_a_cols_avx2(const float *sr
     }
 }
 
+/* Rows of B (op(B) = B) into 16-column slivers: each sliver row is 16
+ * consecutive floats of a row of B, two unaligned loads and two aligned
+ * stores (the sliver is 64-byte aligned, kb * 16 floats long). k outer, so
+ * each row of B is read once, sequentially; the last, partial sliver goes
+ * float by float with zeros past nb. */
+__attribute__((target("avx2,fma"))) static void pack_b_rows_avx2(const float *src, int ld, int kb, int nb,
+                                                                  float *dst) {
+    int full = nb / NR * NR;
+    for (int k = 0; k < kb; k++) {
+        const float *row = src + (size_t)k * ld;
+        for (int jr = 0; jr < full; jr += NR) {
+            float *d = dst + (size_t)jr * kb + (size_t)k * NR;
+            _mm256_store_ps(d, _mm256_loadu_ps(row + jr));
+            _mm256_store_ps(d + 8, _mm256_loadu_ps(row + jr + 8));
+        }
+        if (full < nb) {
+            float *d = dst + (size_t)full * kb + (size_t)k * NR;
+            int n = nb - full;
+            for (int c = 0; c < n; c++) d[c] = row[full + c];
+            for (int c = n; c < NR; c++) d[c] = 0.0f;
+        }
+    }
+}
+
 /* L1 (32 KiB) holds the 16 KiB B sliver; L2 (512 KiB+) the 144 KiB A block. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2, pack_a_rows_avx2, pack_b_cols_avx2, pack_a_cols_avx2};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 256, 1536, ukernel_avx2, pack_a_rows_avx2, pack_b_cols_avx2, pack_a_cols_avx2,
+                                               pack_b_rows_avx2};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0, 0, 0};
 #endif

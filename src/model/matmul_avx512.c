@@ -77,7 +77,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int kc, const floa
 }
 
 /* B sliver 256 x 32 floats = 32 KiB (L1 is 32-48 KiB); A block 144 x 256 in L2. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR, NR, 144, 256, 1536, ukernel_avx512, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR, NR, 144, 256, 1536, ukernel_avx512, 0, 0, 0, 0};
 #else
 const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {12, 32, 144, 256, 1536, 0, 0, 0, 0};
 #endif

@@ -22,6 +22,8 @@ typedef void (*cllm_sgemm_ukernel)(int kc, const float *a, const float *b, float
  *                into one NR-column sliver dst[k * NR + c]; columns past n zero.
  *   pack_a_cols: op(A) = A^T: kb rows of A (row stride lda), mb columns each,
  *                into the mb-row block of MR-row slivers (stride kb * MR).
+ *   pack_b_rows: op(B) = B: kb rows of B (row stride ldb), nb columns each,
+ *                into the nb-column panel of NR-column slivers (stride kb * NR).
  * The first two may write up to CLLM_SGEMM_PACK_SLACK floats past the sliver. */
 typedef void (*cllm_sgemm_packer)(const float *src, int ld, int rows, int kb, float *dst);
 
@@ -31,6 +33,7 @@ typedef struct {
     cllm_sgemm_ukernel ukernel;
     cllm_sgemm_packer pack_a_rows, pack_b_cols; /* NULL: generic C packing */
     void (*pack_a_cols)(const float *src, int ld, int mb, int kb, float *dst); /* NULL: generic */
+    void (*pack_b_rows)(const float *src, int ld, int kb, int nb, float *dst); /* NULL: generic */
 } cllm_sgemm_kernel;
 
 #define CLLM_SGEMM_PACK_SLACK 16
