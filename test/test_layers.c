@@ -404,6 +404,118 @@ static void test_attention_fast_paths_match_reference(void **state) {
     free(qkv), free(dout), free(scratch), free(att_ref), free(out_ref), free(att), free(out), free(d_ref), free(d);
 }
 
+/* ---------------------------------------------------------------- fused and vectorised element-wise */
+
+/* LayerNorm's vectorised rows (reassociated sums) against the sequential
+ * scalar reference, on a width that is not a multiple of 8, rows with a
+ * large mean (the cancellation case) and pre-filled accumulating gradients.
+ * Values are O(1..10): relative 1e-5 of the largest is a few float ulps per
+ * reordered term. */
+static void test_layernorm_fast_paths_match_reference(void **state) {
+    (void)state;
+    int N = 9, C = 77;
+    float *x = randn(N * C, 1.0f), *w = randn(C, 1.0f), *b = randn(C, 1.0f), *dout = randn(N * C, 1.0f);
+    /* |mean| = 10 std: the centring matters, while the float rounding of a
+     * mean near 1000 (~1e-4, the same for any summation order) would swamp
+     * the comparison. */
+    for (int c = 0; c < C; c++) x[3 * C + c] += 10.0f;
+    float *o_ref = malloc((size_t)N * C * sizeof(float)), *o = malloc((size_t)N * C * sizeof(float));
+    float mean_ref[9], rstd_ref[9], mean[9], rstd[9];
+    float *dx_ref = filled(N * C, PREFILL), *dw_ref = filled(C, PREFILL), *db_ref = filled(C, PREFILL);
+    float *dx = filled(N * C, PREFILL), *dw = filled(C, PREFILL), *db = filled(C, PREFILL);
+    cllm_simd saved = cllm_simd_active();
+    cllm_simd_force(CLLM_SIMD_SCALAR);
+    layernorm_forward(o_ref, mean_ref, rstd_ref, x, w, b, N, C);
+    layernorm_backward(dx_ref, dw_ref, db_ref, dout, x, w, mean_ref, rstd_ref, N, C);
+    int checked = 0;
+    for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        for (int i = 0; i < N * C; i++) dx[i] = PREFILL;
+        for (int c = 0; c < C; c++) dw[c] = db[c] = PREFILL;
+        layernorm_forward(o, mean, rstd, x, w, b, N, C);
+        layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+        double eo = max_abs_diff(o, o_ref, N * C) / fmax(1.0, max_abs(o_ref, N * C));
+        double em = 0, er = 0;
+        for (int i = 0; i < N; i++) {
+            em = fmax(em, fabs(mean[i] - mean_ref[i]) / fmax(1.0, fabs(mean_ref[i])));
+            er = fmax(er, fabs(rstd[i] - rstd_ref[i]) / rstd_ref[i]);
+        }
+        double ed = max_abs_diff(dx, dx_ref, N * C) / fmax(1.0, max_abs(dx_ref, N * C));
+        double ew = max_abs_diff(dw, dw_ref, C) / fmax(1.0, max_abs(dw_ref, C));
+        double eb = max_abs_diff(db, db_ref, C) / fmax(1.0, max_abs(db_ref, C));
+        printf("layernorm %s vs scalar: out %.1e mean %.1e rstd %.1e dx %.1e dw %.1e db %.1e\n",
+               cllm_simd_name((cllm_simd)path), eo, em, er, ed, ew, eb);
+        assert_true(eo < 1e-5 && em < 1e-6 && er < 1e-5 && ed < 1e-5 && ew < 1e-5 && eb < 1e-6);
+        checked++;
+    }
+    cllm_simd_force(saved);
+    assert_true(checked >= 1);
+    free(x), free(w), free(b), free(dout), free(o_ref), free(o), free(dx_ref), free(dw_ref), free(db_ref), free(dx),
+        free(dw), free(db);
+}
+
+/* residual_layernorm_forward against residual_forward + layernorm_forward on
+ * every path: the same row kernel, so bitwise equal; with a bias on b, equal
+ * to adding the bias to b first (what a product with the bias writes); res
+ * aliasing b, as the model calls it. */
+static void test_residual_layernorm_matches_unfused(void **state) {
+    (void)state;
+    int N = 7, C = 45, n = N * C;
+    float *a = randn(n, 1.0f), *b = randn(n, 1.0f), *bb = randn(C, 1.0f), *w = randn(C, 1.0f), *lb = randn(C, 1.0f);
+    float *res_ref = malloc((size_t)n * sizeof(float)), *out_ref = malloc((size_t)n * sizeof(float));
+    float *res = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)n * sizeof(float));
+    float mean_ref[7], rstd_ref[7], mean[7], rstd[7];
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        for (int with_bias = 0; with_bias <= 1; with_bias++) {
+            for (int i = 0; i < n; i++) res_ref[i] = b[i] + (with_bias ? bb[i % C] : 0.0f);
+            residual_forward(res_ref, a, res_ref, n);
+            layernorm_forward(out_ref, mean_ref, rstd_ref, res_ref, w, lb, N, C);
+            memcpy(res, b, (size_t)n * sizeof(float));
+            residual_layernorm_forward(res, out, mean, rstd, a, res, with_bias ? bb : NULL, w, lb, N, C);
+            assert_true(max_abs_diff(res, res_ref, n) == 0.0);
+            assert_true(max_abs_diff(out, out_ref, n) == 0.0);
+            assert_true(max_abs_diff(mean, mean_ref, N) == 0.0 && max_abs_diff(rstd, rstd_ref, N) == 0.0);
+        }
+    }
+    cllm_simd_force(saved);
+    free(a), free(b), free(bb), free(w), free(lb), free(res_ref), free(out_ref), free(res), free(out);
+}
+
+/* bias_gelu_forward against the bias added by hand and gelu_forward, on
+ * every path (each path's fused loop against that path's unfused one:
+ * bitwise), and the fast fused paths against the scalar reference within the
+ * GELU tolerance of test_gelu_fast_paths_match_reference. */
+static void test_bias_gelu_matches_unfused(void **state) {
+    (void)state;
+    int N = 5, C = 83, n = N * C;
+    float *pre0 = randn(n, 2.0f), *bias = randn(C, 1.0f);
+    float *pre = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)n * sizeof(float));
+    float *pre_ref = malloc((size_t)n * sizeof(float)), *out_ref = malloc((size_t)n * sizeof(float));
+    float *out_scalar = malloc((size_t)n * sizeof(float));
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        for (int i = 0; i < n; i++) pre_ref[i] = pre0[i] + bias[i % C];
+        gelu_forward(out_ref, pre_ref, n);
+        memcpy(pre, pre0, (size_t)n * sizeof(float));
+        bias_gelu_forward(out, pre, bias, N, C);
+        assert_true(max_abs_diff(pre, pre_ref, n) == 0.0);
+        assert_true(max_abs_diff(out, out_ref, n) == 0.0);
+        if (path == CLLM_SIMD_SCALAR) memcpy(out_scalar, out, (size_t)n * sizeof(float));
+        double worst = 0;
+        for (int i = 0; i < n; i++)
+            worst = fmax(worst, fabs(out[i] - out_scalar[i]) / fmax(1.0, fabs(pre_ref[i])));
+        assert_true(worst <= 1e-6);
+    }
+    cllm_simd_force(saved);
+    free(pre0), free(bias), free(pre), free(out), free(pre_ref), free(out_ref), free(out_scalar);
+}
+
 /* ---------------------------------------------------------------- gelu */
 
 typedef struct {
@@ -602,6 +714,9 @@ int main(void) {
         cmocka_unit_test_setup(test_attention_backward_overwrite, setup),
         cmocka_unit_test_setup(test_gelu_backward_overwrite, setup),
         cmocka_unit_test_setup(test_attention_fast_paths_match_reference, setup),
+        cmocka_unit_test_setup(test_layernorm_fast_paths_match_reference, setup),
+        cmocka_unit_test_setup(test_residual_layernorm_matches_unfused, setup),
+        cmocka_unit_test_setup(test_bias_gelu_matches_unfused, setup),
         cmocka_unit_test_setup(test_gelu, setup),
         cmocka_unit_test_setup(test_gelu_fast_paths_match_reference, setup),
         cmocka_unit_test_setup(test_residual, setup),

@@ -304,22 +304,46 @@ static const float *layer_input(const gpt2_acts *a, int l) {
     return l == 0 ? a->encoded : layer_slice(a, l - 1).res3;
 }
 
+/* Where the LayerNorm that reads layer l's output writes: the next block's
+ * ln1, or ln_f after the last block. */
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *weight, *bias;
+} next_norm;
+
+static next_norm norm_after_block(const gpt2_model *m, gpt2_acts *a, int l) {
+    const gpt2_config *c = &m->cfg;
+    if (l + 1 < c->n_layer) {
+        layer_acts n = layer_slice(a, l + 1);
+        return (next_norm){n.ln1, n.ln1_mean, n.ln1_rstd, gpt2_cat(m, m->params, gpt2_layer_tensor(l + 1, GPT2_L_LN1_W)),
+                           gpt2_cat(m, m->params, gpt2_layer_tensor(l + 1, GPT2_L_LN1_B))};
+    }
+    int lnf = gpt2_lnf_weight(c);
+    return (next_norm){a->lnf, a->lnf_mean, a->lnf_rstd, gpt2_cat(m, m->params, lnf),
+                       gpt2_cat(m, m->params, lnf + 1)};
+}
+
+/* Expects s.ln1 already normalised (by the embedding step or the previous
+ * block). The projections that feed a residual run without their bias, which
+ * the fused residual + LayerNorm adds, as bias_gelu_forward does for c_fc:
+ * fewer passes over the activations, same values. */
 static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T) {
     const float *p = m->params;
     int C = m->cfg.n_embd, N = B * T;
     layer_acts s = layer_slice(a, l);
     const float *x = layer_input(a, l);
+    next_norm next = norm_after_block(m, a, l);
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
-    layernorm_forward(s.ln1, s.ln1_mean, s.ln1_rstd, x, W(LN1_W), W(LN1_B), N, C);
     linear_forward(s.qkv, s.ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
     attention_forward(s.atty, s.att, s.qkv, B, T, C, m->cfg.n_head);
-    linear_forward(s.res2, s.atty, W(APROJ_W), W(APROJ_B), N, C, C, LINEAR_W_IN_OUT);
-    residual_forward(s.res2, x, s.res2, N * C);
-    layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res2, W(LN2_W), W(LN2_B), N, C);
-    linear_forward(s.fch, s.ln2, W(FC_W), W(FC_B), N, C, 4 * C, LINEAR_W_IN_OUT);
-    gelu_forward(s.fch_gelu, s.fch, N * 4 * C);
-    linear_forward(s.res3, s.fch_gelu, W(MPROJ_W), W(MPROJ_B), N, 4 * C, C, LINEAR_W_IN_OUT);
-    residual_forward(s.res3, s.res2, s.res3, N * C);
+    linear_forward(s.res2, s.atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, x, s.res2, W(APROJ_B), W(LN2_W), W(LN2_B), N,
+                               C);
+    linear_forward(s.fch, s.ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
+    bias_gelu_forward(s.fch_gelu, s.fch, W(FC_B), N, 4 * C);
+    linear_forward(s.res3, s.fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(s.res3, next.out, next.mean, next.rstd, s.res2, s.res3, W(MPROJ_B), next.weight,
+                               next.bias, N, C);
 #undef W
 }
 
@@ -356,10 +380,11 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
     if (targets) memcpy(a->targets, targets, (size_t)N * sizeof(int32_t));
 
     embedding_forward(a->encoded, a->tokens, gpt2_cat(m, p, GPT2_T_WTE), gpt2_cat(m, p, GPT2_T_WPE), B, T, C);
-    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T);
-    int lnf = gpt2_lnf_weight(c);
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, layer_input(a, c->n_layer), gpt2_cat(m, p, lnf),
-                      gpt2_cat(m, p, lnf + 1), N, C);
+    layer_acts first = layer_slice(a, 0);
+    layernorm_forward(first.ln1, first.ln1_mean, first.ln1_rstd, a->encoded,
+                      gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_W)),
+                      gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_B)), N, C);
+    for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T); /* the last one also fills ln_f */
     /* The LM head is wte itself: logits = lnf · wteᵀ. */
     linear_forward(a->logits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), NULL, N, C, V, LINEAR_W_OUT_IN);
     if (!targets) return 0.0f;

@@ -88,55 +88,136 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
 
 /* ---------------------------------------------------------------- layernorm */
 
+/* Row kernels shared by layernorm_forward and the fused
+ * residual_layernorm_forward. The sums need reassociating to vectorise, so
+ * the scalar path (CLLM_SIMD=scalar) keeps them sequential as the reference
+ * and the fast paths use `omp simd` reductions (test_layers compares them).
+ * Two passes (mean, then centred squares) rather than E[x^2]-E[x]^2, which
+ * cancels catastrophically when |mean| >> std. */
+#define LN_ROW(SIMD_M, SIMD_V, SIMD)                                         \
+    float m = 0.0f;                                                          \
+    SIMD_M                                                                   \
+    for (int c = 0; c < C; c++) m += x[c];                                   \
+    m /= (float)C;                                                           \
+    float var = 0.0f;                                                        \
+    SIMD_V                                                                   \
+    for (int c = 0; c < C; c++) {                                            \
+        float d = x[c] - m;                                                  \
+        var += d * d;                                                        \
+    }                                                                        \
+    var /= (float)C;                                                         \
+    float s = 1.0f / sqrtf(var + CLLM_LAYERNORM_EPS);                        \
+    SIMD                                                                     \
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c]; \
+    *mean = m;                                                               \
+    *rstd = s;
+
+/* dx = s * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight:
+ * the two means are the projections removed by centring and scaling. */
+#define LN_BACK_ROW(SIMD_SUMS, SIMD)                                         \
+    float mean_g = 0.0f, mean_gx = 0.0f;                                     \
+    SIMD_SUMS                                                                \
+    for (int c = 0; c < C; c++) {                                            \
+        float xhat = (x[c] - m) * s;                                         \
+        float g = d[c] * weight[c];                                          \
+        mean_g += g;                                                         \
+        mean_gx += g * xhat;                                                 \
+    }                                                                        \
+    mean_g /= (float)C;                                                      \
+    mean_gx /= (float)C;                                                     \
+    SIMD                                                                     \
+    for (int c = 0; c < C; c++) {                                            \
+        float xhat = (x[c] - m) * s;                                         \
+        float g = d[c] * weight[c];                                          \
+        dbias[c] += d[c];                                                    \
+        dweight[c] += d[c] * xhat;                                           \
+        dx[c] += s * (g - mean_g - xhat * mean_gx);                          \
+    }
+
+#define OMP_SUM_M _Pragma("omp simd reduction(+ : m)")
+#define OMP_SUM_V _Pragma("omp simd reduction(+ : var)")
+#define OMP_SUMS_G _Pragma("omp simd reduction(+ : mean_g, mean_gx)")
+#define OMP_SIMD_LOOP _Pragma("omp simd")
+
+typedef void (*ln_row_fn)(float *o, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
+                          int C);
+typedef void (*ln_back_row_fn)(float *dx, float *dweight, float *dbias, const float *d, const float *x,
+                               const float *weight, float m, float s, int C);
+
+static void ln_row_ref(float *o, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
+                       int C) {
+    LN_ROW(, , )
+}
+static void ln_back_row_ref(float *dx, float *dweight, float *dbias, const float *d, const float *x,
+                            const float *weight, float m, float s, int C) {
+    LN_BACK_ROW(, )
+}
+static void ln_row_simd(float *o, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
+                        int C) {
+    LN_ROW(OMP_SUM_M, OMP_SUM_V, OMP_SIMD_LOOP)
+}
+static void ln_back_row_simd(float *dx, float *dweight, float *dbias, const float *d, const float *x,
+                             const float *weight, float m, float s, int C) {
+    LN_BACK_ROW(OMP_SUMS_G, OMP_SIMD_LOOP)
+}
+#if GELU_HAVE_AVX2
+__attribute__((target("avx2,fma"))) static void ln_row_avx2(float *o, float *mean, float *rstd, const float *x,
+                                                            const float *weight, const float *bias, int C) {
+    LN_ROW(OMP_SUM_M, OMP_SUM_V, OMP_SIMD_LOOP)
+}
+__attribute__((target("avx2,fma"))) static void ln_back_row_avx2(float *dx, float *dweight, float *dbias,
+                                                                 const float *d, const float *x, const float *weight,
+                                                                 float m, float s, int C) {
+    LN_BACK_ROW(OMP_SUMS_G, OMP_SIMD_LOOP)
+}
+#endif
+
+static void pick_layernorm_rows(ln_row_fn *fwd, ln_back_row_fn *back) {
+    cllm_simd path = cllm_simd_active();
+    *fwd = ln_row_simd, *back = ln_back_row_simd;
+    if (path == CLLM_SIMD_SCALAR) *fwd = ln_row_ref, *back = ln_back_row_ref;
+#if GELU_HAVE_AVX2
+    if (path >= CLLM_SIMD_AVX2) *fwd = ln_row_avx2, *back = ln_back_row_avx2;
+#endif
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
                        int N, int C) {
+    ln_row_fn row;
+    ln_back_row_fn unused;
+    pick_layernorm_rows(&row, &unused);
+    for (int i = 0; i < N; i++)
+        row(out + (size_t)i * C, mean + i, rstd + i, inp + (size_t)i * C, weight, bias, C);
+}
+
+/* The row is summed while it is still in L1, instead of a residual pass over
+ * the whole stream followed by a LayerNorm pass that reads it back. */
+void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                const float *b_bias, const float *weight, const float *bias, int N, int C) {
+    ln_row_fn row;
+    ln_back_row_fn unused;
+    pick_layernorm_rows(&row, &unused);
     for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C;
-        float *o = out + (size_t)i * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= (float)C;
-        /* Two passes (mean, then centred squares) rather than E[x^2]-E[x]^2,
-         * which cancels catastrophically when |mean| >> std. */
-        float var = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - m;
-            var += d * d;
-        }
-        var /= (float)C;
-        float s = 1.0f / sqrtf(var + CLLM_LAYERNORM_EPS);
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
-        mean[i] = m;
-        rstd[i] = s;
+        float *r = res + (size_t)i * C;
+        const float *ai = a + (size_t)i * C, *bi = b + (size_t)i * C;
+        /* Same rounding as the unfused path: b + bias first (what the product
+         * with a bias writes), then the skip. */
+        if (b_bias)
+            for (int c = 0; c < C; c++) r[c] = ai[c] + (bi[c] + b_bias[c]);
+        else
+            for (int c = 0; c < C; c++) r[c] = ai[c] + bi[c];
+        row(out + (size_t)i * C, mean + i, rstd + i, r, weight, bias, C);
     }
 }
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C) {
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C;
-        const float *d = dout + (size_t)i * C;
-        float *dx = dinp + (size_t)i * C;
-        float m = mean[i], s = rstd[i];
-        /* dx = s * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight:
-         * the two means are the projections removed by centring and scaling. */
-        float mean_g = 0.0f, mean_gx = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - m) * s;
-            float g = d[c] * weight[c];
-            mean_g += g;
-            mean_gx += g * xhat;
-        }
-        mean_g /= (float)C;
-        mean_gx /= (float)C;
-        for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - m) * s;
-            float g = d[c] * weight[c];
-            dbias[c] += d[c];
-            dweight[c] += d[c] * xhat;
-            dx[c] += s * (g - mean_g - xhat * mean_gx);
-        }
-    }
+    ln_row_fn unused;
+    ln_back_row_fn row;
+    pick_layernorm_rows(&unused, &row);
+    for (int i = 0; i < N; i++)
+        row(dinp + (size_t)i * C, dweight, dbias, dout + (size_t)i * C, inp + (size_t)i * C, weight, mean[i],
+            rstd[i], C);
 }
 
 /* ---------------------------------------------------------------- linear */
@@ -449,6 +530,47 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int n) {
 
 void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, int n) {
     pick_gelu_backward(1)(dinp, inp, dout, n);
+}
+
+/* Fused bias + GELU: the c_fc product runs with beta = 0 and no bias copy
+ * (no pass writing N x 4C bias rows, no read of them inside the product),
+ * and the bias is added here on the way into GELU. */
+#define BIAS_GELU_ROWS(TANH, SIMD)                                       \
+    for (int i = 0; i < N; i++) {                                        \
+        float *p = pre + (size_t)i * C, *o = out + (size_t)i * C;        \
+        SIMD                                                             \
+        for (int j = 0; j < C; j++) {                                    \
+            float x = p[j] + bias[j];                                    \
+            float u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);         \
+            p[j] = x;                                                    \
+            o[j] = 0.5f * x * (1.0f + TANH(u));                          \
+        }                                                                \
+    }
+
+static void bias_gelu_ref(float *out, float *pre, const float *bias, int N, int C) { BIAS_GELU_ROWS(tanhf, ) }
+VECTORIZABLE_FP static void bias_gelu_simd(float *out, float *pre, const float *bias, int N, int C) {
+    BIAS_GELU_ROWS(tanh_arith, OMP_SIMD_LOOP)
+}
+#if GELU_HAVE_AVX2
+VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void bias_gelu_avx2(float *out, float *pre,
+                                                                               const float *bias, int N, int C) {
+    BIAS_GELU_ROWS(tanh_arith, OMP_SIMD_LOOP)
+}
+#endif
+
+void bias_gelu_forward(float *out, float *pre, const float *bias, int N, int C) {
+    cllm_simd path = cllm_simd_active();
+    if (path == CLLM_SIMD_SCALAR) {
+        bias_gelu_ref(out, pre, bias, N, C);
+        return;
+    }
+#if GELU_HAVE_AVX2
+    if (path >= CLLM_SIMD_AVX2) {
+        bias_gelu_avx2(out, pre, bias, N, C);
+        return;
+    }
+#endif
+    bias_gelu_simd(out, pre, bias, N, C);
 }
 
 /* ---------------------------------------------------------------- residual */

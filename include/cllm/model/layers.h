@@ -32,6 +32,13 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
  * saved for the backward. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
                        int N, int C);
+/* Fused residual + LayerNorm, for the stream between sub-blocks:
+ * res = a + (b + b_bias) (b_bias per column, may be NULL; res may alias a or
+ * b), then out = layernorm(res) with mean and rstd saved, as
+ * layernorm_forward. Equal to residual_forward + layernorm_forward (with the
+ * bias added by the product) but each row is read once while in L1. */
+void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                const float *b_bias, const float *weight, const float *bias, int N, int C);
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C);
 
@@ -68,6 +75,10 @@ void gelu_forward(float *out, const float *inp, int n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int n);
 /* dinp = gelu'(inp) * dout, overwritten; dinp may alias dout. */
 void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, int n);
+/* Fused bias + GELU over [N, C]: pre += bias per column (pre keeps the
+ * pre-activation the backward needs), out = gelu(pre). Equal to a product
+ * with the bias followed by gelu_forward, one pass instead of two. */
+void bias_gelu_forward(float *out, float *pre, const float *bias, int N, int C);
 
 /* out = a + b (out may alias a or b). Backward: da += dout, db += dout. */
 void residual_forward(float *out, const float *a, const float *b, int n);
