@@ -98,14 +98,23 @@ static void pack_b_panel(const cllm_sgemm_kernel *kern, int trans_b, const float
     }
 }
 
+/* K in equal slices of at most kc_max rather than kc_max-deep slices and a
+ * remainder: K = 384 runs as one slice, not 256 + 128 with a second pass
+ * reading and writing all of C for a third of the work. */
+static int k_slice(int kc_max, int K) {
+    int slices = (K + kc_max - 1) / kc_max;
+    return (K + slices - 1) / slices;
+}
+
 static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K,
                           float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                           int ldc) {
     const int mr = kern->mr, nr = kern->nr;
+    const int kc = k_slice(kern->kc, K);
     for (int jc = 0; jc < N; jc += kern->nc) {
         int nb = min_int(kern->nc, N - jc);
-        for (int pc = 0; pc < K; pc += kern->kc) {
-            int kb = min_int(kern->kc, K - pc);
+        for (int pc = 0; pc < K; pc += kc) {
+            int kb = min_int(kc, K - pc);
             /* Later K slices add onto what the first one wrote. */
             float beta_k = pc == 0 ? beta : 1.0f;
             pack_b_panel(kern, trans_b, B, ldb, pc, jc, kb, nb, pack_b);

@@ -29,7 +29,8 @@ typedef void (*cllm_sgemm_packer)(const float *src, int ld, int rows, int kb, fl
 
 typedef struct {
     int mr, nr;         /* register tile */
-    int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3 */
+    int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3;
+                           kc is the largest slice of K (K is cut in equal slices up to it) */
     cllm_sgemm_ukernel ukernel;
     cllm_sgemm_packer pack_a_rows, pack_b_cols; /* NULL: generic C packing */
     void (*pack_a_cols)(const float *src, int ld, int mb, int kb, float *dst); /* NULL: generic */
@@ -41,7 +42,7 @@ typedef struct {
 /* Largest blocks any kernel uses: the thread-local packing buffers are sized
  * for them once, so no call allocates. */
 #define CLLM_SGEMM_MAX_MC 144
-#define CLLM_SGEMM_MAX_KC 256
+#define CLLM_SGEMM_MAX_KC 384
 #define CLLM_SGEMM_MAX_NC 1536
 #define CLLM_SGEMM_MAX_MR 16
 #define CLLM_SGEMM_MAX_NR 32
