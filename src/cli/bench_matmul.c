@@ -196,7 +196,11 @@ int cllm_bench_matmul(int argc, char **argv) {
 #if CLLM_HAVE_OPENBLAS
     openblas_set_num_threads(1);
 #endif
-    double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.2);
+    /* The peak is a best-of on the wall clock: on a shared machine every run
+     * of a short probe can be disturbed (it once came out at 67 instead of
+     * 103 GFLOP/s, making %peak exceed 100). Probing again after the shapes
+     * and keeping the larger gives two chances at a quiet moment. */
+    double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
     const int row_list[2] = {256, 2048};
     mm_result res[4 * 12];
     int n = 0;
@@ -219,6 +223,8 @@ int cllm_bench_matmul(int argc, char **argv) {
             }
         }
     }
+    double peak_after = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
+    if (peak_after > peak) peak = peak_after;
     if (json) print_json(res, n, peak);
     else print_table(res, n, peak);
     return 0;
