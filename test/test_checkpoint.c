@@ -418,6 +418,48 @@ static void test_eval_command_on_text(void **state) {
     free(dir);
 }
 
+/* Tokens `cllm eval` must score on a folder of documents: training's stream has
+ * every document followed by EOT, and every token after the first is a target. */
+static size_t expected_eval_tokens(const char *dir, const char *const *docs, int n_docs) {
+    char *tp = path_in(dir, "tokenizer.bin");
+    cllm_tokenizer *tok = NULL;
+    assert_int_equal(cllm_tokenizer_load(tp, &tok), CLLM_OK);
+    size_t total = 0;
+    for (int i = 0; i < n_docs; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        assert_int_equal(cllm_tokenizer_encode(tok, (const uint8_t *)docs[i], strlen(docs[i]), &ids, &n), CLLM_OK);
+        total += n + 1; /* the document and its EOT */
+        free(ids);
+    }
+    cllm_tokenizer_free(tok);
+    free(tp);
+    return total - 1;
+}
+
+static void test_eval_scores_the_training_stream(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    make_run(dir, 270, 3);
+    const char *docs[] = {"To be, or not to be", "that is the question"};
+    char *folder = path_in(dir, "docs");
+    assert_int_equal(mkdir(folder, 0755), 0);
+    free(write_file(folder, "a.txt", docs[0], strlen(docs[0])));
+    free(write_file(folder, "b.txt", docs[1], strlen(docs[1])));
+    char args[1024];
+    snprintf(args, sizeof args, "eval --json '%s' '%s'", dir, folder);
+    run_result r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 0);
+    cllm_json *j = NULL;
+    assert_int_equal(cllm_json_parse(r.out, strlen(r.out), &j), CLLM_OK);
+    assert_int_equal(cllm_json_get(j, "tokens")->integer, (int64_t)expected_eval_tokens(dir, docs, 2));
+    cllm_json_free(j);
+    run_result_free(&r);
+    free(folder);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void expect_cli_error(const char *args) {
     run_result r = run_cllm(NULL, args);
     if (r.exit_code != 2 || count_lines(r.err) != 1)
@@ -462,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_interrupted_save_keeps_previous_checkpoint),
         cmocka_unit_test(test_run_load_checks_tokenizer),
         cmocka_unit_test(test_eval_command_on_text),
+        cmocka_unit_test(test_eval_scores_the_training_stream),
         cmocka_unit_test(test_eval_command_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

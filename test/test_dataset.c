@@ -67,6 +67,20 @@ static void test_stream_is_documents_joined_by_eot(void **state) {
     cllm_dataset_free(&d);
 }
 
+/* `cllm eval DATA` scores cllm_dataset_tokenize's stream: it must be the very stream training windows. */
+static void test_tokenize_is_the_training_stream(void **state) {
+    fixture *f = *state;
+    cllm_dataset d;
+    assert_int_equal(cllm_dataset_build(&f->corpus, f->tok, 64, 0.1, 1, &d), CLLM_OK);
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    assert_int_equal(cllm_dataset_tokenize(&f->corpus, f->tok, &tokens, &n), CLLM_OK);
+    assert_int_equal(n, d.n_tokens);
+    assert_memory_equal(tokens, d.tokens, n * sizeof *tokens);
+    free(tokens);
+    cllm_dataset_free(&d);
+}
+
 static int contains(const size_t *v, size_t n, size_t x) {
     for (size_t i = 0; i < n; i++)
         if (v[i] == x) return 1;
@@ -233,6 +247,7 @@ static void test_too_short_and_bad_arguments(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_is_documents_joined_by_eot),
+        cmocka_unit_test(test_tokenize_is_the_training_stream),
         cmocka_unit_test(test_split_covers_windows_once_with_fraction),
         cmocka_unit_test(test_split_is_deterministic_in_the_seed),
         cmocka_unit_test(test_windows_hold_inputs_and_shifted_targets),

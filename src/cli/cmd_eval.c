@@ -89,38 +89,16 @@ static cllm_status evaluate(const gpt2_model *m, const window_source *src, doubl
     return CLLM_OK;
 }
 
-/* DATA files tokenized with the run's tokenizer, documents joined by the
- * end-of-text token as in training. */
+/* DATA files tokenized with the run's tokenizer into the very stream training
+ * builds (cllm_dataset_tokenize: every document followed by EOT). */
 static cllm_status tokenize_data(const cllm_tokenizer *tok, char **paths, int n_paths, int32_t **stream, size_t *n) {
     cllm_corpus c;
     cllm_status st = cllm_corpus_load((const char *const *)paths, n_paths, &c);
     if (st != CLLM_OK) return st;
-    *stream = NULL;
-    *n = 0;
-    size_t cap = 0;
-    for (size_t d = 0; st == CLLM_OK && d < c.n_docs; d++) {
-        int32_t *ids = NULL;
-        size_t k = 0;
-        st = cllm_tokenizer_encode(tok, c.bytes + c.docs[d].offset, c.docs[d].length, &ids, &k);
-        if (st != CLLM_OK) break;
-        if (*n + k + 1 > cap) {
-            cap = 2 * (*n + k + 1);
-            int32_t *grown = realloc(*stream, cap * sizeof *grown);
-            if (!grown) {
-                free(ids);
-                st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-                break;
-            }
-            *stream = grown;
-        }
-        if (d > 0) (*stream)[(*n)++] = cllm_tokenizer_eot(tok);
-        memcpy(*stream + *n, ids, k * sizeof *ids);
-        *n += k;
-        free(ids);
-    }
+    st = cllm_dataset_tokenize(&c, tok, stream, n);
     cllm_corpus_free(&c);
-    if (st == CLLM_OK && *n < 2) st = cllm_fail(CLLM_ERR_INPUT, "the data has %zu token(s): need at least 2", *n);
-    if (st != CLLM_OK) {
+    if (st == CLLM_OK && *n < 2) {
+        st = cllm_fail(CLLM_ERR_INPUT, "the data has %zu token(s): need at least 2", *n);
         free(*stream);
         *stream = NULL;
     }

@@ -25,21 +25,29 @@
 
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory building the dataset"); }
 
-/* Documents encoded one by one, each followed by EOT. */
-static cllm_status tokenize_corpus(const cllm_corpus *c, const cllm_tokenizer *t, cllm_dataset *d) {
-    d->tokens = malloc((c->n_bytes + c->n_docs + 1) * sizeof *d->tokens);
-    if (!d->tokens) return oom();
+cllm_status cllm_dataset_tokenize(const cllm_corpus *c, const cllm_tokenizer *t, int32_t **tokens, size_t *n_tokens) {
+    *tokens = NULL;
+    *n_tokens = 0;
+    /* byte-level BPE never makes more tokens than bytes: one allocation holds every document and its EOT */
+    int32_t *out = malloc((c->n_bytes + c->n_docs + 1) * sizeof *out);
+    if (!out) return oom();
     int32_t eot = cllm_tokenizer_eot(t);
+    size_t n_out = 0;
     for (size_t i = 0; i < c->n_docs; i++) {
         int32_t *ids;
         size_t n;
         cllm_status s = cllm_tokenizer_encode(t, c->bytes + c->docs[i].offset, c->docs[i].length, &ids, &n);
-        if (s != CLLM_OK) return s;
-        memcpy(d->tokens + d->n_tokens, ids, n * sizeof *ids);
+        if (s != CLLM_OK) {
+            free(out);
+            return s;
+        }
+        memcpy(out + n_out, ids, n * sizeof *ids);
         free(ids);
-        d->n_tokens += n;
-        d->tokens[d->n_tokens++] = eot;
+        n_out += n;
+        out[n_out++] = eot;
     }
+    *tokens = out;
+    *n_tokens = n_out;
     return CLLM_OK;
 }
 
@@ -94,7 +102,7 @@ cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, in
         return cllm_fail(CLLM_ERR_INPUT, "validation fraction must be in [0, 1), got %g", val_fraction);
     out->seq_len = seq_len;
     out->seed = seed;
-    cllm_status s = tokenize_corpus(c, t, out);
+    cllm_status s = cllm_dataset_tokenize(c, t, &out->tokens, &out->n_tokens);
     if (s == CLLM_OK) {
         size_t n_windows = out->n_tokens > 0 ? (out->n_tokens - 1) / (size_t)seq_len : 0;
         size_t need_windows = val_fraction > 0 ? 2 : 1;

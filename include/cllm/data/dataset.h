@@ -19,6 +19,10 @@ typedef struct {
     uint64_t seed;
 } cllm_dataset;
 
+/* The corpus as one token stream, every document (the last included) followed by one EOT: the stream
+   cllm_dataset_build windows, and the one `cllm eval DATA` scores, so the two cannot diverge. The caller frees
+   *tokens. */
+cllm_status cllm_dataset_tokenize(const cllm_corpus *c, const cllm_tokenizer *t, int32_t **tokens, size_t *n_tokens);
 /* Tokenizes the corpus (documents joined by EOT so no window silently spans two documents without it), cuts it
    into windows of seq_len+1 tokens with stride seq_len, and assigns a val_fraction of them (at least 1 when
    val_fraction > 0) to validation, chosen deterministically from the seed. Fewer tokens than one training window
