@@ -343,6 +343,44 @@ static void test_bad_command_lines_exit_2_and_write_nothing(void **state) {
     expect_bad_command(args, "--stop-after");
 }
 
+/* A corpus too small for --vocab 512: the tokenizer runs out of pairs to merge, and training goes on with the
+ * vocabulary it learned, says so, and records it so that eval and --resume load the run. */
+static void test_small_corpus_trains_with_the_learned_vocabulary(void **state) {
+    (void)state;
+    char text[3000];
+    size_t n = 0;
+    while (n + 40 < sizeof text) n += (size_t)snprintf(text + n, sizeof text - n, "the cat sat on the mat. ");
+    char *corpus = write_file(workdir, "small.txt", text, n), *dir = run_dir("small-vocab");
+    char args[8192];
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 512 --batch 4 --steps 2 --sample-tokens 0 "
+             "--out '%s'",
+             corpus, dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("cllm %s: exit %d, stderr '%s'", args, r.exit_code, r.err);
+    assert_non_null(strstr(r.out, "not --vocab 512"));
+    cllm_train_options o;
+    uint64_t hash;
+    size_t bytes;
+    assert_int_equal(cllm_run_json_read(dir, &o, &hash, &bytes), CLLM_OK);
+    cllm_train_options_free_paths(&o);
+    assert_true(o.model.vocab_size < 512);
+    char vocab_line[64];
+    snprintf(vocab_line, sizeof vocab_line, "(vocab %d)", o.model.vocab_size);
+    assert_non_null(strstr(r.out, vocab_line));
+    run_result_free(&r);
+    snprintf(args, sizeof args, "eval '%s'", dir);
+    r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 0);
+    run_result_free(&r);
+    snprintf(args, sizeof args, "train --resume '%s' --quiet --sample-tokens 0", dir);
+    r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 0);
+    run_result_free(&r);
+    free(corpus);
+    free(dir);
+}
+
 static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
@@ -460,6 +498,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_saves_and_exits_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),
+        cmocka_unit_test(test_small_corpus_trains_with_the_learned_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);
 }

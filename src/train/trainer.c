@@ -46,7 +46,9 @@
 /* ---- run state ------------------------------------------------------------ */
 
 typedef struct {
-    const cllm_train_options *o;
+    const cllm_train_options *o; /* points to settings */
+    cllm_train_options settings; /* the caller's options, vocab_size set to what the tokenizer actually learned */
+    int requested_vocab;         /* --vocab when the tokenizer stopped short of it, else 0 */
     char *dir;
     cllm_corpus corpus;
     uint64_t corpus_hash;
@@ -660,7 +662,14 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         st = cllm_tokenizer_train(&t->corpus, o->model.vocab_size, &t->tok);
     }
     if (st != CLLM_OK) return st;
-    if (cllm_tokenizer_vocab_size(t->tok) != o->model.vocab_size)
+    int learned = cllm_tokenizer_vocab_size(t->tok);
+    if (!resume && learned < o->model.vocab_size) {
+        /* A small corpus runs out of pairs to merge before --vocab: size the model to the tokenizer rather than
+           refuse (run.json then records the vocabulary actually used, so --resume and eval agree with it). */
+        t->requested_vocab = o->model.vocab_size;
+        t->settings.model.vocab_size = learned;
+    }
+    if (learned != o->model.vocab_size)
         return cllm_fail(CLLM_ERR_INPUT, "tokenizer has %d tokens, run.json says %d",
                          cllm_tokenizer_vocab_size(t->tok), o->model.vocab_size);
     return cllm_dataset_build(&t->corpus, t->tok, o->model.seq_len, o->val_fraction, o->seed, &t->data);
@@ -675,6 +684,9 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("            %zu files, %zu bytes, %zu tokens (vocab %d), %zu train / %zu validation windows of %d\n",
            t->corpus.n_docs, t->corpus.n_bytes, t->data.n_tokens, c->vocab_size, t->data.n_train, t->data.n_val,
            c->seq_len);
+    if (t->requested_vocab)
+        printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
+               t->requested_vocab);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
@@ -930,7 +942,8 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     res->final_val_loss = NAN;
     trainer t;
     memset(&t, 0, sizeof t);
-    t.o = o;
+    t.settings = *o;
+    t.o = &t.settings;
     uint64_t expect_hash = 0;
     size_t expect_bytes = 0;
     if (resume) {
@@ -943,7 +956,7 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     if (st == CLLM_OK) st = load_data(&t, resume, expect_hash, expect_bytes);
     if (st == CLLM_OK) st = setup(&t, resume);
     if (st == CLLM_OK && !resume) st = create_run_folder(&t, t.corpus_hash);
-    else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, o, t.corpus_hash, t.corpus.n_bytes);
+    else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
     if (st == CLLM_OK) {
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;
