@@ -239,6 +239,27 @@ static void test_cli_bad_data_paths(void **state) {
     free(out);
 }
 
+/* The default corpus is built into the binary: a command run from a folder with no data/ anywhere near it
+ * still reads all of it. */
+static void test_cli_default_corpus_from_any_directory(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    char cd[4200], expect[64];
+    snprintf(cd, sizeof cd, "cd '%s' &&", dir);
+    run_result r = run_cllm(cd, "tokenizer train --vocab 257 -o tok.bin");
+    if (r.exit_code != 0) fail_msg("exit %d, stderr '%s'", r.exit_code, r.err);
+    struct stat sb;
+    assert_int_equal(stat(CLLM_SOURCE_DIR "/data/tinyshakespeare.txt", &sb), 0);
+    snprintf(expect, sizeof expect, "%lld bytes from 1 files", (long long)sb.st_size);
+    if (!strstr(r.out, expect)) fail_msg("'%s' not in '%s'", expect, r.out);
+    char *tok = path_in(dir, "tok.bin");
+    assert_int_equal(stat(tok, &sb), 0);
+    free(tok);
+    run_result_free(&r);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_walk_order_and_skipping),
@@ -247,6 +268,7 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs_are_input_errors),
         cmocka_unit_test(test_from_bytes),
         cmocka_unit_test(test_cli_bad_data_paths),
+        cmocka_unit_test(test_cli_default_corpus_from_any_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
