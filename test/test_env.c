@@ -252,6 +252,7 @@ static void test_binary_usage_errors(void **state) {
     expect_one_line_exit_2(NULL, "frobnicate", "frobnicate");
     expect_one_line_exit_2(NULL, "info --bogus", "--bogus");
     expect_one_line_exit_2(NULL, "info extra", "extra");
+    expect_one_line_exit_2(NULL, "info extra", "(usage: cllm info)"); /* no synopsis, no dangling space */
     expect_one_line_exit_2(NULL, "plot somewhere --out", "--out");
     expect_one_line_exit_2(NULL, "plot somewhere", "-o");
     run_result r = run_cllm(NULL, "");

@@ -62,6 +62,9 @@ static int store_value(const cllm_command_spec *spec, const cllm_flag *f, const 
     return CLLM_FLAGS_ERROR;
 }
 
+/* A command without positional arguments has no synopsis: no space after its name. */
+static const char *synopsis_gap(const cllm_command_spec *spec) { return spec->synopsis && *spec->synopsis ? " " : ""; }
+
 int cllm_flags_parse(const cllm_command_spec *spec, int argc, char **argv,
                      char **positional, int *n_positional) {
     int npos = 0;
@@ -114,13 +117,14 @@ int cllm_flags_parse(const cllm_command_spec *spec, int argc, char **argv,
         if (rc != CLLM_FLAGS_OK) return rc;
     }
     if (npos < spec->min_positional) {
-        fprintf(stderr, "cllm %s: missing argument (usage: cllm %s %s)\n", spec->command, spec->command,
-                spec->synopsis ? spec->synopsis : "");
+        fprintf(stderr, "cllm %s: missing argument (usage: cllm %s%s%s)\n", spec->command, spec->command,
+                synopsis_gap(spec), spec->synopsis ? spec->synopsis : "");
         return CLLM_FLAGS_ERROR;
     }
     if (spec->max_positional >= 0 && npos > spec->max_positional) {
-        fprintf(stderr, "cllm %s: unexpected argument '%s' (usage: cllm %s %s)\n", spec->command,
-                positional[spec->max_positional], spec->command, spec->synopsis ? spec->synopsis : "");
+        fprintf(stderr, "cllm %s: unexpected argument '%s' (usage: cllm %s%s%s)\n", spec->command,
+                positional[spec->max_positional], spec->command, synopsis_gap(spec),
+                spec->synopsis ? spec->synopsis : "");
         return CLLM_FLAGS_ERROR;
     }
     *n_positional = npos;
