@@ -24,8 +24,10 @@ static void usage(FILE *out) {
 }
 
 int cllm_cmd_bench(int argc, char **argv) {
-    if (argc < 1) {
-        usage(stderr);
+    if (argc < 1) { /* a usage error like any other: one line, not the whole help */
+        fprintf(stderr, "cllm bench: missing benchmark (");
+        for (int i = 0; i < n_benches; i++) fprintf(stderr, "%s%s", i ? ", " : "", benches[i].name);
+        fprintf(stderr, "; see cllm bench --help)\n");
         return 2;
     }
     if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {

@@ -43,8 +43,10 @@ __attribute__((section(".preinit_array"), used)) static void (*const check_openm
     cllm_env_preinit;
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
+    if (argc < 2) { /* a usage error like any other: one line, not the whole help */
+        fprintf(stderr, "cllm: missing command (");
+        for (int i = 0; i < n_commands; i++) fprintf(stderr, "%s%s", i ? ", " : "", commands[i].name);
+        fprintf(stderr, "; see cllm --help)\n");
         return 2;
     }
     const char *name = argv[1];
