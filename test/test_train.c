@@ -344,13 +344,17 @@ static void test_bad_command_lines_exit_2_and_write_nothing(void **state) {
 }
 
 /* A corpus too small for --vocab 512: the tokenizer runs out of pairs to merge, and training goes on with the
- * vocabulary it learned, says so, and records it so that eval and --resume load the run. */
+ * vocabulary it learned, says so, and records it so that eval and --resume load the run. The folder also holds a
+ * binary file, which the summary counts as skipped. */
 static void test_small_corpus_trains_with_the_learned_vocabulary(void **state) {
     (void)state;
     char text[3000];
     size_t n = 0;
     while (n + 40 < sizeof text) n += (size_t)snprintf(text + n, sizeof text - n, "the cat sat on the mat. ");
-    char *corpus = write_file(workdir, "small.txt", text, n), *dir = run_dir("small-vocab");
+    char *corpus = run_dir("small"), *dir = run_dir("small-vocab");
+    assert_int_equal(mkdir(corpus, 0755), 0);
+    free(write_file(corpus, "small.txt", text, n));
+    free(write_file(corpus, "image.bin", "\x89PNG\0\0", 6));
     char args[8192];
     snprintf(args, sizeof args,
              "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 512 --batch 4 --steps 2 --sample-tokens 0 "
@@ -359,6 +363,7 @@ static void test_small_corpus_trains_with_the_learned_vocabulary(void **state) {
     run_result r = run_cllm("OMP_NUM_THREADS=1", args);
     if (r.exit_code != 0) fail_msg("cllm %s: exit %d, stderr '%s'", args, r.exit_code, r.err);
     assert_non_null(strstr(r.out, "not --vocab 512"));
+    assert_non_null(strstr(r.out, "1 binary file skipped"));
     cllm_train_options o;
     uint64_t hash;
     size_t bytes;

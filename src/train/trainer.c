@@ -684,6 +684,9 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("            %zu files, %zu bytes, %zu tokens (vocab %d), %zu train / %zu validation windows of %d\n",
            t->corpus.n_docs, t->corpus.n_bytes, t->data.n_tokens, c->vocab_size, t->data.n_train, t->data.n_val,
            c->seq_len);
+    if (t->corpus.n_binary_skipped)
+        printf("            %zu binary file%s skipped (a NUL byte in the first 8 KiB)\n", t->corpus.n_binary_skipped,
+               t->corpus.n_binary_skipped == 1 ? "" : "s");
     if (t->requested_vocab)
         printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
                t->requested_vocab);
