@@ -386,6 +386,31 @@ static void test_small_corpus_trains_with_the_learned_vocabulary(void **state) {
     free(dir);
 }
 
+/* The held-out split defaults to 5% of the windows, and run.json records it
+ * so that eval and --resume rebuild the same split. */
+static void test_default_validation_fraction_is_5_percent(void **state) {
+    (void)state;
+    char *dir = run_dir("default_val");
+    char args[8192];
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 4 --steps 1 "
+             "--sample-tokens 0 --out '%s' --quiet",
+             corpus_path, dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 0);
+    run_result_free(&r);
+    cllm_train_options o;
+    uint64_t hash;
+    size_t bytes;
+    assert_int_equal(cllm_run_json_read(dir, &o, &hash, &bytes), CLLM_OK);
+    assert_true(o.val_fraction == 0.05);
+    cllm_train_options_free_paths(&o);
+    r = run_cllm(NULL, "train --help");
+    assert_non_null(strstr(r.out, "(default 0.05)"));
+    run_result_free(&r);
+    free(dir);
+}
+
 static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
@@ -503,6 +528,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_saves_and_exits_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),
+        cmocka_unit_test(test_default_validation_fraction_is_5_percent),
         cmocka_unit_test(test_small_corpus_trains_with_the_learned_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);

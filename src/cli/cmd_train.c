@@ -146,7 +146,7 @@ static int check_combination(const cllm_train_options *o) {
 int cllm_cmd_train(int argc, char **argv) {
     train_flags f = {
         .vocab = CLLM_TOKENIZER_DEFAULT_VOCAB, .batch = 16, .micro = 1, .grad_accum = 1, .steps = DEFAULT_STEPS,
-        .lr = 3e-3, .weight_decay = 0.1, .clip = 1.0, .seed = 1337, .val_fraction = 0.1, .warmup = -1,
+        .lr = 3e-3, .weight_decay = 0.1, .clip = 1.0, .seed = 1337, .val_fraction = 0.05, .warmup = -1,
         .eval_every = 200, .save_every = 200, .log_every = 20, .sample_tokens = 200, .preset_name = "default",
     };
     const cllm_flag flags[] = {
@@ -169,7 +169,7 @@ int cllm_cmd_train(int argc, char **argv) {
         {"weight-decay", CLLM_FLAG_DOUBLE, &f.weight_decay, "X", "AdamW decoupled weight decay, not on biases/LayerNorm/embeddings (default 0.1)", 0, 10, &f.seen.weight_decay},
         {"clip", CLLM_FLAG_DOUBLE, &f.clip, "X", "global gradient-norm clipping threshold, 0 = off (default 1.0)", 0, 1e9, &f.seen.clip},
         {"seed", CLLM_FLAG_INT64, &f.seed, "N", "seed of initialization, data order and sampling (default 1337)", 0, 9.2e18, &f.seen.seed},
-        {"val-fraction", CLLM_FLAG_DOUBLE, &f.val_fraction, "X", "share of windows held out for validation, 0..0.5 (default 0.1)", 0, 0.5, &f.seen.val_fraction},
+        {"val-fraction", CLLM_FLAG_DOUBLE, &f.val_fraction, "X", "share of windows held out for validation, 0..0.5 (default 0.05)", 0, 0.5, &f.seen.val_fraction},
         {"eval-every", CLLM_FLAG_INT64, &f.eval_every, "N", "validation loss every N steps, 0 = only at the end (default 200)", 0, 1e12, &f.seen.eval_every},
         {"sample-every", CLLM_FLAG_INT64, &f.sample_every, "N", "print a short sample every N steps, 0 = only at the end (default 0)", 0, 1e12, &f.seen.sample_every},
         {"save-every", CLLM_FLAG_INT64, &f.save_every, "N", "checkpoint every N steps, 0 = only at the end (default 200)", 0, 1e12, &f.seen.save_every},
