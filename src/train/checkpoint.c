@@ -121,7 +121,7 @@ static cllm_status config_int(const char *path, const cllm_json *cfg, const char
     const cllm_json *v = cllm_json_get(cfg, key);
     if (!v) return required ? cllm_fail(CLLM_ERR_INPUT, "%s: missing \"%s\"", path, key) : CLLM_OK;
     if (v->type != CLLM_JSON_NUMBER || !v->is_integer || v->integer < 0 || v->integer > (1 << 30))
-        return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be a non-negative integer", path, key);
+        return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be an integer in 0..%d", path, key, 1 << 30);
     *out = (int)v->integer;
     return CLLM_OK;
 }
