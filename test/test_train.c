@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cllm/parallel/engine.h"
 #include "cllm/train/metrics.h"
 #include "cllm/train/progress.h"
 #include "cllm/train/safetensors.h"
@@ -411,6 +412,42 @@ static void test_default_validation_fraction_is_5_percent(void **state) {
     free(dir);
 }
 
+/* --verbose: one engine line per step with every figure the issue lists,
+ * and hand-over atomics that follow the engine's formula (4 micro-batches,
+ * one segment per thread). */
+static void test_verbose_prints_engine_figures_per_step(void **state) {
+    (void)state;
+    char *dir = run_dir("verbose");
+    char args[8192];
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 32 --seq 32 --vocab 300 --batch 4 --steps 3 "
+             "--sample-tokens 0 --out '%s' --verbose",
+             corpus_path, dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=2 CLLM_SEGMENTS=1", args);
+    assert_int_equal(r.exit_code, 0);
+    for (int step = 1; step <= 3; step++) {
+        char key[32];
+        snprintf(key, sizeof key, "  step %d: ", step);
+        const char *line = strstr(r.out, key);
+        if (!line) fail_msg("no verbose line for step %d in:\n%s", step, r.out);
+        double cmin, cmed, cmax, red, exposed, util;
+        long long total, handover, waiting;
+        int n = sscanf(line + strlen(key),
+                       "compute min/median/max %lf/%lf/%lf ms, reduction %lf ms, exposed %lf%%, atomics %lld (%lld "
+                       "hand-over + %lld while waiting), utilisation %lf%%",
+                       &cmin, &cmed, &cmax, &red, &exposed, &total, &handover, &waiting, &util);
+        if (n != 9) fail_msg("malformed verbose line (%d fields): %.200s", n, line);
+        assert_true(cmin >= 0 && cmin <= cmed && cmed <= cmax && cmax > 0);
+        assert_true(red >= 0); /* printed to 0.1 ms: a tiny model rounds to 0.0 */
+        assert_true(exposed >= 0 && exposed <= 100);
+        assert_true(util > 0 && util <= 100.05);
+        assert_int_equal(handover, cllm_engine_atomics_formula(4, 2));
+        assert_int_equal(total, handover + waiting);
+    }
+    run_result_free(&r);
+    free(dir);
+}
+
 static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
@@ -529,6 +566,7 @@ int main(void) {
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),
         cmocka_unit_test(test_default_validation_fraction_is_5_percent),
+        cmocka_unit_test(test_verbose_prints_engine_figures_per_step),
         cmocka_unit_test(test_small_corpus_trains_with_the_learned_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);

@@ -707,11 +707,15 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     fflush(stdout);
 }
 
+/* The atomics are split into the hand-over count, which depends only on
+ * micro-batches and segments, and those spent by starved workers, which
+ * depend on timing: neither depends on the parameter count. */
 static void print_verbose(const trainer *t, const cllm_engine_stats *s) {
     printf("  step %" PRId64 ": compute min/median/max %.1f/%.1f/%.1f ms, reduction %.1f ms, exposed %.1f%%, "
-           "atomics %" PRId64 ", utilisation %.1f%%\n",
+           "atomics %" PRId64 " (%" PRId64 " hand-over + %" PRId64 " while waiting), utilisation %.1f%%\n",
            t->step, 1e3 * s->compute_min, 1e3 * s->compute_median, 1e3 * s->compute_max, 1e3 * s->reduce,
-           100.0 * s->exposed_share, s->atomics, 100.0 * s->utilisation);
+           100.0 * s->exposed_share, s->atomics, s->atomics - s->atomics_extra, s->atomics_extra,
+           100.0 * s->utilisation);
 }
 
 /* ---- samples ------------------------------------------------------------------- */
