@@ -448,6 +448,42 @@ static void test_verbose_prints_engine_figures_per_step(void **state) {
     free(dir);
 }
 
+/* --resume of a complete run finishes again (evaluation, plot) without a
+ * step; a budget below the step reached is refused and changes nothing. */
+static void test_resume_of_complete_run_and_smaller_budget(void **state) {
+    (void)state;
+    char *dir = run_dir("complete");
+    assert_int_equal(train_fresh(dir, 3, 0, 1), CLLM_OK);
+    size_t n_before, n_after;
+    unsigned char *model_before = slurp(dir, "model.safetensors", &n_before);
+    unsigned char *run_before = slurp(dir, "run.json", &n_before);
+    char args[8192];
+    snprintf(args, sizeof args, "train --resume '%s' --quiet", dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "final: step 3 (the run was already complete), validation loss"));
+    assert_null(strstr(r.out, "nan"));
+    run_result_free(&r);
+    unsigned char *model_after = slurp(dir, "model.safetensors", &n_after);
+    assert_memory_equal(model_before, model_after, n_after);
+
+    snprintf(args, sizeof args, "train --resume '%s' --steps 2 --quiet", dir);
+    r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "already at step 3, past the budget of 2 steps"));
+    run_result_free(&r);
+    size_t n_run;
+    unsigned char *run_after = slurp(dir, "run.json", &n_run);
+    assert_string_equal((char *)run_before, (char *)run_after); /* the budget on disk is untouched */
+    assert_int_equal(optimizer_step(dir), 3);
+    free(model_before);
+    free(model_after);
+    free(run_before);
+    free(run_after);
+    free(dir);
+}
+
 static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
@@ -567,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_resume_refuses_model_flags),
         cmocka_unit_test(test_default_validation_fraction_is_5_percent),
         cmocka_unit_test(test_verbose_prints_engine_figures_per_step),
+        cmocka_unit_test(test_resume_of_complete_run_and_smaller_budget),
         cmocka_unit_test(test_small_corpus_trains_with_the_learned_vocabulary),
     };
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);

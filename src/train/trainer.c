@@ -865,7 +865,11 @@ static cllm_status finish_run(trainer *t, const cllm_train_result *res) {
     }
     double val = res->final_val_loss;
     if (!isfinite(val)) val = evaluate(t);
-    if (isfinite(val))
+    if (!isfinite(res->final_loss)) { /* resumed a complete run: no step ran now, so no training loss */
+        printf("final: step %" PRId64 " (the run was already complete)", t->step);
+        if (isfinite(val)) printf(", validation loss %.4f (perplexity %.2f)", val, exp(val));
+        printf(", unigram baseline %.4f\n", t->unigram);
+    } else if (isfinite(val))
         printf("final: step %" PRId64 ", train loss %.4f, validation loss %.4f (perplexity %.2f), unigram baseline "
                "%.4f, %.0f tokens/s\n",
                t->step, res->final_loss, val, exp(val), t->unigram, res->tokens_per_s);
@@ -916,6 +920,12 @@ static cllm_status setup(trainer *t, int resume) {
         if (o->stop_after > 0 && o->stop_after <= t->step)
             return cllm_fail(CLLM_ERR_INPUT, "--stop-after %" PRId64 ": the run is already at step %" PRId64,
                              o->stop_after, t->step);
+        /* A smaller budget given with --resume cannot un-train steps. */
+        if (t->step > t->total_steps)
+            return cllm_fail(CLLM_ERR_INPUT,
+                             "the run is already at step %" PRId64 ", past the budget of %" PRId64
+                             " steps given now: give a larger --steps, --epochs or --tokens",
+                             t->step, t->total_steps);
     }
     return unigram_entropy(t);
 }
