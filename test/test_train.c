@@ -290,16 +290,17 @@ static void test_huge_learning_rate_diverges_with_exit_1(void **state) {
 
 /* ---- the binary: signals and bad command lines ---------------------------------------------- */
 
-static void test_sigterm_saves_and_exits_130(void **state) {
-    (void)state;
-    char *dir = run_dir("signal");
+static void check_signal_saves_and_exits_130(const char *signal_name) {
+    char name[32];
+    snprintf(name, sizeof name, "signal_%s", signal_name);
+    char *dir = run_dir(name);
     char cmd[16384];
     snprintf(cmd, sizeof cmd,
              "OMP_NUM_THREADS=1 '%s' train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 4 "
              "--steps 1000000 --eval-every 0 --save-every 0 --sample-tokens 0 --out '%s' --quiet & pid=$!; i=0; "
              "while [ ! -s '%s/metrics.jsonl' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
-             "kill -TERM $pid; wait $pid; exit $?",
-             CLLM_BIN, corpus_path, dir, dir);
+             "kill -%s $pid; wait $pid; exit $?",
+             CLLM_BIN, corpus_path, dir, dir, signal_name);
     int status = system(cmd);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 130);
@@ -311,6 +312,14 @@ static void test_sigterm_saves_and_exits_130(void **state) {
     assert_int_equal(count_lines(log), step);
     free(log);
     free(dir);
+}
+
+/* SIGTERM and SIGINT (Ctrl-C) alike: the step finishes, the checkpoint is
+ * saved, exit status 130. */
+static void test_sigterm_and_sigint_save_and_exit_130(void **state) {
+    (void)state;
+    check_signal_saves_and_exits_130("TERM");
+    check_signal_saves_and_exits_130("INT");
 }
 
 static void expect_bad_command(const char *args, const char *needle) {
@@ -598,7 +607,7 @@ int main(void) {
         cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
         cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),
-        cmocka_unit_test(test_sigterm_saves_and_exits_130),
+        cmocka_unit_test(test_sigterm_and_sigint_save_and_exit_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),
         cmocka_unit_test(test_default_validation_fraction_is_5_percent),
