@@ -350,7 +350,8 @@ static void test_attention_backward_overwrite(void **state) {
 static void test_gelu_backward_overwrite(void **state) {
     (void)state;
     int n = 1001;
-    float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *acc = filled(n, 0.0f), *set = malloc((size_t)n * sizeof(float));
+    float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *acc = filled(n, 0.0f);
+    float *set = malloc((size_t)n * sizeof(float));
     cllm_simd saved = cllm_simd_active();
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
         if (!cllm_simd_supported((cllm_simd)path)) continue;

@@ -143,7 +143,8 @@ static void test_random_odd_shapes_all_paths(void **state) {
  * N > nc = 1536) so that the K-slice accumulation and panel edges run. */
 static void test_shapes_crossing_cache_blocks(void **state) {
     (void)state;
-    const int shapes[][3] = {{150, 40, 300}, {289, 33, 17}, {7, 1600, 9}, {145, 49, 513}, {6, 16, 256}, {145, 49, 385}, {9, 21, 800}};
+    const int shapes[][3] = {{150, 40, 300}, {289, 33, 17}, {7, 1600, 9},  {145, 49, 513},
+                             {6, 16, 256},   {145, 49, 385}, {9, 21, 800}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {
             problem p = make_problem(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f,

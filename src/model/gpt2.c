@@ -315,8 +315,8 @@ static next_norm norm_after_block(const gpt2_model *m, gpt2_acts *a, int l) {
     const gpt2_config *c = &m->cfg;
     if (l + 1 < c->n_layer) {
         layer_acts n = layer_slice(a, l + 1);
-        return (next_norm){n.ln1, n.ln1_mean, n.ln1_rstd, gpt2_cat(m, m->params, gpt2_layer_tensor(l + 1, GPT2_L_LN1_W)),
-                           gpt2_cat(m, m->params, gpt2_layer_tensor(l + 1, GPT2_L_LN1_B))};
+        int w = gpt2_layer_tensor(l + 1, GPT2_L_LN1_W), b = gpt2_layer_tensor(l + 1, GPT2_L_LN1_B);
+        return (next_norm){n.ln1, n.ln1_mean, n.ln1_rstd, gpt2_cat(m, m->params, w), gpt2_cat(m, m->params, b)};
     }
     int lnf = gpt2_lnf_weight(c);
     return (next_norm){a->lnf, a->lnf_mean, a->lnf_rstd, gpt2_cat(m, m->params, lnf),
