@@ -351,6 +351,15 @@ static void test_bad_command_lines_exit_2_and_write_nothing(void **state) {
     snprintf(args, sizeof args, "'%s' --steps 3 --stop-after 9 --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300",
              corpus_path);
     expect_bad_command(args, "--stop-after");
+    /* an --out folder that cannot be created: bad input, not an internal error */
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --steps 1 --out /proc/cllm-no-such --quiet",
+             corpus_path);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "cannot create folder /proc/cllm-no-such"));
+    run_result_free(&r);
 }
 
 /* A corpus too small for --vocab 512: the tokenizer runs out of pairs to merge, and training goes on with the

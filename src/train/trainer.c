@@ -196,8 +196,10 @@ static cllm_status make_dirs(const char *path) {
             *p = '\0';
             if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
                 int e = errno;
-                cllm_status st = cllm_fail(e == EACCES || e == ENOTDIR || e == EROFS ? CLLM_ERR_INPUT
-                                                                                      : CLLM_ERR_INTERNAL,
+                /* A folder the user cannot have (permissions, a file in the way, a
+                 * filesystem refusing new entries) is bad input; only a full or
+                 * failing disk is ours to report as internal. */
+                cllm_status st = cllm_fail(e == ENOSPC || e == EIO ? CLLM_ERR_INTERNAL : CLLM_ERR_INPUT,
                                            "cannot create folder %s: %s", copy, strerror(e));
                 free(copy);
                 return st;
