@@ -35,6 +35,8 @@ typedef struct {
     double straggler_s;     /* micro-batch 0 sleeps this long */
     int slow_others_us;     /* every other micro-batch sleeps this long */
     int straggler_index;
+    int overwrite;          /* compute writes (=) instead of adding; the engine is told so */
+    int saw_leftovers;      /* some compute found a nonzero element on entry */
 } synth;
 
 static uint64_t mix(uint64_t x) {
@@ -65,7 +67,15 @@ static float synth_compute(void *ctx, int micro, int thread, float *grad) {
     if (micro == s->straggler_index && s->straggler_s > 0) sleep_seconds(s->straggler_s);
     else if (s->slow_others_us > 0) sleep_seconds(s->slow_others_us * 1e-6);
     uint64_t base = mix((uint64_t)s->step * 1000003u + (uint64_t)micro);
-    for (size_t i = 0; i < s->P; i++) grad[i] += grad_value(base, i);
+    if (grad[0] != 0.0f || grad[s->P - 1] != 0.0f) {
+#pragma omp atomic write
+        s->saw_leftovers = 1;
+    }
+    if (s->overwrite) {
+        for (size_t i = 0; i < s->P; i++) grad[i] = grad_value(base, i);
+    } else {
+        for (size_t i = 0; i < s->P; i++) grad[i] += grad_value(base, i);
+    }
     return (float)micro * 0.25f + (float)s->step;
 }
 
@@ -178,7 +188,7 @@ typedef struct {
 static cllm_engine_stats engine_steps(synth *s, int M, int steps, const run_cfg *rc) {
     omp_set_num_threads(rc->threads);
     omp_set_schedule(rc->sched, rc->chunk);
-    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window};
+    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     assert_int_equal(cllm_engine_threads(e), rc->threads);
@@ -303,7 +313,7 @@ static void test_pool_is_bounded(void **state) {
     (void)state;
     omp_set_num_threads(3);
     for (int M = 1; M <= 64; M++) {
-        cllm_engine_config cfg = {1000, M, 1, 1, 0};
+        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0};
         cllm_engine *e = NULL;
         assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
         int nb = cllm_engine_buffers(e);
@@ -326,7 +336,7 @@ static void check_straggler(int threads) {
     s.straggler_s = 0.2;
     omp_set_num_threads(threads);
     omp_set_schedule(omp_sched_dynamic, 1);
-    cllm_engine_config cfg = {s.P, M, 1, 1, M};
+    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     cllm_engine_job job = synth_job(&s);
@@ -406,10 +416,32 @@ static void test_stats_are_sane(void **state) {
     synth_free(&s);
 }
 
+/* A compute that writes its whole buffer, with the engine told so, gives the
+ * same bits as the zeroing path (x and 0 + x are the same float), and the
+ * engine really skips the zeroing: a later step's compute finds the previous
+ * step's values in its buffer. */
+static void test_overwriting_compute_skips_zeroing_same_bits(void **state) {
+    (void)state;
+    for (int threads = 1; threads <= 3; threads++) {
+        synth zeroed, written;
+        synth_init(&zeroed, 20011, 1);
+        synth_init(&written, 20011, 1);
+        written.overwrite = 1;
+        run_cfg rc = {threads, 1, 0, 2, omp_sched_dynamic, 1};
+        engine_steps(&zeroed, 6, 4, &rc);
+        engine_steps(&written, 6, 4, &rc);
+        assert_same_params(&zeroed, &written, "overwriting compute vs zeroed buffers");
+        assert_int_equal(zeroed.saw_leftovers, 0);
+        assert_int_equal(written.saw_leftovers, 1);
+        synth_free(&zeroed);
+        synth_free(&written);
+    }
+}
+
 static void test_bad_config_is_input_error(void **state) {
     (void)state;
     cllm_engine *e = (cllm_engine *)1;
-    cllm_engine_config bad[] = {{0, 4, 1, 1, 0}, {100, 0, 1, 1, 0}, {100, 4, -1, 1, 0}, {100, 4, 1, 1, -3}};
+    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0}, {100, 0, 1, 1, 0, 0}, {100, 4, -1, 1, 0, 0}, {100, 4, 1, 1, -3, 0}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(cllm_engine_create(&bad[i], &e), CLLM_ERR_INPUT);
         assert_null(e);
@@ -428,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_adversarial_schedules_finish_exact),
         cmocka_unit_test(test_straggler_hides_other_merges),
         cmocka_unit_test(test_stats_are_sane),
+        cmocka_unit_test(test_overwriting_compute_skips_zeroing_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

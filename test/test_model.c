@@ -565,6 +565,57 @@ static void cross_check_pytorch(void) {
     gpt2_destroy(&m);
 }
 
+/* gpt2_backward_overwrite onto garbage (NaNs, huge values) equals zeroing +
+ * gpt2_backward bit for bit: every write replaces a "0 + x" of the
+ * accumulating path and the summation order is unchanged. Checked on the
+ * tiny model and on one with alignment padding (C = 12) and T < seq_len (so
+ * wpe rows the forward never reached must come out zero), with the active
+ * kernels and the scalar ones. */
+static void check_overwrite_matches(const gpt2_config *cfg, int B, int T, uint64_t seed) {
+    gpt2_model m;
+    assert_int_equal(gpt2_create(&m, cfg), CLLM_OK);
+    randomize_for_gradcheck(&m, seed);
+    gpt2_acts *a = gpt2_acts_create(cfg, B);
+    int32_t tok[64], tgt[64];
+    random_tokens(tok, B * T, cfg->vocab_size, seed + 1);
+    random_tokens(tgt, B * T, cfg->vocab_size, seed + 2);
+    float *acc = grad_buffer(&m), *wr = grad_buffer(&m);
+    memset(acc, 0, m.n_params * sizeof(float));
+    for (size_t i = 0; i < m.n_params; i++) wr[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? 1e30f : -7.0f;
+    gpt2_forward(&m, a, tok, tgt, B, T);
+    gpt2_backward(&m, a, acc, 0.25f);
+    gpt2_forward(&m, a, tok, tgt, B, T);
+    gpt2_backward_overwrite(&m, a, wr, 0.25f);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < m.n_params; i++) {
+        if (memcmp(&acc[i], &wr[i], sizeof(float)) != 0)
+            fail_msg("element %zu: %.9g written, %.9g accumulated", i, (double)wr[i], (double)acc[i]);
+        nonzero += acc[i] != 0.0f;
+    }
+    assert_true(nonzero > m.n_params / 2); /* a real gradient, not two buffers of zeros */
+    /* Without a loss there is nothing to differentiate: the buffer is zeroed. */
+    gpt2_forward(&m, a, tok, NULL, B, T);
+    gpt2_backward_overwrite(&m, a, wr, 1.0f);
+    for (size_t i = 0; i < m.n_params; i++) assert_true(wr[i] == 0.0f);
+    cllm_free(acc), cllm_free(wr);
+    gpt2_acts_destroy(a);
+    gpt2_destroy(&m);
+}
+
+static void test_backward_overwrite_equals_zeroed_accumulation(void **state) {
+    (void)state;
+    const gpt2_config padded = {.n_layer = 2, .n_head = 2, .n_embd = 12, .seq_len = 7, .vocab_size = 29};
+    cllm_simd saved = cllm_simd_active();
+    for (int scalar = 0; scalar <= 1; scalar++) {
+        if (scalar) cllm_simd_force(CLLM_SIMD_SCALAR);
+        check_overwrite_matches(&tiny, 2, 8, 21);
+        check_overwrite_matches(&tiny, 3, 5, 22);
+        check_overwrite_matches(&padded, 3, 4, 23);
+        check_overwrite_matches(&padded, 1, 7, 24);
+    }
+    cllm_simd_force(saved);
+}
+
 static void test_pytorch_reference_default_kernels(void **state) {
     (void)state;
     cross_check_pytorch();
@@ -587,6 +638,7 @@ int main(void) {
         cmocka_unit_test(test_loss_at_init_is_log_vocab),
         cmocka_unit_test(test_whole_model_gradient_check),
         cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_backward_overwrite_equals_zeroed_accumulation),
         cmocka_unit_test(test_overfits_one_batch),
         cmocka_unit_test(test_kv_cache_matches_full_forward),
         cmocka_unit_test(test_batch_and_threads_are_independent),

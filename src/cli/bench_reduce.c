@@ -140,7 +140,7 @@ static void synthetic_update(void *ctx, size_t begin, size_t end, const float *c
 }
 
 static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments) {
-    cllm_engine_config cfg = {n, micro, 1, 1, micro};
+    cllm_engine_config cfg = {n, micro, 1, 1, micro, 0};
     cllm_engine *e = NULL;
     if (cllm_engine_create(&cfg, &e) != CLLM_OK) return 0;
     cllm_engine_job job = {&n, synthetic_compute, NULL, synthetic_update};

@@ -42,7 +42,9 @@ static float compute_micro(void *vctx, int micro, int thread, float *grad) {
     step_ctx *c = vctx;
     const int32_t *seq = c->tokens + (size_t)micro * (BENCH_SEQ + 1);
     float loss = gpt2_forward(c->model, c->acts[thread], seq, seq + 1, 1, BENCH_SEQ);
-    gpt2_backward(c->model, c->acts[thread], grad, 1.0f / BENCH_BATCH);
+    /* One backward per micro-batch: it writes the whole buffer, which the
+     * engine therefore does not zero (compute_overwrites below). */
+    gpt2_backward_overwrite(c->model, c->acts[thread], grad, 1.0f / BENCH_BATCH);
     return loss;
 }
 
@@ -93,8 +95,12 @@ static double median(double *v, int n) {
 static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, int threads, int repeats,
                                step_result *out) {
     omp_set_num_threads(threads);
-    cllm_engine_config ec = {model->n_params, BENCH_BATCH, cllm_env_segments(), cllm_env_streaming(),
-                             cllm_env_grad_window()};
+    cllm_engine_config ec = {.n_params = model->n_params,
+                             .n_micro = BENCH_BATCH,
+                             .segments_per_thread = cllm_env_segments(),
+                             .streaming = cllm_env_streaming(),
+                             .window = cllm_env_grad_window(),
+                             .compute_overwrites = 1};
     cllm_engine *engine = NULL;
     cllm_status st = cllm_engine_create(&ec, &engine);
     if (st != CLLM_OK) return st;

@@ -398,11 +398,16 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
+typedef void (*linear_fn)(float *, float *, float *, const float *, const float *, const float *, int, int, int,
+                          linear_layout);
+typedef void (*layernorm_fn)(float *, float *, float *, const float *, const float *, const float *, const float *,
+                             const float *, int, int);
+
 /* On entry a->dres holds dL/d(block output); on exit dL/d(block input). The
  * skip connections need no code: layernorm_backward accumulates the branch's
  * gradient onto the stream gradient already in dres (residual_backward with
  * da aliased to dres). */
-static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int l) {
+static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int l, int write) {
     const float *p = m->params;
     int C = m->cfg.n_embd, B = a->B, T = a->T, N = B * T;
     layer_acts s = layer_slice(a, l);
@@ -411,36 +416,71 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
 #define G(k) gpt2_at(m, grads, gpt2_layer_tensor(l, GPT2_L_##k))
     /* Each scratch gradient is written by the first layer that produces it
      * (the *_overwrite variants), so none needs zeroing first. */
-    linear_backward_overwrite(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C,
-                              LINEAR_W_IN_OUT);
+    linear_fn linear = write ? linear_backward_write : linear_backward_overwrite;
+    layernorm_fn layernorm = write ? layernorm_backward_write : layernorm_backward;
+    linear(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C, LINEAR_W_IN_OUT);
     gelu_backward_overwrite(a->dfch, s.fch, a->dfch_gelu, N * 4 * C);
-    linear_backward_overwrite(a->dln, G(FC_W), G(FC_B), a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
-    layernorm_backward(a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
+    linear(a->dln, G(FC_W), G(FC_B), a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
+    layernorm(a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
-    linear_backward_overwrite(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C,
-                              LINEAR_W_IN_OUT);
+    linear(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
     attention_backward_overwrite(a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
-    linear_backward_overwrite(a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
-    layernorm_backward(a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
+    linear(a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
+    layernorm(a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
 #undef W
 #undef G
 }
 
-void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale) {
+/* What a written gradient buffer must still get beyond the layers: zeros in
+ * the alignment padding (so garbage never reaches the norm or AdamW) and in
+ * the wpe rows of positions this forward did not reach. */
+static void zero_untouched(const gpt2_model *m, float *grads, int T) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        size_t end = t->offset + t->numel;
+        size_t next = i + 1 < m->n_tensors ? m->tensors[i + 1].offset : m->n_params;
+        zero(grads + end, next - end);
+    }
+    int C = m->cfg.n_embd;
+    zero(gpt2_at(m, grads, GPT2_T_WPE) + (size_t)T * C, (size_t)(m->cfg.seq_len - T) * C);
+}
+
+static void backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale, int write) {
     const gpt2_config *c = &m->cfg;
     const float *p = m->params;
     int C = c->n_embd, V = c->vocab_size, B = a->B, T = a->T, N = B * T;
-    if (!a->has_targets) return; /* no loss, nothing to differentiate */
+    if (!a->has_targets) { /* no loss, nothing to differentiate: a zero gradient */
+        if (write) zero(grads, m->n_params);
+        return;
+    }
 
     float *dlogits = a->logits; /* in place: the logits are not needed after this */
     softmax_crossentropy_backward(dlogits, a->logits, a->lse, a->targets, loss_scale / (float)N, N, V);
-    linear_backward_overwrite(a->dln, gpt2_at(m, grads, GPT2_T_WTE), NULL, dlogits, a->lnf,
-                              gpt2_cat(m, p, GPT2_T_WTE), N, C, V, LINEAR_W_OUT_IN);
+    /* wte's first contribution (the LM head) writes it; the embedding adds. */
+    (write ? linear_backward_write : linear_backward_overwrite)(a->dln, gpt2_at(m, grads, GPT2_T_WTE), NULL, dlogits,
+                                                                a->lnf, gpt2_cat(m, p, GPT2_T_WTE), N, C, V,
+                                                                LINEAR_W_OUT_IN);
     int lnf = gpt2_lnf_weight(c);
     zero(a->dres, (size_t)N * C);
-    layernorm_backward(a->dres, gpt2_at(m, grads, lnf), gpt2_at(m, grads, lnf + 1), a->dln,
-                       layer_input(a, c->n_layer), gpt2_cat(m, p, lnf), a->lnf_mean, a->lnf_rstd, N, C);
-    for (int l = c->n_layer - 1; l >= 0; l--) block_backward(m, a, grads, l);
-    embedding_backward(gpt2_at(m, grads, GPT2_T_WTE), gpt2_at(m, grads, GPT2_T_WPE), a->dres, a->tokens, B, T, C);
+    (write ? layernorm_backward_write : layernorm_backward)(a->dres, gpt2_at(m, grads, lnf),
+                                                            gpt2_at(m, grads, lnf + 1), a->dln,
+                                                            layer_input(a, c->n_layer), gpt2_cat(m, p, lnf),
+                                                            a->lnf_mean, a->lnf_rstd, N, C);
+    for (int l = c->n_layer - 1; l >= 0; l--) block_backward(m, a, grads, l, write);
+    float *dwte = gpt2_at(m, grads, GPT2_T_WTE), *dwpe = gpt2_at(m, grads, GPT2_T_WPE);
+    if (write) {
+        embedding_backward_write_wpe(dwte, dwpe, a->dres, a->tokens, B, T, C);
+        zero_untouched(m, grads, T);
+    } else {
+        embedding_backward(dwte, dwpe, a->dres, a->tokens, B, T, C);
+    }
     a->has_targets = 0; /* the logits now hold gradients; a second backward would be wrong */
+}
+
+void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale) {
+    backward(m, a, grads, loss_scale, 0);
+}
+
+void gpt2_backward_overwrite(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale) {
+    backward(m, a, grads, loss_scale, 1);
 }

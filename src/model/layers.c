@@ -72,8 +72,12 @@ void embedding_forward(float *out, const int32_t *tokens, const float *wte, cons
     }
 }
 
-void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
-    for (int b = 0; b < B; b++) {
+/* Sequences from b0 on; sequence b0 (when set_wpe) writes dwpe instead of
+ * adding, so each dwpe element is summed over the batch in the same order
+ * either way. */
+static void embedding_backward_from(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int b0,
+                                    int B, int T, int C) {
+    for (int b = b0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *d = dout + ((size_t)b * T + t) * C;
             float *dte = dwte + (size_t)tokens[(size_t)b * T + t] * C;
@@ -84,6 +88,24 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
             }
         }
     }
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
+    embedding_backward_from(dwte, dwpe, dout, tokens, 0, B, T, C);
+}
+
+void embedding_backward_write_wpe(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
+                                  int C) {
+    for (int t = 0; t < T; t++) {
+        const float *d = dout + (size_t)t * C;
+        float *dte = dwte + (size_t)tokens[t] * C;
+        float *dpe = dwpe + (size_t)t * C;
+        for (int c = 0; c < C; c++) {
+            dte[c] += d[c];
+            dpe[c] = d[c];
+        }
+    }
+    embedding_backward_from(dwte, dwpe, dout, tokens, 1, B, T, C);
 }
 
 /* ---------------------------------------------------------------- layernorm */
@@ -210,6 +232,14 @@ void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd
     }
 }
 
+void layernorm_backward_write(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, const float *mean, const float *rstd, int N, int C) {
+    /* 2C floats; the rows then accumulate in the same order as after a zeroed buffer. */
+    memset(dweight, 0, (size_t)C * sizeof(float));
+    memset(dbias, 0, (size_t)C * sizeof(float));
+    layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C) {
     ln_row_fn unused;
@@ -238,17 +268,20 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 
 /* dinp_beta 1 accumulates into dinp, 0 overwrites it without reading it:
  * the backward pass then needs no zeroing pass over its scratch. */
-static void linear_backward_beta(float *dinp, float dinp_beta, float *dweight, float *dbias, const float *dout,
-                                 const float *inp, const float *weight, int N, int n_in, int n_out,
+static void linear_backward_beta(float *dinp, float dinp_beta, float *dweight, float *dbias, float dparam_beta,
+                                 const float *dout, const float *inp, const float *weight, int N, int n_in, int n_out,
                                  linear_layout layout) {
     if (layout == LINEAR_W_IN_OUT) {
         if (dinp) cllm_sgemm(0, 1, N, n_in, n_out, 1.0f, dout, n_out, weight, n_out, dinp_beta, dinp, n_in);
-        cllm_sgemm(1, 0, n_in, n_out, N, 1.0f, inp, n_in, dout, n_out, 1.0f, dweight, n_out);
+        cllm_sgemm(1, 0, n_in, n_out, N, 1.0f, inp, n_in, dout, n_out, dparam_beta, dweight, n_out);
     } else {
         if (dinp) cllm_sgemm(0, 0, N, n_in, n_out, 1.0f, dout, n_out, weight, n_in, dinp_beta, dinp, n_in);
-        cllm_sgemm(1, 0, n_out, n_in, N, 1.0f, dout, n_out, inp, n_in, 1.0f, dweight, n_in);
+        cllm_sgemm(1, 0, n_out, n_in, N, 1.0f, dout, n_out, inp, n_in, dparam_beta, dweight, n_in);
     }
     if (dbias) {
+        /* n_out floats: zeroing them keeps the summation order of the
+         * accumulating path, so both give the same bits. */
+        if (dparam_beta == 0.0f) memset(dbias, 0, (size_t)n_out * sizeof(float));
         for (int i = 0; i < N; i++) {
             const float *d = dout + (size_t)i * n_out;
             for (int j = 0; j < n_out; j++) dbias[j] += d[j];
@@ -258,12 +291,17 @@ static void linear_backward_beta(float *dinp, float dinp_beta, float *dweight, f
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int n_in, int n_out, linear_layout layout) {
-    linear_backward_beta(dinp, 1.0f, dweight, dbias, dout, inp, weight, N, n_in, n_out, layout);
+    linear_backward_beta(dinp, 1.0f, dweight, dbias, 1.0f, dout, inp, weight, N, n_in, n_out, layout);
 }
 
 void linear_backward_overwrite(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, int N, int n_in, int n_out, linear_layout layout) {
-    linear_backward_beta(dinp, 0.0f, dweight, dbias, dout, inp, weight, N, n_in, n_out, layout);
+    linear_backward_beta(dinp, 0.0f, dweight, dbias, 1.0f, dout, inp, weight, N, n_in, n_out, layout);
+}
+
+void linear_backward_write(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                           const float *weight, int N, int n_in, int n_out, linear_layout layout) {
+    linear_backward_beta(dinp, 0.0f, dweight, dbias, 0.0f, dout, inp, weight, N, n_in, n_out, layout);
 }
 
 /* ---------------------------------------------------------------- attention */

@@ -45,6 +45,7 @@ typedef struct {
 struct cllm_engine {
     size_t n_params;
     int M, T, spt, S, NB, streaming;
+    int compute_overwrites; /* the job writes whole buffers: no zeroing */
     int n_nodes, root; /* internal nodes (M - 1), root = n_nodes - 1; root = -1 when M == 1 */
     tree_node *nodes;
     int *leaf_parent;
@@ -255,7 +256,7 @@ static void compute_micro(cllm_engine *e, int i, int *low) {
     int b = acquire_buffer(e, i);
     e->leaf_buf[i] = b;
     double t = cllm_now();
-    memset(e->bufs[b], 0, e->n_params * sizeof(float));
+    if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
     double t1 = cllm_now();
     e->losses[i] = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b]);
     double t2 = cllm_now();
@@ -382,6 +383,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
     e->S = e->T * e->spt;
     e->streaming = cfg->streaming;
+    e->compute_overwrites = cfg->compute_overwrites != 0;
     e->kern = cllm_kernels_active();
     e->n_nodes = e->M - 1;
     ALLOC(nodes, e->n_nodes + 1);

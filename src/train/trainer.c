@@ -94,7 +94,9 @@ static float compute_micro(void *ctx, int micro, int thread, float *grad) {
         cllm_dataset_train_window(&t->data, index, in + (size_t)j * T, tg + (size_t)j * T);
     }
     float loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
-    gpt2_backward(&t->model, t->acts[thread], grad, 1.0f / (float)t->n_micro);
+    /* The whole micro-batch in one backward, which writes every gradient, so
+     * the engine skips zeroing the buffer (compute_overwrites). */
+    gpt2_backward_overwrite(&t->model, t->acts[thread], grad, 1.0f / (float)t->n_micro);
     return loss;
 }
 
@@ -912,7 +914,7 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_engine_config ec = {
         .n_params = t->model.n_params, .n_micro = t->n_micro, .segments_per_thread = cllm_env_segments(),
-        .streaming = cllm_env_streaming(), .window = cllm_env_grad_window(),
+        .streaming = cllm_env_streaming(), .window = cllm_env_grad_window(), .compute_overwrites = 1,
     };
     st = cllm_engine_create(&ec, &t->engine);
     if (st != CLLM_OK) return st;

@@ -108,6 +108,18 @@ const float *gpt2_logits(const gpt2_acts *a);
  * One backward per forward (a second call does nothing); the arena's own
  * scratch is used, nothing is allocated. */
 void gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale);
+/* The same, but WRITES every element of grads instead of adding to it: each
+ * parameter gradient is written by the first product or sum that produces it
+ * (dW products with beta = 0, bias and LayerNorm gradients, wte's LM-head
+ * contribution, then the embedding's added; wpe written), and the alignment
+ * padding and the wpe rows beyond this forward's T are set to zero. grads may
+ * hold anything on entry (NaNs included), so a caller that would zero it only
+ * to accumulate one backward into it can skip the zeroing. The result equals
+ * zeroing + gpt2_backward bit for bit (same operations in the same order; a
+ * first term of -0 stays -0 here where 0 + -0 gives +0 there, a difference
+ * == does not see). Without a loss to differentiate (no targets, a second
+ * call, a failed forward) it writes zeros, as zeroing + gpt2_backward gives. */
+void gpt2_backward_overwrite(const gpt2_model *m, gpt2_acts *a, float *grads, float loss_scale);
 
 /* Inference with a KV cache: generating n tokens costs n single-token layer
  * passes, each attending over the cached keys and values. */

@@ -27,6 +27,11 @@
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens in [0, V). */
 void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C);
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C);
+/* The same, but dwpe rows [0, T) are written (sequence 0 writes, the others
+ * add, so the bits equal embedding_backward onto zeros); rows from T on are
+ * not touched. dwte still accumulates. */
+void embedding_backward_write_wpe(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
+                                  int C);
 
 /* out = (inp - mean) * rstd * weight + bias per row; mean and rstd [N] are
  * saved for the backward. */
@@ -41,6 +46,9 @@ void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd
                                 const float *b_bias, const float *weight, const float *bias, int N, int C);
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C);
+/* The same with dweight and dbias written (dinp still accumulates). */
+void layernorm_backward_write(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, const float *mean, const float *rstd, int N, int C);
 
 /* Weight layouts a linear layer may read. GPT-2's Conv1D stores [in, out];
  * the tied LM head reads wte as [out, in] (nn.Linear layout). */
@@ -56,6 +64,11 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
 /* The same with dinp = dout · Wᵀ overwritten (dinp must not be NULL). */
 void linear_backward_overwrite(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, int N, int n_in, int n_out, linear_layout layout);
+/* Everything written, nothing read: dinp, dweight (beta = 0 product) and
+ * dbias. For a backward whose gradient buffer holds garbage; the bits equal
+ * linear_backward_overwrite onto zeroed dweight and dbias. */
+void linear_backward_write(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                           const float *weight, int N, int n_in, int n_out, linear_layout layout);
 
 /* Causal multi-head self-attention. qkv [B,T,3C] holds q, k, v side by side
  * per position, head h in channels [h*hs, (h+1)*hs) of each (hs = C/NH), as

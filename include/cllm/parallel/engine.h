@@ -24,7 +24,9 @@ typedef struct {
     void *ctx;
     /* Computes micro-batch `micro` (0..M-1 of this step) on worker `thread`,
      * accumulating (+=) its gradient into `grad` (n_params floats, zeroed by
-     * the engine). Returns the micro-batch's loss (for reporting only). Must
+     * the engine), or, with cllm_engine_config.compute_overwrites, writing
+     * every one of its n_params floats (grad then holds the previous step's
+     * leftovers on entry). Returns the micro-batch's loss (for reporting only). Must
      * use only per-thread scratch indexed by `thread`. */
     float (*compute)(void *ctx, int micro, int thread, float *grad);
     /* Optional. Given the squared L2 norm of the step's full gradient, returns
@@ -44,6 +46,10 @@ typedef struct {
     int segments_per_thread; /* >= 1; default 1 */
     int streaming;           /* 1: reduce with tasks while others compute; 0: reduce after all compute */
     int window;              /* extra gradient buffers beyond the thread count; 0: default */
+    /* 1: the job's compute writes every element of its gradient buffer, so
+     * the engine does not zero it first (saves a pass over n_params floats per
+     * micro-batch). 0 (default): the buffer is zeroed and compute may add. */
+    int compute_overwrites;
 } cllm_engine_config;
 
 typedef struct {
