@@ -502,6 +502,43 @@ static void test_resume_of_complete_run_and_smaller_budget(void **state) {
     free(dir);
 }
 
+/* A run killed before its first checkpoint leaves run.json alone in its
+ * folder: --resume says how to go on, and a fresh run there starts afresh
+ * instead of refusing, so the user is never stuck. */
+static void test_unfinished_run_folder_can_be_started_again(void **state) {
+    (void)state;
+    char *dir = run_dir("unfinished");
+    /* A real run.json, with the checkpoint files taken away again. */
+    assert_int_equal(train_fresh(dir, 2, 0, 1), CLLM_OK);
+    const char *checkpoint_files[] = {"model.safetensors", "optimizer.safetensors", "optimizer.prev.safetensors"};
+    for (size_t i = 0; i < sizeof checkpoint_files / sizeof checkpoint_files[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, checkpoint_files[i]);
+        unlink(path);
+    }
+    char args[8192];
+    snprintf(args, sizeof args, "train --resume '%s' --quiet", dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "no checkpoint to resume from"));
+    run_result_free(&r);
+    snprintf(args, sizeof args,
+             "train '%s' --layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 2 --steps 2 --sample-tokens 0 "
+             "--quiet --out '%s'",
+             corpus_path, dir);
+    r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("cllm %s: exit %d, stderr '%s'", args, r.exit_code, r.err);
+    assert_non_null(strstr(r.err, "never reached a checkpoint"));
+    run_result_free(&r);
+    assert_int_equal(optimizer_step(dir), 2);
+    r = run_cllm("OMP_NUM_THREADS=1", args); /* now it holds a checkpoint: refused */
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "already holds a run"));
+    run_result_free(&r);
+    free(dir);
+}
+
 static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
@@ -619,6 +656,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_and_sigint_save_and_exit_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),
         cmocka_unit_test(test_resume_refuses_model_flags),
+        cmocka_unit_test(test_unfinished_run_folder_can_be_started_again),
         cmocka_unit_test(test_default_validation_fraction_is_5_percent),
         cmocka_unit_test(test_verbose_prints_engine_figures_per_step),
         cmocka_unit_test(test_resume_of_complete_run_and_smaller_budget),

@@ -639,11 +639,18 @@ static cllm_status pick_run_dir(trainer *t, int resume) {
         t->dir = strdup(name);
     }
     if (!t->dir) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    if (!resume && is_directory(t->dir) && (file_exists(t->dir, "run.json") || file_exists(t->dir, "model.safetensors")))
+    /* A folder whose run never reached a checkpoint (killed during start-up or its first steps) holds nothing
+       worth keeping: starting afresh there is allowed, so the user is never stuck between "already holds a run"
+       and "no checkpoint yet". */
+    int has_checkpoint = is_directory(t->dir) && file_exists(t->dir, "model.safetensors");
+    if (!resume && has_checkpoint)
         return cllm_fail(CLLM_ERR_INPUT, "%s already holds a run: continue it with --resume %s or choose another --out",
                          t->dir, t->dir);
-    if (resume && !file_exists(t->dir, "model.safetensors"))
-        return cllm_fail(CLLM_ERR_INPUT, "%s has no checkpoint yet (model.safetensors missing)", t->dir);
+    if (!resume && is_directory(t->dir) && file_exists(t->dir, "run.json"))
+        fprintf(stderr, "cllm train: %s holds a run that never reached a checkpoint; starting it afresh\n", t->dir);
+    if (resume && !has_checkpoint)
+        return cllm_fail(CLLM_ERR_INPUT, "%s has no checkpoint to resume from (model.safetensors missing); "
+                         "start the run again with --out %s", t->dir, t->dir);
     return CLLM_OK;
 }
 
