@@ -188,32 +188,6 @@ static int file_exists(const char *dir, const char *name) {
     return ok;
 }
 
-/* mkdir -p */
-static cllm_status make_dirs(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    for (char *p = copy + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-                int e = errno;
-                /* A folder the user cannot have (permissions, a file in the way, a
-                 * filesystem refusing new entries) is bad input; only a full or
-                 * failing disk is ours to report as internal. */
-                cllm_status st = cllm_fail(e == ENOSPC || e == EIO ? CLLM_ERR_INTERNAL : CLLM_ERR_INPUT,
-                                           "cannot create folder %s: %s", copy, strerror(e));
-                free(copy);
-                return st;
-            }
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    free(copy);
-    if (!is_directory(path)) return cllm_fail(CLLM_ERR_INPUT, "%s is not a folder", path);
-    return CLLM_OK;
-}
 
 int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windows) {
     int64_t seqs = (int64_t)o->batch * o->grad_accum;
@@ -944,7 +918,7 @@ static cllm_status setup(trainer *t, int resume) {
 /* A fresh run's folder: created only now that data and settings are known
  * good, so a bad command line leaves nothing behind. */
 static cllm_status create_run_folder(trainer *t, uint64_t hash) {
-    cllm_status st = make_dirs(t->dir);
+    cllm_status st = cllm_make_dirs(t->dir);
     if (st != CLLM_OK) return st;
     /* run.json records absolute data paths so --resume works from anywhere. */
     cllm_train_options abs = *t->o;
