@@ -32,6 +32,17 @@ void cllm_free(void *p);
 /* Wall-clock seconds from a monotonic clock. */
 double cllm_now(void);
 
+/* "dir/name" in a malloc'd string (no doubled slash when dir ends in one); NULL on OOM. */
+char *cllm_path_join(const char *dir, const char *name);
+
+/* FNV-1a 64 of n bytes, continuing from h (start with CLLM_FNV1A64_OFFSET): a
+ * cheap fingerprint for checksums and "did this change" checks, not security. */
+#define CLLM_FNV1A64_OFFSET 0xcbf29ce484222325ULL
+uint64_t cllm_fnv1a64(const void *data, size_t n, uint64_t h);
+
+/* Median of v[0..n), n > 0; sorts v in place (so v[0] and v[n-1] are then the extremes). */
+double cllm_median(double *v, int n);
+
 
 
 /* Crash-safe file writing: data goes to a temporary file in the same folder,

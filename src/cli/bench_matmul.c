@@ -51,15 +51,6 @@ static int layer_shapes(int rows, int C, mm_shape out[12]) {
     return n;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Operand sizes as stored (row-major, op applied by the flags). */
 static void operand_dims(const mm_shape *s, int *a_rows, int *a_cols, int *b_rows, int *b_cols) {
@@ -122,8 +113,8 @@ static cllm_status measure(const mm_shape *s, int repeats, double *ours, double 
         t_blas[r] = timer_now() - t0;
 #endif
     }
-    *ours = flops / median(t_ours, repeats) / 1e9;
-    *blas = CLLM_HAVE_OPENBLAS ? flops / median(t_blas, repeats) / 1e9 : 0.0;
+    *ours = flops / cllm_median(t_ours, repeats) / 1e9;
+    *blas = CLLM_HAVE_OPENBLAS ? flops / cllm_median(t_blas, repeats) / 1e9 : 0.0;
     cllm_free(A), cllm_free(B), cllm_free(C), free(t_ours), free(t_blas);
     return CLLM_OK;
 }

@@ -64,11 +64,6 @@ static void run_op(op_kind op, const cllm_kernels *kern, arrays *a, size_t b, si
     }
 }
 
-static int cmp_double(const void *x, const void *y) {
-    double p = *(const double *)x, q = *(const double *)y;
-    return (p > q) - (p < q);
-}
-
 /* Median GB/s of `repeats` runs of op on `threads` threads, each on its own
  * 64-byte-aligned segment; the clock spans barrier to barrier. */
 static double measure(op_kind op, const cllm_kernels *kern, arrays *a, int threads, int repeats, cllm_segment *segs,
@@ -90,9 +85,7 @@ static double measure(op_kind op, const cllm_kernels *kern, arrays *a, int threa
         }
         times[r] = t1 - t0;
     }
-    qsort(times, (size_t)repeats, sizeof(double), cmp_double);
-    double median = repeats % 2 ? times[repeats / 2] : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
-    return (double)op_bytes(op, a) / median / 1e9;
+    return (double)op_bytes(op, a) / cllm_median(times, repeats) / 1e9;
 }
 
 static int alloc_arrays(arrays *a, size_t n, int k, int threads) {

@@ -82,15 +82,6 @@ typedef struct {
     double tokens_per_s, step_s, exposed_share, utilisation, mfu, efficiency, loss;
 } step_result;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, int threads, int repeats,
                                step_result *out) {
@@ -132,12 +123,12 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
         loss = stats.loss;
     }
     if (ok) {
-        double step_s = median(wall, repeats);
+        double step_s = cllm_median(wall, repeats);
         out->threads = nt;
         out->step_s = step_s;
         out->tokens_per_s = BENCH_BATCH * BENCH_SEQ / step_s;
-        out->exposed_share = median(exposed, repeats);
-        out->utilisation = median(util, repeats);
+        out->exposed_share = cllm_median(exposed, repeats);
+        out->utilisation = cllm_median(util, repeats);
         out->loss = loss;
         out->mfu = out->tokens_per_s * gpt2_flops_per_token(&model->cfg) /
                    (nt * cllm_peak_gflops_per_core() * 1e9);

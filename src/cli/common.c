@@ -44,6 +44,35 @@ double cllm_now(void) {
 #include <libgen.h>
 #include <unistd.h>
 
+char *cllm_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir);
+    int slash = n > 0 && dir[n - 1] == '/';
+    char *p = malloc(n + strlen(name) + 2);
+    if (p) sprintf(p, "%s%s%s", dir, slash ? "" : "/", name);
+    return p;
+}
+
+uint64_t cllm_fnv1a64(const void *data, size_t n, uint64_t h) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Insertion sort: n is a thread count or a repeat count, and this never allocates
+ * (the engine calls it after every step). */
+double cllm_median(double *v, int n) {
+    for (int i = 1; i < n; i++) {
+        double x = v[i];
+        int j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 cllm_status cllm_atomic_open(cllm_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path);

@@ -165,14 +165,6 @@ static int on_current_path(const folder_path *fp, const struct stat *st) {
 
 static cllm_status walk(corpus_builder *b, const char *path, folder_path *fp);
 
-static char *join_path(const char *folder, const char *name) {
-    size_t n = strlen(folder);
-    int slash = n > 0 && folder[n - 1] == '/';
-    char *p = malloc(n + strlen(name) + 2);
-    if (p) sprintf(p, "%s%s%s", folder, slash ? "" : "/", name);
-    return p;
-}
-
 /* One entry found inside a folder: recurse into folders, read regular files,
  * and quietly pass over what cannot hold text (dangling links, sockets, fifos:
  * reading a fifo would block forever). */
@@ -202,7 +194,7 @@ static cllm_status walk(corpus_builder *b, const char *path, folder_path *fp) {
     size_t n = 0;
     cllm_status s = list_folder(path, &names, &n);
     for (size_t i = 0; s == CLLM_OK && i < n; i++) {
-        char *child = join_path(path, names[i]);
+        char *child = cllm_path_join(path, names[i]);
         s = child ? visit_entry(b, child, fp) : out_of_memory();
         free(child);
     }

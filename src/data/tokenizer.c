@@ -84,14 +84,6 @@ static uint64_t mix64(uint64_t x) {
     return x ^ (x >> 33);
 }
 
-static uint64_t fnv1a64(const uint8_t *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* Open-addressing map from a 64-bit key (never UINT64_MAX) to an int32. */
 typedef struct {
@@ -429,7 +421,7 @@ static cllm_status collect_words(trainer *tr, const cllm_corpus *c) {
             const uint8_t *chunk = text + i;
             /* Probe by hash; equal hashes with different bytes move on by
              * perturbing the key, so distinct chunks never share a slot. */
-            uint64_t key = fnv1a64(chunk, len) & ~(1ULL << 63);
+            uint64_t key = cllm_fnv1a64(chunk, len, CLLM_FNV1A64_OFFSET) & ~(1ULL << 63);
             int32_t w;
             for (;;) {
                 if ((s = u64_map_put_new(&seen, key, (int32_t)tr->n_words, &w)) != CLLM_OK) goto fail;
@@ -628,7 +620,7 @@ static void cache_free(chunk_cache *cc) {
 
 /* The cached entry for the chunk, computing it on a miss; -1 on out of memory. */
 static int64_t cache_lookup(const cllm_tokenizer *t, chunk_cache *cc, const uint8_t *chunk, size_t len) {
-    uint64_t key = fnv1a64(chunk, len) & ~(1ULL << 63);
+    uint64_t key = cllm_fnv1a64(chunk, len, CLLM_FNV1A64_OFFSET) & ~(1ULL << 63);
     int32_t e;
     for (;;) {
         if (u64_map_put_new(&cc->index, key, (int32_t)cc->n, &e) != CLLM_OK) return -1;
@@ -747,7 +739,7 @@ cllm_status cllm_tokenizer_serialize(const cllm_tokenizer *t, uint8_t **data, si
     put_u32(q, (uint32_t)name_len);
     memcpy(q + 4, EOT_NAME, name_len);
     q += 4 + name_len;
-    put_u64(q, fnv1a64(p, (size_t)(q - p)));
+    put_u64(q, cllm_fnv1a64(p, (size_t)(q - p), CLLM_FNV1A64_OFFSET));
     *data = p;
     *n = total;
     return CLLM_OK;
@@ -770,7 +762,8 @@ static cllm_status check_envelope(const uint8_t *data, size_t n, uint32_t *n_mer
                  (unsigned long long)body + HEADER_BYTES + CHECKSUM_BYTES);
         return corrupt(msg);
     }
-    if (get_u64(data + n - CHECKSUM_BYTES) != fnv1a64(data, n - CHECKSUM_BYTES)) return corrupt("checksum mismatch");
+    if (get_u64(data + n - CHECKSUM_BYTES) != cllm_fnv1a64(data, n - CHECKSUM_BYTES, CLLM_FNV1A64_OFFSET))
+        return corrupt("checksum mismatch");
     *n_merges = get_u32(data + 12);
     if (get_u32(data + 16) != N_SPECIAL) return corrupt("version 1 has exactly one special token");
     if (*n_merges > (uint32_t)(CLLM_TOKENIZER_MAX_VOCAB - 256 - N_SPECIAL)) return corrupt("too many merges");

@@ -464,15 +464,6 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
 }
 
 /* Insertion sort: a handful of threads, and qsort may allocate. */
-static void sort_doubles(double *x, int n) {
-    for (int i = 1; i < n; i++) {
-        double v = x[i];
-        int j = i;
-        for (; j > 0 && x[j - 1] > v; j--) x[j] = x[j - 1];
-        x[j] = v;
-    }
-}
-
 static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats *st) {
     memset(st, 0, sizeof *st);
     st->threads = team;
@@ -489,11 +480,9 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
         st->waits += a->waits;
         busy += a->compute + a->zero + a->merge + a->update;
     }
-    sort_doubles(e->sort_scratch, team);
+    st->compute_median = cllm_median(e->sort_scratch, team);
     st->compute_min = e->sort_scratch[0];
     st->compute_max = e->sort_scratch[team - 1];
-    st->compute_median = team % 2 ? e->sort_scratch[team / 2]
-                                  : 0.5 * (e->sort_scratch[team / 2 - 1] + e->sort_scratch[team / 2]);
     for (int i = 0; i < e->M; i++) {
         loss += e->losses[i];
         if (e->compute_end[i] > last_compute) last_compute = e->compute_end[i];

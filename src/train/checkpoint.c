@@ -11,12 +11,6 @@
 #include "cllm/train/json.h"
 #include "cllm/train/safetensors.h"
 
-char *cllm_path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 cllm_status cllm_make_dirs(const char *dir) {
     char *copy = strdup(dir);

@@ -159,30 +159,13 @@ static void update_range(void *ctx, size_t begin, size_t end, const float *const
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static char *join_path(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-
 static int is_directory(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static int file_exists(const char *dir, const char *name) {
-    char *p = join_path(dir, name);
+    char *p = cllm_path_join(dir, name);
     int ok = p && access(p, F_OK) == 0;
     free(p);
     return ok;
@@ -235,7 +218,7 @@ cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, ui
         free(buf);
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     }
-    char *path = join_path(dir, "run.json");
+    char *path = cllm_path_join(dir, "run.json");
     cllm_status st = path ? cllm_write_file_atomic(path, buf, len) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(path);
     free(buf);
@@ -308,7 +291,7 @@ static void read_data_paths(json_reader *r, cllm_train_options *o) {
 cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t *corpus_hash,
                                size_t *corpus_bytes) {
     memset(o, 0, sizeof *o);
-    char *path = join_path(dir, "run.json");
+    char *path = cllm_path_join(dir, "run.json");
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     if (access(path, F_OK) != 0) {
         cllm_status st = cllm_fail(CLLM_ERR_INPUT, "%s: no run.json (not a cllm run folder?)", dir);
@@ -373,7 +356,7 @@ void cllm_train_options_free_paths(cllm_train_options *o) {
  * checkpoint is written, the previous optimizer state stays available as
  * optimizer.prev.safetensors, so a crash between the two renames still leaves
  * a loadable (model, optimizer) pair. */
-static uint64_t params_hash(const gpt2_model *m) { return fnv1a(m->params, m->n_params * sizeof(float), FNV_OFFSET); }
+static uint64_t params_hash(const gpt2_model *m) { return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET); }
 
 static cllm_status write_optimizer(trainer *t, const char *path) {
     cllm_st_writer w;
@@ -415,8 +398,8 @@ static cllm_status copy_file(const char *from, const char *to) {
 }
 
 static cllm_status save_checkpoint(trainer *t) {
-    char *opt = join_path(t->dir, "optimizer.safetensors");
-    char *prev = join_path(t->dir, "optimizer.prev.safetensors");
+    char *opt = cllm_path_join(t->dir, "optimizer.safetensors");
+    char *prev = cllm_path_join(t->dir, "optimizer.prev.safetensors");
     if (!opt || !prev) {
         free(opt);
         free(prev);
@@ -463,7 +446,7 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
  * CLLM_OK and *matched = 1 when it does. */
 static cllm_status load_optimizer_file(trainer *t, const char *name, int *matched) {
     *matched = 0;
-    char *path = join_path(t->dir, name);
+    char *path = cllm_path_join(t->dir, name);
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     if (access(path, F_OK) != 0) {
         free(path);
@@ -634,12 +617,12 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     const cllm_train_options *o = t->o;
     cllm_status st = cllm_corpus_load((const char *const *)o->data_paths, o->n_data, &t->corpus);
     if (st != CLLM_OK) return st;
-    t->corpus_hash = fnv1a(t->corpus.bytes, t->corpus.n_bytes, FNV_OFFSET);
+    t->corpus_hash = cllm_fnv1a64(t->corpus.bytes, t->corpus.n_bytes, CLLM_FNV1A64_OFFSET);
     if (resume && (t->corpus_hash != expect_hash || t->corpus.n_bytes != expect_bytes))
         return cllm_fail(CLLM_ERR_INPUT, "the training data changed since the run started (%zu bytes, now %zu); "
                          "cannot resume exactly", expect_bytes, t->corpus.n_bytes);
     if (resume) {
-        char *path = join_path(t->dir, "tokenizer.bin");
+        char *path = cllm_path_join(t->dir, "tokenizer.bin");
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
@@ -861,7 +844,7 @@ static cllm_status finish_run(trainer *t, const cllm_train_result *res) {
     else
         printf("final: step %" PRId64 ", train loss %.4f (no validation split), unigram baseline %.4f\n", t->step,
                res->final_loss, t->unigram);
-    char *png = join_path(t->dir, "loss.png");
+    char *png = cllm_path_join(t->dir, "loss.png");
     const char *dirs[1] = {t->dir};
     if (png && cllm_plot_runs(dirs, 1, png, t->dir) == CLLM_OK) printf("loss curve: %s\n", png);
     else if (png) fprintf(stderr, "cllm train: no loss.png: %s\n", cllm_last_error());
@@ -933,7 +916,7 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     for (int i = 0; i < t->o->n_data; i++) free(paths[i]);
     free(paths);
     if (st != CLLM_OK) return st;
-    char *tok = join_path(t->dir, "tokenizer.bin");
+    char *tok = cllm_path_join(t->dir, "tokenizer.bin");
     st = tok ? cllm_tokenizer_save(t->tok, tok) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(tok);
     return st;

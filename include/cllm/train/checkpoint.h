@@ -25,8 +25,7 @@
 #define CLLM_OPTIMIZER_FILE "optimizer.safetensors"
 #define CLLM_RUN_FILE "run.json"
 
-/* "dir/name" in a malloc'd string (NULL on OOM). */
-char *cllm_path_join(const char *dir, const char *name);
+/* cllm_path_join (dir/name) lives in cllm/common.h. */
 
 /* Creates dir and its parents if missing (like mkdir -p). */
 cllm_status cllm_make_dirs(const char *dir);
