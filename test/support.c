@@ -7,17 +7,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char *slurp(const char *path) {
+unsigned char *read_whole_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
+    if (!f) return NULL;
     fseek(f, 0, SEEK_END);
-    long n = ftell(f);
+    long len = ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
+    unsigned char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    *n = fread(buf, 1, (size_t)len, f);
+    buf[*n] = '\0';
     fclose(f);
     return buf;
+}
+
+static char *slurp(const char *path) {
+    size_t n;
+    char *text = (char *)read_whole_file(path, &n);
+    return text ? text : strdup("");
 }
 
 run_result run_cllm(const char *env, const char *args) {

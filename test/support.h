@@ -16,6 +16,9 @@ typedef struct {
 run_result run_cllm(const char *env, const char *args);
 void run_result_free(run_result *r);
 
+/* The whole file, NUL-terminated (malloc'd, *n bytes without the NUL); NULL if unreadable. */
+unsigned char *read_whole_file(const char *path, size_t *n);
+
 /* Number of lines in s (a final line without newline counts). */
 int count_lines(const char *s);
 

@@ -37,15 +37,8 @@ static char *path_in(const char *dir, const char *name) {
 }
 
 static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n + 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    b[*n] = 0;
-    fclose(f);
+    unsigned char *b = read_whole_file(path, n);
+    assert_non_null(b);
     return b;
 }
 

@@ -78,17 +78,9 @@ static char *run_dir(const char *name) {
 }
 
 static unsigned char *slurp(const char *dir, const char *name, size_t *n) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    b[*n] = 0;
-    fclose(f);
+    char *path = cllm_path_join(dir, name);
+    unsigned char *b = read_whole_file(path, n);
+    free(path);
     return b;
 }
 
