@@ -53,6 +53,19 @@ static void test_bad_values_are_errors(void **state) {
     assert_int_equal(parse(2, a6, &npos), CLLM_FLAGS_ERROR);
 }
 
+static void test_short_o_means_out(void **state) {
+    (void)state;
+    int npos = 0;
+    char *argv[] = {"-o", "there", "a.txt"};
+    assert_int_equal(parse(3, argv, &npos), CLLM_FLAGS_OK);
+    assert_string_equal(out_dir, "there");
+    assert_int_equal(npos, 1);
+    static const cllm_command_spec no_out = {"test", "", "no --out here", flags, 2, 0, -1}; /* steps, lr only */
+    char *pos[4];
+    char *argv2[] = {"-o", "x"};
+    assert_int_equal(cllm_flags_parse(&no_out, 2, argv2, pos, &npos), CLLM_FLAGS_ERROR);
+}
+
 static void test_help(void **state) {
     (void)state;
     int npos;
@@ -66,6 +79,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_are_stored),
         cmocka_unit_test(test_bad_values_are_errors),
+        cmocka_unit_test(test_short_o_means_out),
         cmocka_unit_test(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,16 +7,6 @@
 #include "cllm/cli/flags.h"
 #include "cllm/train/plot.h"
 
-/* The parser knows only long options; -o is the one short form users expect
- * from a tool that writes a file, so it is rewritten to --out here. */
-static void accept_short_out(int argc, char **argv) {
-    static char long_out[] = "--out";
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--")) break;
-        if (!strcmp(argv[i], "-o")) argv[i] = long_out;
-    }
-}
-
 int cllm_cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = "loss";
     int width = CLLM_PLOT_WIDTH, height = CLLM_PLOT_HEIGHT;
@@ -34,7 +24,6 @@ int cllm_cmd_plot(int argc, char **argv) {
         flags, (int)(sizeof flags / sizeof flags[0]), 1, -1};
     char *positional[argc > 0 ? argc : 1]; /* the parser needs one slot per argument */
     int n_runs = 0;
-    accept_short_out(argc, argv);
     int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, positional, &n_runs));
     if (rc >= 0) return rc;
     if (!out) {

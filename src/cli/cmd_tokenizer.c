@@ -75,18 +75,13 @@ static int cmd_train(int argc, char **argv) {
         "Learns byte-level BPE merges from text files and folders (walked recursively, sorted, hidden\n"
         "entries and binary files skipped). With no DATA, uses the built-in Tiny Shakespeare corpus.",
         flags, 2, 0, -1};
-    /* The shared parser knows long flags only; -o is the customary short form. */
-    char **args = malloc(((size_t)argc + 1) * sizeof *args);
     char **positional = malloc(((size_t)argc + 1) * sizeof *positional);
-    if (!args || !positional) {
-        free(args);
-        free(positional);
+    if (!positional) {
         fprintf(stderr, "cllm tokenizer train: out of memory\n");
         return 1;
     }
-    for (int i = 0; i < argc; i++) args[i] = strcmp(argv[i], "-o") == 0 ? "--out" : argv[i];
     int n_pos = 0;
-    int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, args, positional, &n_pos));
+    int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, positional, &n_pos));
     struct stat st;
     if (rc < 0 && !out) {
         fprintf(stderr, "cllm tokenizer train: missing -o FILE (where to write the tokenizer)\n");
@@ -97,7 +92,6 @@ static int cmd_train(int argc, char **argv) {
         rc = 2;
     }
     if (rc >= 0) {
-        free(args);
         free(positional);
         return rc;
     }
@@ -105,7 +99,6 @@ static int cmd_train(int argc, char **argv) {
     cllm_corpus corpus;
     cllm_tokenizer *tok = NULL;
     cllm_status s = cllm_corpus_load((const char *const *)positional, n_pos, &corpus);
-    free(args);
     free(positional);
     if (s != CLLM_OK) return report("train", s);
     s = cllm_tokenizer_train(&corpus, vocab, &tok);

@@ -80,6 +80,9 @@ int cllm_flags_parse(const cllm_command_spec *spec, int argc, char **argv,
             cllm_flags_usage(spec, stdout);
             return CLLM_FLAGS_HELP;
         }
+        /* -o is the one short form users expect of a command that writes a file;
+           it means --out wherever a command has --out. */
+        if (strcmp(arg, "-o") == 0 && find_flag(spec, "out", 3)) arg = "--out";
         if (arg[1] != '-') {
             fprintf(stderr, "cllm %s: unknown option '%s' (see cllm %s --help)\n", spec->command, arg, spec->command);
             return CLLM_FLAGS_ERROR;

@@ -3,7 +3,7 @@
  * Each command lists its flags in a table; cllm_flags_parse fills the
  * destinations, collects positional arguments, and on any problem prints one
  * line to stderr naming it. `--help` prints the table. Flags accept both
- * `--name value` and `--name=value`. */
+ * `--name value` and `--name=value`; `-o` means `--out` for a command that has it. */
 #ifndef CLLM_CLI_FLAGS_H
 #define CLLM_CLI_FLAGS_H
 
