@@ -142,7 +142,8 @@ void cllm_flags_usage(const cllm_command_spec *spec, FILE *out) {
     for (int i = 0; i < spec->n_flags; i++) {
         const cllm_flag *f = &spec->flags[i];
         char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+        snprintf(left, sizeof left, "%s--%s%s%s", strcmp(f->name, "out") == 0 ? "-o, " : "", f->name,
+                 f->metavar ? " " : "", f->metavar ? f->metavar : "");
         fprintf(out, "  %-24s %s\n", left, f->help ? f->help : "");
     }
     fprintf(out, "  %-24s %s\n", "--help", "show this help and exit");
