@@ -11,7 +11,7 @@ int cllm_cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = "loss";
     int width = CLLM_PLOT_WIDTH, height = CLLM_PLOT_HEIGHT;
     const cllm_flag flags[] = {
-        {"out", CLLM_FLAG_STRING, &out, "FILE.png", "PNG to write (also -o); required", 1, 0, NULL},
+        {"out", CLLM_FLAG_STRING, &out, "FILE.png", "PNG to write; required", 1, 0, NULL},
         {"title", CLLM_FLAG_STRING, &title, "TEXT", "title above the plot (default: loss)", 1, 0, NULL},
         {"width", CLLM_FLAG_INT, &width, "PX", "image width in pixels (default 1000)", 200, 10000, NULL},
         {"height", CLLM_FLAG_INT, &height, "PX", "image height in pixels (default 600)", 200, 10000, NULL},
