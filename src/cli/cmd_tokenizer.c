@@ -68,7 +68,7 @@ static int cmd_train(int argc, char **argv) {
         {"vocab", CLLM_FLAG_INT, &vocab, "N",
          "total vocabulary: 256 bytes + merges + 1 end-of-document token (default 512)",
          CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB, NULL},
-        {"out", CLLM_FLAG_STRING, &out, "FILE", "where to write the tokenizer (required; also -o FILE)", 1, 0, NULL},
+        {"out", CLLM_FLAG_STRING, &out, "FILE", "where to write the tokenizer (required)", 1, 0, NULL},
     };
     const cllm_command_spec spec = {
         "tokenizer train", "[DATA...]",
