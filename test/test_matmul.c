@@ -14,6 +14,7 @@
 
 #include "cllm/model/matmul.h"
 #include "cllm/parallel/simd.h"
+#include "../src/model/matmul_internal.h" /* the per-ISA packers, tested directly */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) { /* xorshift64*: reproducible, no shared state with cllm */
@@ -257,6 +258,130 @@ static void test_dispatch_follows_forced_path(void **state) {
     free_problem(&p);
 }
 
+/* Packers, each against the layout the micro-kernel contract defines
+ * (matmul_internal.h), written here as plain loops. Sources start at an
+ * unaligned float and end exactly at the allocation (a sanitizer build flags
+ * a read past the rows); destinations are filled with a sentinel, so both a
+ * wrong value and a write outside the allowed range fail. */
+static const int pack_depths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257};
+static const uint32_t SENTINEL = 0x7fc0dead; /* a NaN payload no packer produces */
+
+typedef struct {
+    float *base, *src; /* src = base + misalignment */
+    int ld;
+} pack_source;
+
+static pack_source make_source(int rows, int cols) {
+    pack_source s;
+    int shift = 1 + (int)(rnd() % 3);
+    s.ld = cols + (int)(rnd() % 4);
+    size_t n = (size_t)(rows - 1) * s.ld + cols; /* the last row ends at the end */
+    s.base = malloc((shift + n) * sizeof(float));
+    assert_non_null(s.base);
+    s.src = s.base + shift;
+    for (size_t i = 0; i < n; i++) s.src[i] = rnd_uniform();
+    return s;
+}
+
+static float *make_sentinel_dst(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    float *d = aligned_alloc(64, bytes);
+    assert_non_null(d);
+    for (size_t i = 0; i < bytes / sizeof(float); i++) memcpy(&d[i], &SENTINEL, sizeof SENTINEL);
+    return d;
+}
+
+/* dst[0, n) must equal want bit for bit; dst[n + slack, total) untouched. */
+static void assert_packed(const float *dst, const float *want, size_t n, size_t slack, size_t total,
+                          const char *what, int a, int b) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&dst[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s (%d, %d): element %zu is %g, want %g", what, a, b, i, dst[i], want[i]);
+    for (size_t i = n + slack; i < total; i++)
+        if (memcmp(&dst[i], &SENTINEL, sizeof(float)) != 0)
+            fail_msg("%s (%d, %d): wrote element %zu past the packed %zu", what, a, b, i, n);
+}
+
+/* pack_a_rows / pack_b_cols: `rows` rows of kb floats into one sliver of
+ * width w, dst[k * w + r] (zero for r >= rows), slack allowed past it. */
+static void check_transposing_packer(cllm_sgemm_packer pack, int w, const char *what) {
+    for (int rows = 1; rows <= w; rows++)
+        for (size_t d = 0; d < sizeof pack_depths / sizeof pack_depths[0]; d++) {
+            int kb = pack_depths[d];
+            pack_source s = make_source(rows, kb);
+            size_t n = (size_t)kb * w, total = n + CLLM_SGEMM_PACK_SLACK + 64;
+            float *want = malloc(n * sizeof(float)), *dst = make_sentinel_dst(total);
+            assert_non_null(want);
+            for (int k = 0; k < kb; k++)
+                for (int r = 0; r < w; r++) want[(size_t)k * w + r] = r < rows ? s.src[(size_t)r * s.ld + k] : 0.0f;
+            pack(s.src, s.ld, rows, kb, dst);
+            assert_packed(dst, want, n, CLLM_SGEMM_PACK_SLACK, total, what, rows, kb);
+            free(want), free(dst), free(s.base);
+        }
+}
+
+/* pack_a_cols / pack_b_rows: kb rows of `width` floats (op(X) = the row-major
+ * rows read along), into ceil(width / w) slivers of kb * w floats:
+ * dst[sliver * kb * w + k * w + c] (zero past width), nothing written past. */
+static void check_copying_packer(void (*pack)(const float *, int, int, int, float *), int w, int rows_first,
+                                 const char *what) {
+    const int widths[] = {1, 3, w - 1, w, w + 1, 2 * w + 5, 144, 150};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (size_t d = 0; d < sizeof pack_depths / sizeof pack_depths[0]; d++) {
+            int width = widths[wi], kb = pack_depths[d];
+            int slivers = (width + w - 1) / w;
+            pack_source s = make_source(kb, width);
+            size_t n = (size_t)slivers * kb * w, total = n + 64;
+            float *want = malloc(n * sizeof(float)), *dst = make_sentinel_dst(total);
+            assert_non_null(want);
+            for (int j = 0; j < slivers; j++)
+                for (int k = 0; k < kb; k++)
+                    for (int c = 0; c < w; c++) {
+                        int col = j * w + c;
+                        want[(size_t)j * kb * w + (size_t)k * w + c] =
+                            col < width ? s.src[(size_t)k * s.ld + col] : 0.0f;
+                    }
+            /* pack_a_cols takes (mb, kb), pack_b_rows (kb, nb). */
+            if (rows_first)
+                pack(s.src, s.ld, kb, width, dst);
+            else
+                pack(s.src, s.ld, width, kb, dst);
+            assert_packed(dst, want, n, 0, total, what, width, kb);
+            free(want), free(dst), free(s.base);
+        }
+}
+
+static void check_kernel_packers(const cllm_sgemm_kernel *kern, cllm_simd path) {
+    if (!kern->ukernel || !cllm_simd_supported(path)) return;
+    printf("# packers of %s: %s%s%s%s\n", cllm_simd_name(path), kern->pack_a_rows ? "a_rows " : "",
+           kern->pack_b_cols ? "b_cols " : "", kern->pack_a_cols ? "a_cols " : "", kern->pack_b_rows ? "b_rows" : "");
+    if (kern->pack_a_rows) check_transposing_packer(kern->pack_a_rows, kern->mr, "pack_a_rows");
+    if (kern->pack_b_cols) check_transposing_packer(kern->pack_b_cols, kern->nr, "pack_b_cols");
+    if (kern->pack_a_cols) check_copying_packer(kern->pack_a_cols, kern->mr, 0, "pack_a_cols");
+    if (kern->pack_b_rows) check_copying_packer(kern->pack_b_rows, kern->nr, 1, "pack_b_rows");
+}
+
+static void test_isa_packers_match_the_contract(void **state) {
+    (void)state;
+    check_kernel_packers(&cllm_sgemm_kernel_avx2, CLLM_SIMD_AVX2);
+    check_kernel_packers(&cllm_sgemm_kernel_avx512, CLLM_SIMD_AVX512);
+}
+
+/* Edges of the AVX-512 tile through the whole product: m < 12, n < 32, and
+ * depths around the 16-wide packing transposes, every transpose pair. */
+static void test_tile_edges_all_paths(void **state) {
+    (void)state;
+    const int ms[] = {1, 11, 12, 13, 25}, ns[] = {1, 15, 17, 31, 32, 33}, ks[] = {1, 15, 16, 17, 47};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+                int t = (int)(a + b + c) & 3;
+                problem p = make_problem(t & 1, t >> 1, ms[a], ns[b], ks[c], 1.0f, (float)(c & 1), 1);
+                check_all_paths(&p);
+                free_problem(&p);
+            }
+}
+
 int main(void) {
     for (int s = CLLM_SIMD_SCALAR; s <= CLLM_SIMD_AVX512; s++)
         printf("# path %-6s %s\n", cllm_simd_name((cllm_simd)s),
@@ -269,6 +394,8 @@ int main(void) {
         cmocka_unit_test(test_degenerate_products_scale_c),
         cmocka_unit_test(test_concurrent_calls_are_independent),
         cmocka_unit_test(test_dispatch_follows_forced_path),
+        cmocka_unit_test(test_isa_packers_match_the_contract),
+        cmocka_unit_test(test_tile_edges_all_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

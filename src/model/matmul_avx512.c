@@ -76,8 +76,134 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int kc, const floa
     cllm_sgemm_store_tile(t, NR, c, ldc, m, n, alpha, beta);
 }
 
+/* Packing. Generic C packs the two transposing layouts one float at a time;
+ * here 16 k of up to 16 rows go through one in-register 16 x 16 transpose,
+ * and the k tail (kb not a multiple of 16) uses masked loads, so nothing
+ * past the source rows is read and no scalar loop is needed. */
+
+/* Lanes (128-bit) of 4 rows x 16 columns regrouped by column: afterwards
+ * q[j], lane L, holds rows r0..r3 at column 4L + j. */
+__attribute__((target("avx512f"))) static inline void transpose_4_rows_in_lanes(__m512 r0, __m512 r1, __m512 r2,
+                                                                                __m512 r3, __m512 q[4]) {
+    __m512 t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+    __m512 t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+    q[0] = _mm512_shuffle_ps(t0, t2, 0x44), q[1] = _mm512_shuffle_ps(t0, t2, 0xEE);
+    q[2] = _mm512_shuffle_ps(t1, t3, 0x44), q[3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+}
+
+/* Transposes 16 rows of 16 floats: afterwards r[t] holds column t. The
+ * rows are first transposed within 128-bit lanes by groups of 4, then the
+ * 4 x 4 grid of lanes is transposed with two rounds of lane shuffles. */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+    __m512 q[4][4]; /* q[g][j] lane L: rows 4g..4g+3 at column 4L + j */
+    for (int g = 0; g < 4; g++) transpose_4_rows_in_lanes(r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3], q[g]);
+    for (int j = 0; j < 4; j++) {
+        __m512 a = _mm512_shuffle_f32x4(q[0][j], q[1][j], 0x44), b = _mm512_shuffle_f32x4(q[2][j], q[3][j], 0x44);
+        __m512 c = _mm512_shuffle_f32x4(q[0][j], q[1][j], 0xEE), d = _mm512_shuffle_f32x4(q[2][j], q[3][j], 0xEE);
+        r[j] = _mm512_shuffle_f32x4(a, b, 0x88), r[4 + j] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        r[8 + j] = _mm512_shuffle_f32x4(c, d, 0x88), r[12 + j] = _mm512_shuffle_f32x4(c, d, 0xDD);
+    }
+}
+
+/* The first n of 16 lanes (n may be <= 0 or >= 16). */
+static inline __mmask16 first_lanes(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Loads columns k .. k+16 (those in kmask) of rows first .. first+15 of src;
+ * rows at or past `rows` are zero and not read. */
+__attribute__((target("avx512f"))) static inline void load_rows16(const float *src, int ld, int first, int rows,
+                                                                   int k, __mmask16 kmask, __m512 r[16]) {
+    for (int i = 0; i < 16; i++)
+        r[i] = first + i < rows ? _mm512_maskz_loadu_ps(kmask, src + (size_t)(first + i) * ld + k)
+                                : _mm512_setzero_ps();
+}
+
+/* Row-major A rows into a 12-row sliver, dst[k * 12 + r]: 16 k per
+ * transpose, each column stored as 12 floats with a masked store. */
+__attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float *src, int ld, int rows, int kb,
+                                                                  float *dst) {
+    for (int k = 0; k < kb; k += 16) {
+        int width = kb - k < 16 ? kb - k : 16;
+        __m512 r[16];
+        load_rows16(src, ld, 0, rows < MR ? rows : MR, k, first_lanes(width), r);
+        transpose16(r);
+        for (int t = 0; t < width; t++) _mm512_mask_storeu_ps(dst + (size_t)(k + t) * MR, 0x0FFF, r[t]);
+    }
+}
+
+/* Rows of B (columns of op(B) = B^T) into a 32-column sliver, dst[k * 32 + c]:
+ * two 16 x 16 transposes per 16 k (the second is skipped, zeros stored,
+ * when at most 16 rows remain), each column an aligned 64-byte store. */
+__attribute__((target("avx512f"))) static void pack_b_cols_avx512(const float *src, int ld, int rows, int kb,
+                                                                  float *dst) {
+    for (int k = 0; k < kb; k += 16) {
+        int width = kb - k < 16 ? kb - k : 16;
+        __mmask16 kmask = first_lanes(width);
+        __m512 lo[16], hi[16];
+        load_rows16(src, ld, 0, rows, k, kmask, lo);
+        transpose16(lo);
+        if (rows > 16) {
+            load_rows16(src, ld, 16, rows, k, kmask, hi);
+            transpose16(hi);
+        } else {
+            for (int t = 0; t < 16; t++) hi[t] = _mm512_setzero_ps();
+        }
+        for (int t = 0; t < width; t++) {
+            _mm512_store_ps(dst + (size_t)(k + t) * NR, lo[t]);
+            _mm512_store_ps(dst + (size_t)(k + t) * NR + 16, hi[t]);
+        }
+    }
+}
+
+/* Rows of A (op(A) = A^T) into 12-row slivers: each sliver row is 12
+ * consecutive floats of a row of A, one masked load and store (the mask
+ * also cuts the last sliver at mb and zero-fills it). k outer, so each row
+ * of A is read once, sequentially. */
+__attribute__((target("avx512f"))) static void pack_a_cols_avx512(const float *src, int ld, int mb, int kb,
+                                                                  float *dst) {
+    for (int k = 0; k < kb; k++) {
+        const float *row = src + (size_t)k * ld;
+        for (int ir = 0; ir < mb; ir += MR) {
+            __m512 v = _mm512_maskz_loadu_ps(first_lanes(mb - ir < MR ? mb - ir : MR), row + ir);
+            _mm512_mask_storeu_ps(dst + (size_t)ir * kb + (size_t)k * MR, 0x0FFF, v);
+        }
+    }
+}
+
+/* Rows of B (op(B) = B) into 32-column slivers: each sliver row is 32
+ * consecutive floats of a row of B, two loads and two aligned stores
+ * (slivers are 64-byte aligned, kb * 32 floats long); the last sliver's
+ * loads are masked at nb, which also zero-fills it. */
+__attribute__((target("avx512f"))) static void pack_b_rows_avx512(const float *src, int ld, int kb, int nb,
+                                                                  float *dst) {
+    int full = nb / NR * NR;
+    for (int k = 0; k < kb; k++) {
+        const float *row = src + (size_t)k * ld;
+        for (int jr = 0; jr < full; jr += NR) {
+            float *d = dst + (size_t)jr * kb + (size_t)k * NR;
+            _mm512_store_ps(d, _mm512_loadu_ps(row + jr));
+            _mm512_store_ps(d + 16, _mm512_loadu_ps(row + jr + 16));
+        }
+        if (full < nb) {
+            float *d = dst + (size_t)full * kb + (size_t)k * NR;
+            _mm512_store_ps(d, _mm512_maskz_loadu_ps(first_lanes(nb - full), row + full));
+            _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(first_lanes(nb - full - 16), row + full + 16));
+        }
+    }
+}
+
 /* B sliver 256 x 32 floats = 32 KiB (L1 is 32-48 KiB); A block 144 x 256 in L2. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR, NR, 144, 256, 1536, ukernel_avx512, 0, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {MR,
+                                                    NR,
+                                                    144,
+                                                    256,
+                                                    1536,
+                                                    ukernel_avx512,
+                                                    pack_a_rows_avx512,
+                                                    pack_b_cols_avx512,
+                                                    pack_a_cols_avx512,
+                                                    pack_b_rows_avx512};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {12, 32, 144, 256, 1536, 0, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx512 = {12, 32, 144, 256, 1536, 0, 0, 0, 0, 0};
 #endif
