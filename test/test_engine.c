@@ -198,7 +198,9 @@ static cllm_engine_stats engine_steps(synth *s, int M, int steps, const run_cfg 
         s->step = i;
         assert_int_equal(cllm_engine_step(e, &job, &st), CLLM_OK);
         /* every atomic is either in the formula or accounted as extra */
-        assert_int_equal(st.atomics, cllm_engine_atomics_formula(M, cllm_engine_segments(e)) + st.atomics_extra);
+        assert_int_equal(st.atomics,
+                         cllm_engine_atomics_expected(M, cllm_engine_segments(e), st.folded_nodes) + st.atomics_extra);
+        assert_true(st.folded_nodes >= 0 && st.folded_nodes <= (M > 1 ? M - 2 : 0));
     }
     cllm_engine_free(e);
     return st;
@@ -254,6 +256,34 @@ static void test_bitwise_determinism_across_threads_schedules_streaming(void **s
 static void test_bitwise_determinism_with_clipping(void **state) {
     (void)state;
     check_determinism(9000, 6, 2, 1, 0);
+}
+
+/* One thread, in order: when the last micro-batch is computed, every node on
+ * its path to the root is left to the owners' fold (log2 M - 1 of them for a
+ * power of two), which must give the serial tree's bits with and without
+ * clipping. For M = 13 the path is (8,13) alone, but whether the merge of
+ * (10,12), spawned before the last compute, runs at once or at the barrier is
+ * the runtime's choice, and in the second case (8,12) is folded too. */
+static void test_owners_fold_the_last_path(void **state) {
+    (void)state;
+    const int Ms[3] = {8, 16, 13}, folded_min[3] = {2, 3, 1}, folded_max[3] = {2, 3, 2};
+    for (int c = 0; c < 3; c++)
+        for (int clip = 0; clip <= 1; clip++) {
+            synth ref, s;
+            synth_init(&ref, 5000, clip);
+            synth_init(&s, 5000, clip);
+            s.straggler_index = -1;
+            ref.straggler_index = -1;
+            serial_steps(&ref, Ms[c], 2);
+            run_cfg rc = {1, 1, 0, 2, omp_sched_dynamic, 1};
+            cllm_engine_stats st = engine_steps(&s, Ms[c], 2, &rc);
+            assert_in_range(st.folded_nodes, folded_min[c], folded_max[c]);
+            assert_same_params(&ref, &s, clip ? "owners' fold, clipping" : "owners' fold");
+            assert_true(st.exposed_reduction >= 0 && st.exposed_update >= 0);
+            assert_true(st.exposed_reduction + st.exposed_update <= st.wall + 1e-9);
+            synth_free(&ref);
+            synth_free(&s);
+        }
 }
 
 static void test_single_and_pair_micro_batches(void **state) {
@@ -387,8 +417,9 @@ static void test_atomics_formula_independent_of_P(void **state) {
         cllm_engine_stats st = engine_steps(&s, M, 2, &rc);
         assert_int_equal(st.atomics_extra, 0);
         assert_int_equal(st.waits, 0);
-        assert_int_equal(st.atomics, cllm_engine_atomics_formula(M, 3 * 2));
-        seen[p] = st.atomics;
+        assert_int_equal(st.atomics, cllm_engine_atomics_expected(M, 3 * 2, st.folded_nodes));
+        /* what the step would have spent with every merge a task */
+        seen[p] = st.atomics + (int64_t)st.folded_nodes * (3 * 6 + 2);
         synth_free(&s);
     }
     assert_int_equal(seen[0], seen[1]);
@@ -454,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_bad_config_is_input_error),
         cmocka_unit_test(test_pool_is_bounded),
         cmocka_unit_test(test_atomics_formula_independent_of_P),
+        cmocka_unit_test(test_owners_fold_the_last_path),
         cmocka_unit_test(test_single_and_pair_micro_batches),
         cmocka_unit_test(test_bitwise_determinism_across_threads_schedules_streaming),
         cmocka_unit_test(test_bitwise_determinism_with_clipping),

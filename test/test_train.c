@@ -440,18 +440,21 @@ static void test_verbose_prints_engine_figures_per_step(void **state) {
         snprintf(key, sizeof key, "  step %d: ", step);
         const char *line = strstr(r.out, key);
         if (!line) fail_msg("no verbose line for step %d in:\n%s", step, r.out);
-        double cmin, cmed, cmax, red, exposed, util;
+        double cmin, cmed, cmax, red, exposed, update, util;
         long long total, handover, waiting;
+        int folded;
         int n = sscanf(line + strlen(key),
-                       "compute min/median/max %lf/%lf/%lf ms, reduction %lf ms, exposed %lf%%, atomics %lld (%lld "
-                       "hand-over + %lld while waiting), utilisation %lf%%",
-                       &cmin, &cmed, &cmax, &red, &exposed, &total, &handover, &waiting, &util);
-        if (n != 9) fail_msg("malformed verbose line (%d fields): %.200s", n, line);
+                       "compute min/median/max %lf/%lf/%lf ms, reduction %lf ms, exposed %lf%% + update %lf%%, "
+                       "atomics %lld (%lld hand-over + %lld while waiting; %d nodes folded by owners), "
+                       "utilisation %lf%%",
+                       &cmin, &cmed, &cmax, &red, &exposed, &update, &total, &handover, &waiting, &folded, &util);
+        if (n != 11) fail_msg("malformed verbose line (%d fields): %.200s", n, line);
         assert_true(cmin >= 0 && cmin <= cmed && cmed <= cmax && cmax > 0);
         assert_true(red >= 0); /* printed to 0.1 ms: a tiny model rounds to 0.0 */
-        assert_true(exposed >= 0 && exposed <= 100);
+        assert_true(exposed >= 0 && update >= 0 && exposed + update <= 100.05);
+        assert_true(folded >= 0 && folded <= 2); /* M = 4: two non-root nodes */
         assert_true(util > 0 && util <= 100.05);
-        assert_int_equal(handover, cllm_engine_atomics_formula(4, 2));
+        assert_int_equal(handover, cllm_engine_atomics_expected(4, 2, folded));
         assert_int_equal(total, handover + waiting);
     }
     run_result_free(&r);

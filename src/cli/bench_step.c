@@ -79,7 +79,7 @@ static void update_range(void *vctx, size_t begin, size_t end, const float *cons
 
 typedef struct {
     int threads;
-    double tokens_per_s, step_s, exposed_share, utilisation, mfu, efficiency, loss;
+    double tokens_per_s, step_s, exposed_share, update_share, utilisation, mfu, efficiency, loss;
 } step_result;
 
 
@@ -103,8 +103,8 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
                   .v = cllm_alloc(model->n_params * sizeof(float)),
                   .kernels = cllm_kernels_active()};
     double *wall = calloc((size_t)repeats, sizeof(double)), *exposed = calloc((size_t)repeats, sizeof(double));
-    double *util = calloc((size_t)repeats, sizeof(double));
-    int ok = c.acts && c.m && c.v && wall && exposed && util && c.kernels;
+    double *util = calloc((size_t)repeats, sizeof(double)), *update = calloc((size_t)repeats, sizeof(double));
+    int ok = c.acts && c.m && c.v && wall && exposed && util && update && c.kernels;
     for (int t = 0; ok && t < nt; t++) ok = (c.acts[t] = gpt2_acts_create(&model->cfg, 1)) != NULL;
     cllm_adamw_config ac = cllm_adamw_defaults();
     cllm_engine_job job = {&c, compute_micro, clip_scale, update_range};
@@ -119,6 +119,7 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
         if (r < 0) continue;
         wall[r] = dt;
         exposed[r] = stats.exposed_share;
+        update[r] = stats.update_share;
         util[r] = stats.utilisation;
         loss = stats.loss;
     }
@@ -128,13 +129,14 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
         out->step_s = step_s;
         out->tokens_per_s = BENCH_BATCH * BENCH_SEQ / step_s;
         out->exposed_share = cllm_median(exposed, repeats);
+        out->update_share = cllm_median(update, repeats);
         out->utilisation = cllm_median(util, repeats);
         out->loss = loss;
         out->mfu = out->tokens_per_s * gpt2_flops_per_token(&model->cfg) /
                    (nt * cllm_peak_gflops_per_core() * 1e9);
     }
     for (int t = 0; c.acts && t < nt; t++) gpt2_acts_destroy(c.acts[t]);
-    free(c.acts), cllm_free(c.m), cllm_free(c.v), free(wall), free(exposed), free(util);
+    free(c.acts), cllm_free(c.m), cllm_free(c.v), free(wall), free(exposed), free(util), free(update);
     cllm_engine_free(engine);
     if (!ok) return cllm_fail(CLLM_ERR_INTERNAL, "bench step: %s",
                               *cllm_last_error() ? cllm_last_error() : "out of memory");
@@ -260,28 +262,30 @@ int cllm_bench_step(int argc, char **argv) {
                gpt2_flops_per_token(&cfg));
         for (int i = 0; i < n; i++)
             printf("%s{\"threads\":%d,\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"efficiency\":%.4f,\"mfu\":%.4f,"
-                   "\"exposed_reduction_share\":%.4f,\"utilisation\":%.4f,\"torch_best_tokens_per_s\":%.1f}",
+                   "\"exposed_reduction_share\":%.4f,\"update_share\":%.4f,\"utilisation\":%.4f,"
+                   "\"torch_best_tokens_per_s\":%.1f}",
                    i ? "," : "", res[i].threads, res[i].tokens_per_s, res[i].step_s, res[i].efficiency, res[i].mfu,
-                   res[i].exposed_share, res[i].utilisation, torch_best[i]);
+                   res[i].exposed_share, res[i].update_share, res[i].utilisation, torch_best[i]);
         printf("]}\n");
     } else if (status == 0) {
         printf("preset %c: B=%d, T=%d, %zu parameters, %.1f MFLOP/token, SIMD %s, peak %.1f GFLOP/s/core\n\n",
                preset, BENCH_BATCH, BENCH_SEQ, gpt2_num_parameters(&model), gpt2_flops_per_token(&cfg) / 1e6,
                cllm_simd_name(cllm_simd_active()), peak);
-        printf("%7s %10s %9s %8s %6s %9s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
-               "util");
+        printf("%7s %10s %9s %8s %6s %9s %8s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
+               "update", "util");
         if (against_torch) printf(" %12s %7s", "PyTorch best", "ratio");
         printf("\n");
         for (int i = 0; i < n; i++) {
-            printf("%7d %10.0f %9.1f %7.0f%% %5.0f%% %8.2f%% %6.1f%%", res[i].threads, res[i].tokens_per_s,
+            printf("%7d %10.0f %9.1f %7.0f%% %5.0f%% %8.2f%% %7.2f%% %6.1f%%", res[i].threads, res[i].tokens_per_s,
                    1e3 * res[i].step_s, 100 * res[i].efficiency, 100 * res[i].mfu, 100 * res[i].exposed_share,
-                   100 * res[i].utilisation);
+                   100 * res[i].update_share, 100 * res[i].utilisation);
             if (against_torch && torch_best[i] > 0)
                 printf(" %12.0f %6.2fx", torch_best[i], res[i].tokens_per_s / torch_best[i]);
             printf("\n");
         }
         printf("\nmedians of %d steps; scaling = tokens/s / (threads x 1-thread tokens/s); MFU against the "
-               "measured per-core FMA peak; exposed = reduction after the last compute, share of the step.\n",
+               "measured per-core FMA peak; exposed = reduction left after the last compute (last merges, clipping "
+               "norm), update = the AdamW pass after it, each a share of the step.\n",
                repeats);
     }
     gpt2_destroy(&model);

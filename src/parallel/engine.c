@@ -23,8 +23,14 @@
 
 typedef struct {
     int lo, mid, hi;
-    int parent; /* internal node index, -1 for the root */
+    int parent;      /* internal node index, -1 for the root */
+    int left, right; /* child node index, or -(leaf + 1) for a leaf */
 } tree_node;
+
+/* Floats per chunk of the owners' fold of unmerged nodes: a multiple of
+ * CLLM_SQ_CHUNK (so the sums of squares keep their grid), small enough that
+ * one temporary per tree level stays in L1. */
+#define FOLD_CHUNK 512
 
 /* Per-node hand-over counters, one cache line each so that two nodes being
  * merged at once do not bounce a line between threads. */
@@ -39,6 +45,7 @@ typedef struct {
 typedef struct {
     _Alignas(CLLM_ALIGN) double compute;
     double zero, merge, update;
+    double fold_end; /* when this owner's fold of unmerged nodes ended (0: none) */
     int64_t atomics, extra, waits;
 } thread_acct;
 
@@ -53,6 +60,8 @@ struct cllm_engine {
     cllm_segment *segs;
     float *buf_mem;
     float **bufs;
+    int fold_levels; /* temporaries per thread for the owners' fold */
+    float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
     const cllm_kernels *kern;
 
     /* per-step state */
@@ -62,6 +71,7 @@ struct cllm_engine {
     float *losses;
     double *compute_end, *sq, *sort_scratch;
     float scale;
+    double reduced_at; /* gradient fully reduced (and its norm known), seconds since t0 */
     thread_acct *acct;
     cllm_engine_node_trace *trace;
     double t0;
@@ -84,7 +94,7 @@ static int build_tree(cllm_engine *e, int lo, int hi, int *next) {
     int left = build_tree(e, lo, mid, next);
     int right = build_tree(e, mid, hi, next);
     int id = (*next)++;
-    e->nodes[id] = (tree_node){lo, mid, hi, -1};
+    e->nodes[id] = (tree_node){lo, mid, hi, -1, left, right};
     int children[2] = {left, right};
     for (int c = 0; c < 2; c++) {
         if (children[c] < 0) e->leaf_parent[-children[c] - 1] = id;
@@ -197,12 +207,25 @@ static void spawn_merge(cllm_engine *e, int n) {
     }
 }
 
+static int all_leaves_done(cllm_engine *e) {
+    for (int i = e->M - 1; i >= 0; i--)
+        if (!atomic_load(&e->leaf_done[i])) return 0;
+    return 1;
+}
+
 /* One child of `parent` is complete. The thread completing the second child
- * starts the parent's merge (the root is left to the owners). */
+ * starts the parent's merge (the root is left to the owners). Once every
+ * micro-batch is computed there is no compute left to hide a merge behind:
+ * the node is left to the owners, who fold all unmerged nodes in one pass
+ * (each buffer read once) instead of one read-modify-write pass per level. */
 static void child_complete(cllm_engine *e, int parent) {
     if (parent < 0) return;
     thread_acct *a = my_acct(e);
     if (atomic_inc(&e->ns[parent].ready, a) != 1 || parent == e->root) return;
+    if (e->streaming && all_leaves_done(e)) {
+        e->ns[parent].ready_at = cllm_now() - e->t0;
+        return;
+    }
     if (e->streaming || atomic_load(&e->post_phase)) spawn_merge(e, parent);
 }
 
@@ -281,6 +304,54 @@ static void spawn_pending(cllm_engine *e) {
 
 /* ---- the owners' update -------------------------------------------------- */
 
+/* After the barrier a non-root node is either fully merged by tasks or was
+ * never started (left to the owners, see child_complete). */
+static int node_merged(const cllm_engine *e, int n) { return e->ns[n].segs_done == e->S; }
+
+/* A child whose value sits complete in one buffer: a leaf or a merged node. */
+static int child_direct(const cllm_engine *e, int code) { return code < 0 || node_merged(e, code); }
+
+static const float *child_buffer(const cllm_engine *e, int code) {
+    int leaf = code < 0 ? -code - 1 : e->nodes[code].lo;
+    return e->bufs[e->leaf_buf[leaf]];
+}
+
+/* Value of a child over [off, off + len) (len <= FOLD_CHUNK): its buffer if
+ * it is complete, else left + right evaluated recursively into tmp level
+ * `lvl` (the left subtree uses levels above lvl, the right one levels above
+ * lvl + 1, so neither overwrites the other's result). Element for element
+ * this is the same left + right as the tasks' merges, so the bits are too. */
+static const float *fold_child(const cllm_engine *e, int code, size_t off, size_t len, int lvl, float *tmp) {
+    if (child_direct(e, code)) return child_buffer(e, code) + off;
+    const tree_node *t = &e->nodes[code];
+    const float *srcs[2] = {fold_child(e, t->left, off, len, lvl + 1, tmp),
+                            fold_child(e, t->right, off, len, lvl + 2, tmp)};
+    float *out = tmp + (size_t)lvl * FOLD_CHUNK;
+    e->kern->sum(out, srcs, 2, len);
+    return out;
+}
+
+/* Folds the root's two children into the root's left buffer over a segment,
+ * chunk by chunk, with per-chunk squares when sq is set. */
+static void fold_root_chunked(const cllm_engine *e, const cllm_segment *seg, float *tmp, double *sq) {
+    const tree_node *r = &e->nodes[e->root];
+    float *dst = (float *)child_buffer(e, r->left);
+    for (size_t off = seg->begin; off < seg->end; off += FOLD_CHUNK) {
+        size_t len = seg->end - off < FOLD_CHUNK ? seg->end - off : FOLD_CHUNK;
+        const float *srcs[2] = {fold_child(e, r->left, off, len, 0, tmp), fold_child(e, r->right, off, len, 1, tmp)};
+        if (sq) e->kern->sum_sq(dst + off, srcs, 2, len, sq + off / CLLM_SQ_CHUNK);
+        else e->kern->sum(dst + off, srcs, 2, len);
+    }
+}
+
+/* Whether the root's children are complete buffers (every non-root merge ran
+ * as a task): then the fold is one plain 2-source pass, or none at all. */
+static int root_children_direct(const cllm_engine *e) {
+    if (e->M == 1) return 1;
+    const tree_node *r = &e->nodes[e->root];
+    return child_direct(e, r->left) && child_direct(e, r->right);
+}
+
 static int root_sources(const cllm_engine *e, const float **srcs) {
     srcs[0] = e->bufs[e->leaf_buf[0]];
     if (e->M == 1) return 1;
@@ -293,8 +364,17 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     const float *srcs[2];
     int k = root_sources(e, srcs);
     thread_acct *a = &e->acct[tid];
+    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
+    int direct = root_children_direct(e);
     double t = cllm_now();
     if (!job->grad_scale) {
+        /* Unmerged nodes are folded first; with none, the fused sum + update
+         * reads the root's two halves itself. */
+        if (!direct) {
+            for (int s = tid; s < e->S; s += team) fold_root_chunked(e, &e->segs[s], tmp, NULL);
+            k = 1;
+            a->fold_end = cllm_now() - e->t0;
+        }
         for (int s = tid; s < e->S; s += team)
             if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, e->segs[s].begin, e->segs[s].end, srcs, k, 1.0f);
         a->update += cllm_now() - t;
@@ -306,6 +386,10 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     for (int s = tid; s < e->S; s += team) {
         const cllm_segment *seg = &e->segs[s];
         if (seg->end == seg->begin) continue;
+        if (!direct) {
+            fold_root_chunked(e, seg, tmp, e->sq);
+            continue;
+        }
         const float *part[2] = {srcs[0] + seg->begin, k == 2 ? srcs[1] + seg->begin : NULL};
         e->kern->sum_sq((float *)srcs[0] + seg->begin, part, k, seg->end - seg->begin,
                         e->sq + seg->begin / CLLM_SQ_CHUNK);
@@ -319,6 +403,7 @@ static void owners_update(cllm_engine *e, int tid, int team) {
         for (size_t c = 0; c < chunks; c++) norm2 += e->sq[c];
         e->sq[chunks] = norm2;
         e->scale = job->grad_scale(job->ctx, norm2);
+        e->reduced_at = cllm_now() - e->t0;
     }
     t = cllm_now();
     for (int s = tid; s < e->S; s += team)
@@ -333,6 +418,15 @@ int64_t cllm_engine_atomics_formula(int n_micro, int segments) {
     if (M <= 1) return 2;
     return 4 * M - 2 + (M - 2) * (3 * S + 1);
 }
+
+int64_t cllm_engine_atomics_expected(int n_micro, int segments, int folded_nodes) {
+    /* A node the owners fold makes none of its 3S task atomics, no buffer
+     * release and no child-complete on its parent. */
+    return cllm_engine_atomics_formula(n_micro, segments) - (int64_t)folded_nodes * (3 * (int64_t)segments + 2);
+}
+
+/* Depth of the tree over n leaves: the left subtree is the larger one. */
+static int tree_depth(int n) { return n <= 1 ? 0 : 1 + tree_depth(largest_pow2_below(n)); }
 
 static cllm_status validate(const cllm_engine_config *cfg) {
     if (!cfg) return cllm_fail(CLLM_ERR_INPUT, "engine: no configuration");
@@ -406,6 +500,8 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     ALLOC(buf_mem, stride * (size_t)e->NB);
     ALLOC(bufs, e->NB);
     for (int b = 0; b < e->NB; b++) e->bufs[b] = e->buf_mem + stride * (size_t)b;
+    e->fold_levels = 2 * tree_depth(e->M) + 2;
+    ALLOC(fold_tmp, (size_t)e->T * (size_t)e->fold_levels * FOLD_CHUNK);
 
     ALLOC(ns, e->n_nodes + 1);
     ALLOC(buf_busy, e->NB);
@@ -430,6 +526,7 @@ void cllm_engine_free(cllm_engine *e) {
     cllm_free(e->segs);
     cllm_free(e->buf_mem);
     cllm_free(e->bufs);
+    cllm_free(e->fold_tmp);
     cllm_free(e->ns);
     cllm_free(e->buf_busy);
     cllm_free(e->leaf_buf);
@@ -460,7 +557,34 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     memset(e->acct, 0, sizeof(*e->acct) * (size_t)e->T);
     e->post_phase = 0;
     e->scale = 1.0f;
+    e->reduced_at = 0.0;
     e->job = job;
+}
+
+static double last_compute_end(const cllm_engine *e) {
+    double last = 0.0;
+    for (int i = 0; i < e->M; i++)
+        if (e->compute_end[i] > last) last = e->compute_end[i];
+    return last;
+}
+
+/* With clipping the norm's `single` stamped the moment the gradient was
+ * reduced. Without, the last merge or owner fold did; a root folded inside
+ * the fused sum + update counts as update. */
+static void settle_reduced_at(cllm_engine *e, int team) {
+    if (e->job->grad_scale) return;
+    double at = last_compute_end(e);
+    for (int n = 0; n < e->n_nodes; n++)
+        if (n != e->root && node_merged(e, n) && e->ns[n].done_at > at) at = e->ns[n].done_at;
+    for (int t = 0; t < team; t++)
+        if (e->acct[t].fold_end > at) at = e->acct[t].fold_end;
+    e->reduced_at = at;
+}
+
+static int folded_nodes(const cllm_engine *e) {
+    int d = 0;
+    for (int n = 0; n < e->n_nodes; n++) d += n != e->root && !node_merged(e, n);
+    return d;
 }
 
 /* Insertion sort: a handful of threads, and qsort may allocate. */
@@ -468,7 +592,7 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     memset(st, 0, sizeof *st);
     st->threads = team;
     st->wall = wall;
-    double busy = 0.0, last_compute = 0.0, loss = 0.0;
+    double busy = 0.0, last_compute = last_compute_end(e), loss = 0.0;
     for (int t = 0; t < team; t++) {
         const thread_acct *a = &e->acct[t];
         e->sort_scratch[t] = a->compute;
@@ -483,13 +607,14 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     st->compute_median = cllm_median(e->sort_scratch, team);
     st->compute_min = e->sort_scratch[0];
     st->compute_max = e->sort_scratch[team - 1];
-    for (int i = 0; i < e->M; i++) {
-        loss += e->losses[i];
-        if (e->compute_end[i] > last_compute) last_compute = e->compute_end[i];
-    }
+    for (int i = 0; i < e->M; i++) loss += e->losses[i];
     st->loss = loss / e->M;
-    st->exposed_reduction = wall > last_compute ? wall - last_compute : 0.0;
+    double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
+    st->exposed_reduction = reduced - last_compute;
     st->exposed_share = wall > 0 ? st->exposed_reduction / wall : 0.0;
+    st->exposed_update = wall > reduced ? wall - reduced : 0.0;
+    st->update_share = wall > 0 ? st->exposed_update / wall : 0.0;
+    st->folded_nodes = folded_nodes(e);
     st->utilisation = wall > 0 ? busy / (team * wall) : 0.0;
     st->grad_norm = e->job->grad_scale ? sqrt(e->sq[cllm_sq_chunks(e->n_params)]) : 0.0;
 }
@@ -497,7 +622,16 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
 static void record_trace(cllm_engine *e, double wall) {
     for (int n = 0; n < e->n_nodes; n++) {
         const tree_node *t = &e->nodes[n];
-        e->trace[n] = (cllm_engine_node_trace){t->lo, t->mid, t->hi, e->ns[n].ready_at, e->ns[n].done_at};
+        double ready = e->ns[n].ready_at, done = e->ns[n].done_at;
+        if (n != e->root && !node_merged(e, n)) {
+            /* Folded by the owners: its inputs were ready when its last leaf
+             * was computed, even if a child was itself folded. */
+            done = e->reduced_at;
+            if (e->ns[n].ready < 2)
+                for (int i = t->lo; i < t->hi; i++)
+                    if (e->compute_end[i] > ready) ready = e->compute_end[i];
+        }
+        e->trace[n] = (cllm_engine_node_trace){t->lo, t->mid, t->hi, ready, done};
     }
     if (e->root >= 0) {
         double ready = 0.0;
@@ -533,6 +667,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
         owners_update(e, tid, team);
     }
     double wall = cllm_now() - e->t0;
+    settle_reduced_at(e, team_size);
     record_trace(e, wall);
     if (stats) fill_stats(e, team_size, wall, stats);
     return CLLM_OK;

@@ -679,11 +679,12 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
  * micro-batches and segments, and those spent by starved workers, which
  * depend on timing: neither depends on the parameter count. */
 static void print_verbose(const trainer *t, const cllm_engine_stats *s) {
-    printf("  step %" PRId64 ": compute min/median/max %.1f/%.1f/%.1f ms, reduction %.1f ms, exposed %.1f%%, "
-           "atomics %" PRId64 " (%" PRId64 " hand-over + %" PRId64 " while waiting), utilisation %.1f%%\n",
+    printf("  step %" PRId64 ": compute min/median/max %.1f/%.1f/%.1f ms, reduction %.1f ms, exposed %.1f%% "
+           "+ update %.1f%%, atomics %" PRId64 " (%" PRId64 " hand-over + %" PRId64 " while waiting; %d nodes "
+           "folded by owners), utilisation %.1f%%\n",
            t->step, 1e3 * s->compute_min, 1e3 * s->compute_median, 1e3 * s->compute_max, 1e3 * s->reduce,
-           100.0 * s->exposed_share, s->atomics, s->atomics - s->atomics_extra, s->atomics_extra,
-           100.0 * s->utilisation);
+           100.0 * s->exposed_share, 100.0 * s->update_share, s->atomics, s->atomics - s->atomics_extra,
+           s->atomics_extra, s->folded_nodes, 100.0 * s->utilisation);
 }
 
 /* ---- samples ------------------------------------------------------------------- */

@@ -57,8 +57,13 @@ typedef struct {
     double wall;               /* seconds for the whole step */
     double compute_min, compute_median, compute_max; /* per-worker busy compute seconds */
     double reduce;             /* seconds of reduction work, summed over threads */
-    double exposed_reduction;  /* last compute end -> update done, seconds */
+    /* After the last micro-batch's compute: the reduction still to do (the
+     * last merges and, with clipping, the norm), then the optimizer update. */
+    double exposed_reduction;  /* last compute end -> gradient reduced, seconds */
     double exposed_share;      /* exposed_reduction / wall */
+    double exposed_update;     /* gradient reduced -> update done, seconds */
+    double update_share;       /* exposed_update / wall */
+    int folded_nodes;          /* non-root nodes folded by the owners, not merged by tasks */
     double utilisation;        /* busy (compute + reduce + update) / (threads * wall) */
     int64_t atomics;           /* atomic operations this step (hand-over only, never on data) */
     int64_t atomics_extra;     /* of which lost races and helping while starved; 0 when no worker waited */
@@ -92,10 +97,17 @@ int cllm_engine_segments(const cllm_engine *e);
  * M = 1. Independent of n_params. */
 int64_t cllm_engine_atomics_formula(int n_micro, int segments);
 
+/* The same when `folded_nodes` (stats.folded_nodes) of the tree's nodes were
+ * left to the owners' fold, each saving 3S + 2 atomics: once every
+ * micro-batch is computed, merges are no longer hidden behind compute, and
+ * the owners fold them in one pass. */
+int64_t cllm_engine_atomics_expected(int n_micro, int segments, int folded_nodes);
+
 /* Trace of the last step, for tests and diagnostics. Times are seconds since
  * the step began. Internal nodes of the tree are listed children first, the
  * root last; the root is never merged (its owners fold it into the update),
- * so its done_at is the end of the update. */
+ * so its done_at is the end of the update. A node the owners folded has
+ * done_at = the moment the gradient was reduced. */
 typedef struct {
     int lo, mid, hi;     /* node (lo, hi) = node (lo, mid) + node (mid, hi) */
     double ready_at;     /* both children complete */
