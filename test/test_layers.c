@@ -592,6 +592,172 @@ static void test_gelu_fast_paths_match_reference(void **state) {
     assert_true(checked >= 1); /* the portable omp path exists everywhere */
 }
 
+/* ---------------------------------------------------------------- dispatch and unaligned data */
+
+/* Every path selects the build of its own name: forcing avx512 runs the
+ * AVX-512 loops, not the AVX2 ones (the layers ask one function for the
+ * build, and this is it). */
+static void test_each_path_runs_its_own_build(void **state) {
+    (void)state;
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        printf("path %s: element-wise build %s\n", cllm_simd_name((cllm_simd)path), layers_simd_build());
+        assert_string_equal(layers_simd_build(), cllm_simd_name((cllm_simd)path));
+    }
+    cllm_simd_force(saved);
+}
+
+/* n random floats starting one float past a 64-byte boundary, so no vector
+ * load of the fast paths is aligned; free with free_unaligned. */
+static float *randn_unaligned(int n, float scale) {
+    float *base = malloc(((size_t)n + 1) * sizeof(float));
+    for (int i = 0; i <= n; i++) base[i] = scale * cllm_rng_normal(&rng);
+    return base + 1;
+}
+static float *alloc_unaligned(int n) { return (float *)malloc(((size_t)n + 1) * sizeof(float)) + 1; }
+static void free_unaligned(float *p) { free(p - 1); }
+
+/* GELU forward and both backwards on unaligned data of lengths around the
+ * vector widths (tails of 1..15 lanes, shorter than one vector), every path
+ * against the scalar reference with the bound of
+ * test_gelu_fast_paths_match_reference; the overwrite backward must not
+ * read the NaN it overwrites and must equal the accumulating one onto zeros. */
+static void test_gelu_paths_on_unaligned_tails(void **state) {
+    (void)state;
+    static const int lengths[] = {1, 7, 15, 16, 17, 31, 33, 100};
+    cllm_simd saved = cllm_simd_active();
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        int n = lengths[k];
+        float *x = randn_unaligned(n, 3.0f), *dout = randn_unaligned(n, 1.0f);
+        float *y_ref = alloc_unaligned(n), *d_ref = alloc_unaligned(n), *y = alloc_unaligned(n);
+        float *d_acc = alloc_unaligned(n), *d_set = alloc_unaligned(n);
+        cllm_simd_force(CLLM_SIMD_SCALAR);
+        gelu_forward(y_ref, x, n);
+        for (int i = 0; i < n; i++) d_ref[i] = PREFILL;
+        gelu_backward(d_ref, x, dout, n);
+        for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
+            if (!cllm_simd_supported((cllm_simd)path)) continue;
+            cllm_simd_force((cllm_simd)path);
+            gelu_forward(y, x, n);
+            for (int i = 0; i < n; i++) d_acc[i] = PREFILL;
+            gelu_backward(d_acc, x, dout, n);
+            fill_nan(d_set, n);
+            gelu_backward_overwrite(d_set, x, dout, n);
+            for (int i = 0; i < n; i++) {
+                double ax = fabs(x[i]);
+                assert_true(fabs(y[i] - y_ref[i]) <= 1e-6 * fmax(1.0, ax));
+                assert_true(fabs(d_acc[i] - d_ref[i]) <= 1e-6 * fmax(1.0, ax * ax * ax));
+                assert_true(fabs((d_set[i] + PREFILL) - d_acc[i]) <= 1e-6 * fmax(1.0, fabs(d_acc[i])));
+            }
+        }
+        free_unaligned(x), free_unaligned(dout), free_unaligned(y_ref), free_unaligned(d_ref), free_unaligned(y);
+        free_unaligned(d_acc), free_unaligned(d_set);
+    }
+    cllm_simd_force(saved);
+}
+
+/* LayerNorm, fused residual + LayerNorm, bias + GELU and the cross-entropy
+ * rows on unaligned rows of odd width (C = 21: one 16-lane vector and a tail
+ * of 5), every path against the scalar reference, with the tolerances of the
+ * aligned tests above. */
+static void test_row_kernels_on_unaligned_rows(void **state) {
+    (void)state;
+    enum { N = 3, C = 21, V = 37 };
+    float *x = randn_unaligned(N * C, 2.0f), *a = randn_unaligned(N * C, 1.0f), *w = randn_unaligned(C, 1.0f);
+    float *b = randn_unaligned(C, 1.0f), *dout = randn_unaligned(N * C, 1.0f), *logits = randn_unaligned(N * V, 3.0f);
+    float *out[2], *res[2], *pre[2], *g[2], *dx[2], *dw[2], *db[2], *dl[2], mean[2][N], rstd[2][N], loss[2][N],
+        lse[2][N];
+    for (int k = 0; k < 2; k++) {
+        out[k] = alloc_unaligned(N * C), res[k] = alloc_unaligned(N * C), pre[k] = alloc_unaligned(N * C);
+        g[k] = alloc_unaligned(N * C), dx[k] = alloc_unaligned(N * C), dw[k] = alloc_unaligned(C);
+        db[k] = alloc_unaligned(C), dl[k] = alloc_unaligned(N * V);
+    }
+    int32_t targets[N] = {0, 36, 17};
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        int k = path == CLLM_SIMD_SCALAR ? 0 : 1; /* 0: the reference, kept */
+        residual_layernorm_forward(res[k], out[k], mean[k], rstd[k], a, x, b, w, b, N, C);
+        for (int i = 0; i < N * C; i++) dx[k][i] = PREFILL;
+        for (int c = 0; c < C; c++) dw[k][c] = db[k][c] = PREFILL;
+        layernorm_backward(dx[k], dw[k], db[k], dout, res[k], w, mean[k], rstd[k], N, C);
+        memcpy(pre[k], x, (size_t)N * C * sizeof(float));
+        bias_gelu_forward(g[k], pre[k], b, N, C);
+        softmax_crossentropy_forward(loss[k], lse[k], logits, targets, N, V);
+        softmax_crossentropy_backward(dl[k], logits, lse[k], targets, 0.5f, N, V);
+        if (k == 0) continue;
+        assert_true(max_abs_diff(res[1], res[0], N * C) == 0.0); /* adds only: exact on every path */
+        assert_true(max_abs_diff(pre[1], pre[0], N * C) == 0.0);
+        assert_true(max_abs_diff(out[1], out[0], N * C) < 1e-5 * fmax(1.0, max_abs(out[0], N * C)));
+        assert_true(max_abs_diff(mean[1], mean[0], N) < 1e-6 && max_abs_diff(rstd[1], rstd[0], N) < 1e-5);
+        assert_true(max_abs_diff(dx[1], dx[0], N * C) < 1e-5 * fmax(1.0, max_abs(dx[0], N * C)));
+        assert_true(max_abs_diff(dw[1], dw[0], C) < 1e-5 * fmax(1.0, max_abs(dw[0], C)));
+        assert_true(max_abs_diff(db[1], db[0], C) < 1e-6 * fmax(1.0, max_abs(db[0], C)));
+        for (int i = 0; i < N * C; i++) assert_true(fabs(g[1][i] - g[0][i]) <= 1e-6 * fmax(1.0, fabs(pre[0][i])));
+        assert_true(max_abs_diff(loss[1], loss[0], N) < 1e-5 && max_abs_diff(lse[1], lse[0], N) < 1e-5);
+        assert_true(max_abs_diff(dl[1], dl[0], N * V) < 4e-6);
+    }
+    cllm_simd_force(saved);
+    free_unaligned(x), free_unaligned(a), free_unaligned(w), free_unaligned(b), free_unaligned(dout);
+    free_unaligned(logits);
+    for (int k = 0; k < 2; k++) {
+        free_unaligned(out[k]), free_unaligned(res[k]), free_unaligned(pre[k]), free_unaligned(g[k]);
+        free_unaligned(dx[k]), free_unaligned(dw[k]), free_unaligned(db[k]), free_unaligned(dl[k]);
+    }
+}
+
+/* The bias gradient's column sums add the rows in order on every path, so
+ * they are bitwise the scalar ones (and accumulate onto what was there). */
+static void test_bias_gradient_bitwise_on_every_path(void **state) {
+    (void)state;
+    enum { N = 13, IN = 5, OUT = 37 };
+    float *inp = randn_unaligned(N * IN, 1.0f), *w = randn_unaligned(IN * OUT, 1.0f);
+    float *dout = randn_unaligned(N * OUT, 1.0f), *dx = alloc_unaligned(N * IN), *dw = alloc_unaligned(IN * OUT);
+    float *db_ref = alloc_unaligned(OUT), *db = alloc_unaligned(OUT);
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        float *d = path == CLLM_SIMD_SCALAR ? db_ref : db;
+        for (int j = 0; j < OUT; j++) d[j] = PREFILL;
+        linear_backward_overwrite(dx, dw, d, dout, inp, w, N, IN, OUT, LINEAR_W_IN_OUT);
+        if (path != CLLM_SIMD_SCALAR) assert_memory_equal(db, db_ref, OUT * sizeof(float));
+    }
+    cllm_simd_force(saved);
+    free_unaligned(inp), free_unaligned(w), free_unaligned(dout), free_unaligned(dx), free_unaligned(dw);
+    free_unaligned(db_ref), free_unaligned(db);
+}
+
+/* The causal softmax rows on every row length 1..T (tails of every size)
+ * with an unaligned score matrix: forward and backward against the scalar
+ * reference, as test_attention_fast_paths_match_reference. */
+static void test_attention_paths_on_unaligned_rows(void **state) {
+    (void)state;
+    int B = 1, T = 37, C = 6, NH = 2, nqkv = B * T * 3 * C, nout = B * T * C, natt = B * NH * T * T;
+    float *qkv = randn_unaligned(nqkv, 2.0f), *dy = randn_unaligned(nout, 1.0f), *scratch = alloc_unaligned(T * T);
+    float *att[2], *out[2], *d[2];
+    for (int k = 0; k < 2; k++) att[k] = alloc_unaligned(natt), out[k] = alloc_unaligned(nout), d[k] = alloc_unaligned(nqkv);
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        int k = path == CLLM_SIMD_SCALAR ? 0 : 1;
+        attention_forward(out[k], att[k], qkv, B, T, C, NH);
+        fill_nan(d[k], nqkv);
+        attention_backward_overwrite(d[k], scratch, dy, qkv, att[k], B, T, C, NH);
+        if (k == 0) continue;
+        assert_true(max_abs_diff(att[1], att[0], natt) < 1e-6);
+        assert_true(max_abs_diff(out[1], out[0], nout) < 1e-5);
+        assert_true(max_abs_diff(d[1], d[0], nqkv) < 1e-5 * fmax(1.0, max_abs(d[0], nqkv)));
+    }
+    cllm_simd_force(saved);
+    free_unaligned(qkv), free_unaligned(dy), free_unaligned(scratch);
+    for (int k = 0; k < 2; k++) free_unaligned(att[k]), free_unaligned(out[k]), free_unaligned(d[k]);
+}
+
 /* ---------------------------------------------------------------- residual */
 
 typedef struct {
@@ -723,6 +889,11 @@ int main(void) {
         cmocka_unit_test_setup(test_residual, setup),
         cmocka_unit_test_setup(test_softmax_crossentropy, setup),
         cmocka_unit_test_setup(test_softmax_fast_paths_match_reference, setup),
+        cmocka_unit_test_setup(test_each_path_runs_its_own_build, setup),
+        cmocka_unit_test_setup(test_gelu_paths_on_unaligned_tails, setup),
+        cmocka_unit_test_setup(test_row_kernels_on_unaligned_rows, setup),
+        cmocka_unit_test_setup(test_bias_gradient_bitwise_on_every_path, setup),
+        cmocka_unit_test_setup(test_attention_paths_on_unaligned_rows, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

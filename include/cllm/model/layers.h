@@ -24,6 +24,11 @@
 
 #define CLLM_LAYERNORM_EPS 1e-5f
 
+/* Name of the build of the element-wise loops (GELU, LayerNorm, softmax,
+ * cross-entropy rows, bias sums) that runs under the active SIMD path:
+ * "scalar", "omp", "avx2" or "avx512", as cllm_simd_name. */
+const char *layers_simd_build(void);
+
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens in [0, V). */
 void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C);
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C);
