@@ -139,9 +139,10 @@ static void test_random_odd_shapes_all_paths(void **state) {
     }
 }
 
-/* Shapes that cross the cache blocks (K > kc: 256 portable and AVX-512, 384
- * AVX2, cut in equal slices, 385 and 800 into uneven ones; M > mc = 144;
- * N > nc = 1536) so that the K-slice accumulation and panel edges run. */
+/* Shapes that cross the cache blocks (K > kc: 256 portable, 384 AVX2 and
+ * AVX-512, cut in equal slices, 385 and 800 into uneven ones; M > mc = 144;
+ * N > nc = 768 AVX-512, 1536 the others) so that the K-slice accumulation
+ * and panel edges run. */
 static void test_shapes_crossing_cache_blocks(void **state) {
     (void)state;
     const int shapes[][3] = {{150, 40, 300}, {289, 33, 17}, {7, 1600, 9},  {145, 49, 513},
@@ -367,11 +368,12 @@ static void test_isa_packers_match_the_contract(void **state) {
     check_kernel_packers(&cllm_sgemm_kernel_avx512, CLLM_SIMD_AVX512);
 }
 
-/* Edges of the AVX-512 tile through the whole product: m < 12, n < 32, and
- * depths around the 16-wide packing transposes, every transpose pair. */
+/* Edges of the AVX-512 tile through the whole product: m < 12 (each of the
+ * 4-, 8- and 12-row variants), n < 32, and depths around the 16-wide packing
+ * transposes, every transpose pair. */
 static void test_tile_edges_all_paths(void **state) {
     (void)state;
-    const int ms[] = {1, 11, 12, 13, 25}, ns[] = {1, 15, 17, 31, 32, 33}, ks[] = {1, 15, 16, 17, 47};
+    const int ms[] = {1, 4, 5, 8, 9, 11, 12, 13, 20, 25}, ns[] = {1, 15, 17, 31, 32, 33}, ks[] = {1, 15, 16, 17, 47};
     for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
         for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
             for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {

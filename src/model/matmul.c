@@ -106,10 +106,32 @@ static int k_slice(int kc_max, int K) {
     return (K + slices - 1) / slices;
 }
 
+/* All MR x NR tiles of one packed mb x nb block of C (pack_a: mb x kb,
+ * pack_b: kb x nb). The loop order decides which sliver stays in L1 while
+ * the other kind streams from L2: see cllm_sgemm_kernel.ir_outer. */
+static void sweep_tiles(const cllm_sgemm_kernel *kern, int kb, int mb, int nb, float alpha, float beta, float *C,
+                        int ldc) {
+    const int mr = kern->mr, nr = kern->nr;
+    if (kern->ir_outer) {
+        for (int ir = 0; ir < mb; ir += mr) {
+            const float *ap = pack_a + (size_t)ir * kb;
+            for (int jr = 0; jr < nb; jr += nr)
+                kern->ukernel(kb, ap, pack_b + (size_t)jr * kb, C + (size_t)ir * ldc + jr, ldc, min_int(mr, mb - ir),
+                              min_int(nr, nb - jr), alpha, beta);
+        }
+        return;
+    }
+    for (int jr = 0; jr < nb; jr += nr) {
+        const float *bp = pack_b + (size_t)jr * kb;
+        for (int ir = 0; ir < mb; ir += mr)
+            kern->ukernel(kb, pack_a + (size_t)ir * kb, bp, C + (size_t)ir * ldc + jr, ldc, min_int(mr, mb - ir),
+                          min_int(nr, nb - jr), alpha, beta);
+    }
+}
+
 static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K,
                           float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                           int ldc) {
-    const int mr = kern->mr, nr = kern->nr;
     const int kc = k_slice(kern->kc, K);
     for (int jc = 0; jc < N; jc += kern->nc) {
         int nb = min_int(kern->nc, N - jc);
@@ -121,14 +143,7 @@ static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_
             for (int ic = 0; ic < M; ic += kern->mc) {
                 int mb = min_int(kern->mc, M - ic);
                 pack_a_block(kern, trans_a, A, lda, ic, pc, mb, kb, pack_a);
-                /* jr outer: one B sliver stays in L1 while A slivers stream from L2. */
-                for (int jr = 0; jr < nb; jr += nr) {
-                    const float *bp = pack_b + (size_t)jr * kb;
-                    int n = min_int(nr, nb - jr);
-                    for (int ir = 0; ir < mb; ir += mr)
-                        kern->ukernel(kb, pack_a + (size_t)ir * kb, bp, C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
-                                      min_int(mr, mb - ir), n, alpha, beta_k);
-                }
+                sweep_tiles(kern, kb, mb, nb, alpha, beta_k, C + (size_t)ic * ldc + jc, ldc);
             }
         }
     }
@@ -152,7 +167,7 @@ static void ukernel_omp(int kc, const float *a, const float *b, float *c, int ld
     }
     cllm_sgemm_store_tile(t, OMP_NR, c, ldc, m, n, alpha, beta);
 }
-static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, ukernel_omp, NULL, NULL, NULL, NULL};
+static const cllm_sgemm_kernel kernel_omp = {OMP_MR, OMP_NR, 144, 256, 1536, 0, ukernel_omp, NULL, NULL, NULL, NULL};
 
 /* Degenerate products (nothing to sum): C = beta * C, BLAS-style. */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {

@@ -184,9 +184,9 @@ __attribute__((target("avx2,fma"))) static void pack_b_rows_avx2(const float *sr
 
 /* L1 (32 KiB) holds a B sliver of up to 24 KiB (kc <= 384); L2 (512 KiB+) the
  * A block of up to 216 KiB. */
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 384, 1536, ukernel_avx2,
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {MR, NR, 144, 384, 1536, 0, ukernel_avx2,
                                                   pack_a_rows_avx2, pack_b_cols_avx2, pack_a_cols_avx2,
                                                   pack_b_rows_avx2};
 #else
-const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0, 0, 0};
+const cllm_sgemm_kernel cllm_sgemm_kernel_avx2 = {6, 16, 144, 256, 1536, 0, 0, 0, 0, 0, 0};
 #endif

@@ -29,8 +29,11 @@ typedef void (*cllm_sgemm_packer)(const float *src, int ld, int rows, int kb, fl
 
 typedef struct {
     int mr, nr;         /* register tile */
-    int mc, kc, nc;     /* cache blocks: A block mc x kc in L2, B sliver kc x nr in L1, B panel kc x nc in L3;
+    int mc, kc, nc;     /* cache blocks: A block mc x kc, B panel kc x nc, one sliver of each in L1;
                            kc is the largest slice of K (K is cut in equal slices up to it) */
+    int ir_outer;       /* tile order in a block: 0 = one B sliver stays in L1 while the A slivers of the
+                           block stream from L2; 1 = one A sliver stays in L1 while the B slivers of the
+                           panel stream from L2 (then the panel, not the A block, must fit in L2) */
     cllm_sgemm_ukernel ukernel;
     cllm_sgemm_packer pack_a_rows, pack_b_cols; /* NULL: generic C packing */
     void (*pack_a_cols)(const float *src, int ld, int mb, int kb, float *dst); /* NULL: generic */
