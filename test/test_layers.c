@@ -731,6 +731,33 @@ static void test_bias_gradient_bitwise_on_every_path(void **state) {
     free_unaligned(db_ref), free_unaligned(db);
 }
 
+/* The GELU backward that also sums the bias gradient: bitwise the unfused
+ * gelu_backward_overwrite followed by column sums added row by row onto a
+ * pre-filled dbias, on every path, unaligned rows of odd width. */
+static void test_gelu_backward_bias_sums_match_unfused(void **state) {
+    (void)state;
+    enum { N = 7, C = 83 };
+    float *x = randn_unaligned(N * C, 2.0f), *dout = randn_unaligned(N * C, 1.0f);
+    float *d_ref = alloc_unaligned(N * C), *d = alloc_unaligned(N * C);
+    float *db_ref = alloc_unaligned(C), *db = alloc_unaligned(C);
+    cllm_simd saved = cllm_simd_active();
+    for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
+        if (!cllm_simd_supported((cllm_simd)path)) continue;
+        cllm_simd_force((cllm_simd)path);
+        gelu_backward_overwrite(d_ref, x, dout, N * C);
+        for (int j = 0; j < C; j++) db_ref[j] = db[j] = PREFILL;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < C; j++) db_ref[j] += d_ref[i * C + j];
+        fill_nan(d, N * C);
+        gelu_backward_overwrite_bias_sums(d, db, x, dout, N, C);
+        assert_memory_equal(d, d_ref, N * C * sizeof(float));
+        assert_memory_equal(db, db_ref, C * sizeof(float));
+    }
+    cllm_simd_force(saved);
+    free_unaligned(x), free_unaligned(dout), free_unaligned(d_ref), free_unaligned(d), free_unaligned(db_ref);
+    free_unaligned(db);
+}
+
 /* The causal softmax rows on every row length 1..T (tails of every size)
  * with an unaligned score matrix: forward and backward against the scalar
  * reference, as test_attention_fast_paths_match_reference. */
@@ -894,6 +921,7 @@ int main(void) {
         cmocka_unit_test_setup(test_row_kernels_on_unaligned_rows, setup),
         cmocka_unit_test_setup(test_bias_gradient_bitwise_on_every_path, setup),
         cmocka_unit_test_setup(test_attention_paths_on_unaligned_rows, setup),
+        cmocka_unit_test_setup(test_gelu_backward_bias_sums_match_unfused, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -419,8 +419,11 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
     linear_fn linear = write ? linear_backward_write : linear_backward_overwrite;
     layernorm_fn layernorm = write ? layernorm_backward_write : layernorm_backward;
     linear(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C, LINEAR_W_IN_OUT);
-    gelu_backward_overwrite(a->dfch, s.fch, a->dfch_gelu, N * 4 * C);
-    linear(a->dln, G(FC_W), G(FC_B), a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
+    /* c_fc's bias gradient is summed by the GELU backward as it writes each
+     * row (same adds, same order), not by the product in a pass over dfch. */
+    if (write) zero(G(FC_B), (size_t)4 * C);
+    gelu_backward_overwrite_bias_sums(a->dfch, G(FC_B), s.fch, a->dfch_gelu, N, 4 * C);
+    linear(a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
     layernorm(a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
     linear(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);

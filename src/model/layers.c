@@ -850,6 +850,18 @@ void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, i
     pick_gelu_backward(1)(dinp, inp, dout, n);
 }
 
+void gelu_backward_overwrite_bias_sums(float *dinp, float *dbias, const float *inp, const float *dout, int N, int C) {
+    gelu_backward_fn row = pick_gelu_backward(1);
+    /* Row by row, so each gradient row is summed from L1 right after it is
+     * written; the sums are add_column_sums' (rows in order), so the bits
+     * equal gelu_backward_overwrite followed by the product's bias sums. */
+    for (int i = 0; i < N; i++) {
+        float *d = dinp + (size_t)i * C;
+        row(d, inp + (size_t)i * C, dout + (size_t)i * C, C);
+        add_column_sums(dbias, d, 1, C);
+    }
+}
+
 /* Fused bias + GELU: the c_fc product runs with beta = 0 and no bias copy
  * (no pass writing N x 4C bias rows, no read of them inside the product),
  * and the bias is added here on the way into GELU. */
@@ -924,11 +936,11 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
  * exp(l - lse) * dloss. expf over the vocabulary was the largest cost after
  * the matrix products, so the fast paths use exp_arith like GELU; the scalar
  * path (libm expf, sequential sums) is the reference. */
-/* The max stays a plain loop: clang will not vectorise a float max
- * reduction without fast-math, and it is cheap next to the exps. */
-#define LSE_ROW(EXP, SIMD_SUM)                                    \
-    float mx = l[0];                                              \
-    for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;       \
+/* The max is a plain loop on the portable paths: clang will not vectorise
+ * a float max reduction without fast-math. The AVX2 build takes row_max_avx2
+ * (the scalar max was most of its row time once the exps were vectorised). */
+#define LSE_ROW(EXP, MAX, SIMD_SUM)                               \
+    float mx = MAX;                                               \
     float sum = 0.0f;                                             \
     SIMD_SUM                                                      \
     for (int j = 0; j < V; j++) sum += EXP(l[j] - mx);            \
@@ -941,15 +953,15 @@ void residual_backward(float *da, float *db, const float *dout, int n) {
 typedef float (*lse_row_fn)(const float *l, int V);
 typedef void (*grad_row_fn)(float *d, const float *l, float s, float dloss, int V);
 
-static float lse_row_ref(const float *l, int V) { LSE_ROW(expf, ) }
+static float lse_row_ref(const float *l, int V) { LSE_ROW(expf, row_max(l, V), ) }
 static void grad_row_ref(float *d, const float *l, float s, float dloss, int V) { GRAD_ROW(expf, ) }
-VECTORIZABLE_FP static float lse_row_simd(const float *l, int V) { LSE_ROW(exp_arith, OMP_SUM) }
+VECTORIZABLE_FP static float lse_row_simd(const float *l, int V) { LSE_ROW(exp_arith, row_max(l, V), OMP_SUM) }
 VECTORIZABLE_FP static void grad_row_simd(float *d, const float *l, float s, float dloss, int V) {
     GRAD_ROW(exp_arith, OMP_SIMD)
 }
 #if GELU_HAVE_AVX2
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static float lse_row_avx2(const float *l, int V) {
-    LSE_ROW(exp_arith, OMP_SUM)
+    LSE_ROW(exp_arith, row_max_avx2(l, V), OMP_SUM)
 }
 VECTORIZABLE_FP __attribute__((target("avx2,fma"))) static void grad_row_avx2(float *d, const float *l, float s,
                                                                               float dloss, int V) {

@@ -93,6 +93,11 @@ void gelu_forward(float *out, const float *inp, int n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int n);
 /* dinp = gelu'(inp) * dout, overwritten; dinp may alias dout. */
 void gelu_backward_overwrite(float *dinp, const float *inp, const float *dout, int n);
+/* gelu_backward_overwrite over [N, C] rows that also adds the column sums of
+ * the gradient it writes onto dbias [C]: the bias gradient of the product
+ * feeding GELU (c_fc), bitwise what linear_backward's dbias would add, read
+ * while each row is in L1 instead of in a second pass over N x C. */
+void gelu_backward_overwrite_bias_sums(float *dinp, float *dbias, const float *inp, const float *dout, int N, int C);
 /* Fused bias + GELU over [N, C]: pre += bias per column (pre keeps the
  * pre-activation the backward needs), out = gelu(pre). Equal to a product
  * with the bias followed by gelu_forward, one pass instead of two. */
