@@ -384,64 +384,6 @@ static void test_tile_edges_all_paths(void **state) {
             }
 }
 
-/* The pre-packed B operand: for every packing path, op(B) packed once and
- * then used must give exactly the bits cllm_sgemm_path gives (same kernel,
- * same K slices, same order), on odd shapes, shapes crossing every cache
- * block, every transpose pair and alpha/beta case; the pack writes nothing
- * past its stated size, and a pack is reusable by many products. */
-static void check_packed_equals_unpacked(const problem *p, cllm_simd path) {
-    size_t n = cllm_sgemm_packed_b_size(path, p->K, p->N), guard = 64;
-    assert_true(n > 0 && n <= cllm_sgemm_packed_b_size_any(p->K, p->N));
-    float *store = aligned_alloc(64, ((n + guard) * sizeof(float) + 63) / 64 * 64); /* the kernels need 64 */
-    assert_non_null(store);
-    for (size_t i = 0; i < n + guard; i++) memcpy(&store[i], &SENTINEL, sizeof(float));
-    cllm_packed_b pb = {store, 0, 0, CLLM_SIMD_SCALAR};
-    cllm_sgemm_pack_b(path, p->tb, p->K, p->N, p->B, p->ldb, &pb);
-    assert_int_equal(pb.K, p->K);
-    assert_int_equal(pb.N, p->N);
-    for (size_t i = n; i < n + guard; i++)
-        if (memcmp(&store[i], &SENTINEL, sizeof(float)) != 0) fail_msg("pack wrote past its size at %zu", i - n);
-    float *want = run_path(p, path);
-    for (int use = 0; use < 2; use++) { /* the same pack twice: using it must not consume it */
-        float *got = malloc((size_t)p->M * p->ldc * sizeof(float));
-        assert_non_null(got);
-        memcpy(got, p->C0, (size_t)p->M * p->ldc * sizeof(float));
-        cllm_sgemm_with_packed_b(p->ta, p->M, p->N, p->K, p->alpha, p->A, p->lda, &pb, p->beta, got, p->ldc);
-        if (memcmp(got, want, (size_t)p->M * p->ldc * sizeof(float)) != 0)
-            fail_msg("%s packed ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g differs from cllm_sgemm_path",
-                     cllm_simd_name(path), p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->beta);
-        free(got);
-    }
-    free(want);
-    free(store);
-}
-
-static void check_packed_all_paths(const problem *p) {
-    for (int s = CLLM_SIMD_OMP; s <= CLLM_SIMD_AVX512; s++)
-        if (cllm_simd_supported((cllm_simd)s)) check_packed_equals_unpacked(p, (cllm_simd)s);
-}
-
-static void test_prepacked_b_is_bitwise_cllm_sgemm(void **state) {
-    (void)state;
-    assert_int_equal(cllm_sgemm_packed_b_size(CLLM_SIMD_SCALAR, 17, 33), 0); /* the scalar path does not pack */
-    for (int trial = 0; trial < 72; trial++) {
-        int ta = trial & 1, tb = (trial >> 1) & 1;
-        float alpha = alphas[(trial >> 2) % 3], beta = betas[(trial / 12) % 3];
-        problem p = make_problem(ta, tb, pick_size(), pick_size(), pick_size(), alpha, beta, 0);
-        check_packed_all_paths(&p);
-        free_problem(&p);
-    }
-    const int shapes[][3] = {{150, 40, 300}, {289, 33, 17}, {7, 1600, 9}, {145, 49, 513},
-                             {9, 21, 800},   {13, 1537, 385}, {5, 769, 257}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int t = 0; t < 4; t++) {
-            problem p = make_problem(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], -0.75f,
-                                     t == 3 ? 0.5f : 0.0f, 0);
-            check_packed_all_paths(&p);
-            free_problem(&p);
-        }
-}
-
 int main(void) {
     for (int s = CLLM_SIMD_SCALAR; s <= CLLM_SIMD_AVX512; s++)
         printf("# path %-6s %s\n", cllm_simd_name((cllm_simd)s),
@@ -456,7 +398,6 @@ int main(void) {
         cmocka_unit_test(test_dispatch_follows_forced_path),
         cmocka_unit_test(test_isa_packers_match_the_contract),
         cmocka_unit_test(test_tile_edges_all_paths),
-        cmocka_unit_test(test_prepacked_b_is_bitwise_cllm_sgemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

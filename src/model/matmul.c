@@ -8,7 +8,6 @@
  * kernel per ISA serves NN, NT, TN and TT. */
 #include "cllm/model/matmul.h"
 
-#include <assert.h>
 #include <stddef.h>
 
 #include "matmul_internal.h"
@@ -108,43 +107,31 @@ static int k_slice(int kc_max, int K) {
 }
 
 /* All MR x NR tiles of one packed mb x nb block of C (pack_a: mb x kb,
- * panel_b: kb x nb). The loop order decides which sliver stays in L1 while
+ * pack_b: kb x nb). The loop order decides which sliver stays in L1 while
  * the other kind streams from L2: see cllm_sgemm_kernel.ir_outer. */
-static void sweep_tiles(const cllm_sgemm_kernel *kern, const float *panel_b, int kb, int mb, int nb, float alpha,
-                        float beta, float *C, int ldc) {
+static void sweep_tiles(const cllm_sgemm_kernel *kern, int kb, int mb, int nb, float alpha, float beta, float *C,
+                        int ldc) {
     const int mr = kern->mr, nr = kern->nr;
     if (kern->ir_outer) {
         for (int ir = 0; ir < mb; ir += mr) {
             const float *ap = pack_a + (size_t)ir * kb;
             for (int jr = 0; jr < nb; jr += nr)
-                kern->ukernel(kb, ap, panel_b + (size_t)jr * kb, C + (size_t)ir * ldc + jr, ldc, min_int(mr, mb - ir),
+                kern->ukernel(kb, ap, pack_b + (size_t)jr * kb, C + (size_t)ir * ldc + jr, ldc, min_int(mr, mb - ir),
                               min_int(nr, nb - jr), alpha, beta);
         }
         return;
     }
     for (int jr = 0; jr < nb; jr += nr) {
-        const float *bp = panel_b + (size_t)jr * kb;
+        const float *bp = pack_b + (size_t)jr * kb;
         for (int ir = 0; ir < mb; ir += mr)
             kern->ukernel(kb, pack_a + (size_t)ir * kb, bp, C + (size_t)ir * ldc + jr, ldc, min_int(mr, mb - ir),
                           min_int(nr, nb - jr), alpha, beta);
     }
 }
 
-/* Where the kb x nb panel of op(B) at (pc, jc) sits in a whole pre-packed
- * op(B): panels in the driver's order (jc outer, pc inner), each of kb rows of
- * nb columns rounded up to whole slivers. nc and the sliver width are
- * multiples of 16 floats, so every panel starts 64-byte aligned. */
-static size_t packed_panel_offset(const cllm_sgemm_kernel *kern, int K, int pc, int jc, int nb) {
-    size_t nb_padded = (size_t)(nb + kern->nr - 1) / (size_t)kern->nr * (size_t)kern->nr;
-    return (size_t)jc * (size_t)K + (size_t)pc * nb_padded;
-}
-
-/* packed_b NULL: op(B) is packed here, panel by panel, into the thread's
- * buffer; otherwise the panels are read from the whole pre-packed op(B). The
- * loops, slices and kernel calls are the same either way, hence the bits. */
 static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K,
-                          float alpha, const float *A, int lda, const float *B, int ldb, const float *packed_b,
-                          float beta, float *C, int ldc) {
+                          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc) {
     const int kc = k_slice(kern->kc, K);
     for (int jc = 0; jc < N; jc += kern->nc) {
         int nb = min_int(kern->nc, N - jc);
@@ -152,13 +139,11 @@ static void sgemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_
             int kb = min_int(kc, K - pc);
             /* Later K slices add onto what the first one wrote. */
             float beta_k = pc == 0 ? beta : 1.0f;
-            const float *panel = pack_b;
-            if (packed_b) panel = packed_b + packed_panel_offset(kern, K, pc, jc, nb);
-            else pack_b_panel(kern, trans_b, B, ldb, pc, jc, kb, nb, pack_b);
+            pack_b_panel(kern, trans_b, B, ldb, pc, jc, kb, nb, pack_b);
             for (int ic = 0; ic < M; ic += kern->mc) {
                 int mb = min_int(kern->mc, M - ic);
                 pack_a_block(kern, trans_a, A, lda, ic, pc, mb, kb, pack_a);
-                sweep_tiles(kern, panel, kb, mb, nb, alpha, beta_k, C + (size_t)ic * ldc + jc, ldc);
+                sweep_tiles(kern, kb, mb, nb, alpha, beta_k, C + (size_t)ic * ldc + jc, ldc);
             }
         }
     }
@@ -214,60 +199,10 @@ void cllm_sgemm_path(cllm_simd path, int trans_a, int trans_b, int M, int N, int
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    sgemm_blocked(kernel_for(path), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+    sgemm_blocked(kernel_for(path), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void cllm_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc) {
     cllm_sgemm_path(cllm_simd_active(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-/* ---------------------------------------------------------------- pre-packed B */
-
-size_t cllm_sgemm_packed_b_size(cllm_simd path, int K, int N) {
-    if (path == CLLM_SIMD_SCALAR || K <= 0 || N <= 0) return 0;
-    const cllm_sgemm_kernel *kern = kernel_for(path);
-    size_t n_padded = (size_t)(N + kern->nr - 1) / (size_t)kern->nr * (size_t)kern->nr;
-    return (size_t)K * n_padded + CLLM_SGEMM_PACK_SLACK;
-}
-
-size_t cllm_sgemm_packed_b_size_any(int K, int N) {
-    static const cllm_simd paths[] = {CLLM_SIMD_OMP, CLLM_SIMD_AVX2, CLLM_SIMD_AVX512};
-    size_t most = 0;
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        size_t n = cllm_sgemm_packed_b_size(paths[i], K, N);
-        if (n > most) most = n;
-    }
-    return most;
-}
-
-/* Panels in increasing memory order: a packer's slack past one sliver lands
- * on the next sliver, which is packed afterwards (the last one's slack is in
- * the size). */
-void cllm_sgemm_pack_b(cllm_simd path, int trans_b, int K, int N, const float *B, int ldb, cllm_packed_b *dst) {
-    dst->K = K;
-    dst->N = N;
-    dst->path = path;
-    if (path == CLLM_SIMD_SCALAR || K <= 0 || N <= 0) return;
-    const cllm_sgemm_kernel *kern = kernel_for(path);
-    const int kc = k_slice(kern->kc, K);
-    for (int jc = 0; jc < N; jc += kern->nc) {
-        int nb = min_int(kern->nc, N - jc);
-        for (int pc = 0; pc < K; pc += kc)
-            pack_b_panel(kern, trans_b, B, ldb, pc, jc, min_int(kc, K - pc), nb,
-                         dst->data + packed_panel_offset(kern, K, pc, jc, nb));
-    }
-}
-
-void cllm_sgemm_with_packed_b(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
-                              const cllm_packed_b *pb, float beta, float *C, int ldc) {
-    /* A pack of another shape, or none (scalar path), would be read out of
-     * bounds: a caller bug, not a run-time condition. */
-    assert(pb->K == K && pb->N == N && pb->path != CLLM_SIMD_SCALAR);
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
-        return;
-    }
-    sgemm_blocked(kernel_for(pb->path), trans_a, 0, M, N, K, alpha, A, lda, NULL, 0, pb->data, beta, C, ldc);
 }
