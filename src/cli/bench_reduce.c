@@ -132,7 +132,7 @@ static void synthetic_update(void *ctx, size_t begin, size_t end, const float *c
     (void)ctx, (void)begin, (void)end, (void)srcs, (void)k, (void)scale;
 }
 
-static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments) {
+static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments, int *folded) {
     cllm_engine_config cfg = {n, micro, 1, 1, micro, 0};
     cllm_engine *e = NULL;
     if (cllm_engine_create(&cfg, &e) != CLLM_OK) return 0;
@@ -141,6 +141,7 @@ static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments) 
     int ok = cllm_engine_step(e, &job, &st) == CLLM_OK;
     *atomics = st.atomics;
     *segments = cllm_engine_segments(e);
+    *folded = st.folded_nodes;
     cllm_engine_free(e);
     return ok;
 }
@@ -214,12 +215,13 @@ int cllm_bench_reduce(int argc, char **argv) {
     free(times);
 
     int64_t atomics = 0;
-    int segments = 0;
-    if (!engine_atomics(micro, 1 << 20, &atomics, &segments)) {
+    int segments = 0, folded = 0;
+    if (!engine_atomics(micro, 1 << 20, &atomics, &segments, &folded)) {
         fprintf(stderr, "cllm bench reduce: engine step failed: %s\n", cllm_last_error());
         return 1;
     }
     int64_t formula = cllm_engine_atomics_formula(micro, segments);
+    int64_t expected = cllm_engine_atomics_expected(micro, segments, folded);
 
     if (json) {
         printf("{\"params\":%lld,\"sources\":%d,\"repeats\":%d,\"active_path\":\"%s\",\"runs\":[", (long long)params, k,
@@ -231,8 +233,9 @@ int cllm_bench_reduce(int argc, char **argv) {
                        rows[c][r].kernel, rows[c][r].path, rows[c][r].gbs, rows[c][r].ratio);
             printf("]}");
         }
-        printf("],\"engine\":{\"micro_batches\":%d,\"segments\":%d,\"atomics_per_step\":%lld,\"atomics_formula\":%lld}}\n",
-               micro, segments, (long long)atomics, (long long)formula);
+        printf("],\"engine\":{\"micro_batches\":%d,\"segments\":%d,\"atomics_per_step\":%lld,\"atomics_formula\":%lld,"
+               "\"folded_nodes\":%d,\"atomics_expected\":%lld}}\n",
+               micro, segments, (long long)atomics, (long long)formula, folded, (long long)expected);
         return 0;
     }
     printf("cllm bench reduce: %lld floats per array (%.0f MiB), K = %d sources, median of %d runs\n",
@@ -244,8 +247,9 @@ int cllm_bench_reduce(int argc, char **argv) {
         for (int r = 0; r < nrows[c]; r++)
             printf("%-8d %-14s %-8s %10.2f %7.0f%%\n", thread_counts[c], rows[c][r].kernel, rows[c][r].path,
                    rows[c][r].gbs, 100.0 * rows[c][r].ratio);
-    printf("\nengine step, %d micro-batches, %d segments: %lld atomics (formula 4M-2+(M-2)(3S+1) = %lld), "
-           "independent of the parameter count\n",
-           micro, segments, (long long)atomics, (long long)formula);
+    printf("\nengine step, %d micro-batches, %d segments: %lld atomics (formula 4M-2+(M-2)(3S+1) = %lld, less "
+           "(3S+2) for each of the %d nodes the owners folded after the last compute = %lld), independent of the "
+           "parameter count\n",
+           micro, segments, (long long)atomics, (long long)formula, folded, (long long)expected);
     return 0;
 }
