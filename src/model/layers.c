@@ -89,10 +89,9 @@ const char *layers_simd_build(void) { return cllm_simd_name(elementwise_build())
 #endif
 #define AVX512_INLINE TARGET_AVX512 static inline __attribute__((always_inline))
 
-/* Lanes [0, n) of a 16-lane vector, n in [0, 16]: the tails of the
- * hand-written loops are masked loads and stores, which never touch the
- * masked-out memory, instead of a scalar remainder loop. */
-AVX512_INLINE __mmask16 first_lanes(int n) { return (__mmask16)((1u << n) - 1u); }
+/* The tails of the hand-written loops are masked loads and stores
+ * (cllm_first_lanes16), which never touch the masked-out memory, instead of a
+ * scalar remainder loop. */
 
 /* exp_arith on 16 lanes: the same clamp, range reduction and degree-6
  * polynomial; 2^n is applied by vscalefps, exact and NaN-preserving, instead
@@ -535,7 +534,7 @@ AVX512_INLINE float row_max_avx512(const float *x, int n) {
     __m512 m = _mm512_set1_ps(x[0]);
     int j = 0;
     for (; j + 16 <= n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + j));
-    if (j < n) m = _mm512_mask_max_ps(m, first_lanes(n - j), m, _mm512_maskz_loadu_ps(first_lanes(n - j), x + j));
+    if (j < n) m = _mm512_mask_max_ps(m, cllm_first_lanes16(n - j), m, _mm512_maskz_loadu_ps(cllm_first_lanes16(n - j), x + j));
     return _mm512_reduce_max_ps(m);
 }
 
@@ -543,7 +542,7 @@ AVX512_INLINE float row_max_avx512(const float *x, int n) {
 AVX512_INLINE void zero_avx512(float *p, int from, int to) {
     int j = from;
     for (; j + 16 <= to; j += 16) _mm512_storeu_ps(p + j, _mm512_setzero_ps());
-    if (j < to) _mm512_mask_storeu_ps(p + j, first_lanes(to - j), _mm512_setzero_ps());
+    if (j < to) _mm512_mask_storeu_ps(p + j, cllm_first_lanes16(to - j), _mm512_setzero_ps());
 }
 
 TARGET_AVX512 static void softmax_row_avx512(float *row, int t, int T) {
@@ -554,7 +553,7 @@ TARGET_AVX512 static void softmax_row_avx512(float *row, int t, int T) {
         _mm512_storeu_ps(row + j, e);
         sum = _mm512_add_ps(sum, e);
     }
-    __mmask16 tail = first_lanes(n - j);
+    __mmask16 tail = cllm_first_lanes16(n - j);
     if (tail) {
         __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + j), mx));
         _mm512_mask_storeu_ps(row + j, tail, e);
@@ -570,7 +569,7 @@ TARGET_AVX512 static void softmax_back_row_avx512(float *dr, const float *ar, in
     int n = t + 1, j = 0;
     __m512 dot = _mm512_setzero_ps();
     for (; j + 16 <= n; j += 16) dot = _mm512_fmadd_ps(_mm512_loadu_ps(ar + j), _mm512_loadu_ps(dr + j), dot);
-    __mmask16 tail = first_lanes(n - j);
+    __mmask16 tail = cllm_first_lanes16(n - j);
     /* Masked-off lanes load as zeros and add nothing. */
     if (tail) dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, ar + j), _mm512_maskz_loadu_ps(tail, dr + j), dot);
     __m512 d = _mm512_set1_ps(sum512(dot));
@@ -781,7 +780,7 @@ AVX512_INLINE __m512 gelu_grad512(__m512 x) {
 TARGET_AVX512 static void gelu_forward_avx512(float *out, const float *inp, int n) {
     int i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, gelu512(_mm512_loadu_ps(inp + i)));
-    __mmask16 tail = first_lanes(n - i);
+    __mmask16 tail = cllm_first_lanes16(n - i);
     if (tail) _mm512_mask_storeu_ps(out + i, tail, gelu512(_mm512_maskz_loadu_ps(tail, inp + i)));
 }
 
@@ -800,7 +799,7 @@ AVX512_INLINE void gelu_backward_avx512_loop(float *dinp, const float *inp, cons
         __m512 v = gelu_backward16(_mm512_loadu_ps(inp + i), _mm512_loadu_ps(dout + i), old, accumulate);
         _mm512_storeu_ps(dinp + i, v);
     }
-    __mmask16 tail = first_lanes(n - i);
+    __mmask16 tail = cllm_first_lanes16(n - i);
     if (tail) {
         __m512 old = accumulate ? _mm512_maskz_loadu_ps(tail, dinp + i) : _mm512_setzero_ps();
         __m512 v = gelu_backward16(_mm512_maskz_loadu_ps(tail, inp + i), _mm512_maskz_loadu_ps(tail, dout + i), old,
@@ -899,7 +898,7 @@ TARGET_AVX512 static void bias_gelu_avx512(float *out, float *pre, const float *
         float *p = pre + (size_t)i * C, *o = out + (size_t)i * C;
         int j = 0;
         for (; j + 16 <= C; j += 16) bias_gelu16(o + j, p + j, bias + j, (__mmask16)0xFFFF);
-        if (j < C) bias_gelu16(o + j, p + j, bias + j, first_lanes(C - j));
+        if (j < C) bias_gelu16(o + j, p + j, bias + j, cllm_first_lanes16(C - j));
     }
 }
 #endif
@@ -975,7 +974,7 @@ TARGET_AVX512 static float lse_row_avx512(const float *l, int V) {
     __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
     int j = 0;
     for (; j + 16 <= V; j += 16) sum = _mm512_add_ps(sum, exp512(_mm512_sub_ps(_mm512_loadu_ps(l + j), m)));
-    __mmask16 tail = first_lanes(V - j);
+    __mmask16 tail = cllm_first_lanes16(V - j);
     if (tail) sum = _mm512_mask_add_ps(sum, tail, sum, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, l + j), m)));
     return mx + logf(sum512(sum));
 }
@@ -984,7 +983,7 @@ TARGET_AVX512 static void grad_row_avx512(float *d, const float *l, float s, flo
     int j = 0;
     for (; j + 16 <= V; j += 16)
         _mm512_storeu_ps(d + j, _mm512_mul_ps(exp512(_mm512_sub_ps(_mm512_loadu_ps(l + j), sv)), scale));
-    __mmask16 tail = first_lanes(V - j);
+    __mmask16 tail = cllm_first_lanes16(V - j);
     if (tail) {
         __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, l + j), sv));
         _mm512_mask_storeu_ps(d + j, tail, _mm512_mul_ps(e, scale));

@@ -2,6 +2,7 @@
  * +1 broadcast = 27 of 32 registers): 24 independent FMA chains cover the
  * latency of two 512-bit pipes, and each B load feeds 12 FMAs. */
 #include "matmul_internal.h"
+#include "cllm/parallel/simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -9,10 +10,6 @@
 #define MR 12
 #define NR 32
 
-/* The first n of 16 lanes (n may be <= 0 or >= 16). */
-static inline __mmask16 first_lanes(int n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* One row of C, c[j] = alpha * acc[j] + beta * c[j] for the columns in the
  * two masks (lo: 0..15, hi: 16..31); beta == 0 does not read C. Full and
@@ -57,7 +54,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile_rows(c
         b += NR;
     }
     __m512 va = _mm512_set1_ps(alpha);
-    __mmask16 mlo = first_lanes(n), mhi = first_lanes(n - 16);
+    __mmask16 mlo = cllm_first_lanes16(n), mhi = cllm_first_lanes16(n - 16);
 #pragma GCC unroll 12
     for (int r = 0; r < rows; r++)
         if (r < m) store_row(c + (long)r * ldc, lo[r], hi[r], va, beta, mlo, mhi);
@@ -126,7 +123,7 @@ __attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float *s
     for (int k = 0; k < kb; k += 16) {
         int width = kb - k < 16 ? kb - k : 16;
         __m512 r[16];
-        load_rows16(src, ld, 0, rows < MR ? rows : MR, k, first_lanes(width), r);
+        load_rows16(src, ld, 0, rows < MR ? rows : MR, k, cllm_first_lanes16(width), r);
         transpose16(r);
         for (int t = 0; t < width; t++) _mm512_mask_storeu_ps(dst + (size_t)(k + t) * MR, 0x0FFF, r[t]);
     }
@@ -139,7 +136,7 @@ __attribute__((target("avx512f"))) static void pack_b_cols_avx512(const float *s
                                                                   float *dst) {
     for (int k = 0; k < kb; k += 16) {
         int width = kb - k < 16 ? kb - k : 16;
-        __mmask16 kmask = first_lanes(width);
+        __mmask16 kmask = cllm_first_lanes16(width);
         __m512 lo[16], hi[16];
         load_rows16(src, ld, 0, rows, k, kmask, lo);
         transpose16(lo);
@@ -165,7 +162,7 @@ __attribute__((target("avx512f"))) static void pack_a_cols_avx512(const float *s
     for (int k = 0; k < kb; k++) {
         const float *row = src + (size_t)k * ld;
         for (int ir = 0; ir < mb; ir += MR) {
-            __m512 v = _mm512_maskz_loadu_ps(first_lanes(mb - ir < MR ? mb - ir : MR), row + ir);
+            __m512 v = _mm512_maskz_loadu_ps(cllm_first_lanes16(mb - ir < MR ? mb - ir : MR), row + ir);
             _mm512_mask_storeu_ps(dst + (size_t)ir * kb + (size_t)k * MR, 0x0FFF, v);
         }
     }
@@ -187,8 +184,8 @@ __attribute__((target("avx512f"))) static void pack_b_rows_avx512(const float *s
         }
         if (full < nb) {
             float *d = dst + (size_t)full * kb + (size_t)k * NR;
-            _mm512_store_ps(d, _mm512_maskz_loadu_ps(first_lanes(nb - full), row + full));
-            _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(first_lanes(nb - full - 16), row + full + 16));
+            _mm512_store_ps(d, _mm512_maskz_loadu_ps(cllm_first_lanes16(nb - full), row + full));
+            _mm512_store_ps(d + 16, _mm512_maskz_loadu_ps(cllm_first_lanes16(nb - full - 16), row + full + 16));
         }
     }
 }

@@ -43,4 +43,11 @@ cllm_status cllm_simd_parse(const char *value, cllm_simd *out);
 cllm_simd cllm_simd_active(void);
 void cllm_simd_force(cllm_simd s);
 
+/* Bits of the first n of 16 vector lanes (n <= 0: none, n >= 16: all), the
+ * AVX-512 mask of a loop's tail: plain integer code, so any file may use it
+ * and the masked loads and stores convert it to __mmask16. */
+static inline unsigned short cllm_first_lanes16(int n) {
+    return n >= 16 ? (unsigned short)0xFFFF : n <= 0 ? (unsigned short)0 : (unsigned short)((1u << n) - 1u);
+}
+
 #endif
