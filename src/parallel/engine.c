@@ -345,7 +345,7 @@ static void fold_root_chunked(const cllm_engine *e, const cllm_segment *seg, flo
 }
 
 /* Whether the root's children are complete buffers (every non-root merge ran
- * as a task): then the fold is one plain 2-source pass, or none at all. */
+ * as a task): then, without clipping, the fused sum + update can read them. */
 static int root_children_direct(const cllm_engine *e) {
     if (e->M == 1) return 1;
     const tree_node *r = &e->nodes[e->root];
@@ -353,9 +353,12 @@ static int root_children_direct(const cllm_engine *e) {
 }
 
 static int root_sources(const cllm_engine *e, const float **srcs) {
-    srcs[0] = e->bufs[e->leaf_buf[0]];
-    if (e->M == 1) return 1;
-    srcs[1] = e->bufs[e->leaf_buf[e->nodes[e->root].mid]];
+    if (e->M == 1) {
+        srcs[0] = child_buffer(e, -1);
+        return 1;
+    }
+    srcs[0] = child_buffer(e, e->nodes[e->root].left);
+    srcs[1] = child_buffer(e, e->nodes[e->root].right);
     return 2;
 }
 
@@ -365,12 +368,11 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     int k = root_sources(e, srcs);
     thread_acct *a = &e->acct[tid];
     float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
-    int direct = root_children_direct(e);
     double t = cllm_now();
     if (!job->grad_scale) {
         /* Unmerged nodes are folded first; with none, the fused sum + update
          * reads the root's two halves itself. */
-        if (!direct) {
+        if (!root_children_direct(e)) {
             for (int s = tid; s < e->S; s += team) fold_root_chunked(e, &e->segs[s], tmp, NULL);
             k = 1;
             a->fold_end = cllm_now() - e->t0;
@@ -381,17 +383,19 @@ static void owners_update(cllm_engine *e, int tid, int team) {
         return;
     }
     /* Clipping needs the whole gradient's norm first: owners fold the root
-     * into srcs[0] with per-chunk squares, one thread adds the chunks in
-     * index order (independent of the segmentation), then owners update. */
+     * (and any node left unmerged) into srcs[0] with per-chunk squares, one
+     * thread adds the chunks in index order (independent of the
+     * segmentation), then owners update. With M = 1 the gradient is one
+     * buffer and only its squares are taken. */
     for (int s = tid; s < e->S; s += team) {
         const cllm_segment *seg = &e->segs[s];
         if (seg->end == seg->begin) continue;
-        if (!direct) {
+        if (k == 2) {
             fold_root_chunked(e, seg, tmp, e->sq);
             continue;
         }
-        const float *part[2] = {srcs[0] + seg->begin, k == 2 ? srcs[1] + seg->begin : NULL};
-        e->kern->sum_sq((float *)srcs[0] + seg->begin, part, k, seg->end - seg->begin,
+        const float *part[1] = {srcs[0] + seg->begin};
+        e->kern->sum_sq((float *)srcs[0] + seg->begin, part, 1, seg->end - seg->begin,
                         e->sq + seg->begin / CLLM_SQ_CHUNK);
     }
     a->update += cllm_now() - t;
@@ -561,9 +565,10 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     e->job = job;
 }
 
-static double last_compute_end(const cllm_engine *e) {
+/* When the last of micro-batches [lo, hi) finished computing. */
+static double compute_end_of(const cllm_engine *e, int lo, int hi) {
     double last = 0.0;
-    for (int i = 0; i < e->M; i++)
+    for (int i = lo; i < hi; i++)
         if (e->compute_end[i] > last) last = e->compute_end[i];
     return last;
 }
@@ -573,7 +578,7 @@ static double last_compute_end(const cllm_engine *e) {
  * the fused sum + update counts as update. */
 static void settle_reduced_at(cllm_engine *e, int team) {
     if (e->job->grad_scale) return;
-    double at = last_compute_end(e);
+    double at = compute_end_of(e, 0, e->M);
     for (int n = 0; n < e->n_nodes; n++)
         if (n != e->root && node_merged(e, n) && e->ns[n].done_at > at) at = e->ns[n].done_at;
     for (int t = 0; t < team; t++)
@@ -592,7 +597,7 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     memset(st, 0, sizeof *st);
     st->threads = team;
     st->wall = wall;
-    double busy = 0.0, last_compute = last_compute_end(e), loss = 0.0;
+    double busy = 0.0, last_compute = compute_end_of(e, 0, e->M), loss = 0.0;
     for (int t = 0; t < team; t++) {
         const thread_acct *a = &e->acct[t];
         e->sort_scratch[t] = a->compute;
@@ -627,17 +632,12 @@ static void record_trace(cllm_engine *e, double wall) {
             /* Folded by the owners: its inputs were ready when its last leaf
              * was computed, even if a child was itself folded. */
             done = e->reduced_at;
-            if (e->ns[n].ready < 2)
-                for (int i = t->lo; i < t->hi; i++)
-                    if (e->compute_end[i] > ready) ready = e->compute_end[i];
+            if (e->ns[n].ready < 2) ready = compute_end_of(e, t->lo, t->hi);
         }
         e->trace[n] = (cllm_engine_node_trace){t->lo, t->mid, t->hi, ready, done};
     }
     if (e->root >= 0) {
-        double ready = 0.0;
-        for (int i = 0; i < e->M; i++)
-            if (e->compute_end[i] > ready) ready = e->compute_end[i];
-        e->trace[e->root].ready_at = ready;
+        e->trace[e->root].ready_at = compute_end_of(e, 0, e->M);
         e->trace[e->root].done_at = wall;
     }
 }
