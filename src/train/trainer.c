@@ -85,6 +85,10 @@ static int64_t debug_nan_step = 0;
 
 void cllm_train_debug_nan_at_step(int64_t step) { debug_nan_step = step; }
 
+static int64_t debug_poison_step = 0;
+
+void cllm_train_debug_poison_after_step(int64_t step) { debug_poison_step = step; }
+
 static void on_signal(int sig) { stop_signal = sig; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
@@ -816,6 +820,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         }
         t->step = s;
         t->window_base += (uint64_t)t->seqs_per_step;
+        if (s == debug_poison_step) t->model.params[t->model.tensors[0].offset] = NAN;
         last_loss = loss;
         int eval_now = due(s, o->eval_every) || s == t->total_steps;
         if (eval_now) val = evaluate(t);
