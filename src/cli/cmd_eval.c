@@ -119,7 +119,7 @@ static cllm_status check_same_data(const char *dir, const cllm_train_options *o,
     else snprintf(what, sizeof what, "same size, %zu bytes, different contents", bytes);
     return cllm_fail(CLLM_ERR_INPUT,
                      "the training data of %s changed since the run was trained (%s%s%s): its validation split "
-                     "cannot be rebuilt; evaluate on other data explicitly with `cllm eval %s DATA`",
+                     "cannot be rebuilt; evaluate on other data explicitly with: cllm eval %s DATA",
                      dir, what, o->n_data ? ", first path " : "", o->n_data ? o->data_paths[0] : "", dir);
 }
 
