@@ -4,6 +4,7 @@
  * written, so a bad command line is one line on stderr, exit 2, and no run
  * folder. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
+#include "cllm/train/memory.h"
 #include "cllm/train/trainer.h"
 
 typedef struct {
@@ -135,7 +137,30 @@ static void fill_fresh(const train_flags *f, const preset *p, char **data, int n
             o->min_lr = o->lr / 10.0;
 }
 
-static int check_combination(const cllm_train_options *o) {
+/* A rough peak of what a run allocates, so that a model that cannot fit is
+ * refused here (exit 2, with the figure) instead of failing in malloc or being
+ * OOM-killed part-way: with P parameters (4 bytes each) it counts the model,
+ * AdamW's two moments, the engine's gradient buffers (one per thread plus a
+ * few in flight, never more than the micro-batches: threads + 2 + log2(M),
+ * at most M), one activation arena per thread for --micro sequences, and on
+ * --resume the checkpoint being read (model and optimizer files, read whole,
+ * and a second copy of the model: 4P). The corpus, tokens and validation
+ * windows are not counted (they are not known yet, and small beside the
+ * model whenever this check matters). */
+static cllm_status training_fits_memory(const cllm_train_options *o, int resume) {
+    double P = gpt2_param_count_estimate(&o->model), threads = omp_get_max_threads();
+    double micro_batches = (double)(o->batch / o->micro) * o->grad_accum;
+    double buffers = threads + 2.0 + log2(micro_batches > 1 ? micro_batches : 1);
+    if (buffers > micro_batches) buffers = micro_batches;
+    double floats = P * (3.0 + buffers + (resume ? 4.0 : 0.0));
+    double bytes = floats * sizeof(float) + threads * gpt2_acts_bytes_estimate(&o->model, o->micro);
+    char what[160];
+    snprintf(what, sizeof what, "a model of %.3g parameters (%d layers x %d wide) with %d thread(s)", P,
+             o->model.n_layer, o->model.n_embd, (int)threads);
+    return cllm_memory_check(bytes, what);
+}
+
+static int check_combination(const cllm_train_options *o, int resume) {
     char a[64], b[64];
     if (o->batch % o->micro != 0) {
         snprintf(a, sizeof a, "%d", o->batch);
@@ -148,6 +173,7 @@ static int check_combination(const cllm_train_options *o) {
         snprintf(b, sizeof b, "%d", o->model.n_head);
         return fail_line("--embd %s is not a multiple of --heads %s", a, b);
     }
+    if (training_fits_memory(o, resume) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
     if (gpt2_config_validate(&o->model) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
     return 0;
 }
@@ -219,7 +245,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.quiet = f.quiet;
     o.verbose = f.verbose;
 
-    rc = check_combination(&o);
+    rc = check_combination(&o, resume);
     if (rc == 0) {
         cllm_train_result res;
         cllm_status st = cllm_train(&o, resume, &res);

@@ -282,7 +282,9 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
 }
 
 /* Loads one optimizer file if it belongs to the model in memory. Returns
- * CLLM_OK and *matched = 1 when it does. */
+ * CLLM_OK and *matched = 1 when it does. Non-finite moments are a load
+ * error naming the tensor: resuming from them would turn every parameter
+ * they touch into NaN on the first step. */
 static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *name, int *matched) {
     *matched = 0;
     char *path = cllm_path_join(dir, name);
@@ -303,6 +305,8 @@ static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *
         if (st == CLLM_OK) st = copy_u64(&f, "rng_state", t->rng.s, 4);
         if (st == CLLM_OK) st = copy_f32(&f, "adamw.m", t->m, t->model.n_params);
         if (st == CLLM_OK) st = copy_f32(&f, "adamw.v", t->v, t->model.n_params);
+        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.m", t->m, t->model.n_params);
+        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.v", t->v, t->model.n_params);
         if (st == CLLM_OK) {
             t->step = (int64_t)step;
             t->window_base = window;
