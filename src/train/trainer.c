@@ -93,19 +93,26 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
 
-static float compute_micro(void *ctx, int micro, int thread, float *grad) {
+static int64_t debug_fail_step = 0;
+
+void cllm_train_debug_fail_at_step(int64_t step) { debug_fail_step = step; }
+
+static cllm_status compute_micro(void *ctx, int micro, int thread, float *grad, float *loss) {
     trainer *t = ctx;
+    if (t->step + 1 == debug_fail_step && micro == t->n_micro - 1)
+        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", micro,
+                         t->step + 1);
     int T = t->o->model.seq_len, B = t->o->micro;
     int32_t *in = t->inputs[thread], *tg = t->targets[thread];
     for (int j = 0; j < B; j++) {
         uint64_t index = t->window_base + (uint64_t)micro * (uint64_t)B + (uint64_t)j;
         cllm_dataset_train_window(&t->data, index, in + (size_t)j * T, tg + (size_t)j * T);
     }
-    float loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
+    *loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
     /* The whole micro-batch in one backward, which writes every gradient, so
      * the engine skips zeroing the buffer (compute_overwrites). */
     gpt2_backward_overwrite(&t->model, t->acts[thread], grad, 1.0f / (float)t->n_micro);
-    return loss;
+    return CLLM_OK;
 }
 
 float cllm_clip_factor(double grad_norm, double clip) {
