@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cllm/train/checkpoint.h"
 #include "cllm/train/runfolder.h"
 #include "cllm/train/safetensors.h"
 #include "cllm/train/trainer.h"
@@ -395,6 +396,92 @@ static void test_worker_failure_is_reported_as_itself(void **state) {
     free(dir);
 }
 
+/* ---- optimizer state files of format 1 --------------------------------------------------- */
+
+/* Rewrites DIR's optimizer.safetensors (format 2: one tensor per parameter)
+ * as an earlier cllm wrote it (format 1: "adamw.m"/"adamw.v" flat over the
+ * padded in-memory buffer, the hash over that buffer). */
+static void rewrite_as_format1(const char *dir) {
+    gpt2_model m;
+    assert_int_equal(cllm_checkpoint_load_model(dir, &m), CLLM_OK);
+    /* The committed file itself: a write to DIR/optimizer.safetensors would
+       replace the link, not the file resume reads. */
+    char *opt_path = path_in(dir, "latest/optimizer.safetensors");
+    cllm_st_file f;
+    assert_int_equal(cllm_st_open(opt_path, &f), CLLM_OK);
+    float *mom[2] = {calloc(m.n_params, sizeof(float)), calloc(m.n_params, sizeof(float))};
+    for (int i = 0; i < m.n_tensors; i++)
+        for (int k = 0; k < 2; k++) {
+            char name[160];
+            snprintf(name, sizeof name, "adamw.%s.%s", k ? "v" : "m", m.tensors[i].name);
+            const cllm_st_tensor *x = cllm_st_find(&f, name);
+            assert_non_null(x);
+            memcpy(mom[k] + m.tensors[i].offset, x->data, x->nbytes);
+        }
+    uint64_t scalars[3], rng[4];
+    const char *names[3] = {"step", "data_window", "params_hash"};
+    for (int i = 0; i < 3; i++) memcpy(&scalars[i], cllm_st_find(&f, names[i])->data, 8);
+    memcpy(rng, cllm_st_find(&f, "rng_state")->data, sizeof rng);
+    cllm_st_close(&f);
+    scalars[2] = cllm_fnv1a64(m.params, m.n_params * sizeof(float), CLLM_FNV1A64_OFFSET);
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    int64_t flat[1] = {(int64_t)m.n_params}, four[1] = {4};
+    assert_int_equal(cllm_st_writer_add(&w, "adamw.m", CLLM_ST_F32, mom[0], 1, flat), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "adamw.v", CLLM_ST_F32, mom[1], 1, flat), CLLM_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(cllm_st_writer_add(&w, names[i], CLLM_ST_U64, &scalars[i], 0, NULL), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "rng_state", CLLM_ST_U64, rng, 1, four), CLLM_OK);
+    assert_int_equal(cllm_st_writer_write(&w, opt_path), CLLM_OK);
+    cllm_st_writer_free(&w);
+    free(mom[0]);
+    free(mom[1]);
+    free(opt_path);
+    gpt2_destroy(&m);
+}
+
+/* A run stopped at step 2 whose optimizer file is of format 1 resumes and
+ * ends byte-identical to a straight run; its next save writes format 2. */
+static void test_optimizer_format1_still_resumes_bitwise(void **state) {
+    (void)state;
+    run_result r = train_cli(workdir, "--out f1_straight --steps 6");
+    expect_ok(&r);
+    run_result_free(&r);
+    r = train_cli(workdir, "--out f1 --steps 6 --stop-after 2");
+    expect_ok(&r);
+    run_result_free(&r);
+    char *dir = path_in(workdir, "f1"), *straight = path_in(workdir, "f1_straight");
+    rewrite_as_format1(dir);
+    cllm_st_file f;
+    char *opt = path_in(dir, "optimizer.safetensors");
+    assert_int_equal(cllm_st_open(opt, &f), CLLM_OK);
+    assert_non_null(cllm_st_find(&f, "adamw.m")); /* format 1 is what resume finds */
+    cllm_st_close(&f);
+    char args[8192];
+    snprintf(args, sizeof args, "train --resume '%s' --quiet", dir);
+    r = run_cllm("OMP_NUM_THREADS=2", args);
+    expect_ok(&r);
+    run_result_free(&r);
+    const char *files[2] = {"model.safetensors", "optimizer.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *a = path_in(dir, files[i]), *b = path_in(straight, files[i]);
+        size_t na, nb;
+        unsigned char *x = read_whole_file(a, &na), *y = read_whole_file(b, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(x, y, na);
+        free(x);
+        free(y);
+        free(a);
+        free(b);
+    }
+    assert_int_equal(cllm_st_open(opt, &f), CLLM_OK);
+    assert_null(cllm_st_find(&f, "adamw.m"));
+    assert_non_null(cllm_st_find(&f, "adamw.m.transformer.wte.weight"));
+    cllm_st_close(&f);
+    free(opt);
+    free(dir);
+    free(straight);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_switches_every_file_at_once),
@@ -406,6 +493,7 @@ int main(void) {
         cmocka_unit_test(test_out_into_a_folder_of_other_files_is_refused),
         cmocka_unit_test(test_no_checkpoint_from_non_finite_parameters),
         cmocka_unit_test(test_worker_failure_is_reported_as_itself),
+        cmocka_unit_test(test_optimizer_format1_still_resumes_bitwise),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

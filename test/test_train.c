@@ -718,15 +718,15 @@ static void test_resume_refuses_non_finite_checkpoint(void **state) {
     run_result_free(&r);
     free(write_file(dir, "model.safetensors", model, nm));
 
-    patch_tensor(dir, "optimizer.safetensors", "adamw.v", 3, NAN);
-    expect_resume_error(dir, "optimizer.safetensors: tensor adamw.v holds NaN at element 3 of ");
+    patch_tensor(dir, "optimizer.safetensors", "adamw.v.transformer.h.0.mlp.c_fc.weight", 3, NAN);
+    expect_resume_error(dir, "optimizer.safetensors: tensor adamw.v.transformer.h.0.mlp.c_fc.weight holds NaN at element 3 of ");
     free(write_file(dir, "optimizer.safetensors", opt, no));
-    patch_tensor(dir, "optimizer.safetensors", "adamw.m", 0, INFINITY);
-    expect_resume_error(dir, "tensor adamw.m holds +Inf at element 0 of ");
+    patch_tensor(dir, "optimizer.safetensors", "adamw.m.transformer.wte.weight", 0, INFINITY);
+    expect_resume_error(dir, "tensor adamw.m.transformer.wte.weight holds +Inf at element 0 of ");
     run_result r2 = run_cllm("OMP_NUM_THREADS=1", args);
     assert_int_equal(r2.exit_code, 2);
     assert_int_equal(count_lines(r2.err), 1);
-    assert_non_null(strstr(r2.err, "adamw.m holds +Inf"));
+    assert_non_null(strstr(r2.err, "adamw.m.transformer.wte.weight holds +Inf"));
     run_result_free(&r2);
     free(write_file(dir, "optimizer.safetensors", opt, no));
 

@@ -200,28 +200,62 @@ int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windo
 
 /* ---- checkpoints ------------------------------------------------------------- */
 
-/* optimizer.safetensors holds m and v over the flat buffer, the counters as
- * U64 scalars, and the hash of the parameters it belongs to: resume accepts
- * the pair only when the model file hashes to the same value. A checkpoint
- * is a folder of its own, committed by one rename (runfolder.h), so the
- * model, its config and its optimizer state always change together. */
-static uint64_t params_hash(const gpt2_model *m) { return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET); }
+/* optimizer.safetensors (format 2) holds one tensor per parameter tensor
+ * and moment, "adamw.m.<name>" and "adamw.v.<name>" with the parameter's
+ * shape, so the file depends on neither the in-memory order nor the padding
+ * (and can be written and read shard by shard); the counters as U64
+ * scalars; and the hash of the parameters it belongs to, taken tensor by
+ * tensor in table order: resume accepts the pair only when the model hashes
+ * to the same value. Format 1 (earlier versions: "adamw.m"/"adamw.v" flat
+ * over the padded buffer, the hash over that buffer) is still read. A
+ * checkpoint is a folder of its own, committed by one rename (runfolder.h),
+ * so the model, its config and its optimizer state always change together. */
+#define OPTIMIZER_FORMAT "2"
+
+static uint64_t params_hash(const gpt2_model *m) {
+    uint64_t h = CLLM_FNV1A64_OFFSET;
+    for (int i = 0; i < m->n_tensors; i++)
+        h = cllm_fnv1a64(m->params + m->tensors[i].offset, m->tensors[i].numel * sizeof(float), h);
+    return h;
+}
+
+/* Format 1's hash: the padded buffer as it lay in memory. */
+static uint64_t params_hash_format1(const gpt2_model *m) {
+    return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET);
+}
+
+static void moment_name(char *buf, size_t n, const char *moment, const gpt2_tensor *t) {
+    snprintf(buf, n, "adamw.%s.%s", moment, t->name);
+}
+
+static cllm_status add_moments(cllm_st_writer *w, const trainer *t) {
+    const gpt2_model *m = &t->model;
+    cllm_status st = CLLM_OK;
+    for (int i = 0; st == CLLM_OK && i < m->n_tensors; i++) {
+        const gpt2_tensor *tn = &m->tensors[i];
+        char name[160];
+        moment_name(name, sizeof name, "m", tn);
+        st = cllm_st_writer_add(w, name, CLLM_ST_F32, t->m + tn->offset, tn->ndim, tn->shape);
+        moment_name(name, sizeof name, "v", tn);
+        if (st == CLLM_OK) st = cllm_st_writer_add(w, name, CLLM_ST_F32, t->v + tn->offset, tn->ndim, tn->shape);
+    }
+    return st;
+}
 
 static cllm_status write_optimizer(trainer *t, const char *path) {
     cllm_st_writer w;
     cllm_st_writer_init(&w);
-    int64_t flat[1] = {(int64_t)t->model.n_params};
     int64_t four[1] = {4};
     uint64_t step = (uint64_t)t->step, window = t->window_base, phash = params_hash(&t->model);
     char step_s[32], hash_s[32];
     snprintf(step_s, sizeof step_s, "%" PRId64, t->step);
     snprintf(hash_s, sizeof hash_s, "%016" PRIx64, phash);
-    cllm_status st = cllm_st_writer_add(&w, "adamw.m", CLLM_ST_F32, t->m, 1, flat);
-    if (st == CLLM_OK) st = cllm_st_writer_add(&w, "adamw.v", CLLM_ST_F32, t->v, 1, flat);
+    cllm_status st = add_moments(&w, t);
     if (st == CLLM_OK) st = cllm_st_writer_add(&w, "step", CLLM_ST_U64, &step, 0, NULL);
     if (st == CLLM_OK) st = cllm_st_writer_add(&w, "data_window", CLLM_ST_U64, &window, 0, NULL);
     if (st == CLLM_OK) st = cllm_st_writer_add(&w, "rng_state", CLLM_ST_U64, t->rng.s, 1, four);
     if (st == CLLM_OK) st = cllm_st_writer_add(&w, "params_hash", CLLM_ST_U64, &phash, 0, NULL);
+    if (st == CLLM_OK) st = cllm_st_writer_metadata(&w, "cllm_optimizer_format", OPTIMIZER_FORMAT);
     if (st == CLLM_OK) st = cllm_st_writer_metadata(&w, "step", step_s);
     if (st == CLLM_OK) st = cllm_st_writer_metadata(&w, "params_hash", hash_s);
     if (st == CLLM_OK) st = cllm_st_writer_write(&w, path);
@@ -288,6 +322,35 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
     return CLLM_OK;
 }
 
+/* Format 2: each tensor's moments by name, checked finite; the padding
+ * between tensors keeps the zero moments it always has. */
+static cllm_status read_moments(trainer *t, const cllm_st_file *f) {
+    const gpt2_model *m = &t->model;
+    memset(t->m, 0, m->n_params * sizeof(float));
+    memset(t->v, 0, m->n_params * sizeof(float));
+    cllm_status st = CLLM_OK;
+    for (int i = 0; st == CLLM_OK && i < m->n_tensors; i++) {
+        const gpt2_tensor *tn = &m->tensors[i];
+        char name[160];
+        for (int k = 0; st == CLLM_OK && k < 2; k++) {
+            float *dst = (k ? t->v : t->m) + tn->offset;
+            moment_name(name, sizeof name, k ? "v" : "m", tn);
+            st = copy_f32(f, name, dst, tn->numel);
+            if (st == CLLM_OK) st = cllm_check_finite(f->path, name, dst, tn->numel);
+        }
+    }
+    return st;
+}
+
+static cllm_status read_moments_format1(trainer *t, const cllm_st_file *f) {
+    size_t n = t->model.n_params;
+    cllm_status st = copy_f32(f, "adamw.m", t->m, n);
+    if (st == CLLM_OK) st = copy_f32(f, "adamw.v", t->v, n);
+    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.m", t->m, n);
+    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.v", t->v, n);
+    return st;
+}
+
 /* Loads one optimizer file if it belongs to the model in memory. Returns
  * CLLM_OK and *matched = 1 when it does. Non-finite moments are a load
  * error naming the tensor: resuming from them would turn every parameter
@@ -305,15 +368,13 @@ static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *
     free(path);
     if (st != CLLM_OK) return st;
     uint64_t phash = 0, step = 0, window = 0;
+    int format1 = cllm_st_find(&f, "adamw.m") != NULL;
     st = copy_u64(&f, "params_hash", &phash, 1);
-    if (st == CLLM_OK && phash == params_hash(&t->model)) {
+    if (st == CLLM_OK && phash == (format1 ? params_hash_format1(&t->model) : params_hash(&t->model))) {
         st = copy_u64(&f, "step", &step, 1);
         if (st == CLLM_OK) st = copy_u64(&f, "data_window", &window, 1);
         if (st == CLLM_OK) st = copy_u64(&f, "rng_state", t->rng.s, 4);
-        if (st == CLLM_OK) st = copy_f32(&f, "adamw.m", t->m, t->model.n_params);
-        if (st == CLLM_OK) st = copy_f32(&f, "adamw.v", t->v, t->model.n_params);
-        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.m", t->m, t->model.n_params);
-        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.v", t->v, t->model.n_params);
+        if (st == CLLM_OK) st = format1 ? read_moments_format1(t, &f) : read_moments(t, &f);
         if (st == CLLM_OK) {
             t->step = (int64_t)step;
             t->window_base = window;
