@@ -88,8 +88,9 @@ static float synth_grad_scale(void *ctx, double norm2) {
 
 /* AdamW on [begin, end), split at tensor boundaries with alternating decay,
  * as the trainer's callback does. */
-static void synth_update(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
+static void synth_update(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
     synth *s = ctx;
+    (void)segment;
     while (begin < end) {
         size_t t = begin / TENSOR, stop = (t + 1) * TENSOR < end ? (t + 1) * TENSOR : end;
         const float *part[2] = {srcs[0] + begin, k > 1 ? srcs[1] + begin : NULL};
@@ -173,7 +174,7 @@ static void serial_steps(synth *s, int M, int steps) {
             k = 1;
             free(sq);
         }
-        synth_update(s, 0, s->P, srcs, k, scale);
+        synth_update(s, 0, 0, s->P, srcs, k, scale);
     }
     for (int i = 0; i < M; i++) cllm_free(g[i]);
     free(g);

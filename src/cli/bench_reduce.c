@@ -129,8 +129,8 @@ static cllm_status synthetic_compute(void *ctx, int micro, int thread, float *gr
     return CLLM_OK;
 }
 
-static void synthetic_update(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
-    (void)ctx, (void)begin, (void)end, (void)srcs, (void)k, (void)scale;
+static void synthetic_update(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
+    (void)ctx, (void)segment, (void)begin, (void)end, (void)srcs, (void)k, (void)scale;
 }
 
 static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments, int *folded) {

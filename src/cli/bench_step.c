@@ -56,8 +56,9 @@ static float clip_scale(void *vctx, double norm2) {
 
 /* The engine's range may span tensors with and without weight decay: split
  * it at tensor boundaries, as the trainer does. */
-static void update_range(void *vctx, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
+static void update_range(void *vctx, int segment, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
     step_ctx *c = vctx;
+    (void)segment;
     const gpt2_model *m = c->model;
     const float *at[64];
     if (k > 64) k = 64; /* the engine never folds more sources than that */

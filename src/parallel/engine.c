@@ -402,7 +402,7 @@ static void owners_update(cllm_engine *e, int tid, int team) {
             a->fold_end = cllm_now() - e->t0;
         }
         for (int s = tid; s < e->S; s += team)
-            if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, e->segs[s].begin, e->segs[s].end, srcs, k, 1.0f);
+            if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, k, 1.0f);
         a->update += cllm_now() - t;
         return;
     }
@@ -435,7 +435,7 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     }
     t = cllm_now();
     for (int s = tid; s < e->S; s += team)
-        if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, e->segs[s].begin, e->segs[s].end, srcs, 1, e->scale);
+        if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, 1, e->scale);
     a->update += cllm_now() - t;
 }
 
@@ -575,6 +575,12 @@ size_t cllm_engine_buffer_bytes(const cllm_engine *e) {
 int cllm_engine_threads(const cllm_engine *e) { return e->T; }
 int cllm_engine_buffers(const cllm_engine *e) { return e->NB; }
 int cllm_engine_segments(const cllm_engine *e) { return e->S; }
+
+void cllm_engine_segment(const cllm_engine *e, int s, size_t *begin, size_t *end) {
+    CLLM_ASSERT(s >= 0 && s < e->S);
+    *begin = e->segs[s].begin;
+    *end = e->segs[s].end;
+}
 
 /* ---- the step ------------------------------------------------------------- */
 

@@ -31,6 +31,7 @@
 #include "cllm/parallel/engine.h"
 #include "cllm/parallel/kernels.h"
 #include "cllm/parallel/simd.h"
+#include "cllm/params/spans.h"
 #include "cllm/rng.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/checkpoint.h"
@@ -61,6 +62,8 @@ typedef struct {
     gpt2_model model;
     float *m, *v; /* AdamW moments, same layout as params */
     cllm_engine *engine;
+    cllm_span_list *spans; /* per engine segment: its pieces of one decay setting each */
+    int n_segments;
     const cllm_kernels *kernels; /* fused sum + AdamW of the active SIMD path */
     int threads;
     gpt2_acts **acts; /* one arena per thread */
@@ -131,45 +134,47 @@ static float clip_scale(void *ctx, double norm2) {
     return cllm_clip_factor(t->grad_norm, t->o->clip);
 }
 
-/* The tensor holding element i, or the first one after it (padding). */
-static int tensor_at(const gpt2_model *m, size_t i) {
-    int lo = 0, hi = m->n_tensors;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (m->tensors[mid].offset + m->tensors[mid].numel <= i) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-/* AdamW on [begin, end), split at tensor boundaries so each piece has one
- * decay flag. Alignment padding between tensors has zero gradient and zero
- * moments, so updating it without decay leaves it exactly 0. */
-static void update_range(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float grad_scale) {
+/* AdamW on one engine segment: the segment's spans (one decay setting
+ * each) were computed once, at set-up (owned_spans). */
+static void update_range(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k,
+                         float grad_scale) {
     trainer *t = ctx;
     if (t->bad_gradient) return;
-    enum { MAX_SOURCES = 64 };
-    const float *piece[MAX_SOURCES];
-    if (k > MAX_SOURCES) k = MAX_SOURCES; /* the engine passes 1 or 2 */
+    enum { MAX_SOURCES = 2 };
+    CLLM_ASSERT(k >= 1 && k <= MAX_SOURCES && segment >= 0 && segment < t->n_segments);
+    const cllm_span_list *spans = &t->spans[segment];
+    CLLM_ASSERT(spans->n == 0 || (spans->spans[0].begin == begin && spans->spans[spans->n - 1].end == end));
+    (void)begin, (void)end;
     const gpt2_model *m = &t->model;
-    size_t pos = begin;
-    int ti = tensor_at(m, pos);
-    while (pos < end) {
-        size_t piece_end = end;
-        int decay = 0;
-        if (ti < m->n_tensors && m->tensors[ti].offset <= pos) {
-            const gpt2_tensor *tn = &m->tensors[ti];
-            if (tn->offset + tn->numel < piece_end) piece_end = tn->offset + tn->numel;
-            decay = !tn->no_decay;
-            ti++;
-        } else if (ti < m->n_tensors && m->tensors[ti].offset < piece_end) {
-            piece_end = m->tensors[ti].offset; /* padding up to the next tensor */
-        }
-        for (int s = 0; s < k; s++) piece[s] = srcs[s] + pos;
-        t->kernels->sum_adamw(m->params + pos, t->m + pos, t->v + pos, piece, k, grad_scale, piece_end - pos,
-                              &t->hp, decay);
-        pos = piece_end;
+    const float *piece[MAX_SOURCES];
+    for (int i = 0; i < spans->n; i++) {
+        const cllm_span *sp = &spans->spans[i];
+        for (int s = 0; s < k; s++) piece[s] = srcs[s] + sp->begin;
+        t->kernels->sum_adamw(m->params + sp->begin, t->m + sp->begin, t->v + sp->begin, piece, k, grad_scale,
+                              sp->end - sp->begin, &t->hp, sp->decay);
     }
+}
+
+/* Each engine segment's spans, from the model's tensor table. */
+static cllm_status owned_spans(trainer *t) {
+    const gpt2_model *m = &t->model;
+    cllm_param_extent *ext = malloc((size_t)m->n_tensors * sizeof *ext);
+    t->n_segments = cllm_engine_segments(t->engine);
+    t->spans = calloc((size_t)t->n_segments, sizeof *t->spans);
+    if (!ext || !t->spans) {
+        free(ext);
+        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        ext[i] = (cllm_param_extent){m->tensors[i].offset, m->tensors[i].numel, !m->tensors[i].no_decay};
+    cllm_status st = CLLM_OK;
+    for (int s = 0; st == CLLM_OK && s < t->n_segments; s++) {
+        size_t begin, end;
+        cllm_engine_segment(t->engine, s, &begin, &end);
+        st = cllm_spans_of_range(ext, m->n_tensors, begin, end, &t->spans[s]);
+    }
+    free(ext);
+    return st;
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -498,6 +503,8 @@ static void trainer_free(trainer *t) {
     cllm_free(t->m);
     cllm_free(t->v);
     if (t->engine) cllm_engine_free(t->engine);
+    for (int s = 0; t->spans && s < t->n_segments; s++) cllm_span_list_free(&t->spans[s]);
+    free(t->spans);
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
     if (t->tok) cllm_tokenizer_free(t->tok);
@@ -846,6 +853,7 @@ static cllm_status setup(trainer *t, int resume) {
         .streaming = cllm_env_streaming(), .window = cllm_env_grad_window(), .compute_overwrites = 1,
     };
     st = cllm_engine_create(&ec, &t->engine);
+    if (st == CLLM_OK) st = owned_spans(t);
     if (st != CLLM_OK) return st;
     if (resume) {
         st = load_checkpoint(t);

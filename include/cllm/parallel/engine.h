@@ -38,10 +38,13 @@ typedef struct {
      * (global-norm clipping). NULL: no norm is computed and the fused
      * sum+update path is used. */
     float (*grad_scale)(void *ctx, double grad_norm2);
-    /* Applies the update rule to parameters [begin, end): the gradient there
-     * is grad_scale * (srcs[0][i] + ... + srcs[k-1][i]), summed in that order.
+    /* Applies the update rule to segment `segment`, parameters [begin, end)
+     * (cllm_engine_segment gives every segment's range up front, so the job
+     * can prepare per-segment work once): the gradient there is
+     * grad_scale * (srcs[0][i] + ... + srcs[k-1][i]), summed in that order.
      * Called by the segment's owner only, once per segment per step. */
-    void (*update)(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float grad_scale);
+    void (*update)(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k,
+                   float grad_scale);
 } cllm_engine_job;
 
 typedef struct {
@@ -95,6 +98,8 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
  * segments (threads x segments_per_thread). */
 int cllm_engine_buffers(const cllm_engine *e);
 int cllm_engine_segments(const cllm_engine *e);
+/* The range [*begin, *end) of segment s (0 <= s < cllm_engine_segments), fixed for the engine's life. */
+void cllm_engine_segment(const cllm_engine *e, int s, size_t *begin, size_t *end);
 
 /* The hand-over atomics of a step when no worker had to wait (docs/ENGINE.md):
  * 4M - 2 + (M - 2)(3S + 1) for M >= 2 micro-batches and S segments, 2 for
