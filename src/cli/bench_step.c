@@ -2,9 +2,9 @@
  * gradient reduction, global-norm clipping, AdamW) at 1, 2, ... threads, and
  * optionally PyTorch's speed on the same model measured in the same run.
  *
- * The step is the trainer's: the data-parallel engine, one sequence per
- * micro-batch, the fused sum + AdamW kernels. Random tokens: speed does not
- * depend on the data. */
+ * The step is the trainer's own (cllm_step_run): the data-parallel engine,
+ * one sequence per micro-batch, the owned spans and fused sum + AdamW
+ * kernels, clipping. Random tokens: speed does not depend on the data. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@
 #include "cllm/model/gpt2.h"
 #include "cllm/parallel/engine.h"
 #include "cllm/parallel/kernels.h"
-#include "cllm/train/adamw.h"
+#include "cllm/train/step.h"
 #include "cllm/train/peak.h"
 
 #define BENCH_BATCH 8
@@ -29,53 +29,16 @@
 #define BENCH_CLIP 1.0
 #define BENCH_MAX_THREADS 256
 
+/* The benchmark's stream: BENCH_BATCH fixed random sequences, repeated. */
 typedef struct {
-    const gpt2_model *model;
-    gpt2_acts **acts;       /* one arena per thread */
-    const int32_t *tokens;  /* BENCH_BATCH sequences of BENCH_SEQ + 1 tokens */
-    float *m, *v;           /* AdamW moments */
-    const cllm_kernels *kernels;
-    cllm_adamw_step hyper;
-} step_ctx;
+    const int32_t *tokens; /* BENCH_BATCH sequences of BENCH_SEQ + 1 tokens */
+} bench_data;
 
-static cllm_status compute_micro(void *vctx, int micro, int thread, float *grad, float *loss) {
-    step_ctx *c = vctx;
-    const int32_t *seq = c->tokens + (size_t)micro * (BENCH_SEQ + 1);
-    *loss = gpt2_forward(c->model, c->acts[thread], seq, seq + 1, 1, BENCH_SEQ);
-    /* One backward per micro-batch: it writes the whole buffer, which the
-     * engine therefore does not zero (compute_overwrites below). */
-    gpt2_backward_overwrite(c->model, c->acts[thread], grad, 1.0f / BENCH_BATCH);
-    return CLLM_OK;
-}
-
-static float clip_scale(void *vctx, double norm2) {
-    (void)vctx;
-    double norm = norm2 > 0 ? sqrt(norm2) : 0.0;
-    return norm > BENCH_CLIP ? (float)(BENCH_CLIP / norm) : 1.0f;
-}
-
-/* The engine's range may span tensors with and without weight decay: split
- * it at tensor boundaries, as the trainer does. */
-static void update_range(void *vctx, int segment, size_t begin, size_t end, const float *const *srcs, int k, float scale) {
-    step_ctx *c = vctx;
-    (void)segment;
-    const gpt2_model *m = c->model;
-    const float *at[64];
-    if (k > 64) k = 64; /* the engine never folds more sources than that */
-    size_t pos = begin;
-    for (int t = 0; t < m->n_tensors && pos < end; t++) {
-        size_t t_begin = m->tensors[t].offset, t_end = t_begin + m->tensors[t].numel;
-        size_t next = t + 1 < m->n_tensors ? m->tensors[t + 1].offset : m->n_params;
-        if (next <= pos) continue;
-        size_t lo = pos > t_begin ? pos : t_begin;
-        size_t hi = t_end < end ? t_end : end;
-        if (hi > lo) {
-            for (int j = 0; j < k; j++) at[j] = srcs[j] + lo;
-            c->kernels->sum_adamw(m->params + lo, c->m + lo, c->v + lo, at, k, scale, hi - lo, &c->hyper,
-                                  !m->tensors[t].no_decay);
-        }
-        pos = next < end ? next : end;
-    }
+static void bench_window(void *ctx, uint64_t index, int32_t *inputs, int32_t *targets) {
+    const bench_data *d = ctx;
+    const int32_t *seq = d->tokens + (size_t)(index % BENCH_BATCH) * (BENCH_SEQ + 1);
+    memcpy(inputs, seq, BENCH_SEQ * sizeof(int32_t));
+    memcpy(targets, seq + 1, BENCH_SEQ * sizeof(int32_t));
 }
 
 typedef struct {
@@ -84,45 +47,40 @@ typedef struct {
 } step_result;
 
 
-static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, int threads, int repeats,
+/* The trainer's own step (src/train/step.c): the same engine, spans, kernels
+ * and clipping, one sequence per micro-batch. */
+static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int threads, int repeats,
                                step_result *out) {
     omp_set_num_threads(threads);
-    cllm_engine_config ec = {.n_params = model->n_params,
-                             .n_micro = BENCH_BATCH,
-                             .segments_per_thread = cllm_env_segments(),
-                             .streaming = cllm_env_streaming(),
-                             .window = cllm_env_grad_window(),
-                             .compute_overwrites = 1};
-    cllm_engine *engine = NULL;
-    cllm_status st = cllm_engine_create(&ec, &engine);
+    bench_data data = {tokens};
+    cllm_step_config sc = {
+        .model = model, .kernels = cllm_kernels_active(), .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
+        .weight_decay = 0.1, .window = bench_window, .window_ctx = &data,
+        .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
+        .buffer_window = cllm_env_grad_window(),
+    };
+    cllm_step *step = NULL;
+    cllm_status st = cllm_step_create(&sc, &step);
     if (st != CLLM_OK) return st;
-    int nt = cllm_engine_threads(engine);
-    step_ctx c = {.model = model,
-                  .acts = calloc((size_t)nt, sizeof(gpt2_acts *)),
-                  .tokens = tokens,
-                  .m = cllm_alloc(model->n_params * sizeof(float)),
-                  .v = cllm_alloc(model->n_params * sizeof(float)),
-                  .kernels = cllm_kernels_active()};
+    int nt = cllm_step_threads(step);
     double *wall = calloc((size_t)repeats, sizeof(double)), *exposed = calloc((size_t)repeats, sizeof(double));
     double *util = calloc((size_t)repeats, sizeof(double)), *update = calloc((size_t)repeats, sizeof(double));
-    int ok = c.acts && c.m && c.v && wall && exposed && util && update && c.kernels;
-    for (int t = 0; ok && t < nt; t++) ok = (c.acts[t] = gpt2_acts_create(&model->cfg, 1)) != NULL;
-    cllm_adamw_config ac = cllm_adamw_defaults();
-    cllm_engine_job job = {&c, compute_micro, clip_scale, update_range};
-    cllm_engine_stats stats;
+    int ok = wall && exposed && util && update;
+    if (!ok) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     double loss = 0.0;
     /* Step 0 warms caches, page tables and the thread team; not timed. */
     for (int r = -1; ok && r < repeats; r++) {
-        c.hyper = cllm_adamw_step_make(&ac, 1e-4, r + 2);
+        cllm_step_result res;
         double t0 = cllm_now();
-        if (cllm_engine_step(engine, &job, &stats) != CLLM_OK) ok = 0;
+        st = cllm_step_run(step, r + 2, 1e-4, 0, &res);
         double dt = cllm_now() - t0;
-        if (r < 0) continue;
+        if (st != CLLM_OK) ok = 0;
+        if (!ok || r < 0) continue;
         wall[r] = dt;
-        exposed[r] = stats.exposed_share;
-        update[r] = stats.update_share;
-        util[r] = stats.utilisation;
-        loss = stats.loss;
+        exposed[r] = res.engine.exposed_share;
+        update[r] = res.engine.update_share;
+        util[r] = res.engine.utilisation;
+        loss = res.loss;
     }
     if (ok) {
         double step_s = cllm_median(wall, repeats);
@@ -136,11 +94,9 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
         out->mfu = out->tokens_per_s * gpt2_flops_per_token(&model->cfg) /
                    (nt * cllm_peak_gflops_per_core() * 1e9);
     }
-    for (int t = 0; c.acts && t < nt; t++) gpt2_acts_destroy(c.acts[t]);
-    free(c.acts), cllm_free(c.m), cllm_free(c.v), free(wall), free(exposed), free(util), free(update);
-    cllm_engine_free(engine);
-    if (!ok) return cllm_fail(CLLM_ERR_INTERNAL, "bench step: %s",
-                              *cllm_last_error() ? cllm_last_error() : "out of memory");
+    free(wall), free(exposed), free(util), free(update);
+    cllm_step_free(step);
+    if (!ok) return cllm_fail(st == CLLM_OK ? CLLM_ERR_INTERNAL : st, "bench step: %s", cllm_last_error());
     return CLLM_OK;
 }
 

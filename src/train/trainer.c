@@ -31,7 +31,6 @@
 #include "cllm/parallel/engine.h"
 #include "cllm/parallel/kernels.h"
 #include "cllm/parallel/simd.h"
-#include "cllm/params/spans.h"
 #include "cllm/rng.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/checkpoint.h"
@@ -43,6 +42,7 @@
 #include "cllm/train/runfolder.h"
 #include "cllm/train/safetensors.h"
 #include "cllm/train/sampler.h"
+#include "cllm/train/step.h"
 #include "cllm/train/schedule.h"
 
 /* ---- run state ------------------------------------------------------------ */
@@ -60,14 +60,9 @@ typedef struct {
     cllm_tokenizer *tok;
     cllm_dataset data;
     gpt2_model model;
-    float *m, *v; /* AdamW moments, same layout as params */
-    cllm_engine *engine;
-    cllm_span_list *spans; /* per engine segment: its pieces of one decay setting each */
-    int n_segments;
-    const cllm_kernels *kernels; /* fused sum + AdamW of the active SIMD path */
-    int threads;
-    gpt2_acts **acts; /* one arena per thread */
-    int32_t **inputs, **targets;
+    cllm_step *stepper;   /* the optimizer step: engine, per-thread arenas, AdamW moments */
+    int threads;           /* the step's workers */
+    float *m, *v;          /* the step's AdamW moments, same layout as params */
     float *val_losses;
     int n_micro;           /* micro-batches per optimizer step */
     int seqs_per_step;     /* n_micro * micro */
@@ -76,10 +71,7 @@ typedef struct {
     int64_t step;          /* optimizer steps completed */
     uint64_t window_base;  /* data-loader position: first window of the current step */
     cllm_rng rng;          /* samples printed during training */
-    cllm_adamw_config adam;
-    cllm_adamw_step hp;    /* the current step's hyper-parameters */
-    double grad_norm;
-    int bad_gradient;      /* set by clip_scale: the update must not run */
+    double grad_norm;      /* of the last step */
     double unigram;
 } trainer;
 
@@ -96,85 +88,11 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
 
-static int64_t debug_fail_step = 0;
+void cllm_train_debug_fail_at_step(int64_t step) { cllm_step_debug_fail_at(step); }
 
-void cllm_train_debug_fail_at_step(int64_t step) { debug_fail_step = step; }
-
-static cllm_status compute_micro(void *ctx, int micro, int thread, float *grad, float *loss) {
-    trainer *t = ctx;
-    if (t->step + 1 == debug_fail_step && micro == t->n_micro - 1)
-        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", micro,
-                         t->step + 1);
-    int T = t->o->model.seq_len, B = t->o->micro;
-    int32_t *in = t->inputs[thread], *tg = t->targets[thread];
-    for (int j = 0; j < B; j++) {
-        uint64_t index = t->window_base + (uint64_t)micro * (uint64_t)B + (uint64_t)j;
-        cllm_dataset_train_window(&t->data, index, in + (size_t)j * T, tg + (size_t)j * T);
-    }
-    *loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
-    /* The whole micro-batch in one backward, which writes every gradient, so
-     * the engine skips zeroing the buffer (compute_overwrites). */
-    gpt2_backward_overwrite(&t->model, t->acts[thread], grad, 1.0f / (float)t->n_micro);
-    return CLLM_OK;
-}
-
-float cllm_clip_factor(double grad_norm, double clip) {
-    if (!isfinite(grad_norm)) return 0.0f;
-    if (clip > 0 && grad_norm > clip) return (float)(clip / grad_norm);
-    return 1.0f;
-}
-
-/* Called once per step by one thread, before any update of the step. A
- * non-finite norm cancels the update so the parameters in memory stay those
- * of the last good step. */
-static float clip_scale(void *ctx, double norm2) {
-    trainer *t = ctx;
-    t->grad_norm = sqrt(norm2);
-    if (!isfinite(norm2)) t->bad_gradient = 1;
-    return cllm_clip_factor(t->grad_norm, t->o->clip);
-}
-
-/* AdamW on one engine segment: the segment's spans (one decay setting
- * each) were computed once, at set-up (owned_spans). */
-static void update_range(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k,
-                         float grad_scale) {
-    trainer *t = ctx;
-    if (t->bad_gradient) return;
-    enum { MAX_SOURCES = 2 };
-    CLLM_ASSERT(k >= 1 && k <= MAX_SOURCES && segment >= 0 && segment < t->n_segments);
-    const cllm_span_list *spans = &t->spans[segment];
-    CLLM_ASSERT(spans->n == 0 || (spans->spans[0].begin == begin && spans->spans[spans->n - 1].end == end));
-    (void)begin, (void)end;
-    const gpt2_model *m = &t->model;
-    const float *piece[MAX_SOURCES];
-    for (int i = 0; i < spans->n; i++) {
-        const cllm_span *sp = &spans->spans[i];
-        for (int s = 0; s < k; s++) piece[s] = srcs[s] + sp->begin;
-        t->kernels->sum_adamw(m->params + sp->begin, t->m + sp->begin, t->v + sp->begin, piece, k, grad_scale,
-                              sp->end - sp->begin, &t->hp, sp->decay);
-    }
-}
-
-/* Each engine segment's spans, from the model's tensor table. */
-static cllm_status owned_spans(trainer *t) {
-    const gpt2_model *m = &t->model;
-    cllm_param_extent *ext = malloc((size_t)m->n_tensors * sizeof *ext);
-    t->n_segments = cllm_engine_segments(t->engine);
-    t->spans = calloc((size_t)t->n_segments, sizeof *t->spans);
-    if (!ext || !t->spans) {
-        free(ext);
-        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    }
-    for (int i = 0; i < m->n_tensors; i++)
-        ext[i] = (cllm_param_extent){m->tensors[i].offset, m->tensors[i].numel, !m->tensors[i].no_decay};
-    cllm_status st = CLLM_OK;
-    for (int s = 0; st == CLLM_OK && s < t->n_segments; s++) {
-        size_t begin, end;
-        cllm_engine_segment(t->engine, s, &begin, &end);
-        st = cllm_spans_of_range(ext, m->n_tensors, begin, end, &t->spans[s]);
-    }
-    free(ext);
-    return st;
+/* The training stream's sequence `index`, for the step. */
+static void train_window(void *ctx, uint64_t index, int32_t *inputs, int32_t *targets) {
+    cllm_dataset_train_window(ctx, index, inputs, targets);
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -434,9 +352,11 @@ static double evaluate(trainer *t) {
     long long count = (long long)n;
 #pragma omp parallel for schedule(dynamic) num_threads(t->threads)
     for (long long i = 0; i < count; i++) {
-        int th = omp_get_thread_num();
-        cllm_dataset_val_window(&t->data, (size_t)i, t->inputs[th], t->targets[th]);
-        t->val_losses[i] = gpt2_forward(&t->model, t->acts[th], t->inputs[th], t->targets[th], 1, T);
+        gpt2_acts *acts;
+        int32_t *in, *tg;
+        cllm_step_scratch(t->stepper, omp_get_thread_num(), &acts, &in, &tg);
+        cllm_dataset_val_window(&t->data, (size_t)i, in, tg);
+        t->val_losses[i] = gpt2_forward(&t->model, acts, in, tg, 1, T);
     }
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += t->val_losses[i];
@@ -469,42 +389,9 @@ static cllm_status unigram_entropy(trainer *t) {
 
 /* ---- set-up and tear-down ----------------------------------------------------- */
 
-static cllm_status alloc_per_thread(trainer *t) {
-    int T = t->o->model.seq_len, B = t->o->micro;
-    t->acts = calloc((size_t)t->threads, sizeof *t->acts);
-    t->inputs = calloc((size_t)t->threads, sizeof *t->inputs);
-    t->targets = calloc((size_t)t->threads, sizeof *t->targets);
-    if (!t->acts || !t->inputs || !t->targets) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    for (int i = 0; i < t->threads; i++) {
-        t->acts[i] = gpt2_acts_create(&t->o->model, B);
-        t->inputs[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
-        t->targets[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
-        if (!t->acts[i] || !t->inputs[i] || !t->targets[i])
-            return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for activations (thread %d)", i);
-    }
-    t->val_losses = cllm_alloc((t->data.n_val + 1) * sizeof(float));
-    t->m = cllm_alloc(t->model.n_params * sizeof(float));
-    t->v = cllm_alloc(t->model.n_params * sizeof(float));
-    if (!t->val_losses || !t->m || !t->v) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    return CLLM_OK;
-}
-
 static void trainer_free(trainer *t) {
-    if (t->acts)
-        for (int i = 0; i < t->threads; i++) gpt2_acts_destroy(t->acts[i]);
-    if (t->inputs)
-        for (int i = 0; i < t->threads; i++) cllm_free(t->inputs[i]);
-    if (t->targets)
-        for (int i = 0; i < t->threads; i++) cllm_free(t->targets[i]);
-    free(t->acts);
-    free(t->inputs);
-    free(t->targets);
     cllm_free(t->val_losses);
-    cllm_free(t->m);
-    cllm_free(t->v);
-    if (t->engine) cllm_engine_free(t->engine);
-    for (int s = 0; t->spans && s < t->n_segments; s++) cllm_span_list_free(&t->spans[s]);
-    free(t->spans);
+    cllm_step_free(t->stepper);
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
     if (t->tok) cllm_tokenizer_free(t->tok);
@@ -699,7 +586,6 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     cllm_status st = cllm_metrics_open(&log, t->dir, t->step);
     if (st != CLLM_OK) return st;
     cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
-    cllm_engine_job job = {t, compute_micro, clip_scale, update_range};
     int64_t end = o->stop_after > 0 && o->stop_after < t->total_steps ? o->stop_after : t->total_steps;
     double peak = cllm_peak_gflops_per_core() * 1e9 * t->threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
@@ -710,15 +596,15 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     while (t->step < end && !stop_signal) {
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
-        t->hp = cllm_adamw_step_make(&t->adam, lr, s);
-        t->bad_gradient = 0;
-        cllm_engine_stats stats;
+        cllm_step_result r;
         double t0 = cllm_now();
-        st = cllm_engine_step(t->engine, &job, &stats);
+        st = cllm_step_run(t->stepper, s, lr, t->window_base, &r);
         train_time += cllm_now() - t0;
         if (st != CLLM_OK) break;
-        double loss = s == debug_nan_step ? NAN : stats.loss;
-        if (!isfinite(loss) || t->bad_gradient || !isfinite(t->grad_norm)) {
+        const cllm_engine_stats stats = r.engine;
+        t->grad_norm = r.grad_norm;
+        double loss = s == debug_nan_step ? NAN : r.loss;
+        if (!isfinite(loss) || r.skipped || !isfinite(t->grad_norm)) {
             cllm_progress_end(mode, stdout);
             char buf_loss[32], buf_norm[32];
             char kept[512];
@@ -833,7 +719,6 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_init_weights(&t->model, o->seed);
-    t->threads = omp_get_max_threads();
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);
@@ -842,19 +727,20 @@ static cllm_status setup(trainer *t, int resume) {
     if (o->stop_after > t->total_steps)
         return cllm_fail(CLLM_ERR_INPUT, "--stop-after %" PRId64 " is beyond the budget of %" PRId64 " steps",
                          o->stop_after, t->total_steps);
-    st = alloc_per_thread(t);
-    if (st != CLLM_OK) return st;
-    t->kernels = cllm_kernels_active();
-    t->adam = cllm_adamw_defaults();
-    t->adam.weight_decay = o->weight_decay;
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
-    cllm_engine_config ec = {
-        .n_params = t->model.n_params, .n_micro = t->n_micro, .segments_per_thread = cllm_env_segments(),
-        .streaming = cllm_env_streaming(), .window = cllm_env_grad_window(), .compute_overwrites = 1,
+    cllm_step_config sc = {
+        .model = &t->model, .kernels = cllm_kernels_active(), .micro = o->micro, .n_micro = t->n_micro,
+        .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
+        .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
+        .buffer_window = cllm_env_grad_window(),
     };
-    st = cllm_engine_create(&ec, &t->engine);
-    if (st == CLLM_OK) st = owned_spans(t);
+    st = cllm_step_create(&sc, &t->stepper);
     if (st != CLLM_OK) return st;
+    t->threads = cllm_step_threads(t->stepper);
+    t->m = cllm_step_moment(t->stepper, 0);
+    t->v = cllm_step_moment(t->stepper, 1);
+    t->val_losses = cllm_alloc((t->data.n_val + 1) * sizeof(float));
+    if (!t->val_losses) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     if (resume) {
         st = load_checkpoint(t);
         if (st != CLLM_OK) return st;
@@ -922,7 +808,7 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     if (st == CLLM_OK) {
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;
-        if (!o->quiet) print_summary(&t, cllm_engine_buffer_bytes(t.engine));
+        if (!o->quiet) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
         stop_signal = 0;
         struct sigaction sa, old_int, old_term;
         memset(&sa, 0, sizeof sa);

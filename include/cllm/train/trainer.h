@@ -21,6 +21,7 @@
 #include "cllm/common.h"
 #include "cllm/model/gpt2.h"
 #include "cllm/train/options.h"
+#include "cllm/train/step.h"
 
 
 typedef struct {
@@ -42,10 +43,6 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
 int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windows);
 
 
-/* The factor global-norm clipping multiplies the gradient by: clip / norm
- * when the norm exceeds clip > 0, else 1; 0 for a non-finite norm (the step
- * is then discarded). */
-float cllm_clip_factor(double grad_norm, double clip);
 
 /* Test hook: the training loss of the given step (1-based) is replaced by NaN
  * before the finiteness check, to test the stop on divergence. 0: off. */

@@ -1,0 +1,71 @@
+/* One optimizer step of training, as the trainer runs it and as
+ * `cllm bench step` times it: micro-batches of windows from a source,
+ * forward and backward on the engine's workers, the fixed-order reduction,
+ * global-norm clipping, and AdamW over precomputed owned spans.
+ *
+ * The step owns what only training needs: per-thread activations and token
+ * buffers, the AdamW moments, the engine and its spans. The model (the
+ * parameters it updates in place) and the data belong to the caller. */
+#ifndef CLLM_TRAIN_STEP_H
+#define CLLM_TRAIN_STEP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cllm/common.h"
+#include "cllm/model/gpt2.h"
+#include "cllm/parallel/engine.h"
+#include "cllm/parallel/kernels.h"
+
+/* Writes sequence `index` of the stream: T inputs and their T targets. */
+typedef void (*cllm_window_fn)(void *ctx, uint64_t index, int32_t *inputs, int32_t *targets);
+
+typedef struct {
+    gpt2_model *model;            /* its parameters are updated in place */
+    const cllm_kernels *kernels;  /* the reduction and AdamW kernels */
+    int micro;                    /* sequences per micro-batch */
+    int n_micro;                  /* micro-batches per step */
+    double clip;                  /* global-norm threshold; 0: off */
+    double weight_decay;
+    cllm_window_fn window;
+    void *window_ctx;
+    /* engine tuning (from the environment, read by the caller) */
+    int segments_per_thread, streaming, buffer_window;
+} cllm_step_config;
+
+typedef struct {
+    double loss;      /* mean micro-batch loss, added in index order */
+    double grad_norm; /* of the whole step's gradient, before clipping */
+    int skipped;      /* the norm was not finite: no update was applied */
+    cllm_engine_stats engine;
+} cllm_step_result;
+
+typedef struct cllm_step cllm_step;
+
+cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out);
+void cllm_step_free(cllm_step *s);
+
+/* Optimizer step number `step` (1-based, for AdamW's bias correction) at
+ * learning rate lr, over the sequences window_base, window_base + 1, ...
+ * A worker's failure is returned as its own status and message, with no
+ * update applied. */
+cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window_base, cllm_step_result *r);
+
+/* The AdamW moments (which 0: m, 1: v), n_params floats in the model's layout. */
+float *cllm_step_moment(cllm_step *s, int which);
+/* The worker count, the engine's: the one every per-thread array is sized by. */
+int cllm_step_threads(const cllm_step *s);
+size_t cllm_step_buffer_bytes(const cllm_step *s);
+/* Thread th's activation arena (micro sequences) and token buffers, free
+ * between steps (evaluation uses them). */
+void cllm_step_scratch(cllm_step *s, int th, gpt2_acts **acts, int32_t **inputs, int32_t **targets);
+
+/* The factor global-norm clipping multiplies the gradient by: clip / norm
+ * when the norm exceeds clip > 0, else 1; 0 for a non-finite norm. */
+float cllm_clip_factor(double grad_norm, double clip);
+
+/* Test hook: the last micro-batch of step `step` (0: never) fails with its
+ * own message, as a worker's error would. */
+void cllm_step_debug_fail_at(int64_t step);
+
+#endif

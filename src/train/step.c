@@ -1,0 +1,206 @@
+/* One optimizer step (include/cllm/train/step.h). */
+#include "cllm/train/step.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cllm/params/spans.h"
+#include "cllm/train/adamw.h"
+
+struct cllm_step {
+    cllm_step_config c;
+    cllm_engine *engine;
+    int threads;
+    gpt2_acts **acts; /* one arena per worker */
+    int32_t **inputs, **targets;
+    float *m, *v;
+    cllm_span_list *spans; /* per engine segment: pieces of one decay setting each */
+    int n_segments;
+    cllm_adamw_config adam;
+    /* the step in progress */
+    cllm_adamw_step hp;
+    int64_t step;
+    uint64_t window_base;
+    double grad_norm;
+    int bad_gradient; /* set by clip_scale: the update must not run */
+};
+
+static int64_t debug_fail_step = 0;
+
+void cllm_step_debug_fail_at(int64_t step) { debug_fail_step = step; }
+
+/* ---- engine callbacks ------------------------------------------------------ */
+
+static cllm_status compute_micro(void *ctx, int micro, int thread, float *grad, float *loss) {
+    cllm_step *s = ctx;
+    if (s->step == debug_fail_step && micro == s->c.n_micro - 1)
+        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", micro,
+                         s->step);
+    int T = s->c.model->cfg.seq_len, B = s->c.micro;
+    int32_t *in = s->inputs[thread], *tg = s->targets[thread];
+    for (int j = 0; j < B; j++) {
+        uint64_t index = s->window_base + (uint64_t)micro * (uint64_t)B + (uint64_t)j;
+        s->c.window(s->c.window_ctx, index, in + (size_t)j * T, tg + (size_t)j * T);
+    }
+    *loss = gpt2_forward(s->c.model, s->acts[thread], in, tg, B, T);
+    /* The whole micro-batch in one backward, which writes every gradient, so
+     * the engine skips zeroing the buffer (compute_overwrites). */
+    gpt2_backward_overwrite(s->c.model, s->acts[thread], grad, 1.0f / (float)s->c.n_micro);
+    return CLLM_OK;
+}
+
+float cllm_clip_factor(double grad_norm, double clip) {
+    if (!isfinite(grad_norm)) return 0.0f;
+    if (clip > 0 && grad_norm > clip) return (float)(clip / grad_norm);
+    return 1.0f;
+}
+
+/* Called once per step by one thread, before any update of the step. A
+ * non-finite norm cancels the update so the parameters in memory stay those
+ * of the last good step. */
+static float clip_scale(void *ctx, double norm2) {
+    cllm_step *s = ctx;
+    s->grad_norm = sqrt(norm2);
+    if (!isfinite(norm2)) s->bad_gradient = 1;
+    return cllm_clip_factor(s->grad_norm, s->c.clip);
+}
+
+/* AdamW on one engine segment, over the spans computed at creation. */
+static void update_segment(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k,
+                           float grad_scale) {
+    cllm_step *s = ctx;
+    if (s->bad_gradient) return;
+    enum { MAX_SOURCES = 2 };
+    CLLM_ASSERT(k >= 1 && k <= MAX_SOURCES && segment >= 0 && segment < s->n_segments);
+    const cllm_span_list *spans = &s->spans[segment];
+    CLLM_ASSERT(spans->n == 0 || (spans->spans[0].begin == begin && spans->spans[spans->n - 1].end == end));
+    (void)begin, (void)end;
+    float *params = s->c.model->params;
+    const float *piece[MAX_SOURCES];
+    for (int i = 0; i < spans->n; i++) {
+        const cllm_span *sp = &spans->spans[i];
+        for (int j = 0; j < k; j++) piece[j] = srcs[j] + sp->begin;
+        s->c.kernels->sum_adamw(params + sp->begin, s->m + sp->begin, s->v + sp->begin, piece, k, grad_scale,
+                                sp->end - sp->begin, &s->hp, sp->decay);
+    }
+}
+
+/* ---- creation ----------------------------------------------------------------- */
+
+/* Each engine segment's spans, from the model's tensor table. */
+static cllm_status owned_spans(cllm_step *s) {
+    const gpt2_model *m = s->c.model;
+    cllm_param_extent *ext = malloc((size_t)m->n_tensors * sizeof *ext);
+    s->n_segments = cllm_engine_segments(s->engine);
+    s->spans = calloc((size_t)s->n_segments, sizeof *s->spans);
+    if (!ext || !s->spans) {
+        free(ext);
+        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        ext[i] = (cllm_param_extent){m->tensors[i].offset, m->tensors[i].numel, !m->tensors[i].no_decay};
+    cllm_status st = CLLM_OK;
+    for (int seg = 0; st == CLLM_OK && seg < s->n_segments; seg++) {
+        size_t begin, end;
+        cllm_engine_segment(s->engine, seg, &begin, &end);
+        st = cllm_spans_of_range(ext, m->n_tensors, begin, end, &s->spans[seg]);
+    }
+    free(ext);
+    return st;
+}
+
+static cllm_status alloc_per_thread(cllm_step *s) {
+    int T = s->c.model->cfg.seq_len, B = s->c.micro;
+    s->acts = calloc((size_t)s->threads, sizeof *s->acts);
+    s->inputs = calloc((size_t)s->threads, sizeof *s->inputs);
+    s->targets = calloc((size_t)s->threads, sizeof *s->targets);
+    if (!s->acts || !s->inputs || !s->targets) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < s->threads; i++) {
+        s->acts[i] = gpt2_acts_create(&s->c.model->cfg, B);
+        s->inputs[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
+        s->targets[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
+        if (!s->acts[i] || !s->inputs[i] || !s->targets[i])
+            return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for activations (thread %d)", i);
+    }
+    size_t n = s->c.model->n_params;
+    s->m = cllm_alloc(n * sizeof(float));
+    s->v = cllm_alloc(n * sizeof(float));
+    if (!s->m || !s->v) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the optimizer state");
+    return CLLM_OK;
+}
+
+cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
+    *out = NULL;
+    CLLM_ASSERT(c->model && c->kernels && c->window && c->micro >= 1 && c->n_micro >= 1);
+    cllm_step *s = calloc(1, sizeof *s);
+    if (!s) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    s->c = *c;
+    s->adam = cllm_adamw_defaults();
+    s->adam.weight_decay = c->weight_decay;
+    cllm_engine_config ec = {
+        .n_params = c->model->n_params, .n_micro = c->n_micro, .segments_per_thread = c->segments_per_thread,
+        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1,
+    };
+    cllm_status st = cllm_engine_create(&ec, &s->engine);
+    if (st == CLLM_OK) {
+        s->threads = cllm_engine_threads(s->engine);
+        st = alloc_per_thread(s);
+    }
+    if (st == CLLM_OK) st = owned_spans(s);
+    if (st != CLLM_OK) {
+        cllm_step_free(s);
+        return st;
+    }
+    *out = s;
+    return CLLM_OK;
+}
+
+void cllm_step_free(cllm_step *s) {
+    if (!s) return;
+    for (int i = 0; i < s->threads; i++) {
+        if (s->acts) gpt2_acts_destroy(s->acts[i]);
+        if (s->inputs) cllm_free(s->inputs[i]);
+        if (s->targets) cllm_free(s->targets[i]);
+    }
+    free(s->acts);
+    free(s->inputs);
+    free(s->targets);
+    cllm_free(s->m);
+    cllm_free(s->v);
+    for (int i = 0; s->spans && i < s->n_segments; i++) cllm_span_list_free(&s->spans[i]);
+    free(s->spans);
+    if (s->engine) cllm_engine_free(s->engine);
+    free(s);
+}
+
+/* ---- the step ------------------------------------------------------------------ */
+
+cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window_base, cllm_step_result *r) {
+    s->hp = cllm_adamw_step_make(&s->adam, lr, step);
+    s->step = step;
+    s->window_base = window_base;
+    s->bad_gradient = 0;
+    s->grad_norm = 0;
+    cllm_engine_job job = {s, compute_micro, clip_scale, update_segment};
+    memset(r, 0, sizeof *r);
+    cllm_status st = cllm_engine_step(s->engine, &job, &r->engine);
+    r->loss = r->engine.loss;
+    r->grad_norm = s->grad_norm;
+    r->skipped = s->bad_gradient;
+    return st;
+}
+
+float *cllm_step_moment(cllm_step *s, int which) { return which ? s->v : s->m; }
+
+int cllm_step_threads(const cllm_step *s) { return s->threads; }
+
+size_t cllm_step_buffer_bytes(const cllm_step *s) { return cllm_engine_buffer_bytes(s->engine); }
+
+void cllm_step_scratch(cllm_step *s, int th, gpt2_acts **acts, int32_t **inputs, int32_t **targets) {
+    CLLM_ASSERT(th >= 0 && th < s->threads);
+    *acts = s->acts[th];
+    *inputs = s->inputs[th];
+    *targets = s->targets[th];
+}
