@@ -106,7 +106,10 @@ static int cmd_train(int argc, char **argv) {
     free(positional);
     if (s != CLLM_OK) {
         cllm_stop_release();
-        return report("train", s);
+        if (s != CLLM_ERR_INTERRUPTED) return report("train", s);
+        fprintf(stderr, "cllm tokenizer train: interrupted by %s while reading the corpus: %s not written\n",
+                cllm_signal_name(cllm_stop_signal()), out);
+        return exit_code(s);
     }
     s = cllm_tokenizer_train_stoppable(&corpus, vocab, stop, &tok);
     if (s == CLLM_OK) s = cllm_tokenizer_save(tok, out);
@@ -120,6 +123,12 @@ static int cmd_train(int argc, char **argv) {
     }
     cllm_tokenizer_free(tok);
     cllm_corpus_free(&corpus);
+    if (s == CLLM_ERR_INTERRUPTED && strncmp(cllm_last_error(), "interrupted while", 17) == 0) {
+        /* the data layer names the phase, not the signal or the file */
+        fprintf(stderr, "cllm tokenizer train: interrupted by %s %s: %s not written\n",
+                cllm_signal_name(cllm_stop_signal()), cllm_last_error() + 12, out);
+        return exit_code(s);
+    }
     if (s != CLLM_OK) return report("train", s);
     return finish_stdout();
 }
