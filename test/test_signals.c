@@ -301,12 +301,18 @@ static double cpu_seconds(pid_t pid) {
 }
 
 /* Polls until the child has used `seconds` of CPU (it is then past exec and
- * dynamic loading, inside its own work) or has exited. */
+ * dynamic loading, inside its own work): 1; it exited first: 0; no /proc to
+ * tell: -1 (the child is then killed). */
 static int wait_for_cpu(pid_t pid, double seconds) {
     double end = now_s() + 60;
     while (now_s() < end && alive(pid)) {
         double c = cpu_seconds(pid);
-        if (c < 0) return 0;
+        if (c < 0 && alive(pid)) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            printf("skipped: no /proc/%d/stat, so the phase cannot be found\n", (int)pid);
+            return -1;
+        }
         if (c >= seconds) return 1;
         sleep_ms(2);
     }
@@ -472,11 +478,9 @@ static void check_signal_during_startup(int sig) {
                           "--sample-tokens", "0", "--out", dir, NULL};
     child_setup cs = {.out_path = out, .err_path = err};
     pid_t pid = spawn_cllm(&cs, args);
-    if (!wait_for_cpu(pid, 0.1)) {
-        kill(pid, SIGKILL);
-        reap(pid, 10);
-        skip(); /* no /proc: the phase cannot be found */
-    }
+    int found = wait_for_cpu(pid, 0.2);
+    if (found < 0) skip();
+    if (found == 0) fail_msg("cllm ended before using 0.2 s of CPU (status %d)", reap(pid, 10));
     /* The folder is created only after start-up: if it exists already, the
      * signal would not test start-up. */
     if (exists(dir, NULL)) fail_msg("start-up ended before the signal (make the corpus bigger)");
@@ -727,11 +731,9 @@ static void test_signal_during_tokenizer_train_leaves_the_file_alone(void **stat
     const char *args[] = {"tokenizer", "train", big_corpus, "--vocab", "8000", "-o", file, NULL};
     child_setup cs = {.out_path = "/dev/null", .err_path = err};
     pid_t pid = spawn_cllm(&cs, args);
-    if (!wait_for_cpu(pid, 0.1)) {
-        kill(pid, SIGKILL);
-        reap(pid, 10);
-        skip();
-    }
+    int found = wait_for_cpu(pid, 0.2);
+    if (found < 0) skip();
+    if (found == 0) fail_msg("cllm ended before using 0.2 s of CPU (status %d)", reap(pid, 10));
     kill(pid, SIGINT);
     assert_exit_status(reap(pid, 30), 130);
     char *e = slurp_text(err);
