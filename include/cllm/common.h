@@ -13,7 +13,10 @@
 typedef enum {
     CLLM_OK = 0,
     CLLM_ERR_INTERNAL = 1, /* our fault or the system's: out of memory, I/O failure */
-    CLLM_ERR_INPUT = 2     /* the user's input is wrong: bad flag, corrupt file, ... */
+    CLLM_ERR_INPUT = 2,    /* the user's input is wrong: bad flag, corrupt file, ... */
+    /* A stop request (SIGINT, SIGTERM, SIGHUP) cut the work short; nothing was
+     * left half-written. The value is the exit status, as a shell reports Ctrl-C. */
+    CLLM_ERR_INTERRUPTED = 130
 } cllm_status;
 
 /* Records a printf-style message for the calling thread and returns `status`,
@@ -66,4 +69,28 @@ cllm_status cllm_atomic_commit(cllm_atomic_file *af);
 /* Closes and removes the temporary file; the target is untouched. */
 void cllm_atomic_abort(cllm_atomic_file *af);
 cllm_status cllm_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* Stop requests. cllm_stop_catch() makes SIGINT, SIGTERM and SIGHUP set a
+ * flag (to the signal's number) instead of killing the process, so that long
+ * work can notice it, finish or abandon what it is doing without leaving a
+ * half-written file, and return CLLM_ERR_INTERRUPTED. A SIGHUP that was
+ * ignored when the process started (nohup) stays ignored.
+ *
+ * abandon_writes != 0 also makes cllm_atomic_commit refuse to commit once a
+ * stop was requested (the temporary is removed, the target left untouched):
+ * for commands whose only product is the file. 0 lets a save that has begun
+ * finish (the trainer's checkpoints). cllm_stop_release() puts back the
+ * dispositions found by cllm_stop_catch(). */
+#include <signal.h>
+typedef volatile sig_atomic_t cllm_stop_flag;
+void cllm_stop_catch(int abandon_writes);
+void cllm_stop_release(void);
+/* The process's flag (0: no request; else the signal number), for code that
+ * polls it; the data layer takes it as a parameter rather than knowing it. */
+const cllm_stop_flag *cllm_stop_flag_ptr(void);
+int cllm_stop_signal(void);
+/* "SIGINT", "SIGTERM", "SIGHUP", else "a signal". */
+const char *cllm_signal_name(int sig);
+/* For code handed a flag that may be NULL (no cancellation). */
+static inline int cllm_stop_requested(const cllm_stop_flag *stop) { return stop && *stop != 0; }
 #endif

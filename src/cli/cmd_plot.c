@@ -32,7 +32,11 @@ int cllm_cmd_plot(int argc, char **argv) {
     }
     rc = cllm_flags_check_output_file("plot", "-o", out);
     if (rc >= 0) return rc;
+    /* A stop request while the plot is drawn: the PNG is not committed (its
+     * temporary is removed, an older FILE.png stays as it was), exit 130. */
+    cllm_stop_catch(1);
     cllm_status st = cllm_plot_runs_sized((const char *const *)positional, n_runs, out, title, width, height);
+    cllm_stop_release();
     if (st != CLLM_OK) {
         fprintf(stderr, "cllm plot: %s\n", cllm_last_error());
         return (int)st;

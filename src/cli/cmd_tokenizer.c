@@ -10,7 +10,7 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
 
-static int exit_code(cllm_status s) { return s == CLLM_ERR_INPUT ? 2 : 1; }
+static int exit_code(cllm_status s) { return s == CLLM_ERR_INPUT ? 2 : s == CLLM_ERR_INTERRUPTED ? 130 : 1; }
 
 static int report(const char *cmd, cllm_status s) {
     fprintf(stderr, "cllm tokenizer %s: %s\n", cmd, cllm_last_error());
@@ -95,11 +95,22 @@ static int cmd_train(int argc, char **argv) {
     double t0 = cllm_now();
     cllm_corpus corpus;
     cllm_tokenizer *tok = NULL;
-    cllm_status s = cllm_corpus_load((const char *const *)positional, n_pos, &corpus);
+    /* A stop request abandons the work and the file: -o FILE is then as it
+     * was, with no temporary left beside it (exit 130). */
+    cllm_stop_catch(1);
+    const cllm_stop_flag *stop = cllm_stop_flag_ptr();
+    cllm_status s = cllm_corpus_load_stoppable((const char *const *)positional, n_pos, stop, &corpus);
     free(positional);
-    if (s != CLLM_OK) return report("train", s);
-    s = cllm_tokenizer_train(&corpus, vocab, &tok);
+    if (s != CLLM_OK) {
+        cllm_stop_release();
+        if (s != CLLM_ERR_INTERRUPTED) return report("train", s);
+        fprintf(stderr, "cllm tokenizer train: interrupted by %s while reading the corpus: %s not written\n",
+                cllm_signal_name(cllm_stop_signal()), out);
+        return exit_code(s);
+    }
+    s = cllm_tokenizer_train_stoppable(&corpus, vocab, stop, &tok);
     if (s == CLLM_OK) s = cllm_tokenizer_save(tok, out);
+    cllm_stop_release();
     if (s == CLLM_OK) {
         int got = cllm_tokenizer_vocab_size(tok);
         printf("tokenizer: %zu bytes from %zu files (%zu binary skipped), vocab %d (%d merges + 1 end-of-document)%s, "
@@ -109,6 +120,12 @@ static int cmd_train(int argc, char **argv) {
     }
     cllm_tokenizer_free(tok);
     cllm_corpus_free(&corpus);
+    if (s == CLLM_ERR_INTERRUPTED && strncmp(cllm_last_error(), "interrupted while", 17) == 0) {
+        /* the data layer names the phase, not the signal or the file */
+        fprintf(stderr, "cllm tokenizer train: interrupted by %s %s: %s not written\n",
+                cllm_signal_name(cllm_stop_signal()), cllm_last_error() + 12, out);
+        return exit_code(s);
+    }
     if (s != CLLM_OK) return report("train", s);
     return finish_stdout();
 }

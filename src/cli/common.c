@@ -109,7 +109,16 @@ static void fsync_parent_folder(const char *path) {
     free(copy);
 }
 
+static volatile sig_atomic_t stop_flag = 0;
+static int abandon_writes_on_stop = 0;
+
 cllm_status cllm_atomic_commit(cllm_atomic_file *af) {
+    if (abandon_writes_on_stop && stop_flag) {
+        cllm_status st = cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted by %s: %s not written",
+                                   cllm_signal_name(stop_flag), af->final_path);
+        cllm_atomic_abort(af);
+        return st;
+    }
     int failed = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
     int e = errno;
     failed |= fclose(af->f) != 0;
@@ -144,4 +153,58 @@ cllm_status cllm_write_file_atomic(const char *path, const void *data, size_t n)
         return cllm_fail(CLLM_ERR_INTERNAL, "cannot write %s: %s", path, strerror(errno));
     }
     return cllm_atomic_commit(&af);
+}
+
+/* ---- stop requests ------------------------------------------------------------ */
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof stop_signals[0])
+static struct sigaction saved_actions[N_STOP_SIGNALS];
+static int caught[N_STOP_SIGNALS];
+
+/* Only the first request is kept: it names the signal in the message. */
+static void note_stop_request(int sig) {
+    if (!stop_flag) stop_flag = sig;
+}
+
+void cllm_stop_catch(int abandon_writes) {
+    stop_flag = 0;
+    abandon_writes_on_stop = abandon_writes;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_stop_request;
+    sigemptyset(&sa.sa_mask);
+    /* Restart interrupted system calls: the flag is polled, so no read or
+     * write needs to fail with EINTR for the request to be seen. */
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        if (caught[i]) continue;
+        struct sigaction old;
+        if (sigaction(stop_signals[i], NULL, &old) != 0) continue;
+        /* nohup ignores SIGHUP so that a closed terminal leaves the job
+         * running: honour that. */
+        if (stop_signals[i] == SIGHUP && old.sa_handler == SIG_IGN) continue;
+        if (sigaction(stop_signals[i], &sa, &saved_actions[i]) == 0) caught[i] = 1;
+    }
+}
+
+void cllm_stop_release(void) {
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        if (caught[i]) sigaction(stop_signals[i], &saved_actions[i], NULL);
+        caught[i] = 0;
+    }
+    abandon_writes_on_stop = 0;
+}
+
+const cllm_stop_flag *cllm_stop_flag_ptr(void) { return &stop_flag; }
+
+int cllm_stop_signal(void) { return stop_flag; }
+
+const char *cllm_signal_name(int sig) {
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
 }

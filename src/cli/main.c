@@ -1,4 +1,5 @@
 /* cllm: train small GPT-2-style language models on the CPU with OpenMP. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,7 +43,18 @@ static void usage(FILE *out) {
 __attribute__((section(".preinit_array"), used)) static void (*const check_openmp_env_early)(int, char **, char **) =
     cllm_env_preinit;
 
+/* Signals whose default action kills the process in the middle of a write.
+ * Ignored, the write fails instead (EPIPE when the reader of stdout has gone,
+ * as in `cllm train | head`; EFBIG past `ulimit -f`) and the normal error
+ * path runs: temporaries are removed, training goes on without printing or
+ * stops with one line. */
+static void ignore_write_killers(void) {
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+}
+
 int main(int argc, char **argv) {
+    ignore_write_killers();
     if (argc < 2) { /* a usage error like any other: one line, not the whole help */
         fprintf(stderr, "cllm: missing command (");
         for (int i = 0; i < n_commands; i++) fprintf(stderr, "%s%s", i ? ", " : "", commands[i].name);

@@ -19,6 +19,9 @@
 
 #define BINARY_PROBE_BYTES 8192
 #define MAX_DEPTH 256
+/* Reads are cut into pieces this large so that a stop request is seen
+ * between them even in a file of many gigabytes. */
+#define READ_PIECE_BYTES (64u << 20)
 
 /* (dev, inode) of the folders between the walk's root and the current one. */
 typedef struct {
@@ -30,9 +33,14 @@ typedef struct {
 typedef struct {
     cllm_corpus *c;
     size_t bytes_cap, docs_cap;
+    const cllm_stop_flag *stop; /* NULL: never stopped */
 } corpus_builder;
 
 static cllm_status out_of_memory(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory reading the corpus"); }
+
+static cllm_status interrupted(void) {
+    return cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted while reading the corpus");
+}
 
 static cllm_status reserve_bytes(corpus_builder *b, size_t extra) {
     cllm_corpus *c = b->c;
@@ -81,15 +89,16 @@ static cllm_status read_file(corpus_builder *b, const char *path) {
     /* The size is only a hint: the file may grow or shrink while we read. */
     size_t want = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
     for (;;) {
-        cllm_status s = reserve_bytes(b, want);
+        cllm_status s = cllm_stop_requested(b->stop) ? interrupted() : reserve_bytes(b, want);
         if (s != CLLM_OK) {
             close(fd);
             c->n_bytes = start;
             return s;
         }
-        ssize_t got = read(fd, c->bytes + c->n_bytes, b->bytes_cap - c->n_bytes);
+        size_t room = b->bytes_cap - c->n_bytes;
+        ssize_t got = read(fd, c->bytes + c->n_bytes, room < READ_PIECE_BYTES ? room : READ_PIECE_BYTES);
         if (got < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR) continue; /* the stop check above runs first */
             int e = errno;
             close(fd);
             c->n_bytes = start;
@@ -194,6 +203,10 @@ static cllm_status walk(corpus_builder *b, const char *path, folder_path *fp) {
     size_t n = 0;
     cllm_status s = list_folder(path, &names, &n);
     for (size_t i = 0; s == CLLM_OK && i < n; i++) {
+        if (cllm_stop_requested(b->stop)) {
+            s = interrupted();
+            break;
+        }
         char *child = cllm_path_join(path, names[i]);
         s = child ? visit_entry(b, child, fp) : out_of_memory();
         free(child);
@@ -233,15 +246,21 @@ static cllm_status no_text_error(const cllm_corpus *c, const char *const *paths,
 }
 
 cllm_status cllm_corpus_load(const char *const *paths, int n_paths, cllm_corpus *out) {
+    return cllm_corpus_load_stoppable(paths, n_paths, NULL, out);
+}
+
+cllm_status cllm_corpus_load_stoppable(const char *const *paths, int n_paths, const cllm_stop_flag *stop,
+                                       cllm_corpus *out) {
     memset(out, 0, sizeof *out);
-    corpus_builder b = {out, 0, 0};
+    corpus_builder b = {out, 0, 0, stop};
     cllm_status s = CLLM_OK;
     if (n_paths <= 0) {
         s = load_default(&b);
     } else {
         folder_path *fp = calloc(1, sizeof *fp);
         if (!fp) s = out_of_memory();
-        for (int i = 0; s == CLLM_OK && i < n_paths; i++) s = load_path(&b, paths[i], fp);
+        for (int i = 0; s == CLLM_OK && i < n_paths; i++)
+            s = cllm_stop_requested(stop) ? interrupted() : load_path(&b, paths[i], fp);
         free(fp);
         if (s == CLLM_OK && out->n_bytes == 0) s = no_text_error(out, paths, n_paths);
     }
@@ -252,7 +271,7 @@ cllm_status cllm_corpus_load(const char *const *paths, int n_paths, cllm_corpus 
 cllm_status cllm_corpus_from_bytes(const void *bytes, size_t n, const char *name, cllm_corpus *out) {
     memset(out, 0, sizeof *out);
     if (n == 0) return cllm_fail(CLLM_ERR_INPUT, "%s: no text", name);
-    corpus_builder b = {out, 0, 0};
+    corpus_builder b = {out, 0, 0, NULL};
     cllm_status s = reserve_bytes(&b, n);
     if (s == CLLM_OK) {
         memcpy(out->bytes, bytes, n);

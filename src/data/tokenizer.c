@@ -323,7 +323,17 @@ typedef struct {
 
     uint32_t stamp;
     i32_vec dirty; /* pair entries changed in the current merge step */
+
+    const cllm_stop_flag *stop; /* polled between chunks, words and merges; NULL: never */
 } trainer;
+
+static cllm_status interrupted(void) {
+    return cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted while training the tokenizer");
+}
+
+/* Polled every STOP_POLL units of work: often enough to answer within
+ * milliseconds, rarely enough to cost nothing. */
+#define STOP_POLL 4096
 
 static void trainer_free(trainer *tr) {
     free(tr->sym);
@@ -413,10 +423,15 @@ static cllm_status collect_words(trainer *tr, const cllm_corpus *c) {
     tr->sym = malloc(syms_cap * sizeof *tr->sym);
     cllm_status s = u64_map_init(&seen, 1 << 15);
     if (!src_off || !tr->sym_len || !tr->word_count || !tr->sym_off || !tr->sym || s != CLLM_OK) goto fail;
+    size_t polled = 0;
     for (size_t d = 0; d < c->n_docs; d++) {
         const uint8_t *text = c->bytes + c->docs[d].offset;
         size_t n = c->docs[d].length;
         for (size_t i = 0; i < n;) {
+            if (++polled % STOP_POLL == 0 && cllm_stop_requested(tr->stop)) {
+                s = interrupted();
+                goto fail;
+            }
             size_t end = chunk_end(text, n, i), len = end - i;
             const uint8_t *chunk = text + i;
             /* Probe by hash; equal hashes with different bytes move on by
@@ -472,6 +487,7 @@ fail:
 static cllm_status count_initial_pairs(trainer *tr) {
     tr->stamp = 1; /* so every pair created here lands in the dirty list, then the heap */
     for (size_t w = 0; w < tr->n_words; w++) {
+        if (w % STOP_POLL == 0 && cllm_stop_requested(tr->stop)) return interrupted();
         const int32_t *s = tr->sym + tr->sym_off[w];
         for (uint32_t i = 0; i + 1 < tr->sym_len[w]; i++)
             if (add_pair(tr, s[i], s[i + 1], tr->word_count[w], (int32_t)w) != CLLM_OK) return oom();
@@ -531,6 +547,7 @@ static cllm_status learn_merges(trainer *tr, int target, int32_t *merges, int *n
     int m = 0;
     if (push_dirty(tr) != CLLM_OK) return oom();
     for (; m < target; m++) {
+        if (cllm_stop_requested(tr->stop)) return interrupted();
         int64_t best = pop_best_pair(tr);
         if (best < 0) break;
         uint64_t key = tr->pairs[best].key;
@@ -550,6 +567,11 @@ static cllm_status learn_merges(trainer *tr, int target, int32_t *merges, int *n
 }
 
 cllm_status cllm_tokenizer_train(const cllm_corpus *c, int vocab_size, cllm_tokenizer **out) {
+    return cllm_tokenizer_train_stoppable(c, vocab_size, NULL, out);
+}
+
+cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size, const cllm_stop_flag *stop,
+                                           cllm_tokenizer **out) {
     *out = NULL;
     if (vocab_size < CLLM_TOKENIZER_MIN_VOCAB || vocab_size > CLLM_TOKENIZER_MAX_VOCAB)
         return cllm_fail(CLLM_ERR_INPUT, "vocabulary size %d out of range (%d..%d)", vocab_size,
@@ -558,6 +580,7 @@ cllm_status cllm_tokenizer_train(const cllm_corpus *c, int vocab_size, cllm_toke
     int32_t *merges = malloc(((size_t)target + 1) * 2 * sizeof *merges);
     trainer tr;
     memset(&tr, 0, sizeof tr);
+    tr.stop = stop;
     cllm_status s = merges ? u64_map_init(&tr.pair_index, 1 << 14) : oom();
     int learned = 0;
     if (s == CLLM_OK) s = collect_words(&tr, c);

@@ -38,8 +38,10 @@ void cllm_progress_format(const cllm_progress_info *p, char *buf, size_t n) {
              (long long)p->total, p->loss, val, rate, p->lr, eta, mfu);
 }
 
+/* A stream that failed a write (EPIPE: its reader has gone) gets nothing
+ * more: each further line would only fail again. */
 void cllm_progress_show(cllm_progress_mode mode, const cllm_progress_info *p, int log_now, FILE *out) {
-    if (mode == CLLM_PROGRESS_OFF || (mode == CLLM_PROGRESS_PLAIN && !log_now)) return;
+    if (mode == CLLM_PROGRESS_OFF || (mode == CLLM_PROGRESS_PLAIN && !log_now) || ferror(out)) return;
     char line[256];
     cllm_progress_format(p, line, sizeof line);
     if (mode == CLLM_PROGRESS_LINE) fprintf(out, "\r%s\033[K", line);
@@ -48,7 +50,7 @@ void cllm_progress_show(cllm_progress_mode mode, const cllm_progress_info *p, in
 }
 
 void cllm_progress_end(cllm_progress_mode mode, FILE *out) {
-    if (mode == CLLM_PROGRESS_LINE) {
+    if (mode == CLLM_PROGRESS_LINE && !ferror(out)) {
         fputc('\n', out);
         fflush(out);
     }

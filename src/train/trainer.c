@@ -75,7 +75,6 @@ typedef struct {
     double unigram;
 } trainer;
 
-static volatile sig_atomic_t stop_signal = 0;
 static int64_t debug_nan_step = 0;
 
 void cllm_train_debug_nan_at_step(int64_t step) { debug_nan_step = step; }
@@ -84,7 +83,15 @@ static int64_t debug_poison_step = 0;
 
 void cllm_train_debug_poison_after_step(int64_t step) { debug_poison_step = step; }
 
-static void on_signal(int sig) { stop_signal = sig; }
+/* SIGINT, SIGTERM or SIGHUP arrived (cllm_stop_catch, from the start of
+ * cllm_train): the current step and any save finish, optional work stops. */
+static int stop_requested(void) { return cllm_stop_signal() != 0; }
+
+/* A reader that closed the pipe (cllm train | head) makes writes to stdout
+ * fail with EPIPE, since SIGPIPE is ignored (main.c); a full disk under a
+ * redirection fails the same way. The error flag is sticky: from then on
+ * training goes on and saves as usual, without printing. */
+static int stdout_gone(void) { return ferror(stdout) != 0; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
 
@@ -349,15 +356,20 @@ static double evaluate(trainer *t) {
     size_t n = t->data.n_val;
     if (n == 0) return NAN;
     int T = t->o->model.seq_len;
-    long long count = (long long)n;
-#pragma omp parallel for schedule(dynamic) num_threads(t->threads)
+    long long count = (long long)n, done = 0;
+    /* A stop request skips the windows not yet started: a long evaluation
+     * must not hold up a Ctrl-C; the result is then NAN (not computed). */
+#pragma omp parallel for schedule(dynamic) num_threads(t->threads) reduction(+ : done)
     for (long long i = 0; i < count; i++) {
+        if (stop_requested()) continue;
         gpt2_acts *acts;
         int32_t *in, *tg;
         cllm_step_scratch(t->stepper, omp_get_thread_num(), &acts, &in, &tg);
         cllm_dataset_val_window(&t->data, (size_t)i, in, tg);
         t->val_losses[i] = gpt2_forward(&t->model, acts, in, tg, 1, T);
+        done++;
     }
+    if (done < count) return NAN;
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += t->val_losses[i];
     return sum / (double)n;
@@ -472,7 +484,8 @@ static void undo_run_dir(trainer *t) {
  * before the run folder is created. */
 static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_t expect_bytes) {
     const cllm_train_options *o = t->o;
-    cllm_status st = cllm_corpus_load((const char *const *)o->data_paths, o->n_data, &t->corpus);
+    cllm_status st =
+        cllm_corpus_load_stoppable((const char *const *)o->data_paths, o->n_data, cllm_stop_flag_ptr(), &t->corpus);
     if (st != CLLM_OK) return st;
     t->corpus_hash = cllm_fnv1a64(t->corpus.bytes, t->corpus.n_bytes, CLLM_FNV1A64_OFFSET);
     if (resume && (t->corpus_hash != expect_hash || t->corpus.n_bytes != expect_bytes))
@@ -484,7 +497,7 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
     } else {
-        st = cllm_tokenizer_train(&t->corpus, o->model.vocab_size, &t->tok);
+        st = cllm_tokenizer_train_stoppable(&t->corpus, o->model.vocab_size, cllm_stop_flag_ptr(), &t->tok);
     }
     if (st != CLLM_OK) return st;
     int learned = cllm_tokenizer_vocab_size(t->tok);
@@ -552,7 +565,7 @@ static int print_token(int32_t id, void *ctx) {
     const uint8_t *b = cllm_tokenizer_token_bytes(tok, id, &len);
     if (b && len) fwrite(b, 1, len, stdout);
     fflush(stdout);
-    return 0;
+    return stop_requested() || stdout_gone(); /* non-zero ends the sample */
 }
 
 /* Streams n_tokens generated from an end-of-text start, temperature 0.8. */
@@ -593,7 +606,8 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double train_time = 0;
     int64_t first = t->step;
     double val = NAN, last_loss = NAN, last_draw = 0;
-    while (t->step < end && !stop_signal) {
+    while (t->step < end && !stop_requested()) {
+        if (stdout_gone()) mode = CLLM_PROGRESS_OFF;
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
         cllm_step_result r;
@@ -647,11 +661,11 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             cllm_progress_show(mode, &pi, due(s, o->log_every) || s == end, stdout);
             last_draw = now;
         }
-        if (o->verbose) {
+        if (o->verbose && !stdout_gone()) {
             cllm_progress_end(mode, stdout);
             print_verbose(t, &stats);
         }
-        if (due(s, o->sample_every) && s != t->total_steps) {
+        if (due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
             cllm_progress_end(mode, stdout);
             char title[64];
             snprintf(title, sizeof title, "--- sample at step %" PRId64 " ---", s);
@@ -666,22 +680,38 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     cllm_progress_end(mode, stdout);
     cllm_metrics_close(&log);
     if (st != CLLM_OK) return st;
-    /* The end of the budget, --stop-after, or a signal: save where we are. */
-    if (t->step > first || !cllm_run_has_checkpoint(t->dir)) st = save_checkpoint(t);
+    /* The end of the budget, --stop-after, or a stop request: save where we
+     * are (a request that arrives during the save lets it finish). Stopped
+     * before its first step, a run has nothing new to save, and a fresh one
+     * stays a folder that never reached a checkpoint. */
+    if (t->step > first) st = save_checkpoint(t);
     if (st != CLLM_OK) return st;
     res->steps_done = t->step;
     res->final_loss = last_loss;
     res->final_val_loss = t->step == t->total_steps ? val : NAN;
     res->tokens_per_s = t->step > first ? (double)(t->step - first) * tokens_per_step / train_time : 0;
-    res->interrupted = stop_signal != 0;
+    /* Only a stop request ends the loop early without an error; once the
+     * last step is done, the run is complete whatever arrives. */
+    res->interrupted = t->step < end;
     return CLLM_OK;
 }
 
-static cllm_status finish_run(trainer *t, const cllm_train_result *res) {
+/* The last lines of a run. A stop request that arrives once the last step is
+ * done does not make the run incomplete: the checkpoint is saved (done by
+ * now), the final evaluation and sample are cut short or skipped, the output
+ * says how to get them, and res->interrupted (exit 130) is set only when
+ * something asked for was skipped. */
+static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
     if (res->interrupted) {
-        printf("interrupted at step %" PRId64 " of %" PRId64 ": checkpoint saved; continue with: cllm train --resume %s\n",
-               t->step, t->total_steps, t->dir);
+        if (t->step == 0)
+            printf("interrupted by %s before step 1: no checkpoint saved; %s never reached a checkpoint (start "
+                   "again with: cllm train --out %s)\n",
+                   cllm_signal_name(cllm_stop_signal()), t->dir, t->dir);
+        else
+            printf("interrupted at step %" PRId64 " of %" PRId64 ": checkpoint saved; continue with: cllm train "
+                   "--resume %s\n",
+                   t->step, t->total_steps, t->dir);
         return CLLM_OK;
     }
     if (t->step < t->total_steps) {
@@ -690,28 +720,50 @@ static cllm_status finish_run(trainer *t, const cllm_train_result *res) {
         return CLLM_OK;
     }
     double val = res->final_val_loss;
-    if (!isfinite(val)) val = evaluate(t);
+    if (!isfinite(val)) val = evaluate(t); /* NAN at once after a stop request */
+    int eval_skipped = t->data.n_val > 0 && !isfinite(val) && stop_requested();
+    char skipped_note[512] = "";
+    if (eval_skipped) {
+        snprintf(skipped_note, sizeof skipped_note, "validation skipped by %s (cllm eval %s computes it)",
+                 cllm_signal_name(cllm_stop_signal()), t->dir);
+        res->interrupted = 1;
+    }
     if (!isfinite(res->final_loss)) { /* resumed a complete run: no step ran now, so no training loss */
         printf("final: step %" PRId64 " (the run was already complete)", t->step);
         if (isfinite(val)) printf(", validation loss %.4f (perplexity %.2f)", val, exp(val));
+        else if (eval_skipped) printf(", %s", skipped_note);
         printf(", unigram baseline %.4f\n", t->unigram);
     } else if (isfinite(val))
         printf("final: step %" PRId64 ", train loss %.4f, validation loss %.4f (perplexity %.2f), unigram baseline "
                "%.4f, %.0f tokens/s\n",
                t->step, res->final_loss, val, exp(val), t->unigram, res->tokens_per_s);
+    else if (eval_skipped)
+        printf("final: step %" PRId64 " (the run is complete), train loss %.4f, %s, unigram baseline %.4f, "
+               "%.0f tokens/s\n",
+               t->step, res->final_loss, skipped_note, t->unigram, res->tokens_per_s);
     else
         printf("final: step %" PRId64 ", train loss %.4f (no validation split), unigram baseline %.4f\n", t->step,
                res->final_loss, t->unigram);
+    /* The plot takes milliseconds and completes the run folder: drawn even
+     * after a stop request. */
     char *png = cllm_path_join(t->dir, "loss.png");
     const char *dirs[1] = {t->dir};
     if (png && cllm_plot_runs(dirs, 1, png, t->dir) == CLLM_OK) printf("loss curve: %s\n", png);
     else if (png) fprintf(stderr, "cllm train: no loss.png: %s\n", cllm_last_error());
     free(png);
-    if (o->sample_tokens > 0) {
+    if (o->sample_tokens <= 0 || stdout_gone()) return CLLM_OK; /* a sample nobody can read is not generated */
+    cllm_status st = CLLM_OK;
+    int started = !stop_requested();
+    if (started) {
         cllm_rng_seed(&t->rng, o->seed);
-        return print_sample(t, o->sample_tokens, "--- sample ---");
+        st = print_sample(t, o->sample_tokens, "--- sample ---");
     }
-    return CLLM_OK;
+    if (st == CLLM_OK && stop_requested()) {
+        printf("sample %s by %s (cllm sample %s generates one)\n", started ? "cut short" : "skipped",
+               cllm_signal_name(cllm_stop_signal()), t->dir);
+        res->interrupted = 1;
+    }
+    return st;
 }
 
 static cllm_status setup(trainer *t, int resume) {
@@ -782,7 +834,29 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     return st;
 }
 
+/* A stop request before the loop: nothing of the run is written yet (the
+ * folder, if it existed, is as it was), so the whole start-up is abandoned. */
+static cllm_status interrupted_at_start(const trainer *t, int resume, cllm_status st) {
+    /* The data layer says "interrupted while reading the corpus" (or while
+     * training the tokenizer): keep the phase, name the signal. */
+    static const char prefix[] = "interrupted ";
+    const char *msg = cllm_last_error();
+    char where[200];
+    snprintf(where, sizeof where, "%s",
+             st == CLLM_ERR_INTERRUPTED && strncmp(msg, prefix, sizeof prefix - 1) == 0 ? msg + sizeof prefix - 1
+                                                                                         : "during start-up");
+    const char *sig = cllm_signal_name(cllm_stop_signal());
+    if (resume)
+        return cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted by %s %s: %s is unchanged (continue with: cllm train "
+                         "--resume %s)", sig, where, t->dir, t->dir);
+    return cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted by %s %s: nothing written", sig, where);
+}
+
 cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_result *res) {
+    /* From the very start: reading the corpus and training the tokenizer can
+     * take minutes, and a Ctrl-C there must end the run as cleanly as one
+     * during training. */
+    cllm_stop_catch(0);
     memset(res, 0, sizeof *res);
     res->final_val_loss = NAN;
     trainer t;
@@ -795,13 +869,18 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     if (resume) {
         cllm_train_options saved;
         cllm_status st = cllm_run_json_read(o->out_dir, &saved, &expect_hash, &expect_bytes);
-        if (st != CLLM_OK) return st;
+        if (st != CLLM_OK) {
+            cllm_stop_release();
+            return st;
+        }
         cllm_train_options_free_paths(&saved);
     }
     cllm_status st = pick_run_dir(&t, resume);
     if (st == CLLM_OK) st = load_data(&t, resume, expect_hash, expect_bytes);
     if (st == CLLM_OK) st = setup(&t, resume);
     t.folder_written = resume;
+    /* The last moment a stop request leaves nothing behind. */
+    if ((st == CLLM_OK && stop_requested()) || st == CLLM_ERR_INTERRUPTED) st = interrupted_at_start(&t, resume, st);
     if (st == CLLM_OK && !resume) st = create_run_folder(&t, t.corpus_hash);
     else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
     if (st != CLLM_OK) undo_run_dir(&t);
@@ -809,19 +888,11 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;
         if (!o->quiet) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
-        stop_signal = 0;
-        struct sigaction sa, old_int, old_term;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
         st = train_loop(&t, res);
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
         res->unigram_entropy = t.unigram;
         if (st == CLLM_OK) st = finish_run(&t, res);
     }
+    cllm_stop_release();
     trainer_free(&t);
     return st;
 }

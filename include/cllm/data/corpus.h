@@ -22,6 +22,10 @@ typedef struct {
    symlink loops detected, binary files skipped and counted). n_paths == 0: the built-in default corpus.
    Missing path, unreadable file, no text at all: CLLM_ERR_INPUT with a message naming the path. */
 cllm_status cllm_corpus_load(const char *const *paths, int n_paths, cllm_corpus *out);
+/* The same, abandoned soon after *stop becomes non-zero (checked between folder entries and between reads of at most
+   64 MiB): CLLM_ERR_INTERRUPTED, *out empty. stop may be NULL. */
+cllm_status cllm_corpus_load_stoppable(const char *const *paths, int n_paths, const cllm_stop_flag *stop,
+                                       cllm_corpus *out);
 void cllm_corpus_free(cllm_corpus *c);
 
 /* A corpus of one document made from caller-provided bytes (copied): handy for

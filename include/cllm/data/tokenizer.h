@@ -21,6 +21,9 @@
 typedef struct cllm_tokenizer cllm_tokenizer;
 /* vocab_size = total vocabulary: 256 byte tokens + merges + special tokens (end-of-document). 257..65536; default 512. */
 cllm_status cllm_tokenizer_train(const cllm_corpus *c, int vocab_size, cllm_tokenizer **out);
+/* The same, abandoned within milliseconds of *stop becoming non-zero: CLLM_ERR_INTERRUPTED, *out NULL. stop may be NULL. */
+cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size, const cllm_stop_flag *stop,
+                                           cllm_tokenizer **out);
 int cllm_tokenizer_vocab_size(const cllm_tokenizer *t);
 int32_t cllm_tokenizer_eot(const cllm_tokenizer *t);          /* the end-of-document id */
 cllm_status cllm_tokenizer_encode(const cllm_tokenizer *t, const uint8_t *bytes, size_t n, int32_t **ids, size_t *n_ids); /* *ids malloc'd */

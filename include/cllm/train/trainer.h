@@ -31,7 +31,8 @@ typedef struct {
     double final_val_loss;  /* NAN if there is no validation split */
     double unigram_entropy; /* nats/token of the training split */
     double tokens_per_s;    /* over the whole run */
-    int interrupted;        /* stopped by SIGINT/SIGTERM after saving: exit 130 */
+    int interrupted;        /* a stop request (SIGINT/SIGTERM/SIGHUP) ended training early (after saving) or
+                               skipped the final evaluation or sample of a complete run: exit 130 */
 } cllm_train_result;
 
 /* Runs training (fresh, or continuing out_dir when resume != 0: the caller has
