@@ -95,7 +95,7 @@ common_prefix() {
 # ---- reporting ---------------------------------------------------------------
 
 # fail COUNTER LABEL SPEC DIR MESSAGE: counts one failure of a kind and, for
-# the first few of each kind, shows how to reproduce it and what the folder
+# the first few of each kind in each phase, shows how to reproduce it and what the folder
 # holds.
 declare -A shown
 fail() {
@@ -103,8 +103,9 @@ fail() {
     eval "$counter=\$(($counter + 1))"
     failures=$((failures + 1))
     echo "FAIL [$label] $msg"
-    shown[$counter]=$((${shown[$counter]:-0} + 1))
-    [ "${shown[$counter]}" -le "$max_detailed" ] || return 0
+    local kind="$counter ${label%% *}"
+    shown[$kind]=$((${shown[$kind]:-0} + 1))
+    [ "${shown[$kind]}" -le "$max_detailed" ] || return 0
     case "$spec" in
     op:*) [ -f "$work/kill.log" ] && echo "  killed before file-system step: $(grep ' KILL$' "$work/kill.log" | tail -1)" ;;
     esac
