@@ -104,3 +104,35 @@ char *write_file(const char *dir, const char *name, const void *data, size_t n) 
     fclose(f);
     return path;
 }
+
+run_result run_cllm_with(const char *prefix, const char *args, const char *stdin_path) {
+    run_result r = {0};
+    char *dir = make_temp_dir();
+    const char *in = stdin_path ? stdin_path : "/dev/null";
+    size_t len = strlen(dir) * 2 + strlen(args) + (prefix ? strlen(prefix) : 0) + strlen(CLLM_BIN) + strlen(in) + 64;
+    char *cmd = malloc(len);
+    snprintf(cmd, len, "%s '%s' %s >'%s/out' 2>'%s/err' <'%s'", prefix ? prefix : "", CLLM_BIN, args, dir, dir, in);
+    int status = system(cmd);
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+    else r.exit_code = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out", dir);
+    r.out = slurp(path);
+    snprintf(path, sizeof path, "%s/err", dir);
+    r.err = slurp(path);
+    remove_tree(dir);
+    free(dir);
+    free(cmd);
+    return r;
+}
+
+void copy_tree(const char *src, const char *dst) {
+    char *cmd = malloc(strlen(src) + strlen(dst) + 16);
+    sprintf(cmd, "cp -a '%s' '%s'", src, dst);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot copy %s to %s\n", src, dst);
+        abort();
+    }
+    free(cmd);
+}

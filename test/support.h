@@ -29,4 +29,11 @@ void remove_tree(const char *path);
 /* Writes bytes to dir/name, creating parent folders; returns malloc'd full path. */
 char *write_file(const char *dir, const char *name, const void *data, size_t n);
 
+/* Like run_cllm, with a shell prefix before the binary (environment
+ * assignments through `env`, or wrappers such as `timeout 30`) and stdin from
+ * stdin_path (NULL: /dev/null). */
+run_result run_cllm_with(const char *prefix, const char *args, const char *stdin_path);
+/* cp -a src dst: copies symbolic links as links. */
+void copy_tree(const char *src, const char *dst);
+
 #endif

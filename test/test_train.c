@@ -185,28 +185,45 @@ static void test_resume_refuses_mismatched_pair(void **state) {
     free(b);
 }
 
-/* A crash after the new optimizer state is in place but before the new
- * model is: model of step 2, optimizer.safetensors of step 4, and
- * optimizer.prev.safetensors of step 2. Resume must pick the pair that
- * belongs together and still end bitwise where a straight run ends. */
-static void test_resume_after_crash_between_optimizer_and_model(void **state) {
+/* A folder of the earlier layout (plain model.safetensors, optimizer.safetensors
+ * and optimizer.prev.safetensors, no `latest`), left by a crash of that
+ * layout's save after the new optimizer state was in place but before the
+ * new model: model of step 2, optimizer of step 4, prev of step 2. Resume
+ * must pick the pair that belongs together, end bitwise where a straight run
+ * ends, and leave the folder in the checkpoint layout. */
+static void test_resume_of_earlier_layout_after_its_crash(void **state) {
     (void)state;
-    char *straight = run_dir("crash_straight"), *crashed = run_dir("crash");
+    char *straight = run_dir("legacy_straight"), *legacy = run_dir("legacy"), *ahead = run_dir("legacy_ahead");
     assert_int_equal(train_fresh(straight, 8, 0, 2), CLLM_OK);
-    assert_int_equal(train_fresh(crashed, 8, 2, 2), CLLM_OK);
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp '%s/model.safetensors' '%s/model-step2'", crashed, crashed);
+    assert_int_equal(train_fresh(legacy, 8, 2, 2), CLLM_OK);
+    assert_int_equal(train_fresh(ahead, 8, 4, 2), CLLM_OK);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && cp -L model.safetensors m && mv m model.safetensors && "
+             "cp -L config.json c && mv c config.json && "
+             "cp -L optimizer.safetensors optimizer.prev.safetensors && "
+             "cp -L '%s/optimizer.safetensors' o && mv o optimizer.safetensors && "
+             "rm -rf latest checkpoint-*",
+             legacy, ahead);
     assert_int_equal(system(cmd), 0);
+    assert_int_equal(optimizer_step(legacy), 4);
     cllm_train_result res;
-    assert_int_equal(train_resume_until(crashed, 1, 4, &res), CLLM_OK);
-    assert_int_equal(optimizer_step(crashed), 4);
-    snprintf(cmd, sizeof cmd, "mv '%s/model-step2' '%s/model.safetensors'", crashed, crashed);
-    assert_int_equal(system(cmd), 0);
-    assert_int_equal(train_resume(crashed, 2, &res), CLLM_OK);
+    assert_int_equal(train_resume(legacy, 1, &res), CLLM_OK);
     assert_int_equal(res.steps_done, 8);
-    assert_same_file(straight, crashed, "model.safetensors");
+    assert_same_file(straight, legacy, "model.safetensors");
+    assert_same_file(straight, legacy, "optimizer.safetensors");
+    struct stat sb;
+    char path[8192];
+    snprintf(path, sizeof path, "%s/model.safetensors", legacy);
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    snprintf(path, sizeof path, "%s/optimizer.prev.safetensors", legacy);
+    assert_int_not_equal(lstat(path, &sb), 0);
+    snprintf(path, sizeof path, "%s/latest", legacy);
+    assert_int_equal(lstat(path, &sb), 0);
     free(straight);
-    free(crashed);
+    free(legacy);
+    free(ahead);
 }
 
 /* ---- determinism across threads and schedules ---------------------------------------- */
@@ -516,14 +533,15 @@ static void test_resume_of_complete_run_and_smaller_budget(void **state) {
 static void test_unfinished_run_folder_can_be_started_again(void **state) {
     (void)state;
     char *dir = run_dir("unfinished");
-    /* A real run.json, with the checkpoint files taken away again. */
+    /* A real run.json, with the commit of its checkpoint taken back: the
+       state a kill during the first save leaves (a checkpoint folder that
+       `latest` never named, links that lead nowhere). */
     assert_int_equal(train_fresh(dir, 2, 0, 1), CLLM_OK);
-    const char *checkpoint_files[] = {"model.safetensors", "optimizer.safetensors", "optimizer.prev.safetensors"};
-    for (size_t i = 0; i < sizeof checkpoint_files / sizeof checkpoint_files[0]; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, checkpoint_files[i]);
-        unlink(path);
-    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/latest", dir);
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/checkpoint-00000002/config.json", dir);
+    assert_int_equal(unlink(path), 0);
     char args[8192];
     snprintf(args, sizeof args, "train --resume '%s' --quiet", dir);
     run_result r = run_cllm("OMP_NUM_THREADS=1", args);
@@ -540,6 +558,8 @@ static void test_unfinished_run_folder_can_be_started_again(void **state) {
     assert_non_null(strstr(r.err, "never reached a checkpoint"));
     run_result_free(&r);
     assert_int_equal(optimizer_step(dir), 2);
+    snprintf(path, sizeof path, "%s/checkpoint-00000002/config.json", dir); /* the new run's own checkpoint */
+    assert_int_equal(access(path, F_OK), 0);
     r = run_cllm("OMP_NUM_THREADS=1", args); /* now it holds a checkpoint: refused */
     assert_int_equal(r.exit_code, 2);
     assert_non_null(strstr(r.err, "already holds a run"));
@@ -657,7 +677,7 @@ int main(void) {
         cmocka_unit_test(test_run_json_round_trip),
         cmocka_unit_test(test_resume_is_bitwise_identical),
         cmocka_unit_test(test_resume_refuses_mismatched_pair),
-        cmocka_unit_test(test_resume_after_crash_between_optimizer_and_model),
+        cmocka_unit_test(test_resume_of_earlier_layout_after_its_crash),
         cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
         cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),

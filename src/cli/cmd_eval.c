@@ -240,6 +240,7 @@ int cllm_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "cllm eval: --dump-logits FILE and --tokens IDS go together, without DATA\n");
         return 2;
     }
+    if (dump && (rc = cllm_flags_check_output_file("eval", "--dump-logits", dump)) >= 0) return rc;
     rc = run_eval(pos[0], pos + 1, npos - 1, json, dump, ids);
     if (rc != 0) fprintf(stderr, "cllm eval: %s\n", cllm_last_error());
     return rc;

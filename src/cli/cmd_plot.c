@@ -30,6 +30,8 @@ int cllm_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "cllm plot: missing -o FILE.png (see cllm plot --help)\n");
         return 2;
     }
+    rc = cllm_flags_check_output_file("plot", "-o", out);
+    if (rc >= 0) return rc;
     cllm_status st = cllm_plot_runs_sized((const char *const *)positional, n_runs, out, title, width, height);
     if (st != CLLM_OK) {
         fprintf(stderr, "cllm plot: %s\n", cllm_last_error());

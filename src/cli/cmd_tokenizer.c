@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
@@ -82,14 +81,12 @@ static int cmd_train(int argc, char **argv) {
     }
     int n_pos = 0;
     int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, positional, &n_pos));
-    struct stat st;
     if (rc < 0 && !out) {
         fprintf(stderr, "cllm tokenizer train: missing -o FILE (where to write the tokenizer)\n");
         rc = 2;
-    } else if (rc < 0 && stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+    } else if (rc < 0) {
         /* Checked before the work: renaming over a folder would fail only at the end. */
-        fprintf(stderr, "cllm tokenizer train: -o %s is a folder; give a file name\n", out);
-        rc = 2;
+        rc = cllm_flags_check_output_file("tokenizer train", "-o", out);
     }
     if (rc >= 0) {
         free(positional);

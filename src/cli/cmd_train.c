@@ -200,6 +200,11 @@ int cllm_cmd_train(int argc, char **argv) {
         free(positional);
         return fail_line("unknown --preset '%s' (choose tiny, S or M)%s", f.preset_name, "");
     }
+    if ((f.seen.out && !*f.out) || (f.resume && !*f.resume)) {
+        free(positional);
+        return fail_line("%s needs a folder name, not an empty string%s", f.resume && !*f.resume ? "--resume" : "--out",
+                         "");
+    }
     if (budget_flags_given(&f) > 1) {
         free(positional);
         return fail_line("give only one budget: --steps, --epochs or --tokens%s%s", "", "");

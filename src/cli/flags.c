@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const cllm_flag *find_flag(const cllm_command_spec *spec, const char *name, size_t len) {
     for (int i = 0; i < spec->n_flags; i++) {
@@ -152,5 +153,18 @@ void cllm_flags_usage(const cllm_command_spec *spec, FILE *out) {
 int cllm_flags_exit_code(int parse_result) {
     if (parse_result == CLLM_FLAGS_HELP) return 0;
     if (parse_result == CLLM_FLAGS_ERROR) return 2;
+    return -1;
+}
+
+int cllm_flags_check_output_file(const char *command, const char *flag, const char *path) {
+    struct stat st;
+    if (!*path) {
+        fprintf(stderr, "cllm %s: %s needs a file name, not an empty string\n", command, flag);
+        return 2;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "cllm %s: %s %s is a folder; give a file name\n", command, flag, path);
+        return 2;
+    }
     return -1;
 }

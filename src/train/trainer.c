@@ -39,6 +39,7 @@
 #include "cllm/train/peak.h"
 #include "cllm/train/plot.h"
 #include "cllm/train/progress.h"
+#include "cllm/train/runfolder.h"
 #include "cllm/train/safetensors.h"
 #include "cllm/train/sampler.h"
 #include "cllm/train/schedule.h"
@@ -50,6 +51,9 @@ typedef struct {
     cllm_train_options settings; /* the caller's options, vocab_size set to what the tokenizer actually learned */
     int requested_vocab;         /* --vocab when the tokenizer stopped short of it, else 0 */
     char *dir;
+    cllm_run_lock lock;    /* held from the folder's choice to the end */
+    int created_dir;       /* this run made the folder (removed again if start-up fails) */
+    int folder_written;    /* run.json and tokenizer.bin are in place */
     cllm_corpus corpus;
     uint64_t corpus_hash;
     cllm_tokenizer *tok;
@@ -80,6 +84,10 @@ static volatile sig_atomic_t stop_signal = 0;
 static int64_t debug_nan_step = 0;
 
 void cllm_train_debug_nan_at_step(int64_t step) { debug_nan_step = step; }
+
+static int64_t debug_poison_step = 0;
+
+void cllm_train_debug_poison_after_step(int64_t step) { debug_poison_step = step; }
 
 static void on_signal(int sig) { stop_signal = sig; }
 
@@ -352,10 +360,9 @@ void cllm_train_options_free_paths(cllm_train_options *o) {
 
 /* optimizer.safetensors holds m and v over the flat buffer, the counters as
  * U64 scalars, and the hash of the parameters it belongs to: resume accepts
- * the pair only when the model file hashes to the same value. While a new
- * checkpoint is written, the previous optimizer state stays available as
- * optimizer.prev.safetensors, so a crash between the two renames still leaves
- * a loadable (model, optimizer) pair. */
+ * the pair only when the model file hashes to the same value. A checkpoint
+ * is a folder of its own, committed by one rename (runfolder.h), so the
+ * model, its config and its optimizer state always change together. */
 static uint64_t params_hash(const gpt2_model *m) { return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET); }
 
 static cllm_status write_optimizer(trainer *t, const char *path) {
@@ -380,48 +387,45 @@ static cllm_status write_optimizer(trainer *t, const char *path) {
     return st;
 }
 
-/* For file systems without hard links: a crash-safe copy. */
-static cllm_status copy_file(const char *from, const char *to) {
-    FILE *f = fopen(from, "rb");
-    if (!f) return cllm_fail(CLLM_ERR_INTERNAL, "cannot read %s: %s", from, strerror(errno));
-    cllm_atomic_file af;
-    cllm_status st = cllm_atomic_open(&af, to);
-    char buf[1 << 16];
-    size_t n;
-    while (st == CLLM_OK && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (fwrite(buf, 1, n, af.f) != n) st = cllm_fail(CLLM_ERR_INTERNAL, "cannot write %s: %s", to, strerror(errno));
-    if (st == CLLM_OK && ferror(f)) st = cllm_fail(CLLM_ERR_INTERNAL, "cannot read %s", from);
-    fclose(f);
-    if (st == CLLM_OK) return cllm_atomic_commit(&af);
-    if (af.f) cllm_atomic_abort(&af);
-    return st;
+/* The first non-finite value of x[0..n), or n. */
+static size_t first_non_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+/* A checkpoint is the state a user goes back to: one holding NaN or inf
+ * would only fail later, so it is never written. */
+static cllm_status check_state_finite(const trainer *t) {
+    const gpt2_model *m = &t->model;
+    size_t bad = first_non_finite(m->params, m->n_params);
+    if (bad < m->n_params) {
+        const char *name = "padding";
+        for (int i = 0; i < m->n_tensors; i++)
+            if (m->tensors[i].offset <= bad && bad < m->tensors[i].offset + m->tensors[i].numel) name = m->tensors[i].name;
+        return cllm_fail(CLLM_ERR_INTERNAL, "parameter %s is not finite at step %" PRId64 ": no checkpoint written; "
+                         "the last good one in %s is kept (try a lower --lr, or --clip 1)", name, t->step, t->dir);
+    }
+    if (first_non_finite(t->m, m->n_params) < m->n_params || first_non_finite(t->v, m->n_params) < m->n_params)
+        return cllm_fail(CLLM_ERR_INTERNAL, "the optimizer state is not finite at step %" PRId64 ": no checkpoint "
+                         "written; the last good one in %s is kept", t->step, t->dir);
+    return CLLM_OK;
 }
 
 static cllm_status save_checkpoint(trainer *t) {
-    char *opt = cllm_path_join(t->dir, "optimizer.safetensors");
-    char *prev = cllm_path_join(t->dir, "optimizer.prev.safetensors");
-    if (!opt || !prev) {
-        free(opt);
-        free(prev);
-        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    }
-    /* Keep the state that matches the current model.safetensors reachable
-     * until the new model is in place. */
-    unlink(prev);
-    cllm_status st = CLLM_OK;
-    if (access(opt, F_OK) == 0 && link(opt, prev) != 0) st = copy_file(opt, prev);
-    if (st != CLLM_OK) {
-        free(opt);
-        free(prev);
-        return st;
-    }
-    st = write_optimizer(t, opt);
+    cllm_status st = check_state_finite(t);
+    char *ckpt = NULL;
+    if (st == CLLM_OK) st = cllm_run_checkpoint_begin(t->dir, t->step, &ckpt);
+    if (st != CLLM_OK) return st;
+    char *opt = cllm_path_join(ckpt, CLLM_OPTIMIZER_FILE);
+    st = opt ? write_optimizer(t, opt) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%" PRId64, t->step);
     const char *const meta[1][2] = {{"step", step_s}};
-    if (st == CLLM_OK) st = cllm_checkpoint_save_model_meta(t->dir, &t->model, cllm_tokenizer_eot(t->tok), meta, 1);
+    if (st == CLLM_OK) st = cllm_checkpoint_save_model_meta(ckpt, &t->model, cllm_tokenizer_eot(t->tok), meta, 1);
+    if (st == CLLM_OK) st = cllm_run_checkpoint_commit(t->dir, t->step);
     free(opt);
-    free(prev);
+    free(ckpt);
     return st;
 }
 
@@ -444,9 +448,9 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
 
 /* Loads one optimizer file if it belongs to the model in memory. Returns
  * CLLM_OK and *matched = 1 when it does. */
-static cllm_status load_optimizer_file(trainer *t, const char *name, int *matched) {
+static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *name, int *matched) {
     *matched = 0;
-    char *path = cllm_path_join(t->dir, name);
+    char *path = cllm_path_join(dir, name);
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     if (access(path, F_OK) != 0) {
         free(path);
@@ -474,22 +478,32 @@ static cllm_status load_optimizer_file(trainer *t, const char *name, int *matche
     return st;
 }
 
+/* The committed checkpoint (through `latest`), or an earlier layout's files,
+ * where the previous optimizer state may be the one matching the model. */
 static cllm_status load_checkpoint(trainer *t) {
+    char *ckpt = cllm_run_checkpoint_dir(t->dir);
+    if (!ckpt) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     gpt2_model loaded;
     memset(&loaded, 0, sizeof loaded);
-    cllm_status st = cllm_checkpoint_load_model(t->dir, &loaded);
-    if (st != CLLM_OK) return st;
+    cllm_status st = cllm_checkpoint_load_model(ckpt, &loaded);
+    if (st != CLLM_OK) {
+        free(ckpt);
+        return st;
+    }
     const gpt2_config *a = &loaded.cfg, *b = &t->model.cfg;
     if (a->n_layer != b->n_layer || a->n_head != b->n_head || a->n_embd != b->n_embd || a->seq_len != b->seq_len ||
         a->vocab_size != b->vocab_size || loaded.n_params != t->model.n_params) {
         gpt2_destroy(&loaded);
+        free(ckpt);
         return cllm_fail(CLLM_ERR_INPUT, "%s: model.safetensors does not match run.json", t->dir);
     }
     memcpy(t->model.params, loaded.params, loaded.n_params * sizeof(float));
     gpt2_destroy(&loaded);
     int matched = 0;
-    st = load_optimizer_file(t, "optimizer.safetensors", &matched);
-    if (st == CLLM_OK && !matched) st = load_optimizer_file(t, "optimizer.prev.safetensors", &matched);
+    st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
+    if (st == CLLM_OK && !matched && strcmp(ckpt, t->dir) == 0)
+        st = load_optimizer_file(t, t->dir, "optimizer.prev.safetensors", &matched);
+    free(ckpt);
     if (st == CLLM_OK && !matched)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: optimizer.safetensors does not belong to model.safetensors "
                        "(a mismatched pair); cannot resume exactly", t->dir);
@@ -581,34 +595,76 @@ static void trainer_free(trainer *t) {
     cllm_dataset_free(&t->data);
     if (t->tok) cllm_tokenizer_free(t->tok);
     cllm_corpus_free(&t->corpus);
+    cllm_run_lock_release(&t->lock, 0);
     free(t->dir);
 }
 
-static cllm_status pick_run_dir(trainer *t, int resume) {
-    if (t->o->out_dir) {
-        t->dir = strdup(t->o->out_dir);
-    } else {
-        char name[64];
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(name, sizeof name, "runs/%Y%m%d-%H%M%S", &tm);
-        t->dir = strdup(name);
+/* runs/YYYYmmdd-HHMMSS, or with -2, -3, ... when that exists: mkdir is the
+ * claim, so two runs started in the same second never share a folder. */
+static cllm_status claim_default_dir(trainer *t) {
+    cllm_status st = cllm_make_dirs("runs");
+    if (st != CLLM_OK) return st;
+    char base[64], name[80];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(base, sizeof base, "runs/%Y%m%d-%H%M%S", &tm);
+    for (int k = 1; k <= 1000; k++) {
+        if (k == 1) snprintf(name, sizeof name, "%s", base);
+        else snprintf(name, sizeof name, "%s-%d", base, k);
+        if (mkdir(name, 0755) == 0) {
+            t->dir = strdup(name);
+            t->created_dir = 1;
+            return t->dir ? CLLM_OK : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+        }
+        if (errno != EEXIST) return cllm_fail(CLLM_ERR_INPUT, "cannot create folder %s: %s", name, strerror(errno));
     }
+    return cllm_fail(CLLM_ERR_INPUT, "runs/ already holds 1000 runs named %s-*: give --out", base);
+}
+
+/* The folder exists, and nothing else writes to it from now on. */
+static cllm_status claim_run_dir(trainer *t, int resume) {
+    if (!t->o->out_dir) return claim_default_dir(t);
+    t->dir = strdup(t->o->out_dir);
     if (!t->dir) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    /* A folder whose run never reached a checkpoint (killed during start-up or its first steps) holds nothing
-       worth keeping: starting afresh there is allowed, so the user is never stuck between "already holds a run"
-       and "no checkpoint yet". */
-    int has_checkpoint = is_directory(t->dir) && file_exists(t->dir, "model.safetensors");
+    if (resume) {
+        if (!is_directory(t->dir)) return cllm_fail(CLLM_ERR_INPUT, "%s: no such run folder", t->dir);
+        return CLLM_OK;
+    }
+    t->created_dir = !is_directory(t->dir);
+    return cllm_make_dirs(t->dir);
+}
+
+/* Chooses and locks the run folder before anything is read, so a folder that
+ * cannot be used is said at once, and a second writer is refused. */
+static cllm_status pick_run_dir(trainer *t, int resume) {
+    cllm_status st = claim_run_dir(t, resume);
+    if (st == CLLM_OK) st = cllm_run_lock_acquire(t->dir, &t->lock);
+    if (st != CLLM_OK) return st;
+    int has_checkpoint = cllm_run_has_checkpoint(t->dir);
     if (!resume && has_checkpoint)
         return cllm_fail(CLLM_ERR_INPUT, "%s already holds a run: continue it with --resume %s or choose another --out",
                          t->dir, t->dir);
-    if (!resume && is_directory(t->dir) && file_exists(t->dir, "run.json"))
+    if (!resume && !cllm_run_folder_is_ours(t->dir))
+        return cllm_fail(CLLM_ERR_INPUT, "%s is not empty and is not a cllm run folder: choose a new or empty --out",
+                         t->dir);
+    /* A folder whose run never reached a checkpoint (killed during start-up or its first steps) holds nothing
+       worth keeping: starting afresh there is allowed, so the user is never stuck between "already holds a run"
+       and "no checkpoint yet". */
+    if (!resume && file_exists(t->dir, "run.json"))
         fprintf(stderr, "cllm train: %s holds a run that never reached a checkpoint; starting it afresh\n", t->dir);
     if (resume && !has_checkpoint)
         return cllm_fail(CLLM_ERR_INPUT, "%s has no checkpoint to resume from (model.safetensors missing); "
                          "start the run again with --out %s", t->dir, t->dir);
-    return CLLM_OK;
+    return cllm_run_remove_leftovers(t->dir);
+}
+
+/* A start-up that failed before the run's own files were written leaves the
+ * folder as it found it: removed if this run made it. */
+static void undo_run_dir(trainer *t) {
+    if (!t->dir || t->lock.fd < 0 || t->folder_written) return;
+    cllm_run_lock_release(&t->lock, 1);
+    if (t->created_dir) rmdir(t->dir);
 }
 
 /* Data, tokenizer and dataset: everything that can fail on user input, done
@@ -752,7 +808,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             cllm_progress_end(mode, stdout);
             char buf_loss[32], buf_norm[32];
             char kept[512];
-            if (file_exists(t->dir, "optimizer.safetensors"))
+            if (cllm_run_has_checkpoint(t->dir))
                 snprintf(kept, sizeof kept, "the last good checkpoint in %s is kept", t->dir);
             else
                 snprintf(kept, sizeof kept, "no checkpoint had been saved yet");
@@ -764,6 +820,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         }
         t->step = s;
         t->window_base += (uint64_t)t->seqs_per_step;
+        if (s == debug_poison_step) t->model.params[t->model.tensors[0].offset] = NAN;
         last_loss = loss;
         int eval_now = due(s, o->eval_every) || s == t->total_steps;
         if (eval_now) val = evaluate(t);
@@ -810,7 +867,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     cllm_metrics_close(&log);
     if (st != CLLM_OK) return st;
     /* The end of the budget, --stop-after, or a signal: save where we are. */
-    if (t->step > first || !file_exists(t->dir, "optimizer.safetensors")) st = save_checkpoint(t);
+    if (t->step > first || !cllm_run_has_checkpoint(t->dir)) st = save_checkpoint(t);
     if (st != CLLM_OK) return st;
     res->steps_done = t->step;
     res->final_loss = last_loss;
@@ -920,6 +977,7 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     char *tok = cllm_path_join(t->dir, "tokenizer.bin");
     st = tok ? cllm_tokenizer_save(t->tok, tok) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(tok);
+    if (st == CLLM_OK) t->folder_written = 1;
     return st;
 }
 
@@ -928,6 +986,7 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     res->final_val_loss = NAN;
     trainer t;
     memset(&t, 0, sizeof t);
+    t.lock.fd = -1;
     t.settings = *o;
     t.o = &t.settings;
     uint64_t expect_hash = 0;
@@ -941,8 +1000,10 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     cllm_status st = pick_run_dir(&t, resume);
     if (st == CLLM_OK) st = load_data(&t, resume, expect_hash, expect_bytes);
     if (st == CLLM_OK) st = setup(&t, resume);
+    t.folder_written = resume;
     if (st == CLLM_OK && !resume) st = create_run_folder(&t, t.corpus_hash);
     else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    if (st != CLLM_OK) undo_run_dir(&t);
     if (st == CLLM_OK) {
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;

@@ -52,4 +52,10 @@ void cllm_flags_usage(const cllm_command_spec *spec, FILE *out);
  * OK -> -1 (continue), HELP -> 0, ERROR -> 2. */
 int cllm_flags_exit_code(int parse_result);
 
+/* Checks the file name given to an output flag (`-o FILE.png`, `--dump-logits
+ * FILE`) before any work: empty, or naming a folder, is one line on stderr
+ * and exit status 2 (returned), instead of a failed rename at the very end.
+ * Returns -1 when the name is usable. */
+int cllm_flags_check_output_file(const char *command, const char *flag, const char *path);
+
 #endif

@@ -84,5 +84,8 @@ float cllm_clip_factor(double grad_norm, double clip);
 /* Test hook: the training loss of the given step (1-based) is replaced by NaN
  * before the finiteness check, to test the stop on divergence. 0: off. */
 void cllm_train_debug_nan_at_step(int64_t step);
+/* Test hook: after the update of step `step` (0: never), one parameter becomes
+ * NaN while the loss stays finite, as a silent blow-up would leave it. */
+void cllm_train_debug_poison_after_step(int64_t step);
 
 #endif

@@ -1,0 +1,779 @@
+/* Bad input, row by row: every way a user (or a damaged file) can hand cllm
+ * something it cannot use, with the message and exit status it must give.
+ *
+ * Each row of `rows` builds its input in a folder of its own, runs the cllm
+ * binary, and asserts: the exit status, exactly one non-empty line on stderr
+ * containing the row's phrase, and no crash. The same table is the "Bad input"
+ * section of docs/RELIABILITY.md: test_doc_table_matches checks that the doc
+ * holds exactly these rows, and `test_bad_input --print-table` prints them. */
+#define _GNU_SOURCE /* memmem */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "support.h"
+
+/* ---- fixtures -------------------------------------------------------------------------------- */
+
+static char *workdir;   /* every row's folder lives here */
+static char *reference; /* a complete tiny run, copied by the rows that damage one */
+static char *corpus;    /* the text it was trained on */
+
+/* Model flags small enough that a run takes milliseconds. */
+#define TINY "--layers 1 --heads 2 --embd 16 --seq 16 --vocab 300 --batch 4 --steps 1 --sample-tokens 0 --quiet"
+
+static char *join(const char *dir, const char *name) {
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+static void put(const char *dir, const char *name, const char *text) { free(write_file(dir, name, text, strlen(text))); }
+
+/* About 12 KB of varied text: enough windows of 16 tokens for a 300-token vocabulary. */
+static void write_corpus(const char *dir, const char *name) {
+    static const char *words[] = {"the", "king", "shall", "speak", "of", "love", "and", "war", "to", "my",
+                                  "lord", "now", "good", "night", "sweet", "prince", "what", "is", "honour", "air"};
+    size_t cap = 16384, n = 0;
+    char *text = malloc(cap);
+    uint64_t x = 12345;
+    while (n < 12000) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        n += (size_t)snprintf(text + n, cap - n, "%s%s", words[(x >> 33) % 20], (x >> 40) % 9 == 0 ? ".\n" : " ");
+    }
+    free(write_file(dir, name, text, n));
+    free(text);
+}
+
+static int setup_reference_run(void **state) {
+    (void)state;
+    workdir = make_temp_dir();
+    write_corpus(workdir, "corpus.txt");
+    corpus = join(workdir, "corpus.txt");
+    reference = join(workdir, "reference");
+    char args[8192];
+    snprintf(args, sizeof args, "train '%s' " TINY " --steps 2 --out '%s'", corpus, reference);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    int ok = r.exit_code == 0;
+    if (!ok) fprintf(stderr, "reference run failed: exit %d, %s\n", r.exit_code, r.err);
+    run_result_free(&r);
+    return ok ? 0 : -1;
+}
+
+static int teardown_reference_run(void **state) {
+    (void)state;
+    remove_tree(workdir);
+    free(workdir);
+    free(reference);
+    free(corpus);
+    return 0;
+}
+
+/* ---- inputs: each builds what its row needs inside the row's folder `d` ----------------------- */
+
+static void a_corpus(const char *d) { write_corpus(d, "corpus.txt"); }
+
+static void a_run(const char *d) {
+    char *dst = join(d, "run");
+    copy_tree(reference, dst);
+    free(dst);
+}
+
+/* The file a run folder's name resolves to (a checkpoint's file may be reached through a link). */
+static char *resolved(const char *d, const char *name) {
+    char *path = join(d, name), *real = realpath(path, NULL);
+    if (!real) fail_msg("%s does not resolve", path);
+    free(path);
+    return real;
+}
+
+static unsigned char *run_file(const char *d, const char *name, size_t *n) {
+    char *path = resolved(d, name);
+    unsigned char *data = read_whole_file(path, n);
+    if (!data) fail_msg("cannot read %s", path);
+    free(path);
+    return data;
+}
+
+/* Rewrites run/<name> (through any link) with n bytes of data. */
+static void replace_run_file(const char *d, const char *name, const void *data, size_t n) {
+    char *path = resolved(d, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) fail_msg("cannot rewrite %s", path);
+    free(path);
+}
+
+static void truncate_run_file(const char *d, const char *name, size_t keep) {
+    size_t n;
+    unsigned char *data = run_file(d, name, &n);
+    replace_run_file(d, name, data, keep < n ? keep : n);
+    free(data);
+}
+
+/* Replaces the first occurrence of `from` with `to` (same length or not) in run/<name>. */
+static void edit_run_file(const char *d, const char *name, const char *from, const char *to) {
+    size_t n;
+    char *data = (char *)run_file(d, name, &n);
+    char *at = memmem(data, n, from, strlen(from)); /* binary files too: the safetensors length has NUL bytes */
+    if (!at) fail_msg("'%s' not found in %s", from, name);
+    size_t head = (size_t)(at - data), from_len = strlen(from), to_len = strlen(to);
+    char *out = malloc(n - from_len + to_len + 1);
+    memcpy(out, data, head);
+    memcpy(out + head, to, to_len);
+    memcpy(out + head + to_len, at + from_len, n - head - from_len);
+    replace_run_file(d, name, out, n - from_len + to_len);
+    free(out);
+    free(data);
+}
+
+/* Removes the file itself, not only a link to it, so no path reaches it. */
+static void remove_run_file(const char *d, const char *name) {
+    char *path = resolved(d, name), *link = join(d, name);
+    if (unlink(path) != 0) fail_msg("cannot remove %s", path);
+    unlink(link);
+    free(path);
+    free(link);
+}
+
+static void model_truncated(const char *d) {
+    a_run(d);
+    truncate_run_file(d, "run/model.safetensors", 20000);
+}
+
+static void model_short(const char *d) {
+    a_run(d);
+    truncate_run_file(d, "run/model.safetensors", 4);
+}
+
+static void model_header_garbage(const char *d) {
+    a_run(d);
+    size_t n;
+    unsigned char *data = run_file(d, "run/model.safetensors", &n);
+    memcpy(data + 8, "garbage!", 8);
+    replace_run_file(d, "run/model.safetensors", data, n);
+    free(data);
+}
+
+/* A header length of 2^60 bytes: refused from the file size, never allocated. */
+static void model_header_length_huge(const char *d) {
+    a_run(d);
+    size_t n;
+    unsigned char *data = run_file(d, "run/model.safetensors", &n);
+    memset(data, 0, 8);
+    data[7] = 0x10;
+    replace_run_file(d, "run/model.safetensors", data, n);
+    free(data);
+}
+
+static void model_wrong_dtype(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/model.safetensors", "\"F32\"", "\"I32\"");
+}
+
+static void model_missing(const char *d) {
+    a_run(d);
+    remove_run_file(d, "run/model.safetensors");
+}
+
+static void config_missing(const char *d) {
+    a_run(d);
+    remove_run_file(d, "run/config.json");
+}
+
+static void config_not_json(const char *d) {
+    a_run(d);
+    replace_run_file(d, "run/config.json", "not json {\n", 11);
+}
+
+static void config_empty(const char *d) {
+    a_run(d);
+    replace_run_file(d, "run/config.json", "", 0);
+}
+
+static void config_missing_key(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/config.json", "\"n_head\"", "\"n_hea\"");
+}
+
+static void config_wrong_type(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/config.json", "\"n_head\": 2", "\"n_head\": \"two\"");
+}
+
+static void config_shape_mismatch(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/config.json", "\"n_embd\": 16", "\"n_embd\": 32");
+}
+
+static void tokenizer_missing(const char *d) {
+    a_run(d);
+    remove_run_file(d, "run/tokenizer.bin");
+}
+
+static void tokenizer_truncated(const char *d) {
+    a_run(d);
+    truncate_run_file(d, "run/tokenizer.bin", 100);
+}
+
+static void tokenizer_flipped_byte(const char *d) {
+    a_run(d);
+    size_t n;
+    unsigned char *data = run_file(d, "run/tokenizer.bin", &n);
+    data[n / 2] ^= 0xff;
+    replace_run_file(d, "run/tokenizer.bin", data, n);
+    free(data);
+}
+
+static void tokenizer_empty(const char *d) {
+    a_run(d);
+    replace_run_file(d, "run/tokenizer.bin", "", 0);
+}
+
+static void an_empty_file(const char *d) { put(d, "empty.txt", ""); }
+
+static void an_empty_folder(const char *d) {
+    char *p = join(d, "empty");
+    mkdir(p, 0755);
+    free(p);
+}
+
+static void binary_files_only(const char *d) {
+    free(write_file(d, "data/image.png", "\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
+    free(write_file(d, "data/blob.bin", "\0\1\2\3\0\0\xff", 7));
+}
+
+static void a_short_text(const char *d) { put(d, "short.txt", "hi\n"); }
+
+static void a_file(const char *d) { put(d, "file", "not a folder\n"); }
+
+static void metrics(const char *d, const char *lines) { put(d, "run/metrics.jsonl", lines); }
+static void metrics_empty(const char *d) { metrics(d, ""); }
+static void metrics_not_json(const char *d) { metrics(d, "this is not json\n"); }
+static void metrics_cut_line(const char *d) { metrics(d, "{\"step\":1,\"tokens\":64,\"loss\":5.6}\n{\"step\":2,\"tok"); }
+static void metrics_no_loss(const char *d) { metrics(d, "{\"step\":1,\"tokens\":64}\n"); }
+
+/* An output folder nothing can be written into. Permission bits do not stop
+ * root (CI runs as root), so there `out` is a plain file instead, which stops
+ * everyone: creating out/sub fails either way. */
+static void unwritable_out(const char *d) {
+    a_run(d);
+    char *out = join(d, "out");
+    if (geteuid() == 0) {
+        put(d, "out", "a file where the output folder would be\n");
+        print_message("  (running as root: permission bits would not stop the write, so out is a plain file)\n");
+    } else {
+        mkdir(out, 0500);
+    }
+    free(out);
+}
+
+/* A 64 KiB tmpfs, filled to the last block, mounted by the row's own wrapper in
+ * a private mount namespace (so nothing outlives the command; needs root and
+ * mount rights). The wrapper takes the row's folder as its first argument. */
+#define FULL_DISK                                                                                                    \
+    "unshare -m sh -c 'mount -t tmpfs -o size=64k tmpfs \"$1\"/full || exit 99; "                                   \
+    "cat /dev/zero >\"$1\"/full/fill 2>/dev/null; shift; exec \"$0\" \"$@\"'"
+
+static const char *full_disk_unavailable(const char *d) {
+    char *full = join(d, "full");
+    mkdir(full, 0755);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "unshare -m sh -c 'mount -t tmpfs -o size=64k tmpfs \"%s\"' >/dev/null 2>&1", full);
+    int ok = system(cmd) == 0;
+    free(full);
+    return ok ? NULL : "cannot mount a small tmpfs here (needs root and mount rights in a private namespace)";
+}
+
+static void full_disk(const char *d) {
+    a_run(d);
+    char *full = join(d, "full");
+    mkdir(full, 0755);
+    free(full);
+}
+
+/* ---- the table ------------------------------------------------------------------------------- */
+
+/* In `args`, `env` and `stdin_text`, @D is the row's folder, @C the shared corpus. */
+typedef struct {
+    const char *name;
+    const char *what;                       /* the input, for the doc */
+    void (*setup)(const char *d);           /* NULL: nothing to build */
+    const char *(*unavailable)(const char *d); /* NULL, or why the row cannot run on this machine */
+    const char *env;                        /* extra environment (KEY=VALUE ...), or NULL */
+    const char *wrapper;                    /* a command the binary runs under, or NULL */
+    const char *args;
+    const char *stdin_text;                 /* NULL: /dev/null */
+    int exit_status;
+    const char *phrase;                     /* what the single stderr line must contain */
+} bad_input_row;
+
+static const bad_input_row rows[] = {
+    /* command lines */
+    {"no_command", "no command at all", NULL, NULL, NULL, NULL, "", NULL, 2, "missing command"},
+    {"unknown_command", "an unknown command", NULL, NULL, NULL, NULL, "frob", NULL, 2, "unknown command 'frob'"},
+    {"unknown_flag", "an unknown flag", NULL, NULL, NULL, NULL, "train --out @D/never --frobnicate", NULL, 2,
+     "unknown option '--frobnicate'"},
+    {"unknown_short_flag", "an unknown short flag", NULL, NULL, NULL, NULL, "train --out @D/never -x", NULL, 2, "unknown option '-x'"},
+    {"flag_without_value", "a flag without its value", NULL, NULL, NULL, NULL, "train --steps", NULL, 2,
+     "--steps needs a value"},
+    {"flag_not_an_integer", "a word where an integer goes", NULL, NULL, NULL, NULL, "train --out @D/never --steps abc", NULL, 2,
+     "--steps expects an integer, got 'abc'"},
+    {"flag_empty_value", "an empty value (`--steps=`)", NULL, NULL, NULL, NULL, "train --out @D/never --steps=", NULL, 2,
+     "--steps expects an integer, got ''"},
+    {"flag_out_of_range", "a value out of range", NULL, NULL, NULL, NULL, "train --out @D/never --layers 0", NULL, 2,
+     "--layers 0 is out of range"},
+    {"flag_int_overflow", "an integer beyond 64 bits", NULL, NULL, NULL, NULL, "train --out @D/never --steps 99999999999999999999",
+     NULL, 2, "--steps expects an integer"},
+    {"flag_number_overflow", "a number beyond double (`1e400`)", NULL, NULL, NULL, NULL, "train --out @D/never --lr 1e400", NULL, 2,
+     "--lr expects a number, got '1e400'"},
+    {"flag_nan", "`nan` as a number", NULL, NULL, NULL, NULL, "sample x --temperature nan", NULL, 2,
+     "--temperature expects a number, got 'nan'"},
+    {"bool_flag_with_value", "a value given to a switch", NULL, NULL, NULL, NULL, "train --out @D/never --quiet=1", NULL, 2,
+     "--quiet takes no value"},
+    {"two_budgets", "two budgets at once", NULL, NULL, NULL, NULL, "train --out @D/never --steps 5 --epochs 1", NULL, 2,
+     "give only one budget"},
+    {"unknown_preset", "an unknown preset", NULL, NULL, NULL, NULL, "train --out @D/never --preset XL", NULL, 2,
+     "unknown --preset 'XL'"},
+    {"heads_do_not_divide_width", "heads that do not divide the width", NULL, NULL, NULL, NULL,
+     "train --out @D/never --heads 3 --embd 32", NULL, 2, "--embd 32 is not a multiple of --heads 3"},
+    {"batch_not_multiple_of_micro", "a batch not a multiple of the micro-batch", NULL, NULL, NULL, NULL,
+     "train --out @D/never --batch 6 --micro 4", NULL, 2, "--batch 6 is not a multiple of --micro 4"},
+    {"min_lr_above_lr", "a floor above the peak learning rate", NULL, NULL, NULL, NULL, "train --out @D/never --min-lr 1 --lr 0.1",
+     NULL, 2, "--min-lr must not exceed --lr"},
+    {"stop_after_past_budget", "`--stop-after` beyond the budget", a_corpus, NULL, NULL, NULL,
+     "train @D/corpus.txt " TINY " --stop-after 5 --out @D/never", NULL, 2, "--stop-after 5 is beyond the budget"},
+    {"empty_out", "an empty `--out`", NULL, NULL, NULL, NULL, "train --out ''", NULL, 2,
+     "--out needs a folder name"},
+    {"empty_resume", "an empty `--resume`", NULL, NULL, NULL, NULL, "train --resume=", NULL, 2,
+     "--resume needs a folder name"},
+    {"resume_with_model_flag", "`--resume` with a flag that changes the model", a_run, NULL, NULL, NULL,
+     "train --resume @D/run --layers 2", NULL, 2, "--layers cannot change with --resume"},
+    {"resume_with_data", "`--resume` with DATA", a_run, NULL, NULL, NULL, "train @C --resume @D/run", NULL, 2,
+     "DATA cannot change with --resume"},
+    {"out_and_resume_differ", "`--out` and `--resume` naming different folders", a_run, NULL, NULL, NULL,
+     "train --resume @D/run --out @D/other", NULL, 2, "--out and --resume name different folders"},
+    {"eval_without_run", "`eval` without a run folder", NULL, NULL, NULL, NULL, "eval", NULL, 2,
+     "missing argument (usage: cllm eval DIR"},
+    {"eval_dump_without_tokens", "`--dump-logits` without `--tokens`", a_run, NULL, NULL, NULL,
+     "eval @D/run --dump-logits @D/logits", NULL, 2, "--dump-logits FILE and --tokens IDS go together"},
+    {"eval_token_id_out_of_range", "`--tokens` with an id past the vocabulary", a_run, NULL, NULL, NULL,
+     "eval @D/run --dump-logits @D/logits --tokens '1 2 999'", NULL, 2, "--tokens wants up to 16 ids in 0..299"},
+    {"eval_dump_into_folder", "`--dump-logits` naming a folder", a_run, NULL, NULL, NULL,
+     "eval @D/run --dump-logits @D --tokens '1 2'", NULL, 2, "is a folder; give a file name"},
+    {"sample_extra_argument", "`sample` with two run folders", a_run, NULL, NULL, NULL, "sample @D/run @D/run", NULL,
+     2, "unexpected argument"},
+    {"sample_top_p_zero", "`--top-p 0`", a_run, NULL, NULL, NULL, "sample @D/run --top-p 0", NULL, 2,
+     "--top-p 0 is out of range"},
+    {"sample_negative_tokens", "a negative token count", a_run, NULL, NULL, NULL, "sample @D/run --tokens -1", NULL, 2,
+     "--tokens -1 is out of range"},
+    {"tokenizer_without_subcommand", "`tokenizer` alone", NULL, NULL, NULL, NULL, "tokenizer", NULL, 2,
+     "missing subcommand"},
+    {"tokenizer_unknown_subcommand", "an unknown `tokenizer` subcommand", NULL, NULL, NULL, NULL, "tokenizer frob",
+     NULL, 2, "unknown subcommand 'frob'"},
+    {"tokenizer_train_without_out", "`tokenizer train` without `-o`", NULL, NULL, NULL, NULL, "tokenizer train @C",
+     NULL, 2, "missing -o FILE"},
+    {"tokenizer_train_empty_out", "`tokenizer train -o ''`", NULL, NULL, NULL, NULL, "tokenizer train @C -o ''", NULL,
+     2, "-o needs a file name"},
+    {"tokenizer_train_out_is_folder", "`tokenizer train -o` naming a folder", NULL, NULL, NULL, NULL,
+     "tokenizer train @C -o @D", NULL, 2, "is a folder; give a file name"},
+    {"tokenizer_vocab_too_small", "a vocabulary below 257", NULL, NULL, NULL, NULL,
+     "tokenizer train @C --vocab 100 -o @D/t.bin", NULL, 2, "--vocab 100 is out of range (allowed 257..65536)"},
+    {"encode_without_file", "`tokenizer encode` without a tokenizer file", NULL, NULL, NULL, NULL, "tokenizer encode",
+     NULL, 2, "missing argument"},
+    {"decode_two_files", "`tokenizer decode` with two files", NULL, NULL, NULL, NULL, "tokenizer decode a b", NULL, 2,
+     "unexpected argument 'b'"},
+    {"plot_without_out", "`plot` without `-o`", a_run, NULL, NULL, NULL, "plot @D/run", NULL, 2, "missing -o FILE.png"},
+    {"plot_out_is_folder", "`plot -o` naming a folder", a_run, NULL, NULL, NULL, "plot @D/run -o @D", NULL, 2,
+     "-o @D is a folder; give a file name"},
+    {"plot_empty_out", "`plot -o ''`", a_run, NULL, NULL, NULL, "plot @D/run -o ''", NULL, 2,
+     "-o needs a file name"},
+    {"plot_width_out_of_range", "a plot narrower than 200 pixels", a_run, NULL, NULL, NULL,
+     "plot @D/run -o @D/x.png --width 10", NULL, 2, "--width 10 is out of range"},
+    {"bench_without_benchmark", "`bench` alone", NULL, NULL, NULL, NULL, "bench", NULL, 2, "missing benchmark"},
+    {"bench_unknown", "an unknown benchmark", NULL, NULL, NULL, NULL, "bench frob", NULL, 2,
+     "unknown benchmark 'frob'"},
+    {"bench_step_bad_preset", "`bench step` with an unknown preset", NULL, NULL, NULL, NULL, "bench step --preset Q",
+     NULL, 2, "--preset must be S or M, not 'Q'"},
+    {"bench_matmul_bad_preset", "`bench matmul` with an unknown preset", NULL, NULL, NULL, NULL,
+     "bench matmul --preset Q", NULL, 2, "--preset must be S, M or all, not 'Q'"},
+    {"bench_reduce_one_source", "`bench reduce --sources 1`", NULL, NULL, NULL, NULL, "bench reduce --sources 1", NULL,
+     2, "--sources 1 is out of range"},
+    {"bench_peak_zero_seconds", "`bench peak --seconds 0`", NULL, NULL, NULL, NULL, "bench peak --seconds 0", NULL, 2,
+     "--seconds 0 is out of range"},
+    {"info_unknown_flag", "`info` with an unknown flag", NULL, NULL, NULL, NULL, "info --frob", NULL, 2,
+     "unknown option '--frob'"},
+    {"info_extra_argument", "`info` with an argument", NULL, NULL, NULL, NULL, "info extra", NULL, 2,
+     "unexpected argument 'extra'"},
+
+    /* environment: checked before any command runs, even before its flags */
+    {"omp_num_threads_zero", "`OMP_NUM_THREADS=0`", NULL, NULL, "OMP_NUM_THREADS=0", NULL, "info", NULL, 2,
+     "OMP_NUM_THREADS='0' is not a positive integer"},
+    {"omp_num_threads_word", "`OMP_NUM_THREADS=abc`", NULL, NULL, "OMP_NUM_THREADS=abc", NULL, "train --help", NULL, 2,
+     "OMP_NUM_THREADS='abc' is not a positive integer"},
+    {"omp_num_threads_empty", "`OMP_NUM_THREADS=` (set, empty)", NULL, NULL, "OMP_NUM_THREADS=", NULL, "eval x", NULL,
+     2, "OMP_NUM_THREADS='' is not a positive integer"},
+    {"omp_num_threads_huge", "`OMP_NUM_THREADS` beyond an int", NULL, NULL, "OMP_NUM_THREADS=99999999999", NULL,
+     "info", NULL, 2, "OMP_NUM_THREADS='99999999999'"},
+    {"omp_schedule_unknown_kind", "`OMP_SCHEDULE=fast`", NULL, NULL, "OMP_SCHEDULE=fast", NULL, "sample x", NULL, 2,
+     "OMP_SCHEDULE='fast' is not"},
+    {"omp_schedule_zero_chunk", "`OMP_SCHEDULE=dynamic,0`", NULL, NULL, "OMP_SCHEDULE=dynamic,0", NULL, "train", NULL,
+     2, "OMP_SCHEDULE='dynamic,0' is not"},
+    {"omp_proc_bind_unknown", "`OMP_PROC_BIND=sideways`", NULL, NULL, "OMP_PROC_BIND=sideways", NULL, "plot x -o y.png",
+     NULL, 2, "OMP_PROC_BIND='sideways' is not"},
+    {"omp_places_unknown", "`OMP_PLACES=nowhere`", NULL, NULL, "OMP_PLACES=nowhere", NULL, "bench step", NULL, 2,
+     "OMP_PLACES='nowhere' is not"},
+    {"cllm_unknown_variable", "an unknown `CLLM_*` variable", NULL, NULL, "CLLM_FROB=1", NULL, "tokenizer train x",
+     NULL, 2, "unknown variable CLLM_FROB"},
+    {"cllm_simd_unknown", "`CLLM_SIMD=avx9`", NULL, NULL, "CLLM_SIMD=avx9", NULL, "bench reduce", NULL, 2,
+     "CLLM_SIMD='avx9' is not one of"},
+    {"cllm_streaming_word", "`CLLM_STREAMING=maybe`", NULL, NULL, "CLLM_STREAMING=maybe", NULL, "train", NULL, 2,
+     "CLLM_STREAMING='maybe' is not one of"},
+    {"cllm_segments_out_of_range", "`CLLM_SEGMENTS=65`", NULL, NULL, "CLLM_SEGMENTS=65", NULL, "train", NULL, 2,
+     "CLLM_SEGMENTS='65' is not an integer in 1..64"},
+    {"cllm_grad_window_negative", "`CLLM_GRAD_WINDOW=-1`", NULL, NULL, "CLLM_GRAD_WINDOW=-1", NULL, "info", NULL, 2,
+     "CLLM_GRAD_WINDOW='-1' is not an integer in 0..4096"},
+    {"cllm_progress_unknown", "`CLLM_PROGRESS=loud`", NULL, NULL, "CLLM_PROGRESS=loud", NULL, "eval x", NULL, 2,
+     "CLLM_PROGRESS='loud' is not one of"},
+    {"cllm_progress_empty", "`CLLM_PROGRESS=` (set, empty)", NULL, NULL, "CLLM_PROGRESS=", NULL, "info", NULL, 2,
+     "CLLM_PROGRESS='' is not one of"},
+    {"cllm_peak_gflops_negative", "`CLLM_PEAK_GFLOPS=-3`", NULL, NULL, "CLLM_PEAK_GFLOPS=-3", NULL, "bench step", NULL,
+     2, "CLLM_PEAK_GFLOPS='-3' is not a positive number"},
+
+    /* training data */
+    {"corpus_missing", "a DATA path that does not exist", NULL, NULL, NULL, NULL,
+     "train @D/nothing.txt " TINY " --out @D/never", NULL, 2, "@D/nothing.txt: no such file or folder"},
+    {"corpus_empty_file", "an empty DATA file", an_empty_file, NULL, NULL, NULL,
+     "train @D/empty.txt " TINY " --out @D/never", NULL, 2, "no text in @D/empty.txt"},
+    {"corpus_empty_folder", "an empty DATA folder", an_empty_folder, NULL, NULL, NULL,
+     "train @D/empty " TINY " --out @D/never", NULL, 2, "no text in @D/empty"},
+    {"corpus_binary_only", "a DATA folder of binary files only", binary_files_only, NULL, NULL, NULL,
+     "train @D/data " TINY " --out @D/never", NULL, 2, "2 binary files skipped"},
+    {"corpus_too_short", "a corpus shorter than one window", a_short_text, NULL, NULL, NULL,
+     "train @D/short.txt " TINY " --val-fraction 0 --out @D/never", NULL, 2, "corpus too short: 3 tokens, need 17"},
+    {"corpus_too_short_for_validation", "a corpus too short to hold out a validation window", a_short_text, NULL,
+     NULL, NULL, "train @D/short.txt " TINY " --out @D/never", NULL, 2, "need 33 (2 windows of 16+1 tokens)"},
+    {"tokenizer_train_corpus_missing", "`tokenizer train` on a missing path", NULL, NULL, NULL, NULL,
+     "tokenizer train @D/nothing -o @D/t.bin", NULL, 2, "@D/nothing: no such file or folder"},
+    {"tokenizer_train_corpus_empty", "`tokenizer train` on an empty file", an_empty_file, NULL, NULL, NULL,
+     "tokenizer train @D/empty.txt -o @D/t.bin", NULL, 2, "no text in @D/empty.txt"},
+    {"eval_data_missing", "`eval` on a missing DATA path", a_run, NULL, NULL, NULL, "eval @D/run @D/nothing.txt", NULL,
+     2, "@D/nothing.txt: no such file or folder"},
+    {"eval_data_binary_only", "`eval` on binary files only", binary_files_only, NULL, NULL, NULL,
+     "eval @D/../reference @D/data", NULL, 2, "no text in @D/data"},
+
+    /* run folders and checkpoints */
+    {"run_folder_missing", "a run folder that does not exist", NULL, NULL, NULL, NULL, "eval @D/nothing", NULL, 2,
+     "@D/nothing: no such run folder"},
+    {"run_folder_is_a_file", "a file given as the run folder", a_file, NULL, NULL, NULL, "sample @D/file", NULL, 2,
+     "@D/file is not a run folder"},
+    {"run_folder_empty", "an empty folder given as the run folder", an_empty_folder, NULL, NULL, NULL,
+     "sample @D/empty", NULL, 2, "not a cllm run folder"},
+    {"model_truncated", "`model.safetensors` cut short", model_truncated, NULL, NULL, NULL, "eval @D/run", NULL, 2,
+     "lie outside the"},
+    {"model_shorter_than_header", "`model.safetensors` of 4 bytes", model_short, NULL, NULL, NULL, "sample @D/run",
+     NULL, 2, "truncated: 4 bytes, not even the 8-byte header length"},
+    {"model_header_not_json", "`model.safetensors` with a corrupt header", model_header_garbage, NULL, NULL, NULL,
+     "eval @D/run", NULL, 2, "header does not start with a JSON object"},
+    {"model_header_length_huge", "`model.safetensors` announcing a 2^60-byte header", model_header_length_huge, NULL,
+     NULL, NULL, "eval @D/run", NULL, 2, "runs past the end of the"},
+    {"model_wrong_dtype", "`model.safetensors` with I32 tensors", model_wrong_dtype, NULL, NULL, NULL, "eval @D/run",
+     NULL, 2, "is I32, cllm reads F32"},
+    {"model_missing", "a run folder without `model.safetensors`", model_missing, NULL, NULL, NULL, "eval @D/run", NULL,
+     2, "model.safetensors is missing"},
+    {"config_missing", "a run folder without `config.json`", config_missing, NULL, NULL, NULL, "sample @D/run", NULL,
+     2, "config.json is missing"},
+    {"config_not_json", "`config.json` that is not JSON", config_not_json, NULL, NULL, NULL, "eval @D/run", NULL, 2,
+     "config.json: invalid JSON"},
+    {"config_empty", "an empty `config.json`", config_empty, NULL, NULL, NULL, "eval @D/run", NULL, 2,
+     "config.json: invalid JSON: unexpected end"},
+    {"config_missing_key", "`config.json` without `n_head`", config_missing_key, NULL, NULL, NULL, "eval @D/run", NULL,
+     2, "config.json: missing \"n_head\""},
+    {"config_wrong_type", "`config.json` with a string for `n_head`", config_wrong_type, NULL, NULL, NULL,
+     "sample @D/run", NULL, 2, "\"n_head\" must be an integer"},
+    {"config_shape_mismatch", "`config.json` wider than the tensors", config_shape_mismatch, NULL, NULL, NULL,
+     "eval @D/run", NULL, 2, "config.json"},
+    {"run_tokenizer_missing", "a run folder without `tokenizer.bin`", tokenizer_missing, NULL, NULL, NULL,
+     "eval @D/run", NULL, 2, "tokenizer.bin is missing"},
+    {"run_tokenizer_truncated", "a run's `tokenizer.bin` cut short", tokenizer_truncated, NULL, NULL, NULL,
+     "sample @D/run", NULL, 2, "corrupt tokenizer file: 100 bytes but the header announces"},
+    {"resume_not_a_run", "`--resume` of a folder that is not a run", an_empty_folder, NULL, NULL, NULL,
+     "train --resume @D/empty", NULL, 2, "@D/empty: no run.json"},
+    {"resume_missing_folder", "`--resume` of a folder that does not exist", NULL, NULL, NULL, NULL,
+     "train --resume @D/nothing", NULL, 2, "@D/nothing: no run.json"},
+
+    /* tokenizer files */
+    {"tokenizer_file_missing", "a tokenizer file that does not exist", NULL, NULL, NULL, NULL,
+     "tokenizer encode @D/nothing.bin", NULL, 2, "cannot read @D/nothing.bin"},
+    {"tokenizer_file_is_folder", "a folder given as the tokenizer file", NULL, NULL, NULL, NULL, "tokenizer decode @D",
+     NULL, 2, "cannot read @D"},
+    {"tokenizer_file_empty", "an empty tokenizer file", tokenizer_empty, NULL, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.bin", NULL, 2, "corrupt tokenizer file: empty file"},
+    {"tokenizer_file_truncated", "a tokenizer file cut short", tokenizer_truncated, NULL, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.bin", NULL, 2, "(truncated?)"},
+    {"tokenizer_file_corrupt", "a tokenizer file with one byte flipped", tokenizer_flipped_byte, NULL, NULL, NULL,
+     "tokenizer decode @D/run/tokenizer.bin", NULL, 2, "corrupt tokenizer file: checksum mismatch"},
+    {"tokenizer_file_not_a_tokenizer", "a text file given as the tokenizer", NULL, NULL, NULL, NULL,
+     "tokenizer encode @C", NULL, 2, "not a cllm tokenizer file (bad magic)"},
+
+    /* token ids on stdin for decode */
+    {"decode_word", "a word among the ids", a_run, NULL, NULL, NULL, "tokenizer decode @D/run/tokenizer.bin",
+     "1\nabc\n", 2, "line 2: 'abc' is not a token id"},
+    {"decode_two_ids_on_a_line", "two ids on one line", a_run, NULL, NULL, NULL,
+     "tokenizer decode @D/run/tokenizer.bin", "12 13\n", 2, "line 1: '12 13' is not a token id"},
+    {"decode_negative_id", "a negative id", a_run, NULL, NULL, NULL, "tokenizer decode @D/run/tokenizer.bin", "-1\n",
+     2, "line 1: '-1' is not a token id"},
+    {"decode_id_past_vocabulary", "an id past the vocabulary", a_run, NULL, NULL, NULL,
+     "tokenizer decode @D/run/tokenizer.bin", "5\n300\n", 2, "line 2: token id 300 out of range (vocabulary 300)"},
+    {"decode_huge_id", "an id of 14 digits", a_run, NULL, NULL, NULL, "tokenizer decode @D/run/tokenizer.bin",
+     "99999999999999\n", 2, "line 1: '99999999999999' is not a token id"},
+    {"decode_empty_line", "an empty line among the ids", a_run, NULL, NULL, NULL,
+     "tokenizer decode @D/run/tokenizer.bin", "1\n\n2\n", 2, "line 2: '' is not a token id"},
+    {"decode_hex_id", "a hexadecimal id", a_run, NULL, NULL, NULL, "tokenizer decode @D/run/tokenizer.bin", "0x10\n",
+     2, "line 1: '0x10' is not a token id"},
+
+    /* metrics.jsonl for plot */
+    {"metrics_missing", "a folder without `metrics.jsonl`", an_empty_folder, NULL, NULL, NULL,
+     "plot @D/empty -o @D/x.png", NULL, 2, "@D/empty/metrics.jsonl: No such file or directory"},
+    {"metrics_empty", "an empty `metrics.jsonl`", metrics_empty, NULL, NULL, NULL, "plot @D/run -o @D/x.png", NULL, 2,
+     "no loss values to plot"},
+    {"metrics_not_json", "`metrics.jsonl` that is not JSON", metrics_not_json, NULL, NULL, NULL,
+     "plot @D/run -o @D/x.png", NULL, 2, "metrics.jsonl:1: expected a JSON object"},
+    {"metrics_cut_line", "`metrics.jsonl` whose last line is cut", metrics_cut_line, NULL, NULL, NULL,
+     "plot @D/run -o @D/x.png", NULL, 2, "metrics.jsonl:2: unterminated string"},
+    {"metrics_without_loss", "`metrics.jsonl` without a loss", metrics_no_loss, NULL, NULL, NULL,
+     "plot @D/run -o @D/x.png", NULL, 2, "no loss values to plot"},
+
+    /* output folders and files */
+    {"out_is_a_file", "`--out` naming a file", a_file, NULL, NULL, NULL, "train @C " TINY " --out @D/file", NULL, 2,
+     "@D/file is not a folder"},
+    {"out_under_a_file", "`--out` below a file", a_file, NULL, NULL, NULL, "train @C " TINY " --out @D/file/run", NULL,
+     2, "cannot create folder @D/file/run: Not a directory"},
+    {"out_unwritable", "`--out` in a folder that cannot be written (0500; a file when root)", unwritable_out, NULL,
+     NULL, NULL, "train @C " TINY " --out @D/out/run", NULL, 2, "cannot create folder @D/out/run"},
+    {"out_over_existing_run", "`--out` over a run that has a checkpoint", a_run, NULL, NULL, NULL,
+     "train @C " TINY " --out @D/run", NULL, 2, "@D/run already holds a run"},
+    {"tokenizer_out_unwritable", "`tokenizer train -o` in a folder that cannot be written", unwritable_out, NULL, NULL,
+     NULL, "tokenizer train @C -o @D/out/t.bin", NULL, 2, "cannot write @D/out/t.bin"},
+    {"plot_out_unwritable", "`plot -o` in a folder that cannot be written", unwritable_out, NULL, NULL, NULL,
+     "plot @D/run -o @D/out/x.png", NULL, 2, "cannot write @D/out/x.png"},
+    {"out_full_disk", "`--out` on a full disk (a full 64 KiB tmpfs)", full_disk, full_disk_unavailable, NULL,
+     FULL_DISK, "@D train @C " TINY " --out @D/full/run", NULL, 1, "No space left on device"},
+    {"tokenizer_out_full_disk", "`tokenizer train -o` on a full disk", full_disk, full_disk_unavailable, NULL,
+     FULL_DISK,
+     "@D tokenizer train @C -o @D/full/t.bin", NULL, 1, "cannot write @D/full/t.bin: No space left on device"},
+    {"plot_out_full_disk", "`plot -o` on a full disk", full_disk, full_disk_unavailable, NULL, FULL_DISK,
+     "@D plot @D/run -o @D/full/x.png", NULL, 1, "cannot write @D/full/x.png"},
+};
+
+static const size_t n_rows = sizeof rows / sizeof rows[0];
+
+/* ---- running a row --------------------------------------------------------------------------- */
+
+/* `text` with @D replaced by the row's folder and @C by the corpus (malloc'd). */
+static char *expand(const char *text, const char *d) {
+    size_t cap = strlen(text) * 2 + 64, n = 0;
+    for (const char *p = text; *p; p++) cap += *p == '@' ? strlen(d) + strlen(corpus) : 0;
+    char *out = malloc(cap);
+    for (const char *p = text; *p; p++) {
+        const char *with = p[0] == '@' && p[1] == 'D' ? d : p[0] == '@' && p[1] == 'C' ? corpus : NULL;
+        if (with) {
+            n += (size_t)sprintf(out + n, "%s", with);
+            p++;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Signs that the process crashed or a runtime complained instead of cllm answering. */
+static const char *crash_sign(const char *text) {
+    static const char *const signs[] = {"Sanitizer", "runtime error", "Segmentation fault", "core dumped",
+                                        "Assertion", "libgomp:", "OMP: ", "Aborted", NULL};
+    for (int i = 0; signs[i]; i++)
+        if (strstr(text, signs[i])) return signs[i];
+    return NULL;
+}
+
+static int single_nonempty_line(const char *s) {
+    size_t n = strlen(s);
+    return n > 1 && s[n - 1] == '\n' && strchr(s, '\n') == s + n - 1 && s[0] != '\n';
+}
+
+/* Runs one row; returns 0 when it behaved, else 1 (saying why when `report`). */
+static int check_row(const bad_input_row *row, int report) {
+    char *d = join(workdir, row->name);
+    if (mkdir(d, 0755) != 0) fail_msg("cannot create %s", d);
+    const char *why_not = row->unavailable ? row->unavailable(d) : NULL;
+    if (why_not) {
+        print_message("[ SKIPPED  ] %s: %s\n", row->name, why_not);
+        free(d);
+        return 0;
+    }
+    if (row->setup) row->setup(d);
+    char *stdin_path = NULL;
+    if (row->stdin_text) {
+        char *text = expand(row->stdin_text, d);
+        stdin_path = write_file(d, "stdin", text, strlen(text));
+        free(text);
+    }
+    /* timeout: a row that hangs fails (status 124) instead of stalling the suite. */
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "timeout 60 env OMP_NUM_THREADS=1 %s %s", row->env ? row->env : "",
+             row->wrapper ? row->wrapper : "");
+    char *args = expand(row->args, d), *phrase = expand(row->phrase, d);
+    run_result r = run_cllm_with(prefix, args, stdin_path);
+    const char *sign = crash_sign(r.out) ? crash_sign(r.out) : crash_sign(r.err);
+    /* Rows that name --out @D/never must leave no run folder behind. */
+    char *never = join(d, "never");
+    struct stat st;
+    int wrote = stat(never, &st) == 0;
+    free(never);
+    int bad = r.exit_code != row->exit_status || !single_nonempty_line(r.err) || !strstr(r.err, phrase) || sign ||
+              wrote;
+    if (bad && report)
+        print_error("[  FAILED  ] %s: cllm %s\n  expected exit %d and one stderr line containing '%s'\n"
+                    "  got exit %d, stderr (%d lines): %s  stdout: %.300s%s\n",
+                    row->name, args, row->exit_status, phrase, r.exit_code, count_lines(r.err), r.err, r.out,
+                    wrote ? "\n  and it wrote DIR/never" : "");
+    run_result_free(&r);
+    free(args);
+    free(phrase);
+    free(stdin_path);
+    /* Put write permission back so that the folder can be removed when not root. */
+    char *out = join(d, "out");
+    chmod(out, 0755);
+    free(out);
+    free(d);
+    return bad;
+}
+
+static void test_every_row(void **state) {
+    (void)state;
+    int failures = 0;
+    for (size_t i = 0; i < n_rows; i++) failures += check_row(&rows[i], 1);
+    if (failures) fail_msg("%d of %zu bad-input rows misbehaved (see above)", failures, n_rows);
+}
+
+/* The checker itself: rows that misbehave on purpose must each be caught. */
+static void test_checker_catches_misbehaviour(void **state) {
+    (void)state;
+    static const bad_input_row wrong[] = {
+        {"wrong_status", "", NULL, NULL, NULL, NULL, "frob", NULL, 1, "unknown command"},
+        {"wrong_phrase", "", NULL, NULL, NULL, NULL, "frob", NULL, 2, "no such phrase"},
+        {"second_stderr_line", "", NULL, NULL, NULL, "sh -c 'echo first >&2; exec \"$0\" \"$@\"'", "frob", NULL, 2,
+         "unknown command"},
+        {"crash_on_stdout", "", NULL, NULL, NULL, "sh -c 'echo Segmentation fault; exec \"$0\" \"$@\"'", "frob",
+         NULL, 2, "unknown command"},
+        {"no_stderr", "", NULL, NULL, NULL, NULL, "--version", NULL, 0, ""},
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+        if (!check_row(&wrong[i], 0)) fail_msg("the checker let %s through", wrong[i].name);
+}
+
+static void test_row_names_are_unique(void **state) {
+    (void)state;
+    for (size_t i = 0; i < n_rows; i++)
+        for (size_t j = i + 1; j < n_rows; j++)
+            if (!strcmp(rows[i].name, rows[j].name)) fail_msg("two rows named %s", rows[i].name);
+}
+
+/* ---- the doc --------------------------------------------------------------------------------- */
+
+static const char *const doc_header = "| Input | stderr contains | Exit | Row |\n|---|---|---|---|\n";
+
+/* Markdown cell text: a '|' would end the cell. */
+static void put_cell(FILE *out, const char *s) {
+    for (; *s; s++) {
+        if (*s == '|') fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+/* The phrase as the doc shows it: @D as DIR, @C as corpus.txt. */
+static void put_phrase(FILE *out, const char *phrase) {
+    for (const char *p = phrase; *p; p++) {
+        if (p[0] == '@' && p[1] == 'D') fputs("DIR", out), p++;
+        else if (p[0] == '@' && p[1] == 'C') fputs("corpus.txt", out), p++;
+        else if (*p == '|') fputs("\\|", out);
+        else fputc(*p, out);
+    }
+}
+
+static void print_table(FILE *out) {
+    fputs(doc_header, out);
+    for (size_t i = 0; i < n_rows; i++) {
+        fputs("| ", out);
+        put_cell(out, rows[i].what);
+        fputs(" | `", out);
+        put_phrase(out, rows[i].phrase);
+        fprintf(out, "` | %d | `%s` |\n", rows[i].exit_status, rows[i].name);
+    }
+}
+
+/* The table in docs/RELIABILITY.md's "Bad input" section (malloc'd): from its header line to the first line that
+ * does not start with '|'. */
+static char *doc_table(void) {
+    size_t n;
+    char *doc = (char *)read_whole_file(CLLM_SOURCE_DIR "/docs/RELIABILITY.md", &n);
+    if (!doc) fail_msg("cannot read docs/RELIABILITY.md");
+    const char *section = strstr(doc, "\n## Bad input");
+    const char *start = section ? strstr(section, "\n| Input |") : NULL;
+    if (!start) {
+        free(doc);
+        return NULL;
+    }
+    start++;
+    const char *end = start;
+    while (*end == '|') {
+        const char *nl = strchr(end, '\n');
+        end = nl ? nl + 1 : end + strlen(end);
+    }
+    char *table = strndup(start, (size_t)(end - start));
+    free(doc);
+    return table;
+}
+
+static void test_doc_table_matches(void **state) {
+    (void)state;
+    char *expected = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&expected, &len);
+    print_table(mem);
+    fclose(mem);
+    char *doc = doc_table();
+    if (!doc || strcmp(doc, expected) != 0) {
+        /* Name the first row that differs, so the fix is obvious. */
+        const char *a = doc ? doc : "", *b = expected;
+        while (*a && *a == *b) a++, b++;
+        while (a > (doc ? doc : "") && a[-1] != '\n') a--, b--;
+        fail_msg("docs/RELIABILITY.md's bad-input table is not test_bad_input.c's (regenerate it with "
+                 "`build/test_bad_input --print-table`); first difference:\n  doc:  %.200s\n  test: %.200s",
+                 a, b);
+    }
+    free(doc);
+    free(expected);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--print-table")) {
+        print_table(stdout);
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_row_names_are_unique),
+        cmocka_unit_test(test_checker_catches_misbehaviour),
+        cmocka_unit_test(test_doc_table_matches),
+        cmocka_unit_test(test_every_row),
+    };
+    return cmocka_run_group_tests(tests, setup_reference_run, teardown_reference_run);
+}
