@@ -128,7 +128,7 @@ tmpfs)
     make_room $((needed_kb - 4))
     ;;
 fsize)
-    limit_kb=$(($(stat -c %s "$work/ref/model.safetensors") / 1024 / 2))
+    limit_kb=$(($(stat -L -c %s "$work/ref/model.safetensors") / 1024 / 2))
     echo "  ulimit -f $limit_kb (KB): half the model file"
     ;;
 esac
