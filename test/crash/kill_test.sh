@@ -95,8 +95,8 @@ common_prefix() {
 # ---- reporting ---------------------------------------------------------------
 
 # fail COUNTER LABEL SPEC DIR MESSAGE: counts one failure of a kind and, for
-# the first few of each kind in each phase, shows how to reproduce it and what the folder
-# holds.
+# the first few of each kind in each phase, shows how to reproduce it and
+# what the folder holds.
 declare -A shown
 fail() {
     local counter=$1 label=$2 spec=$3 dir=$4 msg=$5
