@@ -61,7 +61,7 @@ static void sleep_seconds(double s) {
     }
 }
 
-static float synth_compute(void *ctx, int micro, int thread, float *grad) {
+static cllm_status synth_compute(void *ctx, int micro, int thread, float *grad, float *loss) {
     synth *s = ctx;
     (void)thread;
     if (micro == s->straggler_index && s->straggler_s > 0) sleep_seconds(s->straggler_s);
@@ -76,7 +76,8 @@ static float synth_compute(void *ctx, int micro, int thread, float *grad) {
     } else {
         for (size_t i = 0; i < s->P; i++) grad[i] += grad_value(base, i);
     }
-    return (float)micro * 0.25f + (float)s->step;
+    *loss = (float)micro * 0.25f + (float)s->step;
+    return CLLM_OK;
 }
 
 static float synth_grad_scale(void *ctx, double norm2) {
@@ -146,7 +147,8 @@ static void serial_steps(synth *s, int M, int steps) {
         s->step = st;
         for (int i = 0; i < M; i++) {
             memset(g[i], 0, s->P * sizeof(float));
-            synth_compute(s, i, 0, g[i]);
+            float loss;
+            synth_compute(s, i, 0, g[i], &loss);
         }
         const float *srcs[2] = {g[0], NULL};
         int k = 1;
@@ -480,8 +482,51 @@ static void test_bad_config_is_input_error(void **state) {
     }
 }
 
+/* A worker whose compute fails: the step returns that worker's status and
+ * message (set on its own thread), and no parameter changes, with or
+ * without clipping, for any thread count. */
+static int failing_micro = -1;
+
+static cllm_status failing_compute(void *ctx, int micro, int thread, float *grad, float *loss) {
+    cllm_status st = synth_compute(ctx, micro, thread, grad, loss);
+    if (micro == failing_micro) return cllm_fail(CLLM_ERR_INPUT, "micro-batch %d could not be read", micro);
+    return st;
+}
+
+static void test_failing_compute_reaches_the_caller(void **state) {
+    (void)state;
+    const size_t P = 3001;
+    for (int clip = 0; clip <= 1; clip++) {
+        for (int threads = 1; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            synth s;
+            synth_init(&s, P, clip);
+            float *before = malloc(P * sizeof(float));
+            memcpy(before, s.params, P * sizeof(float));
+            cllm_engine_config cfg = {.n_params = P, .n_micro = 7, .segments_per_thread = 2, .streaming = 1};
+            cllm_engine *e = NULL;
+            assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
+            cllm_engine_job job = synth_job(&s);
+            job.compute = failing_compute;
+            failing_micro = 5;
+            cllm_fail(CLLM_OK, "%s", ""); /* the caller's thread has no message of its own */
+            assert_int_equal(cllm_engine_step(e, &job, NULL), CLLM_ERR_INPUT);
+            assert_string_equal(cllm_last_error(), "micro-batch 5 could not be read");
+            assert_memory_equal(before, s.params, P * sizeof(float));
+            /* The engine is usable again: the next step updates. */
+            failing_micro = -1;
+            assert_int_equal(cllm_engine_step(e, &job, NULL), CLLM_OK);
+            assert_true(memcmp(before, s.params, P * sizeof(float)) != 0);
+            cllm_engine_free(e);
+            free(before);
+            synth_free(&s);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failing_compute_reaches_the_caller),
         cmocka_unit_test(test_bad_config_is_input_error),
         cmocka_unit_test(test_pool_is_bounded),
         cmocka_unit_test(test_atomics_formula_independent_of_P),

@@ -365,6 +365,36 @@ static void test_no_checkpoint_from_non_finite_parameters(void **state) {
     free(dir);
 }
 
+/* A worker's own error reaches the user as itself, not as "diverged", and
+ * the checkpoint before it stays committed. */
+static void test_worker_failure_is_reported_as_itself(void **state) {
+    (void)state;
+    char *dir = path_in(workdir, "worker_failure");
+    static char *data[1];
+    data[0] = corpus_path;
+    cllm_train_options o = {
+        .data_paths = data, .n_data = 1, .val_fraction = 0.1,
+        .model = {.n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 16, .vocab_size = 300},
+        .batch = 4, .micro = 1, .grad_accum = 1, .steps = 8, .lr = 1e-2, .min_lr = 1e-3, .warmup = 2,
+        .weight_decay = 0.1, .clip = 1.0, .seed = 7, .eval_every = 0, .save_every = 2, .log_every = 1,
+        .sample_tokens = 0, .out_dir = dir, .quiet = 1,
+    };
+    omp_set_num_threads(2);
+    cllm_train_debug_fail_at_step(3);
+    cllm_train_result res;
+    cllm_status st = cllm_train(&o, 0, &res);
+    cllm_train_debug_fail_at_step(0);
+    assert_int_equal(st, CLLM_ERR_INTERNAL);
+    assert_non_null(strstr(cllm_last_error(), "micro-batch 3 of step 3 failed on purpose"));
+    assert_null(strstr(cllm_last_error(), "diverged"));
+    char *latest = path_in(dir, "latest");
+    char target[64] = {0};
+    assert_true(readlink(latest, target, sizeof target - 1) > 0);
+    assert_string_equal(target, "checkpoint-00000002");
+    free(latest);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_switches_every_file_at_once),
@@ -375,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_default_run_names_never_collide),
         cmocka_unit_test(test_out_into_a_folder_of_other_files_is_refused),
         cmocka_unit_test(test_no_checkpoint_from_non_finite_parameters),
+        cmocka_unit_test(test_worker_failure_is_reported_as_itself),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,40 @@ static void test_json_reader(void **state) {
     }
 }
 
+/* The one JSON number writer: null for NaN and +-Inf (JSON has neither), and
+ * finite values that the strict reader reads back exactly at 17 digits. */
+static void test_json_numbers_are_never_nan(void **state) {
+    (void)state;
+    char buf[64];
+    const double non_finite[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(cllm_json_format_number(buf, sizeof buf, non_finite[i], 9), 4);
+        assert_string_equal(buf, "null");
+    }
+    const double finite[] = {0.0, -0.0, 2.5, 0.1, 7e15, -1e-300, 1.7976931348623157e308, 5e-324};
+    for (int i = 0; i < 8; i++) {
+        cllm_json_format_number(buf, sizeof buf, finite[i], 17);
+        cllm_json *v = NULL;
+        assert_int_equal(cllm_json_parse(buf, strlen(buf), &v), CLLM_OK);
+        assert_int_equal(v->type, CLLM_JSON_NUMBER);
+        assert_true(v->number == finite[i]);
+        cllm_json_free(v);
+    }
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    assert_true(cllm_json_appendf(&out, &len, &cap, "{\"a\":"));
+    assert_true(cllm_json_append_number(&out, &len, &cap, NAN, 9));
+    assert_true(cllm_json_appendf(&out, &len, &cap, ",\"b\":"));
+    assert_true(cllm_json_append_number(&out, &len, &cap, 1.5, 9));
+    assert_true(cllm_json_appendf(&out, &len, &cap, "}"));
+    assert_string_equal(out, "{\"a\":null,\"b\":1.5}");
+    cllm_json *v = NULL;
+    assert_int_equal(cllm_json_parse(out, len, &v), CLLM_OK);
+    assert_int_equal(cllm_json_get(v, "a")->type, CLLM_JSON_NULL);
+    cllm_json_free(v);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
@@ -391,6 +426,7 @@ int main(void) {
         cmocka_unit_test(test_random_byte_flips),
         cmocka_unit_test(test_failed_write_keeps_previous_file),
         cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_json_numbers_are_never_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

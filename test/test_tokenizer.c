@@ -539,6 +539,70 @@ static void test_cli_help_and_usage_errors(void **state) {
     }
 }
 
+/* A tokenizer.bin whose end-of-text token was renamed (checksum fixed up, so
+ * only the name check can catch it) is a load error naming the file and the
+ * name found, from the library and from the CLI (exit 2, one line). */
+static void test_renamed_special_token_is_refused(void **state) {
+    (void)state;
+    const char *text = "aaabdaaabac";
+    cllm_tokenizer *t = train_on(text, strlen(text), 261);
+    uint8_t *good;
+    size_t n;
+    assert_int_equal(cllm_tokenizer_serialize(t, &good, &n), CLLM_OK);
+    size_t name_at = 24 + 4 * 8 + 4;
+    assert_memory_equal(good + name_at, "<|endoftext|>", 13);
+    uint8_t *copy = malloc(n);
+    const char *renamed[] = {"<|endoftxet|>", "<|ENDOFTEXT|>", "<|endoftext|*"};
+    for (size_t i = 0; i < sizeof renamed / sizeof *renamed; i++) {
+        memcpy(copy, good, n);
+        memcpy(copy + name_at, renamed[i], 13);
+        reseal(copy, n);
+        char want[64];
+        snprintf(want, sizeof want, "special token 0 is named \"%s\"", renamed[i]);
+        assert_rejected(copy, n, want);
+    }
+    /* bytes that are not printable are shown escaped, and a shorter name
+     * (the body rebuilt around it) is refused too */
+    memcpy(copy, good, n);
+    copy[name_at + 2] = 0x01;
+    reseal(copy, n);
+    assert_rejected(copy, n, "named \"<|\\x01ndoftext|>\"");
+    size_t short_n = n - 6;
+    uint8_t *shorter = malloc(short_n);
+    memcpy(shorter, good, name_at - 4);
+    put_u32(shorter + 20, (uint32_t)(short_n - 32));
+    put_u32(shorter + name_at - 4, 7);
+    memcpy(shorter + name_at, "<|eot|>", 7);
+    reseal(shorter, short_n);
+    assert_rejected(shorter, short_n, "named \"<|eot|>\", version 1 requires \"<|endoftext|>\"");
+    free(shorter);
+
+    char *dir = make_temp_dir();
+    memcpy(copy, good, n);
+    memcpy(copy + name_at, renamed[0], 13);
+    reseal(copy, n);
+    char *path = write_file(dir, "tokenizer.bin", copy, n);
+    cllm_tokenizer *loaded = NULL;
+    assert_int_equal(cllm_tokenizer_load(path, &loaded), CLLM_ERR_INPUT);
+    assert_null(loaded);
+    assert_non_null(strstr(cllm_last_error(), path));
+    assert_non_null(strstr(cllm_last_error(), "special token 0"));
+    char args[4200];
+    snprintf(args, sizeof args, "tokenizer encode '%s'", path);
+    run_result r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, path));
+    assert_non_null(strstr(r.err, "<|endoftxet|>"));
+    run_result_free(&r);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+    free(copy);
+    free(good);
+    cllm_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merges_match_hand_worked_example),
@@ -553,6 +617,7 @@ int main(void) {
         cmocka_unit_test(test_load_errors_name_the_file),
         cmocka_unit_test(test_cli_train_encode_decode),
         cmocka_unit_test(test_cli_help_and_usage_errors),
+        cmocka_unit_test(test_renamed_special_token_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cllm/parallel/engine.h"
+#include "cllm/train/memory.h"
 #include "cllm/train/metrics.h"
 #include "cllm/train/progress.h"
 #include "cllm/train/safetensors.h"
@@ -669,6 +670,147 @@ static void test_run_json_round_trip(void **state) {
     free(dir);
 }
 
+/* ---- loaders refuse bad files early and clearly (issue 10) ------------------------ */
+
+/* Sets element `index` of tensor `name` in DIR/FILE to v, in place. */
+static void patch_tensor(const char *dir, const char *file, const char *name, size_t index, float v) {
+    size_t n = 0;
+    unsigned char *bytes = slurp(dir, file, &n);
+    assert_non_null(bytes);
+    cllm_st_file f;
+    assert_int_equal(cllm_st_parse(bytes, n, file, &f), CLLM_OK);
+    const cllm_st_tensor *t = cllm_st_find(&f, name);
+    assert_non_null(t);
+    assert_true(index < t->numel);
+    memcpy(bytes + ((const unsigned char *)t->data - f.bytes) + index * sizeof v, &v, sizeof v);
+    cllm_st_close(&f);
+    free(write_file(dir, file, bytes, n));
+    free(bytes);
+}
+
+static void expect_resume_error(const char *dir, const char *needle) {
+    cllm_train_result res;
+    cllm_status st = train_resume(dir, 1, &res);
+    if (st != CLLM_ERR_INPUT || !strstr(cllm_last_error(), needle))
+        fail_msg("resume gave %d '%s'; wanted an input error with '%s'", st, cllm_last_error(), needle);
+}
+
+/* A NaN or Inf in the checkpoint's weights or in AdamW's moments is refused
+ * by --resume naming the tensor and the element; once the file is restored,
+ * the same folder resumes. */
+static void test_resume_refuses_non_finite_checkpoint(void **state) {
+    (void)state;
+    char *dir = run_dir("nonfinite");
+    assert_int_equal(train_fresh(dir, 4, 2, 1), CLLM_OK);
+    size_t nm = 0, no = 0;
+    unsigned char *model = slurp(dir, "model.safetensors", &nm), *opt = slurp(dir, "optimizer.safetensors", &no);
+    assert_non_null(model);
+    assert_non_null(opt);
+
+    patch_tensor(dir, "model.safetensors", "transformer.wpe.weight", 9, NAN);
+    expect_resume_error(dir, "model.safetensors: tensor transformer.wpe.weight holds NaN at element 9 of ");
+    char args[4096];
+    snprintf(args, sizeof args, "train --resume '%s' --quiet", dir);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "transformer.wpe.weight holds NaN"));
+    run_result_free(&r);
+    free(write_file(dir, "model.safetensors", model, nm));
+
+    patch_tensor(dir, "optimizer.safetensors", "adamw.v", 3, NAN);
+    expect_resume_error(dir, "optimizer.safetensors: tensor adamw.v holds NaN at element 3 of ");
+    free(write_file(dir, "optimizer.safetensors", opt, no));
+    patch_tensor(dir, "optimizer.safetensors", "adamw.m", 0, INFINITY);
+    expect_resume_error(dir, "tensor adamw.m holds +Inf at element 0 of ");
+    run_result r2 = run_cllm("OMP_NUM_THREADS=1", args);
+    assert_int_equal(r2.exit_code, 2);
+    assert_int_equal(count_lines(r2.err), 1);
+    assert_non_null(strstr(r2.err, "adamw.m holds +Inf"));
+    run_result_free(&r2);
+    free(write_file(dir, "optimizer.safetensors", opt, no));
+
+    cllm_train_result res;
+    assert_int_equal(train_resume(dir, 1, &res), CLLM_OK);
+    assert_int_equal(res.steps_done, 4);
+    free(model);
+    free(opt);
+    free(dir);
+}
+
+/* `cllm eval DIR` without DATA rebuilds the validation split from the data on
+ * disk; when that data is no longer what the run trained on (a byte added,
+ * or the same size with other contents), it refuses, as --resume does, and
+ * points at `cllm eval DIR DATA`, which still evaluates on it explicitly. */
+static void test_eval_refuses_changed_training_data(void **state) {
+    (void)state;
+    char *dir = run_dir("evaldata"), *copy_dir = run_dir("evaldata-corpus");
+    assert_int_equal(mkdir(copy_dir, 0755), 0);
+    size_t n = 0;
+    char *text = (char *)read_whole_file(corpus_path, &n);
+    assert_non_null(text);
+    char *copy = write_file(copy_dir, "corpus.txt", text, n);
+    omp_set_num_threads(1);
+    cllm_train_options o = tiny_options(dir, 2);
+    char *paths[1] = {copy};
+    o.data_paths = paths;
+    cllm_train_result res;
+    assert_int_equal(cllm_train(&o, 0, &res), CLLM_OK);
+    char args[8192];
+    snprintf(args, sizeof args, "eval --json '%s'", dir);
+    run_result r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"source\":\"validation\""));
+    run_result_free(&r);
+
+    char *longer = malloc(n + 1);
+    memcpy(longer, text, n);
+    longer[n] = '\n';
+    free(write_file(copy_dir, "corpus.txt", longer, n + 1));
+    r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 2);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "changed since the run was trained"));
+    char bytes_text[96];
+    snprintf(bytes_text, sizeof bytes_text, "%zu bytes when trained, %zu now", n, n + 1);
+    assert_non_null(strstr(r.err, bytes_text));
+    assert_non_null(strstr(r.err, "cllm eval"));
+    assert_string_equal(r.out, "");
+    run_result_free(&r);
+
+    text[n / 2] ^= 0x20; /* same size, other contents */
+    free(write_file(copy_dir, "corpus.txt", text, n));
+    r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "different contents"));
+    run_result_free(&r);
+
+    snprintf(args, sizeof args, "eval --json '%s' '%s'", dir, copy);
+    r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 0); /* explicit DATA is evaluated as given */
+    assert_non_null(strstr(r.out, "\"source\":\"data\""));
+    run_result_free(&r);
+    free(longer);
+    free(text);
+    free(copy);
+    free(copy_dir);
+    free(dir);
+}
+
+/* A model from flags that cannot fit in memory is bad input with the figure,
+ * before any data is read or anything written (it used to be "model too
+ * large" without figures, or an allocation of hundreds of GB). */
+static void test_train_refuses_a_model_that_cannot_fit(void **state) {
+    (void)state;
+    if ((double)cllm_memory_available() > 2e13) {
+        printf("skipped: this machine has more than 20 TB available\n");
+        return;
+    }
+    expect_bad_command("--layers 128 --embd 16384 --heads 64", " TB, ");
+    expect_bad_command("--layers 128 --embd 16384 --heads 64", "available");
+    expect_bad_command("--layers 128 --embd 4096 --heads 64 --seq 1024", "needs 1.1 TB, ");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clip_factor),
@@ -689,6 +831,9 @@ int main(void) {
         cmocka_unit_test(test_verbose_prints_engine_figures_per_step),
         cmocka_unit_test(test_resume_of_complete_run_and_smaller_budget),
         cmocka_unit_test(test_small_corpus_trains_with_the_learned_vocabulary),
+        cmocka_unit_test(test_resume_refuses_non_finite_checkpoint),
+        cmocka_unit_test(test_eval_refuses_changed_training_data),
+        cmocka_unit_test(test_train_refuses_a_model_that_cannot_fit),
     };
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);
 }

@@ -24,6 +24,11 @@ cllm_status cllm_fail(cllm_status status, const char *fmt, ...)
 /* The last message recorded by cllm_fail on this thread ("" if none). */
 const char *cllm_last_error(void);
 
+/* A programmer's invariant, never a check of user input (that is a status):
+ * when it does not hold, the program is wrong, so it says where and aborts. */
+#define CLLM_ASSERT(cond) ((cond) ? (void)0 : cllm_assert_failed(#cond, __FILE__, __LINE__))
+_Noreturn void cllm_assert_failed(const char *cond, const char *file, int line);
+
 /* Aligned allocation helpers (64-byte lines: no false sharing, aligned SIMD). */
 #define CLLM_ALIGN 64
 void *cllm_alloc(size_t bytes);      /* zeroed, 64-byte aligned; NULL on failure (message set) */

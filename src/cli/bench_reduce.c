@@ -121,11 +121,12 @@ static void free_arrays(arrays *a) {
 
 /* ---- atomics of a real engine step on a synthetic job ---- */
 
-static float synthetic_compute(void *ctx, int micro, int thread, float *grad) {
+static cllm_status synthetic_compute(void *ctx, int micro, int thread, float *grad, float *loss) {
     size_t n = *(const size_t *)ctx;
     (void)thread;
     for (size_t i = 0; i < n; i++) grad[i] += (float)(micro + 1) * 1e-3f;
-    return 0.0f;
+    *loss = 0.0f;
+    return CLLM_OK;
 }
 
 static void synthetic_update(void *ctx, size_t begin, size_t end, const float *const *srcs, int k, float scale) {

@@ -38,14 +38,14 @@ typedef struct {
     cllm_adamw_step hyper;
 } step_ctx;
 
-static float compute_micro(void *vctx, int micro, int thread, float *grad) {
+static cllm_status compute_micro(void *vctx, int micro, int thread, float *grad, float *loss) {
     step_ctx *c = vctx;
     const int32_t *seq = c->tokens + (size_t)micro * (BENCH_SEQ + 1);
-    float loss = gpt2_forward(c->model, c->acts[thread], seq, seq + 1, 1, BENCH_SEQ);
+    *loss = gpt2_forward(c->model, c->acts[thread], seq, seq + 1, 1, BENCH_SEQ);
     /* One backward per micro-batch: it writes the whole buffer, which the
      * engine therefore does not zero (compute_overwrites below). */
     gpt2_backward_overwrite(c->model, c->acts[thread], grad, 1.0f / BENCH_BATCH);
-    return loss;
+    return CLLM_OK;
 }
 
 static float clip_scale(void *vctx, double norm2) {

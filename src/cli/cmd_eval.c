@@ -13,6 +13,8 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/train/checkpoint.h"
+#include "cllm/train/json.h"
+#include "cllm/train/memory.h"
 #include "cllm/train/trainer.h"
 
 /* Where evaluation windows come from: a raw token stream cut into
@@ -105,6 +107,22 @@ static cllm_status tokenize_data(const cllm_tokenizer *tok, char **paths, int n_
     return st;
 }
 
+/* The validation split is rebuilt from the data as it is on disk now; if that
+ * is not the data the run trained on (run.json's corpus size and hash, the
+ * check --resume makes), the windows held out would be different ones,
+ * possibly seen in training, and the figure would mean nothing. */
+static cllm_status check_same_data(const char *dir, const cllm_train_options *o, const cllm_corpus *c,
+                                   uint64_t hash, size_t bytes) {
+    if (c->n_bytes == bytes && cllm_fnv1a64(c->bytes, c->n_bytes, CLLM_FNV1A64_OFFSET) == hash) return CLLM_OK;
+    char what[96];
+    if (c->n_bytes != bytes) snprintf(what, sizeof what, "%zu bytes when trained, %zu now", bytes, c->n_bytes);
+    else snprintf(what, sizeof what, "same size, %zu bytes, different contents", bytes);
+    return cllm_fail(CLLM_ERR_INPUT,
+                     "the training data of %s changed since the run was trained (%s%s%s): its validation split "
+                     "cannot be rebuilt; evaluate on other data explicitly with: cllm eval %s DATA",
+                     dir, what, o->n_data ? ", first path " : "", o->n_data ? o->data_paths[0] : "", dir);
+}
+
 /* The run's validation split, rebuilt exactly as training built it from the
  * settings in run.json. */
 static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, int seq_len, cllm_dataset *val) {
@@ -134,7 +152,8 @@ static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, 
     cllm_corpus c;
     st = cllm_corpus_load((const char *const *)o.data_paths, o.n_data, &c);
     if (st == CLLM_OK) {
-        st = cllm_dataset_build(&c, tok, seq_len, o.val_fraction, o.seed, val);
+        st = check_same_data(dir, &o, &c, hash, bytes);
+        if (st == CLLM_OK) st = cllm_dataset_build(&c, tok, seq_len, o.val_fraction, o.seed, val);
         cllm_corpus_free(&c);
     }
     cllm_train_options_free_paths(&o);
@@ -175,13 +194,19 @@ static cllm_status dump_logits(const gpt2_model *m, const char *ids_text, const 
     return st;
 }
 
+/* A model with finite but huge weights can still give a NaN or infinite
+ * loss; the JSON then says null (JSON has no NaN), the text says nan/inf. */
 static void print_result(double loss, size_t tokens, size_t windows, int from_data, int json) {
     double ppl = exp(loss);
-    if (json)
-        printf("{\"loss\":%.6f,\"perplexity\":%.6f,\"tokens\":%zu,\"windows\":%zu,\"source\":\"%s\"}\n", loss, ppl,
-               tokens, windows, from_data ? "data" : "validation");
-    else
-        printf("loss %.4f  perplexity %.2f  tokens %zu\n", loss, ppl, tokens);
+    if (json) {
+        char l[40], p[40];
+        cllm_json_format_number(l, sizeof l, loss, 9);
+        cllm_json_format_number(p, sizeof p, ppl, 9);
+        printf("{\"loss\":%s,\"perplexity\":%s,\"tokens\":%zu,\"windows\":%zu,\"source\":\"%s\"}\n", l, p, tokens,
+               windows, from_data ? "data" : "validation");
+    } else {
+        printf("loss %.4f  perplexity %.2f  tokens %zu\n", isnan(loss) ? NAN : loss, isnan(ppl) ? NAN : ppl, tokens);
+    }
 }
 
 static int run_eval(const char *dir, char **data, int n_data, int json, const char *dump, const char *ids) {
@@ -208,6 +233,9 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
     }
     double loss = 0;
     size_t tokens = 0;
+    if (st == CLLM_OK) st = cllm_memory_check(omp_get_max_threads() * gpt2_acts_bytes_estimate(&m.cfg, 1),
+                                              "evaluation (one activation arena per thread; fewer OMP_NUM_THREADS "
+                                              "need less)");
     if (st == CLLM_OK) st = evaluate(&m, &src, &loss, &tokens);
     if (st == CLLM_OK) print_result(loss, tokens, window_count(&src), n_data > 0, json);
     if (!n_data) cllm_dataset_free(&val);

@@ -18,6 +18,11 @@ cllm_status cllm_fail(cllm_status status, const char *fmt, ...) {
 
 const char *cllm_last_error(void) { return last_error; }
 
+_Noreturn void cllm_assert_failed(const char *cond, const char *file, int line) {
+    fprintf(stderr, "cllm: internal error: %s:%d: assertion %s failed\n", file, line, cond);
+    abort();
+}
+
 void *cllm_alloc(size_t bytes) {
     /* Round up: aligned_alloc requires a multiple of the alignment. */
     size_t rounded = (bytes + CLLM_ALIGN - 1) / CLLM_ALIGN * CLLM_ALIGN;

@@ -797,11 +797,32 @@ static cllm_status read_merges(const uint8_t *p, uint32_t n_merges, int32_t *mer
     return s;
 }
 
+/* name[0..len) for a message: printable ASCII as is, anything else as \xHH. */
+static void printable_name(const uint8_t *name, uint32_t len, char *out, size_t n) {
+    size_t k = 0;
+    for (uint32_t i = 0; i < len && k + 5 < n; i++)
+        k += (size_t)(name[i] >= 0x20 && name[i] < 0x7f && name[i] != '"'
+                          ? snprintf(out + k, n - k, "%c", name[i])
+                          : snprintf(out + k, n - k, "\\x%02x", name[i]));
+    out[k] = '\0';
+}
+
+/* Version 1 has one special token and it is the end-of-document token: a
+ * file naming it otherwise (hand-edited, or from another tool) would load a
+ * tokenizer whose last id means something cllm does not implement. */
 static cllm_status check_specials(const uint8_t *p, size_t left) {
+    static const char *const names[N_SPECIAL] = {EOT_NAME};
     for (int i = 0; i < N_SPECIAL; i++) {
         if (left < 4) return corrupt("truncated special token");
         uint32_t len = get_u32(p);
         if (len == 0 || len > MAX_SPECIAL_NAME || len > left - 4) return corrupt("bad special token name length");
+        if (len != strlen(names[i]) || memcmp(p + 4, names[i], len) != 0) {
+            char got[4 * MAX_SPECIAL_NAME + 1], msg[6 * MAX_SPECIAL_NAME];
+            printable_name(p + 4, len, got, sizeof got);
+            snprintf(msg, sizeof msg, "special token %d is named \"%s\", version 1 requires \"%s\"", i, got,
+                     names[i]);
+            return corrupt(msg);
+        }
         p += 4 + len;
         left -= 4 + len;
     }

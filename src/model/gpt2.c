@@ -87,7 +87,7 @@ static void build_table(gpt2_model *m, size_t *total) {
     *total = off;
 }
 
-cllm_status gpt2_create(gpt2_model *m, const gpt2_config *cfg) {
+cllm_status gpt2_describe(gpt2_model *m, const gpt2_config *cfg) {
     memset(m, 0, sizeof *m);
     cllm_status st = gpt2_config_validate(cfg);
     if (st != CLLM_OK) return st;
@@ -98,12 +98,28 @@ cllm_status gpt2_create(gpt2_model *m, const gpt2_config *cfg) {
     size_t total = 0;
     build_table(m, &total);
     m->n_params = total;
-    m->params = cllm_alloc(total * sizeof(float));
+    return CLLM_OK;
+}
+
+cllm_status gpt2_alloc_params(gpt2_model *m) {
+    m->params = cllm_alloc(m->n_params * sizeof(float));
     if (!m->params) {
         gpt2_destroy(m);
         return CLLM_ERR_INTERNAL;
     }
     return CLLM_OK;
+}
+
+cllm_status gpt2_create(gpt2_model *m, const gpt2_config *cfg) {
+    cllm_status st = gpt2_describe(m, cfg);
+    return st == CLLM_OK ? gpt2_alloc_params(m) : st;
+}
+
+double gpt2_param_count_estimate(const gpt2_config *cfg) {
+    double L = cfg->n_layer, C = cfg->n_embd, V = cfg->vocab_size, T = cfg->seq_len;
+    /* wte + wpe, per layer the table in build_table (12 C^2 weights, 13 C
+     * biases and LayerNorm), then ln_f. */
+    return V * C + T * C + L * (12.0 * C * C + 13.0 * C) + 2.0 * C;
 }
 
 void gpt2_destroy(gpt2_model *m) {
@@ -276,6 +292,15 @@ void gpt2_acts_destroy(gpt2_acts *a) {
 }
 
 size_t gpt2_acts_bytes(const gpt2_acts *a) { return a->bytes; }
+
+/* The arrays carve() lays out, summed by kind (keep the two in step). */
+double gpt2_acts_bytes_estimate(const gpt2_config *cfg, int max_batch) {
+    double L = cfg->n_layer, C = cfg->n_embd, V = cfg->vocab_size, T = cfg->seq_len, NH = cfg->n_head;
+    double B = max_batch, N = B * T;
+    double per_layer = 16.0 * N * C + 4.0 * N + B * NH * T * T; /* ln1..res3, means and rstds, att */
+    double once = 16.0 * N * C + N * V + 6.0 * N + T * T;       /* encoded, lnf, logits, backward scratch, ids */
+    return (L * per_layer + once) * sizeof(float);
+}
 
 const float *gpt2_logits(const gpt2_acts *a) { return a->logits; }
 

@@ -16,6 +16,7 @@
 #include <omp.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cllm/parallel/kernels.h"
@@ -76,6 +77,9 @@ struct cllm_engine {
     cllm_engine_node_trace *trace;
     double t0;
     const cllm_engine_job *job;
+    int failed;              /* a compute of this step failed: no update */
+    cllm_status fail_status; /* the first failure's status and message */
+    char fail_msg[512];
 };
 
 /* ---- the tree ---------------------------------------------------------- */
@@ -273,6 +277,22 @@ static int acquire_buffer(cllm_engine *e, int i) {
     }
 }
 
+/* The first failing worker keeps its message (cllm_fail's buffer is its
+ * thread's own); the step goes on to its end, so no worker waits forever on
+ * a buffer the failed one would have handed over, and the owners skip the
+ * update. */
+static void record_failure(cllm_engine *e, cllm_status st) {
+    int first;
+#pragma omp atomic capture seq_cst
+    {
+        first = e->failed;
+        e->failed = 1;
+    }
+    if (first) return;
+    e->fail_status = st;
+    snprintf(e->fail_msg, sizeof e->fail_msg, "%s", cllm_last_error());
+}
+
 static void compute_micro(cllm_engine *e, int i, int *low) {
     thread_acct *a = my_acct(e);
     wait_for_window(e, i, low);
@@ -281,7 +301,8 @@ static void compute_micro(cllm_engine *e, int i, int *low) {
     double t = cllm_now();
     if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
     double t1 = cllm_now();
-    e->losses[i] = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b]);
+    cllm_status st = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
+    if (st != CLLM_OK) record_failure(e, st);
     double t2 = cllm_now();
     a->zero += t1 - t;
     a->compute += t2 - t1;
@@ -363,6 +384,9 @@ static int root_sources(const cllm_engine *e, const float **srcs) {
 }
 
 static void owners_update(cllm_engine *e, int tid, int team) {
+    /* Read after the barrier that ends every compute: all threads see the
+     * same value and return together (the clipping path has a barrier). */
+    if (e->failed) return;
     const cllm_engine_job *job = e->job;
     const float *srcs[2];
     int k = root_sources(e, srcs);
@@ -563,6 +587,7 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     e->scale = 1.0f;
     e->reduced_at = 0.0;
     e->job = job;
+    e->failed = 0;
 }
 
 /* When the last of micro-batches [lo, hi) finished computing. */
@@ -666,6 +691,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
 #pragma omp barrier
         owners_update(e, tid, team);
     }
+    if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
     double wall = cllm_now() - e->t0;
     settle_reduced_at(e, team_size);
     record_trace(e, wall);

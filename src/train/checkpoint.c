@@ -2,6 +2,7 @@
 #include "cllm/train/checkpoint.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "cllm/build_config.h"
 #include "cllm/train/json.h"
+#include "cllm/train/memory.h"
 #include "cllm/train/safetensors.h"
 
 
@@ -146,7 +148,32 @@ static cllm_status config_check_fixed_settings(const char *path, const cllm_json
     return CLLM_OK;
 }
 
-static cllm_status parse_config(const char *path, const cllm_json *root, gpt2_config *cfg, int32_t *eot_id) {
+/* A config whose model this machine cannot hold is refused before anything
+ * is allocated, and before gpt2_config_validate's limits, so that an absurd
+ * size is answered with the figures. Loading holds the parameters and
+ * model.safetensors (read whole) at the same time. A file smaller than the
+ * parameters would be cannot be what config.json describes: say so, since
+ * that, not the machine, is then the likely problem. */
+static cllm_status config_fits_memory(const char *dir, const char *path, const gpt2_config *cfg) {
+    double params = gpt2_param_count_estimate(cfg), model_bytes = params * sizeof(float), file_bytes = 0;
+    char *model_path = cllm_path_join(dir, CLLM_MODEL_FILE);
+    struct stat sb;
+    if (model_path && stat(model_path, &sb) == 0) file_bytes = (double)sb.st_size;
+    free(model_path);
+    uint64_t avail = cllm_memory_available();
+    if (avail == 0 || model_bytes + file_bytes <= (double)avail) return CLLM_OK;
+    char need[32], have[32], held[32], hint[160] = "";
+    cllm_format_bytes(model_bytes + file_bytes, need, sizeof need);
+    cllm_format_bytes((double)avail, have, sizeof have);
+    cllm_format_bytes(file_bytes, held, sizeof held);
+    if (file_bytes > 0 && file_bytes < model_bytes)
+        snprintf(hint, sizeof hint, "; %s holds only %s, so config.json does not describe it", CLLM_MODEL_FILE, held);
+    return cllm_fail(CLLM_ERR_INPUT, "%s describes a model of %.3g parameters: loading it needs %s, %s available%s",
+                     path, params, need, have, hint);
+}
+
+static cllm_status parse_config(const char *dir, const char *path, const cllm_json *root, gpt2_config *cfg,
+                                int32_t *eot_id) {
     if (root->type != CLLM_JSON_OBJECT) return cllm_fail(CLLM_ERR_INPUT, "%s: not a JSON object", path);
     memset(cfg, 0, sizeof *cfg);
     cllm_status st;
@@ -168,6 +195,7 @@ static cllm_status parse_config(const char *path, const cllm_json *root, gpt2_co
         return cllm_fail(CLLM_ERR_INPUT, "%s: eos_token_id %d is outside the vocabulary of %d", path, eot,
                          cfg->vocab_size);
     if (eot_id) *eot_id = eot;
+    if ((st = config_fits_memory(dir, path, cfg)) != CLLM_OK) return st;
     st = gpt2_config_validate(cfg);
     if (st != CLLM_OK) {
         char msg[256];
@@ -191,7 +219,7 @@ cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32
     cllm_status st = missing_run_file(dir, path);
     cllm_json *root = NULL;
     if (st == CLLM_OK) st = cllm_json_parse_file(path, &root);
-    if (st == CLLM_OK) st = parse_config(path, root, cfg, eot_id);
+    if (st == CLLM_OK) st = parse_config(dir, path, root, cfg, eot_id);
     cllm_json_free(root);
     free(path);
     return st;
@@ -211,8 +239,10 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
 }
 
 /* Every tensor of the table present with the right dtype and shape, and no
- * tensor the config does not call for. */
-static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const char *path) {
+ * tensor the config does not call for. Needs only the table (m->params may
+ * be NULL), so a mismatched config.json is refused before the model it
+ * describes is allocated. */
+static cllm_status check_header(const gpt2_model *m, const cllm_st_file *f, const char *path) {
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *t = &m->tensors[i];
         const cllm_st_tensor *s = cllm_st_find(f, t->name);
@@ -227,7 +257,6 @@ static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const ch
             return cllm_fail(CLLM_ERR_INPUT, "%s: tensor %s has shape %s but config.json implies %s", path, t->name,
                              got, want);
         }
-        memcpy(m->params + t->offset, s->data, s->nbytes);
     }
     for (int i = 0; i < f->n_tensors; i++)
         if (!gpt2_find_tensor(m, f->tensors[i].name))
@@ -237,6 +266,35 @@ static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const ch
     return CLLM_OK;
 }
 
+cllm_status cllm_check_finite(const char *path, const char *tensor, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(x[i])) continue;
+        const char *what = isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf";
+        return cllm_fail(CLLM_ERR_INPUT,
+                         "%s: tensor %s holds %s at element %zu of %zu (a diverged or damaged checkpoint; "
+                         "cllm never saves non-finite values)",
+                         path, tensor, what, i, n);
+    }
+    return CLLM_OK;
+}
+
+/* Copies every tensor (already checked by check_header) into the buffer and
+ * refuses non-finite values: NaN or Inf weights only ever produce NaN losses
+ * and garbage samples, so they are a load error naming the tensor. */
+static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const char *path) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *t = &m->tensors[i];
+        const cllm_st_tensor *s = cllm_st_find(f, t->name);
+        float *dst = m->params + t->offset;
+        memcpy(dst, s->data, s->nbytes);
+        cllm_status st = cllm_check_finite(path, t->name, dst, t->numel);
+        if (st != CLLM_OK) return st;
+    }
+    return CLLM_OK;
+}
+
+/* Order matters for bad input: the config is checked against memory, then
+ * against the file's header, and only then is the model allocated. */
 cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     memset(m, 0, sizeof *m);
     gpt2_config cfg;
@@ -248,7 +306,9 @@ cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     cllm_st_file f;
     memset(&f, 0, sizeof f);
     if (st == CLLM_OK) st = cllm_st_open(path, &f);
-    if (st == CLLM_OK) st = gpt2_create(m, &cfg);
+    if (st == CLLM_OK) st = gpt2_describe(m, &cfg);
+    if (st == CLLM_OK) st = check_header(m, &f, path);
+    if (st == CLLM_OK) st = gpt2_alloc_params(m);
     if (st == CLLM_OK) st = fill_from_file(m, &f, path);
     cllm_st_close(&f);
     free(path);

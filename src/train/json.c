@@ -2,6 +2,7 @@
 #include "cllm/train/json.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,4 +416,17 @@ int cllm_json_append_string(char **buf, size_t *len, size_t *cap, const char *s)
     *o = '\0';
     *len = (size_t)(o - *buf);
     return 1;
+}
+
+int cllm_json_format_number(char *buf, size_t n, double v, int digits) {
+    /* JSON has no NaN or Infinity; null is what strict readers (Python's
+     * json with allow_nan=False, jq, JSON.parse) accept for "no value". */
+    if (!isfinite(v)) return snprintf(buf, n, "null");
+    return snprintf(buf, n, "%.*g", digits, v);
+}
+
+int cllm_json_append_number(char **buf, size_t *len, size_t *cap, double v, int digits) {
+    char num[40];
+    cllm_json_format_number(num, sizeof num, v, digits);
+    return cllm_json_appendf(buf, len, cap, "%s", num);
 }

@@ -2,14 +2,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/train/json.h"
+
 static size_t append_number(char *buf, size_t n, size_t at, const char *key, double v) {
     if (at >= n) return at;
-    int w = isfinite(v) ? snprintf(buf + at, n - at, ",\"%s\":%.9g", key, v)
-                        : snprintf(buf + at, n - at, ",\"%s\":null", key);
+    char num[40];
+    cllm_json_format_number(num, sizeof num, v, 9);
+    int w = snprintf(buf + at, n - at, ",\"%s\":%s", key, num);
     return at + (w > 0 ? (size_t)w : 0);
 }
 

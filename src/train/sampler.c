@@ -135,6 +135,12 @@ static void feed(context *c, int32_t token) {
     c->logits = gpt2_kv_step(c->m, c->kv, token);
 }
 
+static int all_finite(const float *x, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
 cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prompt, int n_new,
                           const cllm_sample_settings *set, cllm_rng *rng, cllm_token_fn on_token, void *user,
                           int32_t *out) {
@@ -153,6 +159,14 @@ cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prom
     }
     for (int i = 0; i < n_prompt; i++) feed(&c, prompt[i]);
     for (int i = 0; i < n_new; i++) {
+        if (!all_finite(c.logits, cfg->vocab_size)) {
+            /* Finite weights can still overflow the forward pass (a diverged
+             * run); NaN logits would make every draw token 0, a NUL byte. */
+            st = cllm_fail(CLLM_ERR_INPUT,
+                           "the model's logits are not finite after %d generated token(s): its weights overflow "
+                           "the forward pass (a diverged run?)", i);
+            break;
+        }
         int32_t tok = cllm_sampler_next(&s, c.logits, set, rng);
         if (out) out[i] = tok;
         if (on_token && on_token(tok, user)) break;
@@ -161,7 +175,7 @@ cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prom
     cllm_sampler_free(&s);
     gpt2_kv_destroy(c.kv);
     free(c.ctx);
-    return CLLM_OK;
+    return st;
 }
 
 typedef struct {

@@ -93,19 +93,26 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
 
-static float compute_micro(void *ctx, int micro, int thread, float *grad) {
+static int64_t debug_fail_step = 0;
+
+void cllm_train_debug_fail_at_step(int64_t step) { debug_fail_step = step; }
+
+static cllm_status compute_micro(void *ctx, int micro, int thread, float *grad, float *loss) {
     trainer *t = ctx;
+    if (t->step + 1 == debug_fail_step && micro == t->n_micro - 1)
+        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", micro,
+                         t->step + 1);
     int T = t->o->model.seq_len, B = t->o->micro;
     int32_t *in = t->inputs[thread], *tg = t->targets[thread];
     for (int j = 0; j < B; j++) {
         uint64_t index = t->window_base + (uint64_t)micro * (uint64_t)B + (uint64_t)j;
         cllm_dataset_train_window(&t->data, index, in + (size_t)j * T, tg + (size_t)j * T);
     }
-    float loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
+    *loss = gpt2_forward(&t->model, t->acts[thread], in, tg, B, T);
     /* The whole micro-batch in one backward, which writes every gradient, so
      * the engine skips zeroing the buffer (compute_overwrites). */
     gpt2_backward_overwrite(&t->model, t->acts[thread], grad, 1.0f / (float)t->n_micro);
-    return loss;
+    return CLLM_OK;
 }
 
 float cllm_clip_factor(double grad_norm, double clip) {
@@ -189,171 +196,6 @@ int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windo
         return (o->tokens + per_step - 1) / per_step;
     }
     return 0;
-}
-
-/* ---- run.json ---------------------------------------------------------------- */
-
-cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, uint64_t corpus_hash,
-                                size_t corpus_bytes) {
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int ok = cllm_json_appendf(&buf, &len, &cap, "{\n  \"cllm_version\": \"%s\",\n  \"data\": ", CLLM_VERSION);
-    if (o->n_data == 0) {
-        ok = ok && cllm_json_appendf(&buf, &len, &cap, "\"builtin\"");
-    } else {
-        ok = ok && cllm_json_appendf(&buf, &len, &cap, "[");
-        for (int i = 0; i < o->n_data; i++) {
-            ok = ok && cllm_json_appendf(&buf, &len, &cap, i ? ", " : "");
-            ok = ok && cllm_json_append_string(&buf, &len, &cap, o->data_paths[i]);
-        }
-        ok = ok && cllm_json_appendf(&buf, &len, &cap, "]");
-    }
-    ok = ok && cllm_json_appendf(
-                   &buf, &len, &cap,
-                   ",\n  \"corpus_bytes\": %zu,\n  \"corpus_hash\": \"%016" PRIx64 "\",\n"
-                   "  \"val_fraction\": %.17g,\n  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n"
-                   "  \"seq_len\": %d,\n  \"vocab_size\": %d,\n  \"batch\": %d,\n  \"micro\": %d,\n"
-                   "  \"grad_accum\": %d,\n  \"steps\": %" PRId64 ",\n  \"epochs\": %.17g,\n"
-                   "  \"tokens\": %" PRId64 ",\n  \"lr\": %.17g,\n  \"min_lr\": %.17g,\n  \"warmup\": %" PRId64
-                   ",\n  \"weight_decay\": %.17g,\n  \"clip\": %.17g,\n  \"seed\": %" PRIu64
-                   ",\n  \"eval_every\": %" PRId64 ",\n  \"sample_every\": %" PRId64 ",\n  \"save_every\": %" PRId64
-                   ",\n  \"log_every\": %" PRId64 ",\n  \"sample_tokens\": %d\n}\n",
-                   corpus_bytes, corpus_hash, o->val_fraction, o->model.n_layer, o->model.n_head, o->model.n_embd,
-                   o->model.seq_len, o->model.vocab_size, o->batch, o->micro, o->grad_accum, o->steps, o->epochs,
-                   o->tokens, o->lr, o->min_lr, o->warmup, o->weight_decay, o->clip, o->seed, o->eval_every,
-                   o->sample_every, o->save_every, o->log_every, o->sample_tokens);
-    if (!ok) {
-        free(buf);
-        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    }
-    char *path = cllm_path_join(dir, "run.json");
-    cllm_status st = path ? cllm_write_file_atomic(path, buf, len) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    free(path);
-    free(buf);
-    return st;
-}
-
-typedef struct {
-    const cllm_json *root;
-    const char *path;
-    cllm_status st;
-} json_reader;
-
-static const cllm_json *member(json_reader *r, const char *key, cllm_json_type type) {
-    const cllm_json *v = cllm_json_get(r->root, key);
-    if (r->st != CLLM_OK) return NULL;
-    if (!v || v->type != type) {
-        r->st = cllm_fail(CLLM_ERR_INPUT, "%s: missing or malformed \"%s\"", r->path, key);
-        return NULL;
-    }
-    return v;
-}
-
-static int64_t read_int(json_reader *r, const char *key, int64_t lo, int64_t hi) {
-    const cllm_json *v = member(r, key, CLLM_JSON_NUMBER);
-    if (!v) return 0;
-    if (!v->is_integer || v->integer < lo || v->integer > hi) {
-        r->st = cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be an integer in %" PRId64 "..%" PRId64, r->path, key,
-                          lo, hi);
-        return 0;
-    }
-    return v->integer;
-}
-
-static double read_double(json_reader *r, const char *key, double lo, double hi) {
-    const cllm_json *v = member(r, key, CLLM_JSON_NUMBER);
-    if (!v) return 0;
-    if (!(v->number >= lo && v->number <= hi)) {
-        r->st = cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" is out of range", r->path, key);
-        return 0;
-    }
-    return v->number;
-}
-
-static void read_data_paths(json_reader *r, cllm_train_options *o) {
-    const cllm_json *d = cllm_json_get(r->root, "data");
-    if (d && d->type == CLLM_JSON_STRING && strcmp(d->string, "builtin") == 0) return;
-    if (!d || d->type != CLLM_JSON_ARRAY || d->length == 0 || d->length > INT_MAX) {
-        r->st = cllm_fail(CLLM_ERR_INPUT, "%s: \"data\" must be \"builtin\" or a list of paths", r->path);
-        return;
-    }
-    o->data_paths = calloc(d->length, sizeof *o->data_paths);
-    if (!o->data_paths) {
-        r->st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < d->length; i++) {
-        if (d->items[i].type != CLLM_JSON_STRING) {
-            r->st = cllm_fail(CLLM_ERR_INPUT, "%s: \"data\" must be \"builtin\" or a list of paths", r->path);
-            return;
-        }
-        o->data_paths[i] = strdup(d->items[i].string);
-        o->n_data = (int)i + 1;
-        if (!o->data_paths[i]) {
-            r->st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-            return;
-        }
-    }
-}
-
-cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t *corpus_hash,
-                               size_t *corpus_bytes) {
-    memset(o, 0, sizeof *o);
-    char *path = cllm_path_join(dir, "run.json");
-    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    if (access(path, F_OK) != 0) {
-        cllm_status st = cllm_fail(CLLM_ERR_INPUT, "%s: no run.json (not a cllm run folder?)", dir);
-        free(path);
-        return st;
-    }
-    cllm_json *root = NULL;
-    cllm_status st = cllm_json_parse_file(path, &root);
-    if (st != CLLM_OK) {
-        free(path);
-        return st;
-    }
-    json_reader r = {root, path, CLLM_OK};
-    if (root->type != CLLM_JSON_OBJECT) r.st = cllm_fail(CLLM_ERR_INPUT, "%s: not a JSON object", path);
-    read_data_paths(&r, o);
-    *corpus_bytes = (size_t)read_int(&r, "corpus_bytes", 0, INT64_MAX);
-    const cllm_json *h = member(&r, "corpus_hash", CLLM_JSON_STRING);
-    if (h) *corpus_hash = strtoull(h->string, NULL, 16);
-    o->val_fraction = read_double(&r, "val_fraction", 0, 0.5);
-    o->model.n_layer = (int)read_int(&r, "n_layer", 1, INT_MAX);
-    o->model.n_head = (int)read_int(&r, "n_head", 1, INT_MAX);
-    o->model.n_embd = (int)read_int(&r, "n_embd", 1, INT_MAX);
-    o->model.seq_len = (int)read_int(&r, "seq_len", 2, INT_MAX);
-    o->model.vocab_size = (int)read_int(&r, "vocab_size", 257, 65536);
-    o->batch = (int)read_int(&r, "batch", 1, INT_MAX);
-    o->micro = (int)read_int(&r, "micro", 1, INT_MAX);
-    o->grad_accum = (int)read_int(&r, "grad_accum", 1, INT_MAX);
-    o->steps = read_int(&r, "steps", 0, INT64_MAX);
-    o->epochs = read_double(&r, "epochs", 0, 1e9);
-    o->tokens = read_int(&r, "tokens", 0, INT64_MAX);
-    o->lr = read_double(&r, "lr", 0, 1e6);
-    o->min_lr = read_double(&r, "min_lr", 0, 1e6);
-    o->warmup = read_int(&r, "warmup", -1, INT64_MAX);
-    o->weight_decay = read_double(&r, "weight_decay", 0, 10);
-    o->clip = read_double(&r, "clip", 0, 1e9);
-    o->seed = (uint64_t)read_int(&r, "seed", 0, INT64_MAX);
-    o->eval_every = read_int(&r, "eval_every", 0, INT64_MAX);
-    o->sample_every = read_int(&r, "sample_every", 0, INT64_MAX);
-    o->save_every = read_int(&r, "save_every", 0, INT64_MAX);
-    o->log_every = read_int(&r, "log_every", 1, INT64_MAX);
-    o->sample_tokens = (int)read_int(&r, "sample_tokens", 0, INT_MAX);
-    if (r.st == CLLM_OK && (o->steps > 0) + (o->epochs > 0) + (o->tokens > 0) != 1)
-        r.st = cllm_fail(CLLM_ERR_INPUT, "%s: exactly one of steps, epochs, tokens must be positive", path);
-    cllm_json_free(root);
-    free(path);
-    if (r.st != CLLM_OK) cllm_train_options_free_paths(o);
-    return r.st;
-}
-
-void cllm_train_options_free_paths(cllm_train_options *o) {
-    for (int i = 0; i < o->n_data; i++) free(o->data_paths[i]);
-    free(o->data_paths);
-    o->data_paths = NULL;
-    o->n_data = 0;
 }
 
 /* ---- checkpoints ------------------------------------------------------------- */
@@ -447,7 +289,9 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
 }
 
 /* Loads one optimizer file if it belongs to the model in memory. Returns
- * CLLM_OK and *matched = 1 when it does. */
+ * CLLM_OK and *matched = 1 when it does. Non-finite moments are a load
+ * error naming the tensor: resuming from them would turn every parameter
+ * they touch into NaN on the first step. */
 static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *name, int *matched) {
     *matched = 0;
     char *path = cllm_path_join(dir, name);
@@ -468,6 +312,8 @@ static cllm_status load_optimizer_file(trainer *t, const char *dir, const char *
         if (st == CLLM_OK) st = copy_u64(&f, "rng_state", t->rng.s, 4);
         if (st == CLLM_OK) st = copy_f32(&f, "adamw.m", t->m, t->model.n_params);
         if (st == CLLM_OK) st = copy_f32(&f, "adamw.v", t->v, t->model.n_params);
+        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.m", t->m, t->model.n_params);
+        if (st == CLLM_OK) st = cllm_check_finite(f.path, "adamw.v", t->v, t->model.n_params);
         if (st == CLLM_OK) {
             t->step = (int64_t)step;
             t->window_base = window;

@@ -55,6 +55,20 @@ cllm_status gpt2_config_validate(const gpt2_config *cfg);
  * On failure *m is left empty (safe to gpt2_destroy). */
 cllm_status gpt2_create(gpt2_model *m, const gpt2_config *cfg);
 
+/* gpt2_create in two halves, so a loader can check a file against the
+ * tensor table (names, shapes, n_params) before committing memory to the
+ * parameters: gpt2_describe validates cfg and builds the table with params
+ * NULL; gpt2_alloc_params then allocates them (zeroed). On failure of either,
+ * *m is left empty. */
+cllm_status gpt2_describe(gpt2_model *m, const gpt2_config *cfg);
+cllm_status gpt2_alloc_params(gpt2_model *m);
+
+/* The number of real parameters cfg describes, in double so that any
+ * positive sizes (even ones gpt2_config_validate refuses) give a finite
+ * figure: for memory checks before anything is allocated. Equals
+ * gpt2_num_parameters of the created model. */
+double gpt2_param_count_estimate(const gpt2_config *cfg);
+
 /* GPT-2 initialization from the seed, identical on every machine: weights and
  * embeddings normal(0, 0.02), residual projections (attn.c_proj.weight,
  * mlp.c_proj.weight) normal(0, 0.02/sqrt(2*n_layer)), biases 0, LayerNorm
@@ -89,6 +103,10 @@ gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch);
 void gpt2_acts_destroy(gpt2_acts *a);
 /* Bytes the arena holds (for memory reports). */
 size_t gpt2_acts_bytes(const gpt2_acts *a);
+/* The bytes gpt2_acts_create(cfg, max_batch) would allocate, in double (no
+ * overflow for any positive sizes) and without the 64-byte rounding of each
+ * array: for memory checks before allocating. */
+double gpt2_acts_bytes_estimate(const gpt2_config *cfg, int max_batch);
 
 /* Forward over B sequences of T <= seq_len tokens (tokens[B*T], row-major),
  * B <= max_batch. targets (same shape) may be NULL: no loss. Returns the mean

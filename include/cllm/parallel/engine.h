@@ -26,9 +26,13 @@ typedef struct {
      * accumulating (+=) its gradient into `grad` (n_params floats, zeroed by
      * the engine), or, with cllm_engine_config.compute_overwrites, writing
      * every one of its n_params floats (grad then holds the previous step's
-     * leftovers on entry). Returns the micro-batch's loss (for reporting only). Must
-     * use only per-thread scratch indexed by `thread`. */
-    float (*compute)(void *ctx, int micro, int thread, float *grad);
+     * leftovers on entry). Stores the micro-batch's loss in *loss (for
+     * reporting only). Must use only per-thread scratch indexed by `thread`.
+     * A status other than CLLM_OK (with its message set by cllm_fail on the
+     * worker's thread) fails the step: no update is applied, and
+     * cllm_engine_step returns that status and message, the first failure
+     * by time if several workers fail. */
+    cllm_status (*compute)(void *ctx, int micro, int thread, float *grad, float *loss);
     /* Optional. Given the squared L2 norm of the step's full gradient, returns
      * the factor every gradient element is multiplied by before the update
      * (global-norm clipping). NULL: no norm is computed and the fused

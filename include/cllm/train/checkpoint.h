@@ -42,13 +42,23 @@ cllm_status cllm_checkpoint_save_model(const char *dir, const gpt2_model *m, int
 /* Reads and validates DIR/config.json: required positive integers n_layer,
  * n_head, n_embd, n_positions, vocab_size; n_embd % n_head == 0; model_type
  * gpt2, activation gelu_new, n_ctx == n_positions, tied embeddings when
- * given. eot_id may be NULL; it is -1 when the file has no eos_token_id. */
+ * given; and a model small enough to load into the memory available now
+ * (CLLM_ERR_INPUT with both figures otherwise). eot_id may be NULL; it is -1
+ * when the file has no eos_token_id. */
 cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id);
 
 /* Creates *m from config.json and fills it from model.safetensors, checking
  * every tensor's name, dtype and shape against the config (missing, extra or
- * mismatched: CLLM_ERR_INPUT naming it). On failure *m is left empty. */
+ * mismatched: CLLM_ERR_INPUT naming it) BEFORE the parameters are allocated,
+ * so a wrong config.json costs no memory. A NaN or +-Inf parameter is
+ * CLLM_ERR_INPUT naming the tensor and the element (finite values, however
+ * large, load). On failure *m is left empty. */
 cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m);
+
+/* CLLM_OK when x[0..n) are all finite; else CLLM_ERR_INPUT "<path>: tensor
+ * <tensor> holds NaN at element i of n ...". For every loader of float
+ * tensors (model weights, optimizer moments). */
+cllm_status cllm_check_finite(const char *path, const char *tensor, const float *x, size_t n);
 
 /* The model and the tokenizer of a run folder, checked against each other
  * (vocabulary size, end-of-text id). A missing folder or file is one clear

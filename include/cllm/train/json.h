@@ -58,4 +58,12 @@ int cllm_json_append_string(char **buf, size_t *len, size_t *cap, const char *s)
 int cllm_json_appendf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The one way cllm writes a JSON number: v with `digits` significant digits
+ * (1..17; 17 round-trips a double), or null when v is NaN or +-Inf, which
+ * JSON cannot represent. snprintf-like: writes at most n bytes including the
+ * NUL and returns the length of the full text (at most 24 + digits). */
+int cllm_json_format_number(char *buf, size_t n, double v, int digits);
+/* The same, appended to a growing buffer; 0 on OOM. */
+int cllm_json_append_number(char **buf, size_t *len, size_t *cap, double v, int digits);
+
 #endif

@@ -53,7 +53,9 @@ typedef int (*cllm_token_fn)(int32_t token, void *user);
  * full and another token must be fed, the cache restarts from the last
  * seq_len/2 tokens of the context (re-fed one by one), so generation can run
  * for any length at a cost of seq_len/2 extra steps every seq_len/2 tokens.
- * A prompt longer than the context is handled the same way. */
+ * A prompt longer than the context is handled the same way. Logits that are
+ * not finite (finite weights so large that the forward pass overflows) stop
+ * generation with CLLM_ERR_INPUT before a token is drawn from them. */
 cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prompt, int n_new,
                           const cllm_sample_settings *set, cllm_rng *rng, cllm_token_fn on_token, void *user,
                           int32_t *out);

@@ -20,32 +20,8 @@
 
 #include "cllm/common.h"
 #include "cllm/model/gpt2.h"
+#include "cllm/train/options.h"
 
-typedef struct {
-    /* data: n_data == 0 means the built-in corpus */
-    char **data_paths;
-    int n_data;
-    double val_fraction;
-    /* model */
-    gpt2_config model;
-    /* batch: one optimizer step sees batch * grad_accum sequences, computed as
-     * (batch / micro) * grad_accum micro-batches of `micro` sequences */
-    int batch, micro, grad_accum;
-    /* budget: exactly one of these is > 0 */
-    int64_t steps;
-    double epochs;
-    int64_t tokens;
-    int64_t stop_after; /* 0: run the whole budget */
-    /* optimizer */
-    double lr, min_lr, weight_decay, clip; /* clip 0: off */
-    int64_t warmup; /* < 0: 5% of the budget, at most 100 steps */
-    uint64_t seed;
-    /* cadence, in steps; 0 = never (eval, save and sample still happen at the end) */
-    int64_t eval_every, sample_every, save_every, log_every;
-    int sample_tokens; /* tokens of the final sample */
-    const char *out_dir;
-    int quiet, verbose;
-} cllm_train_options;
 
 typedef struct {
     int64_t steps_done;     /* optimizer steps completed at exit */
@@ -65,16 +41,6 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
 /* Steps the budget amounts to, given the number of training windows. */
 int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windows);
 
-/* run.json: writes every setting of o; data paths as given (make them
- * absolute first). Crash-safe. */
-cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, uint64_t corpus_hash,
-                                size_t corpus_bytes);
-/* Reads DIR/run.json into *o (data_paths malloc'd: free with
- * cllm_train_options_free_paths; out_dir points to nothing: the caller sets
- * it). Missing or malformed file: CLLM_ERR_INPUT naming it. */
-cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t *corpus_hash,
-                               size_t *corpus_bytes);
-void cllm_train_options_free_paths(cllm_train_options *o);
 
 /* The factor global-norm clipping multiplies the gradient by: clip / norm
  * when the norm exceeds clip > 0, else 1; 0 for a non-finite norm (the step
@@ -87,5 +53,8 @@ void cllm_train_debug_nan_at_step(int64_t step);
 /* Test hook: after the update of step `step` (0: never), one parameter becomes
  * NaN while the loss stays finite, as a silent blow-up would leave it. */
 void cllm_train_debug_poison_after_step(int64_t step);
+/* Test hook: the last micro-batch of step `step` (0: never) fails with its own
+ * message, as a worker's error would. */
+void cllm_train_debug_fail_at_step(int64_t step);
 
 #endif

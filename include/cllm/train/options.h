@@ -1,0 +1,95 @@
+/* The settings of a training run, declared once.
+ *
+ * cllm_train_option_table lists every setting a run records: its flag, its
+ * run.json key, its type and place in cllm_train_options, its default, its
+ * range, its help line, and what --resume may do with it. The command line
+ * (src/cli/cmd_train.c) builds its flags, defaults, ranges, --help and the
+ * "cannot change with --resume" rule from it; run.json is written and read
+ * from it (below). Adding a setting is one row here. */
+#ifndef CLLM_TRAIN_OPTIONS_H
+#define CLLM_TRAIN_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cllm/common.h"
+#include "cllm/model/gpt2.h"
+
+typedef struct {
+    /* data: n_data == 0 means the built-in corpus */
+    char **data_paths;
+    int n_data;
+    double val_fraction;
+    /* model */
+    gpt2_config model;
+    /* batch: one optimizer step sees batch * grad_accum sequences, computed as
+     * (batch / micro) * grad_accum micro-batches of `micro` sequences */
+    int batch, micro, grad_accum;
+    /* budget: exactly one of these is > 0 */
+    int64_t steps;
+    double epochs;
+    int64_t tokens;
+    int64_t stop_after; /* 0: run the whole budget */
+    /* optimizer */
+    double lr, min_lr, weight_decay, clip; /* clip 0: off */
+    int64_t warmup; /* < 0: 5% of the budget, at most 100 steps */
+    uint64_t seed;
+    /* cadence, in steps; 0 = never (eval, save and sample still happen at the end) */
+    int64_t eval_every, sample_every, save_every, log_every;
+    int sample_tokens; /* tokens of the final sample */
+    const char *out_dir;
+    int quiet, verbose;
+} cllm_train_options;
+
+typedef enum {
+    CLLM_OPT_INT,    /* int */
+    CLLM_OPT_INT64,  /* int64_t (uint64_t for the seed: its range keeps it non-negative) */
+    CLLM_OPT_DOUBLE  /* double */
+} cllm_opt_type;
+
+typedef enum {
+    CLLM_OPT_FROZEN, /* would change the model or its data: refused with --resume */
+    CLLM_OPT_FREE,   /* may change with --resume (then the continuation is no longer bitwise that of one run) */
+    CLLM_OPT_BUDGET  /* one of --steps/--epochs/--tokens: giving one on --resume replaces the budget */
+} cllm_opt_resume;
+
+/* Defaults that are not a number of their own. */
+#define CLLM_OPT_FROM_PRESET (-1e300) /* the model shape: from --preset */
+#define CLLM_OPT_DERIVED (-2e300)     /* computed from other settings (min_lr = lr / 10) */
+
+typedef struct {
+    const char *flag;    /* "grad-accum" (without dashes) */
+    const char *key;     /* run.json key: "grad_accum" */
+    cllm_opt_type type;
+    size_t offset;       /* in cllm_train_options */
+    double fresh;        /* default of a new run (budget: 0 = not the default budget) */
+    double min, max;     /* accepted range, on the command line and in run.json */
+    const char *metavar; /* "N", "X" */
+    const char *help;    /* one line for --help */
+    cllm_opt_resume resume;
+} cllm_train_option;
+
+extern const cllm_train_option cllm_train_option_table[];
+extern const int cllm_train_option_count;
+
+/* The address of option `opt`'s field in o. */
+void *cllm_train_option_field(cllm_train_options *o, const cllm_train_option *opt);
+double cllm_train_option_get(const cllm_train_options *o, const cllm_train_option *opt);
+void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, double v);
+
+/* Defaults of a new run for every option that has a number of its own. */
+void cllm_train_options_defaults(cllm_train_options *o);
+
+/* run.json: every option of the table, the data paths (as given: make them
+ * absolute first, or "builtin"), the corpus size and hash. Crash-safe. */
+cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, uint64_t corpus_hash,
+                                size_t corpus_bytes);
+/* Reads DIR/run.json into *o (data_paths malloc'd: free with
+ * cllm_train_options_free_paths; out_dir points to nothing: the caller sets
+ * it). Missing or malformed file, a value outside its range: CLLM_ERR_INPUT
+ * naming the file and the key. */
+cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t *corpus_hash,
+                               size_t *corpus_bytes);
+void cllm_train_options_free_paths(cllm_train_options *o);
+
+#endif

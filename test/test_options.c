@@ -1,0 +1,123 @@
+/* The options table drives run.json: every row is written and read back
+ * exactly, a value outside its row's range is refused naming the key, and
+ * the defaults are the table's. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cllm/train/options.h"
+#include "support.h"
+
+/* A value inside row opt's range that no default has: distinct per row. */
+static double probe_value(const cllm_train_option *opt, int i) {
+    double lo = opt->min, hi = opt->max;
+    if (opt->type == CLLM_OPT_DOUBLE) return lo + (hi - lo) * (0.123 + 0.01 * i);
+    double v = floor(lo + (hi > lo + 100 ? 7 + i : (hi - lo) / 2));
+    return v;
+}
+
+static void test_every_row_round_trips_through_run_json(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    cllm_train_options o;
+    cllm_train_options_defaults(&o);
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        if (opt->resume == CLLM_OPT_BUDGET) continue;
+        cllm_train_option_set(&o, opt, probe_value(opt, i));
+    }
+    o.steps = 0;
+    o.tokens = 0;
+    o.epochs = 2.5; /* exactly one budget */
+    char *paths[2] = {"/data/a.txt", "/data/b \"quoted\".txt"};
+    o.data_paths = paths;
+    o.n_data = 2;
+    assert_int_equal(cllm_run_json_write(dir, &o, 0x0123456789abcdefULL, 4242), CLLM_OK);
+
+    char *path = cllm_path_join(dir, "run.json");
+    size_t n;
+    char *text = (char *)read_whole_file(path, &n);
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "\"%s\": ", cllm_train_option_table[i].key);
+        if (!strstr(text, key)) fail_msg("run.json lacks %s", key);
+    }
+    free(text);
+
+    cllm_train_options back;
+    uint64_t hash;
+    size_t bytes;
+    assert_int_equal(cllm_run_json_read(dir, &back, &hash, &bytes), CLLM_OK);
+    assert_int_equal(hash, 0x0123456789abcdefULL);
+    assert_int_equal(bytes, 4242);
+    assert_int_equal(back.n_data, 2);
+    assert_string_equal(back.data_paths[1], paths[1]);
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        if (cllm_train_option_get(&back, opt) != cllm_train_option_get(&o, opt))
+            fail_msg("%s: wrote %.17g, read %.17g", opt->key, cllm_train_option_get(&o, opt),
+                     cllm_train_option_get(&back, opt));
+    }
+    cllm_train_options_free_paths(&back);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* Each row, one at a time set just outside its range in run.json: refused, the key named. */
+static void test_out_of_range_value_is_refused_naming_the_key(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        cllm_train_options o;
+        cllm_train_options_defaults(&o);
+        o.model.n_layer = o.model.n_head = 2;
+        o.model.n_embd = 32;
+        o.model.seq_len = 32;
+        double bad = opt->max * 2 + 1;
+        if (bad == opt->fresh) continue;
+        cllm_train_option_set(&o, opt, bad);
+        assert_int_equal(cllm_run_json_write(dir, &o, 1, 1), CLLM_OK);
+        cllm_train_options back;
+        uint64_t hash;
+        size_t bytes;
+        assert_int_equal(cllm_run_json_read(dir, &back, &hash, &bytes), CLLM_ERR_INPUT);
+        char key[80];
+        snprintf(key, sizeof key, "\"%s\"", opt->key);
+        if (!strstr(cllm_last_error(), key)) fail_msg("%s: message '%s' does not name it", opt->key, cllm_last_error());
+    }
+    remove_tree(dir);
+    free(dir);
+}
+
+static void test_defaults_are_the_table(void **state) {
+    (void)state;
+    cllm_train_options o;
+    cllm_train_options_defaults(&o);
+    assert_int_equal(o.steps, 1200);
+    assert_int_equal(o.batch, 16);
+    assert_int_equal(o.warmup, -1);
+    assert_true(o.lr == 3e-3);
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        if (opt->fresh == CLLM_OPT_FROM_PRESET || opt->fresh == CLLM_OPT_DERIVED) continue;
+        assert_true(cllm_train_option_get(&o, opt) == opt->fresh);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_row_round_trips_through_run_json),
+        cmocka_unit_test(test_out_of_range_value_is_refused_naming_the_key),
+        cmocka_unit_test(test_defaults_are_the_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
