@@ -211,6 +211,13 @@ for s in $(seq 1 "$steps"); do
     if [ "$s" -eq 1 ]; then run_train fresh "$work/stepwise" "" --stop-after 1; else run_train resume "$work/stepwise" "" --stop-after "$s"; fi
     [ "$rc" -eq 0 ] || { echo "FAIL: the run stopped at step $s exits $rc: $(head -1 "$work/train.err")"; exit 1; }
     cp "$work/stepwise/model.safetensors" "$work/ref/model.$s"
+    if [ "$s" -eq 1 ]; then # how long a resumed run takes, for the random instants
+        cp -a "$work/stepwise" "$work/probe"
+        t0=$(now_ms)
+        run_train resume "$work/probe" ""
+        resume_ms=$(($(now_ms) - t0))
+        rm -rf "$work/probe"
+    fi
 done
 cmp -s "$work/ref/model.$steps" "$work/ref/model.final" ||
     { echo "FAIL: a run stopped and resumed at every step differs from the uninterrupted run"; exit 1; }
@@ -270,11 +277,14 @@ done
 
 # ---- C: random instants ----------------------------------------------------------
 
-max_ms=$((run_ms + run_ms / 4 + 1))
+# Delays up to a little more than a run takes: a fresh one for the first
+# kill, a resumed one after it.
+fresh_max=$((run_ms + run_ms / 4 + 1))
+resume_max=$((resume_ms + resume_ms / 4 + 1))
 RANDOM=$seed
-echo "C: $random_chains chains killed after random delays of 1..$max_ms ms (seed $seed), up to 3 kills each"
+echo "C: $random_chains chains killed after random delays (seed $seed): the fresh run after 1..$fresh_max ms, then up to two resumed runs after 1..$resume_max ms"
 for c in $(seq 1 "$random_chains"); do
-    d1=$((1 + RANDOM % max_ms)) d2=$((1 + RANDOM % max_ms)) d3=$((1 + RANDOM % max_ms))
+    d1=$((1 + RANDOM % fresh_max)) d2=$((1 + RANDOM % resume_max)) d3=$((1 + RANDOM % resume_max))
     rm -rf "$work/c"
     chain "C$c delays $d1,$d2,$d3 ms" c "$work/c" fresh "time:$d1" "time:$d2" "time:$d3"
 done
