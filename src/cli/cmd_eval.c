@@ -13,83 +13,10 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/train/checkpoint.h"
+#include "cllm/train/eval.h"
 #include "cllm/train/json.h"
 #include "cllm/train/memory.h"
 #include "cllm/train/trainer.h"
-
-/* Where evaluation windows come from: a raw token stream cut into
- * non-overlapping windows (DATA), or the run's validation windows. */
-typedef struct {
-    const int32_t *stream;
-    size_t n_stream;
-    const cllm_dataset *val;
-    int T;
-} window_source;
-
-static size_t window_count(const window_source *s) {
-    if (s->val) return s->val->n_val;
-    return (s->n_stream - 1 + (size_t)s->T - 1) / (size_t)s->T; /* last partial window included */
-}
-
-/* Fills one window; returns its length (positions predicted). */
-static int window_fill(const window_source *s, size_t w, int32_t *in, int32_t *tg) {
-    if (s->val) {
-        cllm_dataset_val_window(s->val, w, in, tg);
-        return s->T;
-    }
-    size_t start = w * (size_t)s->T, left = s->n_stream - 1 - start;
-    int len = left < (size_t)s->T ? (int)left : s->T;
-    memcpy(in, s->stream + start, (size_t)len * sizeof *in);
-    memcpy(tg, s->stream + start + 1, (size_t)len * sizeof *tg);
-    return len;
-}
-
-/* Mean loss over every predicted position. Windows run in parallel, each
- * thread with its own activations; the per-window sums are added in window
- * order afterwards, so the result does not depend on the thread count. */
-static cllm_status evaluate(const gpt2_model *m, const window_source *src, double *mean_loss, size_t *n_tokens) {
-    size_t n = window_count(src);
-    double *sums = calloc(n ? n : 1, sizeof *sums);
-    int *lens = calloc(n ? n : 1, sizeof *lens);
-    if (!sums || !lens) {
-        free(sums);
-        free(lens);
-        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    }
-    int failed = 0;
-#pragma omp parallel
-    {
-        gpt2_acts *a = gpt2_acts_create(&m->cfg, 1);
-        int32_t *in = malloc((size_t)src->T * sizeof *in), *tg = malloc((size_t)src->T * sizeof *tg);
-        int ok = a && in && tg;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (size_t w = 0; w < n; w++) {
-            if (!ok) continue;
-            lens[w] = window_fill(src, w, in, tg);
-            sums[w] = (double)gpt2_forward(m, a, in, tg, 1, lens[w]) * lens[w];
-        }
-        gpt2_acts_destroy(a);
-        free(in);
-        free(tg);
-    }
-    double total = 0.0;
-    size_t count = 0;
-    for (size_t w = 0; w < n; w++) {
-        total += sums[w];
-        count += (size_t)lens[w];
-    }
-    free(sums);
-    free(lens);
-    if (failed) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for evaluation activations");
-    if (count == 0) return cllm_fail(CLLM_ERR_INPUT, "nothing to evaluate: fewer than 2 tokens");
-    *mean_loss = total / (double)count;
-    *n_tokens = count;
-    return CLLM_OK;
-}
 
 /* DATA files tokenized with the run's tokenizer into the very stream training
  * builds (cllm_dataset_tokenize: every document followed by EOT). */
@@ -220,7 +147,7 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
         cllm_tokenizer_free(tok);
         return (int)st;
     }
-    window_source src = {NULL, 0, NULL, m.cfg.seq_len};
+    cllm_eval_source src = {NULL, NULL, 0, m.cfg.seq_len};
     int32_t *stream = NULL;
     cllm_dataset val;
     memset(&val, 0, sizeof val);
@@ -236,8 +163,8 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
     if (st == CLLM_OK) st = cllm_memory_check(omp_get_max_threads() * gpt2_acts_bytes_estimate(&m.cfg, 1),
                                               "evaluation (one activation arena per thread; fewer OMP_NUM_THREADS "
                                               "need less)");
-    if (st == CLLM_OK) st = evaluate(&m, &src, &loss, &tokens);
-    if (st == CLLM_OK) print_result(loss, tokens, window_count(&src), n_data > 0, json);
+    if (st == CLLM_OK) st = cllm_evaluate(&m, &src, NULL, &loss, &tokens);
+    if (st == CLLM_OK) print_result(loss, tokens, cllm_eval_windows(&src), n_data > 0, json);
     if (!n_data) cllm_dataset_free(&val);
     free(stream);
     gpt2_destroy(&m);

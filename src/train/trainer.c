@@ -34,6 +34,7 @@
 #include "cllm/rng.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/checkpoint.h"
+#include "cllm/train/eval.h"
 #include "cllm/train/json.h"
 #include "cllm/train/metrics.h"
 #include "cllm/train/peak.h"
@@ -63,7 +64,6 @@ typedef struct {
     cllm_step *stepper;   /* the optimizer step: engine, per-thread arenas, AdamW moments */
     int threads;           /* the step's workers */
     float *m, *v;          /* the step's AdamW moments, same layout as params */
-    float *val_losses;
     int n_micro;           /* micro-batches per optimizer step */
     int seqs_per_step;     /* n_micro * micro */
     int64_t total_steps;
@@ -349,30 +349,27 @@ static cllm_status load_checkpoint(trainer *t) {
 
 /* ---- evaluation and statistics -------------------------------------------------- */
 
-/* Mean loss over every validation window. Windows are spread over threads,
- * each with its own arena; the per-window losses are summed in window order
- * afterwards, so the result does not depend on the thread count. */
+/* The step's own arenas serve the evaluation: no second set of activations. */
+static gpt2_acts *step_arena(void *ctx, int thread) {
+    gpt2_acts *acts;
+    int32_t *in, *tg;
+    cllm_step_scratch(ctx, thread, &acts, &in, &tg);
+    return acts;
+}
+
+/* Mean loss over every validation window (train/eval.c, the evaluation
+ * `cllm eval` runs too). A stop request skips the windows not yet started:
+ * a long evaluation must not hold up a Ctrl-C; the result is then NAN (not
+ * computed). */
 static double evaluate(trainer *t) {
-    size_t n = t->data.n_val;
-    if (n == 0) return NAN;
-    int T = t->o->model.seq_len;
-    long long count = (long long)n, done = 0;
-    /* A stop request skips the windows not yet started: a long evaluation
-     * must not hold up a Ctrl-C; the result is then NAN (not computed). */
-#pragma omp parallel for schedule(dynamic) num_threads(t->threads) reduction(+ : done)
-    for (long long i = 0; i < count; i++) {
-        if (stop_requested()) continue;
-        gpt2_acts *acts;
-        int32_t *in, *tg;
-        cllm_step_scratch(t->stepper, omp_get_thread_num(), &acts, &in, &tg);
-        cllm_dataset_val_window(&t->data, (size_t)i, in, tg);
-        t->val_losses[i] = gpt2_forward(&t->model, acts, in, tg, 1, T);
-        done++;
-    }
-    if (done < count) return NAN;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += t->val_losses[i];
-    return sum / (double)n;
+    if (t->data.n_val == 0) return NAN;
+    cllm_eval_source src = {.val = &t->data, .T = t->o->model.seq_len};
+    cllm_eval_options opt = {.arena = step_arena, .arena_ctx = t->stepper, .threads = t->threads,
+                             .stop = cllm_stop_flag_ptr()};
+    double loss = NAN;
+    size_t tokens = 0;
+    if (cllm_evaluate(&t->model, &src, &opt, &loss, &tokens) != CLLM_OK) return NAN;
+    return loss;
 }
 
 /* The entropy of the training split's token distribution (nats/token): the
@@ -402,7 +399,6 @@ static cllm_status unigram_entropy(trainer *t) {
 /* ---- set-up and tear-down ----------------------------------------------------- */
 
 static void trainer_free(trainer *t) {
-    cllm_free(t->val_losses);
     cllm_step_free(t->stepper);
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
@@ -791,8 +787,6 @@ static cllm_status setup(trainer *t, int resume) {
     t->threads = cllm_step_threads(t->stepper);
     t->m = cllm_step_moment(t->stepper, 0);
     t->v = cllm_step_moment(t->stepper, 1);
-    t->val_losses = cllm_alloc((t->data.n_val + 1) * sizeof(float));
-    if (!t->val_losses) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     if (resume) {
         st = load_checkpoint(t);
         if (st != CLLM_OK) return st;

@@ -1,0 +1,46 @@
+/* Evaluation: the mean loss of a model over a set of windows, the one
+ * implementation behind training's validation passes and `cllm eval`.
+ *
+ * Windows run in parallel, each thread with its own activations; each
+ * window's loss sum is kept by index and the sums are added in window
+ * order afterwards, so the result does not depend on the thread count. */
+#ifndef CLLM_TRAIN_EVAL_H
+#define CLLM_TRAIN_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cllm/common.h"
+#include "cllm/data/dataset.h"
+#include "cllm/model/gpt2.h"
+
+/* Where windows come from: a dataset's validation windows, or a token
+ * stream cut into non-overlapping windows of T (the last one shorter). */
+typedef struct {
+    const cllm_dataset *val; /* non-NULL: its n_val validation windows */
+    const int32_t *stream;   /* else: this stream of n_stream tokens */
+    size_t n_stream;
+    int T;
+} cllm_eval_source;
+
+/* Number of windows of src. */
+size_t cllm_eval_windows(const cllm_eval_source *src);
+
+/* Per-thread activation arenas to use (for at least one sequence each), so
+ * the trainer evaluates in the memory it already holds; NULL: evaluation
+ * allocates its own. */
+typedef gpt2_acts *(*cllm_eval_arena_fn)(void *ctx, int thread);
+
+typedef struct {
+    cllm_eval_arena_fn arena;
+    void *arena_ctx;
+    int threads;                /* 0: omp_get_max_threads() */
+    const cllm_stop_flag *stop; /* a request skips the windows not yet started */
+} cllm_eval_options;
+
+/* *mean_loss: mean loss per predicted position; *n_tokens: positions.
+ * Stopped early: CLLM_ERR_INTERRUPTED. No window: CLLM_ERR_INPUT. */
+cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt,
+                          double *mean_loss, size_t *n_tokens);
+
+#endif

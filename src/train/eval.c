@@ -1,0 +1,77 @@
+/* Evaluation (include/cllm/train/eval.h). */
+#include "cllm/train/eval.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t cllm_eval_windows(const cllm_eval_source *s) {
+    if (s->val) return s->val->n_val;
+    if (s->n_stream < 2) return 0;
+    return (s->n_stream - 1 + (size_t)s->T - 1) / (size_t)s->T; /* last partial window included */
+}
+
+/* Fills window w; returns its length (positions predicted). */
+static int window_fill(const cllm_eval_source *s, size_t w, int32_t *in, int32_t *tg) {
+    if (s->val) {
+        cllm_dataset_val_window(s->val, w, in, tg);
+        return s->T;
+    }
+    size_t start = w * (size_t)s->T, left = s->n_stream - 1 - start;
+    int len = left < (size_t)s->T ? (int)left : s->T;
+    memcpy(in, s->stream + start, (size_t)len * sizeof *in);
+    memcpy(tg, s->stream + start + 1, (size_t)len * sizeof *tg);
+    return len;
+}
+
+cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt,
+                          double *mean_loss, size_t *n_tokens) {
+    size_t n = cllm_eval_windows(src);
+    if (n == 0) return cllm_fail(CLLM_ERR_INPUT, "nothing to evaluate: fewer than 2 tokens");
+    double *sums = calloc(n, sizeof *sums);
+    int *lens = calloc(n, sizeof *lens);
+    if (!sums || !lens) {
+        free(sums);
+        free(lens);
+        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
+    int threads = opt && opt->threads > 0 ? opt->threads : omp_get_max_threads();
+    const cllm_stop_flag *stop = opt ? opt->stop : NULL;
+    int failed = 0;
+    size_t done = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : done)
+    {
+        int th = omp_get_thread_num();
+        int own = !(opt && opt->arena);
+        gpt2_acts *a = own ? gpt2_acts_create(&m->cfg, 1) : opt->arena(opt->arena_ctx, th);
+        int32_t *in = malloc((size_t)src->T * sizeof *in), *tg = malloc((size_t)src->T * sizeof *tg);
+        int ok = a && in && tg;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (size_t w = 0; w < n; w++) {
+            if (!ok || cllm_stop_requested(stop)) continue;
+            lens[w] = window_fill(src, w, in, tg);
+            sums[w] = (double)gpt2_forward(m, a, in, tg, 1, lens[w]) * lens[w];
+            done++;
+        }
+        if (own) gpt2_acts_destroy(a);
+        free(in);
+        free(tg);
+    }
+    double total = 0.0;
+    size_t count = 0;
+    for (size_t w = 0; w < n; w++) {
+        total += sums[w];
+        count += (size_t)lens[w];
+    }
+    free(sums);
+    free(lens);
+    if (failed) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for evaluation activations");
+    if (done < n) return cllm_fail(CLLM_ERR_INTERRUPTED, "evaluation stopped by a stop request");
+    *mean_loss = total / (double)count;
+    *n_tokens = count;
+    return CLLM_OK;
+}
