@@ -92,7 +92,7 @@ static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int thr
         out->utilisation = cllm_median(util, repeats);
         out->loss = loss;
         out->mfu = out->tokens_per_s * gpt2_flops_per_token(&model->cfg) /
-                   (nt * cllm_peak_gflops_per_core() * 1e9);
+                   (nt * cllm_peak_gflops_per_core(cllm_env_peak_gflops()) * 1e9);
     }
     free(wall), free(exposed), free(util), free(update);
     cllm_step_free(step);
@@ -191,7 +191,7 @@ int cllm_bench_step(int argc, char **argv) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         tokens[i] = (int32_t)(s % (uint64_t)cfg.vocab_size);
     }
-    double peak = cllm_peak_gflops_per_core();
+    double peak = cllm_peak_gflops_per_core(cllm_env_peak_gflops());
     step_result res[BENCH_MAX_THREADS];
     double torch_best[BENCH_MAX_THREADS] = {0};
     int n = 0, status = 0;

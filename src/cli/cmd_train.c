@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/train/memory.h"
@@ -244,6 +245,11 @@ int cllm_cmd_train(int argc, char **argv) {
     o.stop_after = f.seen_stop_after ? f.stop_after : 0;
     o.quiet = f.quiet;
     o.verbose = f.verbose;
+    o.segments_per_thread = cllm_env_segments();
+    o.no_streaming = !cllm_env_streaming();
+    o.grad_window = cllm_env_grad_window();
+    o.progress = cllm_env_progress();
+    o.peak_gflops = cllm_env_peak_gflops();
 
     rc = check_combination(&o, resume);
     if (rc == 0) {

@@ -1,7 +1,6 @@
 /* Measured FMA peak and memory bandwidth of one core (see peak.h). */
 #include "cllm/train/peak.h"
 
-#include "cllm/cli/env.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -136,12 +135,12 @@ double cllm_peak_measure_fma(cllm_simd path, double seconds) {
 
 static double cached_peak; /* 0 until measured; read/written atomically */
 
-double cllm_peak_gflops_per_core(void) {
+double cllm_peak_gflops_per_core(double given) {
+    if (given > 0.0) return given;
     double v;
     __atomic_load(&cached_peak, &v, __ATOMIC_ACQUIRE);
     if (v > 0.0) return v;
-    v = cllm_env_peak_gflops();
-    if (v <= 0.0) v = cllm_peak_measure_fma(cllm_simd_best(), 0.05);
+    v = cllm_peak_measure_fma(cllm_simd_best(), 0.05);
     if (v <= 0.0) v = 1.0; /* a timer that cannot resolve: keep ratios finite */
     /* Two threads racing here both measure; either result is a fair peak. */
     __atomic_store(&cached_peak, &v, __ATOMIC_RELEASE);

@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #include "cllm/build_config.h"
-#include "cllm/cli/env.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
@@ -590,13 +589,13 @@ static int due(int64_t step, int64_t every) { return every > 0 && step % every =
 
 static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
-    cllm_progress_mode mode = cllm_progress_pick(cllm_env_progress(), o->quiet, isatty(STDOUT_FILENO));
+    cllm_progress_mode mode = cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO));
     cllm_metrics_log log;
     cllm_status st = cllm_metrics_open(&log, t->dir, t->step);
     if (st != CLLM_OK) return st;
     cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
     int64_t end = o->stop_after > 0 && o->stop_after < t->total_steps ? o->stop_after : t->total_steps;
-    double peak = cllm_peak_gflops_per_core() * 1e9 * t->threads;
+    double peak = cllm_peak_gflops_per_core(o->peak_gflops) * 1e9 * t->threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
     double train_time = 0;
@@ -779,8 +778,8 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_step_config sc = {
         .model = &t->model, .kernels = cllm_kernels_active(), .micro = o->micro, .n_micro = t->n_micro,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
-        .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
-        .buffer_window = cllm_env_grad_window(),
+        .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
+        .buffer_window = o->grad_window,
     };
     st = cllm_step_create(&sc, &t->stepper);
     if (st != CLLM_OK) return st;

@@ -39,6 +39,13 @@ typedef struct {
     int sample_tokens; /* tokens of the final sample */
     const char *out_dir;
     int quiet, verbose;
+    /* How this process runs, from the environment (the CLI reads it: the
+     * library never calls getenv); not recorded in run.json. */
+    int segments_per_thread; /* CLLM_SEGMENTS; 0: 1 */
+    int no_streaming;        /* CLLM_STREAMING=0: reduce after all compute */
+    int grad_window;         /* CLLM_GRAD_WINDOW; 0: the engine's default */
+    const char *progress;    /* CLLM_PROGRESS; NULL: "auto" */
+    double peak_gflops;      /* CLLM_PEAK_GFLOPS per core; 0: measured */
 } cllm_train_options;
 
 typedef enum {

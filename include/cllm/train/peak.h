@@ -11,9 +11,9 @@
 
 /* One core's single-precision FMA peak in GFLOP/s (an FMA counts as 2 flops)
  * with the best SIMD path this CPU supports. Measured once (about 50 ms) on
- * the calling thread and cached; CLLM_PEAK_GFLOPS=X (X > 0) overrides it.
- * Thread-safe. Always > 0. */
-double cllm_peak_gflops_per_core(void);
+ * the calling thread and cached; `given` > 0 (the CLI passes
+ * CLLM_PEAK_GFLOPS) is returned instead. Thread-safe. Always > 0. */
+double cllm_peak_gflops_per_core(double given);
 
 /* Measures the FMA peak of one SIMD path on the calling thread now: the best
  * of several runs of `seconds` total, in GFLOP/s. Paths the CPU lacks
