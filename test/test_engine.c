@@ -121,7 +121,7 @@ static void synth_free(synth *s) {
 }
 
 static cllm_engine_job synth_job(synth *s) {
-    cllm_engine_job job = {s, synth_compute, s->clip ? synth_grad_scale : NULL, synth_update};
+    cllm_engine_job job = {s, synth_compute, s->clip ? synth_grad_scale : NULL, synth_update, s->params};
     return job;
 }
 
@@ -191,7 +191,7 @@ typedef struct {
 static cllm_engine_stats engine_steps(synth *s, int M, int steps, const run_cfg *rc) {
     omp_set_num_threads(rc->threads);
     omp_set_schedule(rc->sched, rc->chunk);
-    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite};
+    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite, NULL};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     assert_int_equal(cllm_engine_threads(e), rc->threads);
@@ -346,7 +346,7 @@ static void test_pool_is_bounded(void **state) {
     (void)state;
     omp_set_num_threads(3);
     for (int M = 1; M <= 64; M++) {
-        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0};
+        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0, NULL};
         cllm_engine *e = NULL;
         assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
         int nb = cllm_engine_buffers(e);
@@ -369,7 +369,7 @@ static void check_straggler(int threads) {
     s.straggler_s = 0.2;
     omp_set_num_threads(threads);
     omp_set_schedule(omp_sched_dynamic, 1);
-    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0};
+    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0, NULL};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     cllm_engine_job job = synth_job(&s);
@@ -475,7 +475,7 @@ static void test_overwriting_compute_skips_zeroing_same_bits(void **state) {
 static void test_bad_config_is_input_error(void **state) {
     (void)state;
     cllm_engine *e = (cllm_engine *)1;
-    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0}, {100, 0, 1, 1, 0, 0}, {100, 4, -1, 1, 0, 0}, {100, 4, 1, 1, -3, 0}};
+    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0, NULL}, {100, 0, 1, 1, 0, 0, NULL}, {100, 4, -1, 1, 0, 0, NULL}, {100, 4, 1, 1, -3, 0, NULL}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(cllm_engine_create(&bad[i], &e), CLLM_ERR_INPUT);
         assert_null(e);
@@ -525,8 +525,72 @@ static void test_failing_compute_reaches_the_caller(void **state) {
     }
 }
 
+/* The engine's exchanges go through its communication seam: the norm from
+ * the chunk partials and the loss from the micro-batch losses (a seam that
+ * reports them doubled changes the clip factor and the reported loss), and
+ * the parameters once updated, once per step. */
+typedef struct {
+    cllm_comm base;
+    int norm_calls, loss_calls, param_calls;
+    size_t chunks;
+    float *params;
+} recording_comm;
+
+static double doubled_norm2(const cllm_comm *c, const double *sq, size_t n) {
+    recording_comm *r = (recording_comm *)c->impl;
+    r->norm_calls++;
+    r->chunks = n;
+    return 4.0 * cllm_comm_single()->norm2(cllm_comm_single(), sq, n);
+}
+
+static double doubled_loss(const cllm_comm *c, const float *losses, int n) {
+    recording_comm *r = (recording_comm *)c->impl;
+    r->loss_calls++;
+    return 2.0 * cllm_comm_single()->mean_loss(cllm_comm_single(), losses, n);
+}
+
+static cllm_status record_params(const cllm_comm *c, float *params, size_t n) {
+    recording_comm *r = (recording_comm *)c->impl;
+    r->param_calls++;
+    r->params = params;
+    (void)n;
+    return CLLM_OK;
+}
+
+static void test_exchanges_go_through_the_comm_seam(void **state) {
+    (void)state;
+    const size_t P = 5000;
+    omp_set_num_threads(2);
+    recording_comm rec = {{0, 1, doubled_norm2, doubled_loss, record_params, NULL}, 0, 0, 0, 0, NULL};
+    rec.base.impl = &rec;
+    synth plain, seamed;
+    synth_init(&plain, P, 1);
+    synth_init(&seamed, P, 1);
+    cllm_engine_config cfg = {.n_params = P, .n_micro = 5, .segments_per_thread = 1, .streaming = 1};
+    cllm_engine *a = NULL, *b = NULL;
+    assert_int_equal(cllm_engine_create(&cfg, &a), CLLM_OK);
+    cfg.comm = &rec.base;
+    assert_int_equal(cllm_engine_create(&cfg, &b), CLLM_OK);
+    cllm_engine_job ja = synth_job(&plain), jb = synth_job(&seamed);
+    cllm_engine_stats sa, sb;
+    assert_int_equal(cllm_engine_step(a, &ja, &sa), CLLM_OK);
+    assert_int_equal(cllm_engine_step(b, &jb, &sb), CLLM_OK);
+    assert_int_equal(rec.norm_calls, 1);
+    assert_int_equal(rec.loss_calls, 1);
+    assert_int_equal(rec.param_calls, 1);
+    assert_int_equal(rec.chunks, (P + CLLM_SQ_CHUNK - 1) / CLLM_SQ_CHUNK);
+    assert_ptr_equal(rec.params, seamed.params);
+    assert_true(fabs(sb.grad_norm - 2.0 * sa.grad_norm) <= 1e-9 * sa.grad_norm);
+    assert_true(sb.loss == 2.0 * sa.loss);
+    cllm_engine_free(a);
+    cllm_engine_free(b);
+    synth_free(&plain);
+    synth_free(&seamed);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exchanges_go_through_the_comm_seam),
         cmocka_unit_test(test_failing_compute_reaches_the_caller),
         cmocka_unit_test(test_bad_config_is_input_error),
         cmocka_unit_test(test_pool_is_bounded),

@@ -64,6 +64,7 @@ struct cllm_engine {
     int fold_levels; /* temporaries per thread for the owners' fold */
     float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
     const cllm_kernels *kern;
+    const cllm_comm *comm;
 
     /* per-step state */
     node_state *ns;
@@ -426,9 +427,8 @@ static void owners_update(cllm_engine *e, int tid, int team) {
 #pragma omp barrier
 #pragma omp single
     {
-        double norm2 = 0.0;
         size_t chunks = cllm_sq_chunks(e->n_params);
-        for (size_t c = 0; c < chunks; c++) norm2 += e->sq[c];
+        double norm2 = e->comm->norm2(e->comm, e->sq, chunks);
         e->sq[chunks] = norm2;
         e->scale = job->grad_scale(job->ctx, norm2);
         e->reduced_at = cllm_now() - e->t0;
@@ -505,6 +505,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
     e->S = e->T * e->spt;
     e->streaming = cfg->streaming;
+    e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
     e->compute_overwrites = cfg->compute_overwrites != 0;
     e->kern = cllm_kernels_active();
     e->n_nodes = e->M - 1;
@@ -628,7 +629,7 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     memset(st, 0, sizeof *st);
     st->threads = team;
     st->wall = wall;
-    double busy = 0.0, last_compute = compute_end_of(e, 0, e->M), loss = 0.0;
+    double busy = 0.0, last_compute = compute_end_of(e, 0, e->M);
     for (int t = 0; t < team; t++) {
         const thread_acct *a = &e->acct[t];
         e->sort_scratch[t] = a->compute;
@@ -643,8 +644,7 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     st->compute_median = cllm_median(e->sort_scratch, team);
     st->compute_min = e->sort_scratch[0];
     st->compute_max = e->sort_scratch[team - 1];
-    for (int i = 0; i < e->M; i++) loss += e->losses[i];
-    st->loss = loss / e->M;
+    st->loss = e->comm->mean_loss(e->comm, e->losses, e->M);
     double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
     st->exposed_reduction = reduced - last_compute;
     st->exposed_share = wall > 0 ? st->exposed_reduction / wall : 0.0;
@@ -698,6 +698,10 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
         owners_update(e, tid, team);
     }
     if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
+    if (job->params) {
+        cllm_status st = e->comm->params_updated(e->comm, job->params, e->n_params);
+        if (st != CLLM_OK) return st;
+    }
     double wall = cllm_now() - e->t0;
     settle_reduced_at(e, team_size);
     record_trace(e, wall);

@@ -183,7 +183,7 @@ cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window
     s->window_base = window_base;
     s->bad_gradient = 0;
     s->grad_norm = 0;
-    cllm_engine_job job = {s, compute_micro, clip_scale, update_segment};
+    cllm_engine_job job = {s, compute_micro, clip_scale, update_segment, s->c.model->params};
     memset(r, 0, sizeof *r);
     cllm_status st = cllm_engine_step(s->engine, &job, &r->engine);
     r->loss = r->engine.loss;

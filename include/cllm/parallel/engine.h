@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cllm/common.h"
+#include "cllm/parallel/comm.h"
 
 typedef struct {
     void *ctx;
@@ -45,6 +46,9 @@ typedef struct {
      * Called by the segment's owner only, once per segment per step. */
     void (*update)(void *ctx, int segment, size_t begin, size_t end, const float *const *srcs, int k,
                    float grad_scale);
+    /* Optional: the n_params parameters `update` writes, handed to the
+     * communication seam once updated (other ranks' spans arrive there). */
+    float *params;
 } cllm_engine_job;
 
 typedef struct {
@@ -57,6 +61,9 @@ typedef struct {
      * the engine does not zero it first (saves a pass over n_params floats per
      * micro-batch). 0 (default): the buffer is zeroed and compute may add. */
     int compute_overwrites;
+    /* Where the step's exchanges with other ranks go (norm, loss,
+     * parameters); NULL: cllm_comm_single(), this process alone. */
+    const cllm_comm *comm;
 } cllm_engine_config;
 
 typedef struct {
