@@ -52,7 +52,7 @@ typedef struct {
 
 struct cllm_engine {
     size_t n_params;
-    int M, T, spt, S, NB, streaming;
+    int M, n_threads, spt, S, NB, streaming; /* micro-batches, workers, segments per worker, segments, buffers */
     int compute_overwrites; /* the job writes whole buffers: no zeroing */
     int n_nodes, root; /* internal nodes (M - 1), root = n_nodes - 1; root = -1 when M == 1 */
     tree_node *nodes;
@@ -477,7 +477,7 @@ static void size_pool(cllm_engine *e, int window) {
         if (d > dmax) dmax = d;
     }
     int extra = window > 0 ? window : dmax + 2;
-    int nb = e->T + extra;
+    int nb = e->n_threads + extra;
     if (nb < dmax + 1) nb = dmax + 1;
     if (nb > e->M) nb = e->M;
     e->NB = nb;
@@ -501,9 +501,9 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     if (!e) return cllm_fail(CLLM_ERR_INTERNAL, "engine: out of memory");
     e->n_params = cfg->n_params;
     e->M = cfg->n_micro;
-    e->T = omp_get_max_threads();
+    e->n_threads = omp_get_max_threads();
     e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
-    e->S = e->T * e->spt;
+    e->S = e->n_threads * e->spt;
     e->streaming = cfg->streaming;
     e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
     e->compute_overwrites = cfg->compute_overwrites != 0;
@@ -530,7 +530,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     ALLOC(bufs, e->NB);
     for (int b = 0; b < e->NB; b++) e->bufs[b] = e->buf_mem + stride * (size_t)b;
     e->fold_levels = 2 * tree_depth(e->M) + 2;
-    ALLOC(fold_tmp, (size_t)e->T * (size_t)e->fold_levels * FOLD_CHUNK);
+    ALLOC(fold_tmp, (size_t)e->n_threads * (size_t)e->fold_levels * FOLD_CHUNK);
 
     ALLOC(ns, e->n_nodes + 1);
     ALLOC(buf_busy, e->NB);
@@ -540,8 +540,8 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     ALLOC(losses, e->M);
     ALLOC(compute_end, e->M);
     ALLOC(sq, cllm_sq_chunks(e->n_params) + 1);
-    ALLOC(sort_scratch, e->T);
-    ALLOC(acct, e->T);
+    ALLOC(sort_scratch, e->n_threads);
+    ALLOC(acct, e->n_threads);
     ALLOC(trace, e->n_nodes + 1);
     *out = e;
     return CLLM_OK;
@@ -573,7 +573,7 @@ void cllm_engine_free(cllm_engine *e) {
 size_t cllm_engine_buffer_bytes(const cllm_engine *e) {
     return (e->n_params + 15) / 16 * 16 * sizeof(float) * (size_t)e->NB;
 }
-int cllm_engine_threads(const cllm_engine *e) { return e->T; }
+int cllm_engine_threads(const cllm_engine *e) { return e->n_threads; }
 int cllm_engine_buffers(const cllm_engine *e) { return e->NB; }
 int cllm_engine_segments(const cllm_engine *e) { return e->S; }
 
@@ -589,7 +589,7 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     memset(e->ns, 0, sizeof(*e->ns) * (size_t)(e->n_nodes + 1));
     memset(e->buf_busy, 0, sizeof(int) * (size_t)e->NB);
     memset(e->leaf_done, 0, sizeof(int) * (size_t)e->M);
-    memset(e->acct, 0, sizeof(*e->acct) * (size_t)e->T);
+    memset(e->acct, 0, sizeof(*e->acct) * (size_t)e->n_threads);
     e->post_phase = 0;
     e->scale = 1.0f;
     e->reduced_at = 0.0;
@@ -676,9 +676,9 @@ static void record_trace(cllm_engine *e, double wall) {
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats) {
     if (!job || !job->compute || !job->update) return cllm_fail(CLLM_ERR_INPUT, "engine: job lacks compute or update");
     reset_step_state(e, job);
-    int team_size = e->T;
+    int team_size = e->n_threads;
     e->t0 = cllm_now();
-#pragma omp parallel num_threads(e->T)
+#pragma omp parallel num_threads(e->n_threads)
     {
         int tid = omp_get_thread_num(), team = omp_get_num_threads();
 #pragma omp single nowait

@@ -33,16 +33,16 @@ void cllm_step_debug_fail_at(int64_t step) { debug_fail_step = step; }
 
 /* ---- engine callbacks ------------------------------------------------------ */
 
-static cllm_status compute_micro(void *ctx, int micro, int thread, float *grad, float *loss) {
+static cllm_status compute_micro(void *ctx, int index, int thread, float *grad, float *loss) {
     cllm_step *s = ctx;
-    if (s->step == debug_fail_step && micro == s->c.n_micro - 1)
-        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", micro,
+    if (s->step == debug_fail_step && index == s->c.n_micro - 1)
+        return cllm_fail(CLLM_ERR_INTERNAL, "micro-batch %d of step %" PRId64 " failed on purpose (test hook)", index,
                          s->step);
     int T = s->c.model->cfg.seq_len, B = s->c.micro;
     int32_t *in = s->inputs[thread], *tg = s->targets[thread];
     for (int j = 0; j < B; j++) {
-        uint64_t index = s->window_base + (uint64_t)micro * (uint64_t)B + (uint64_t)j;
-        s->c.window(s->c.window_ctx, index, in + (size_t)j * T, tg + (size_t)j * T);
+        uint64_t sequence = s->window_base + (uint64_t)index * (uint64_t)B + (uint64_t)j;
+        s->c.window(s->c.window_ctx, sequence, in + (size_t)j * T, tg + (size_t)j * T);
     }
     *loss = gpt2_forward(s->c.model, s->acts[thread], in, tg, B, T);
     /* The whole micro-batch in one backward, which writes every gradient, so

@@ -23,7 +23,7 @@
 
 typedef struct {
     void *ctx;
-    /* Computes micro-batch `micro` (0..M-1 of this step) on worker `thread`,
+    /* Computes micro-batch number `index` (0..M-1 of this step) on worker `thread`,
      * accumulating (+=) its gradient into `grad` (n_params floats, zeroed by
      * the engine), or, with cllm_engine_config.compute_overwrites, writing
      * every one of its n_params floats (grad then holds the previous step's
@@ -33,7 +33,7 @@ typedef struct {
      * worker's thread) fails the step: no update is applied, and
      * cllm_engine_step returns that status and message, the first failure
      * by time if several workers fail. */
-    cllm_status (*compute)(void *ctx, int micro, int thread, float *grad, float *loss);
+    cllm_status (*compute)(void *ctx, int index, int thread, float *grad, float *loss);
     /* Optional. Given the squared L2 norm of the step's full gradient, returns
      * the factor every gradient element is multiplied by before the update
      * (global-norm clipping). NULL: no norm is computed and the fused
