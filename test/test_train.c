@@ -23,6 +23,7 @@
 #include "cllm/train/metrics.h"
 #include "cllm/train/progress.h"
 #include "cllm/train/safetensors.h"
+#include "cllm/train/test_hooks.h"
 #include "cllm/train/trainer.h"
 #include "support.h"
 

@@ -1,5 +1,6 @@
 /* One optimizer step (include/cllm/train/step.h). */
 #include "cllm/train/step.h"
+#include "cllm/train/test_hooks.h"
 
 #include <inttypes.h>
 #include <math.h>

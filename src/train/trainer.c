@@ -43,6 +43,7 @@
 #include "cllm/train/safetensors.h"
 #include "cllm/train/sampler.h"
 #include "cllm/train/step.h"
+#include "cllm/train/test_hooks.h"
 #include "cllm/train/schedule.h"
 
 /* ---- run state ------------------------------------------------------------ */

@@ -64,8 +64,5 @@ void cllm_step_scratch(cllm_step *s, int th, gpt2_acts **acts, int32_t **inputs,
  * when the norm exceeds clip > 0, else 1; 0 for a non-finite norm. */
 float cllm_clip_factor(double grad_norm, double clip);
 
-/* Test hook: the last micro-batch of step `step` (0: never) fails with its
- * own message, as a worker's error would. */
-void cllm_step_debug_fail_at(int64_t step);
 
 #endif

@@ -45,14 +45,5 @@ int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windo
 
 
 
-/* Test hook: the training loss of the given step (1-based) is replaced by NaN
- * before the finiteness check, to test the stop on divergence. 0: off. */
-void cllm_train_debug_nan_at_step(int64_t step);
-/* Test hook: after the update of step `step` (0: never), one parameter becomes
- * NaN while the loss stays finite, as a silent blow-up would leave it. */
-void cllm_train_debug_poison_after_step(int64_t step);
-/* Test hook: the last micro-batch of step `step` (0: never) fails with its own
- * message, as a worker's error would. */
-void cllm_train_debug_fail_at_step(int64_t step);
 
 #endif
