@@ -20,7 +20,7 @@
 #include "cllm/common.h"
 #include "cllm/model/gpt2.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/peak.h"
 
@@ -34,7 +34,7 @@ typedef struct {
     gpt2_acts **acts;       /* one arena per thread */
     const int32_t *tokens;  /* BENCH_BATCH sequences of BENCH_SEQ + 1 tokens */
     float *m, *v;           /* AdamW moments */
-    const cllm_kernels *kernels;
+    const cllm_kernel_table *kernels;
     cllm_adamw_step hyper;
 } step_ctx;
 
@@ -91,7 +91,8 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
                              .segments_per_thread = cllm_env_segments(),
                              .streaming = cllm_env_streaming(),
                              .window = cllm_env_grad_window(),
-                             .compute_overwrites = 1};
+                             .compute_overwrites = 1,
+                             .kernels = model->kernels};
     cllm_engine *engine = NULL;
     cllm_status st = cllm_engine_create(&ec, &engine);
     if (st != CLLM_OK) return st;
@@ -101,7 +102,7 @@ static cllm_status run_threads(const gpt2_model *model, const int32_t *tokens, i
                   .tokens = tokens,
                   .m = cllm_alloc(model->n_params * sizeof(float)),
                   .v = cllm_alloc(model->n_params * sizeof(float)),
-                  .kernels = cllm_kernels_active()};
+                  .kernels = model->kernels};
     double *wall = calloc((size_t)repeats, sizeof(double)), *exposed = calloc((size_t)repeats, sizeof(double));
     double *util = calloc((size_t)repeats, sizeof(double)), *update = calloc((size_t)repeats, sizeof(double));
     int ok = c.acts && c.m && c.v && wall && exposed && util && update && c.kernels;
@@ -228,6 +229,7 @@ int cllm_bench_step(int argc, char **argv) {
         free(tokens);
         return 1;
     }
+    gpt2_use_kernels(&model, cllm_kernel_table_for(cllm_env_simd()));
     gpt2_init_weights(&model, 1);
     uint64_t s = 0x2545f4914f6cdd1dull;
     for (int i = 0; i < BENCH_BATCH * (BENCH_SEQ + 1); i++) {
@@ -258,7 +260,7 @@ int cllm_bench_step(int argc, char **argv) {
     if (status == 0 && json) {
         printf("{\"preset\":\"%c\",\"batch\":%d,\"seq\":%d,\"simd\":\"%s\",\"peak_gflops_per_core\":%.2f,"
                "\"flops_per_token\":%.0f,\"results\":[",
-               preset, BENCH_BATCH, BENCH_SEQ, cllm_simd_name(cllm_simd_active()), peak,
+               preset, BENCH_BATCH, BENCH_SEQ, model.kernels->name, peak,
                gpt2_flops_per_token(&cfg));
         for (int i = 0; i < n; i++)
             printf("%s{\"threads\":%d,\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"efficiency\":%.4f,\"mfu\":%.4f,"
@@ -270,7 +272,7 @@ int cllm_bench_step(int argc, char **argv) {
     } else if (status == 0) {
         printf("preset %c: B=%d, T=%d, %zu parameters, %.1f MFLOP/token, SIMD %s, peak %.1f GFLOP/s/core\n\n",
                preset, BENCH_BATCH, BENCH_SEQ, gpt2_num_parameters(&model), gpt2_flops_per_token(&cfg) / 1e6,
-               cllm_simd_name(cllm_simd_active()), peak);
+               model.kernels->name, peak);
         printf("%7s %10s %9s %8s %6s %9s %8s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
                "update", "util");
         if (against_torch) printf(" %12s %7s", "PyTorch best", "ratio");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/train/trainer.h"
@@ -232,6 +233,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.stop_after = f.seen.stop_after ? f.stop_after : 0;
     o.quiet = f.quiet;
     o.verbose = f.verbose;
+    o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
 
     rc = check_combination(&o);
     if (rc == 0) {

@@ -29,8 +29,7 @@
 #include "cllm/data/embedded.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/rng.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/checkpoint.h"
@@ -61,7 +60,7 @@ typedef struct {
     gpt2_model model;
     float *m, *v; /* AdamW moments, same layout as params */
     cllm_engine *engine;
-    const cllm_kernels *kernels; /* fused sum + AdamW of the active SIMD path */
+    const cllm_kernel_table *kernels; /* the model's and the engine's kernels, from the options */
     int threads;
     gpt2_acts **acts; /* one arena per thread */
     int32_t **inputs, **targets;
@@ -721,7 +720,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
-           cllm_simd_name(cllm_simd_active()), (double)buffer_bytes / (1024.0 * 1024.0));
+           t->kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
@@ -918,6 +917,8 @@ static cllm_status setup(trainer *t, int resume) {
     const cllm_train_options *o = t->o;
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
+    t->kernels = o->kernels ? o->kernels : cllm_kernel_table_best();
+    gpt2_use_kernels(&t->model, t->kernels);
     gpt2_init_weights(&t->model, o->seed);
     t->threads = omp_get_max_threads();
     t->n_micro = o->batch / o->micro * o->grad_accum;
@@ -930,13 +931,13 @@ static cllm_status setup(trainer *t, int resume) {
                          o->stop_after, t->total_steps);
     st = alloc_per_thread(t);
     if (st != CLLM_OK) return st;
-    t->kernels = cllm_kernels_active();
     t->adam = cllm_adamw_defaults();
     t->adam.weight_decay = o->weight_decay;
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_engine_config ec = {
         .n_params = t->model.n_params, .n_micro = t->n_micro, .segments_per_thread = cllm_env_segments(),
         .streaming = cllm_env_streaming(), .window = cllm_env_grad_window(), .compute_overwrites = 1,
+        .kernels = t->kernels,
     };
     st = cllm_engine_create(&ec, &t->engine);
     if (st != CLLM_OK) return st;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cllm/common.h"
+#include "cllm/kernels/kernels.h"
 
 typedef struct {
     void *ctx;
@@ -50,6 +51,9 @@ typedef struct {
      * the engine does not zero it first (saves a pass over n_params floats per
      * micro-batch). 0 (default): the buffer is zeroed and compute may add. */
     int compute_overwrites;
+    /* The reduction kernels (sum, sum_sq, sum_adamw) the engine runs;
+     * NULL: cllm_kernel_table_best(). */
+    const cllm_kernel_table *kernels;
 } cllm_engine_config;
 
 typedef struct {

@@ -45,6 +45,10 @@ typedef struct {
     int sample_tokens; /* tokens of the final sample */
     const char *out_dir;
     int quiet, verbose;
+    /* The kernels the model and the engine run on (the CLI passes the table
+     * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it
+     * belongs to the machine, not to the run. */
+    const cllm_kernel_table *kernels;
 } cllm_train_options;
 
 typedef struct {
