@@ -41,21 +41,6 @@ cllm_simd cllm_simd_best(void) {
     return CLLM_SIMD_OMP;
 }
 
-cllm_status cllm_simd_parse(const char *value, cllm_simd *out) {
-    if (!value || !*value || strcmp(value, "auto") == 0) {
-        *out = cllm_simd_best();
-        return CLLM_OK;
-    }
-    for (int s = CLLM_SIMD_SCALAR; s < CLLM_SIMD_COUNT; s++) {
-        if (strcmp(value, cllm_simd_name((cllm_simd)s)) != 0) continue;
-        if (!cllm_simd_supported((cllm_simd)s))
-            return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD=%s: this CPU does not support %s", value, value);
-        *out = (cllm_simd)s;
-        return CLLM_OK;
-    }
-    return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD='%s' is not one of auto, scalar, omp, avx2, avx512", value);
-}
-
 /* Every field of one ISA's table, in the struct's order. */
 #define ROW_KERNELS(isa)                                                                                            \
     .gelu = cllm_gelu_##isa, .gelu_backward = cllm_gelu_backward_##isa,                                             \

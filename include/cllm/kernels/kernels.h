@@ -47,10 +47,6 @@ int cllm_simd_supported(cllm_simd s);
 /* The fastest ISA this CPU supports. */
 cllm_simd cllm_simd_best(void);
 
-/* Parses a CLLM_SIMD value ("auto" -> best). Unknown name or unsupported ISA:
- * CLLM_ERR_INPUT with a message naming CLLM_SIMD. NULL or "" means auto. */
-cllm_status cllm_simd_parse(const char *value, cllm_simd *out);
-
 /* ------------------------------------------------------------ reductions
  *
  * Gradient reduction kernels: "sum k sources into a destination", the same
