@@ -19,7 +19,8 @@
 
 #include "cllm/common.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
+#include "cllm/train/adamw.h"
 
 /* ---- the synthetic job ------------------------------------------------------ */
 
@@ -30,7 +31,7 @@ typedef struct {
     int step;
     float *params, *m, *v;
     cllm_adamw_step h;
-    const cllm_kernels *k;
+    const cllm_kernel_table *k;
     int clip;               /* use grad_scale (global-norm clipping to 1) */
     double straggler_s;     /* micro-batch 0 sleeps this long */
     int slow_others_us;     /* every other micro-batch sleeps this long */
@@ -109,7 +110,7 @@ static void synth_init(synth *s, size_t P, int clip) {
     for (size_t i = 0; i < P; i++) s->params[i] = grad_value(42, i) * 0.01f;
     cllm_adamw_config cfg = cllm_adamw_defaults();
     s->h = cllm_adamw_step_make(&cfg, 1e-3, 1);
-    s->k = cllm_kernels_active();
+    s->k = cllm_kernel_table_best();
     s->clip = clip;
     s->straggler_index = 0;
 }
@@ -167,7 +168,7 @@ static void serial_steps(synth *s, int M, int steps) {
             if (k == 2)
                 for (size_t i = 0; i < s->P; i++) g[0][i] = g[0][i] + srcs[1][i];
             const float *one[1] = {g[0]};
-            cllm_kernels_for(CLLM_SIMD_SCALAR)->sum_sq(g[0], one, 1, s->P, sq);
+            cllm_kernel_table_for(CLLM_SIMD_SCALAR)->sum_sq(g[0], one, 1, s->P, sq);
             double norm2 = 0;
             for (size_t c = 0; c < cllm_sq_chunks(s->P); c++) norm2 += sq[c];
             scale = synth_grad_scale(s, norm2);
@@ -191,7 +192,7 @@ typedef struct {
 static cllm_engine_stats engine_steps(synth *s, int M, int steps, const run_cfg *rc) {
     omp_set_num_threads(rc->threads);
     omp_set_schedule(rc->sched, rc->chunk);
-    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite, NULL};
+    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite, NULL, s->k};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     assert_int_equal(cllm_engine_threads(e), rc->threads);
@@ -346,7 +347,7 @@ static void test_pool_is_bounded(void **state) {
     (void)state;
     omp_set_num_threads(3);
     for (int M = 1; M <= 64; M++) {
-        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0, NULL};
+        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0, NULL, cllm_kernel_table_best()};
         cllm_engine *e = NULL;
         assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
         int nb = cllm_engine_buffers(e);
@@ -369,7 +370,7 @@ static void check_straggler(int threads) {
     s.straggler_s = 0.2;
     omp_set_num_threads(threads);
     omp_set_schedule(omp_sched_dynamic, 1);
-    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0, NULL};
+    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0, NULL, s.k};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     cllm_engine_job job = synth_job(&s);
@@ -475,7 +476,7 @@ static void test_overwriting_compute_skips_zeroing_same_bits(void **state) {
 static void test_bad_config_is_input_error(void **state) {
     (void)state;
     cllm_engine *e = (cllm_engine *)1;
-    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0, NULL}, {100, 0, 1, 1, 0, 0, NULL}, {100, 4, -1, 1, 0, 0, NULL}, {100, 4, 1, 1, -3, 0, NULL}};
+    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0, NULL, NULL}, {100, 0, 1, 1, 0, 0, NULL, NULL}, {100, 4, -1, 1, 0, 0, NULL, NULL}, {100, 4, 1, 1, -3, 0, NULL, NULL}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(cllm_engine_create(&bad[i], &e), CLLM_ERR_INPUT);
         assert_null(e);

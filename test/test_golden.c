@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "cllm/common.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/kernels/kernels.h"
 #include "support.h"
 
 typedef struct {

@@ -10,7 +10,8 @@
 #include <cmocka.h>
 
 #include "cllm/build_config.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/base/cpu.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/json.h"
 #include "support.h"
 

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "cllm/common.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/adamw.h"
 
 static const size_t lengths[] = {0, 1, 7, 15, 16, 17, 31, 33, 255, 256, 257, 1000003};
@@ -83,11 +83,11 @@ static void offset_sources(const float **out, int k, size_t off) {
 }
 
 /* Both the supported variants and the ones skipped, so a log shows coverage. */
-static int for_each_variant(void (*check)(const cllm_kernels *ref, const cllm_kernels *var)) {
-    const cllm_kernels *ref = cllm_kernels_for(CLLM_SIMD_SCALAR);
+static int for_each_variant(void (*check)(const cllm_kernel_table *ref, const cllm_kernel_table *var)) {
+    const cllm_kernel_table *ref = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
     int tested = 0;
     for (int s = CLLM_SIMD_OMP; s <= CLLM_SIMD_AVX512; s++) {
-        const cllm_kernels *var = cllm_kernels_for((cllm_simd)s);
+        const cllm_kernel_table *var = cllm_kernel_table_for((cllm_simd)s);
         if (!var) {
             printf("  %s: not supported on this CPU, skipped\n", cllm_simd_name((cllm_simd)s));
             continue;
@@ -98,7 +98,7 @@ static int for_each_variant(void (*check)(const cllm_kernels *ref, const cllm_ke
     return tested;
 }
 
-static void check_sum(const cllm_kernels *ref, const cllm_kernels *var) {
+static void check_sum(const cllm_kernel_table *ref, const cllm_kernel_table *var) {
     for (int li = 0; li < N_LENGTHS; li++) {
         size_t n = lengths[li];
         for (int k = 1; k <= MAX_K; k++) {
@@ -114,13 +114,13 @@ static void check_sum(const cllm_kernels *ref, const cllm_kernels *var) {
                 var->sum(B.b + o, srcs, k, n);
                 /* bitwise, including the untouched guard after the range */
                 if (memcmp(B.a, B.b, (n + PAD) * sizeof(float)) != 0)
-                    fail_msg("%s sum differs: n=%zu k=%d offset=%d", cllm_simd_name(var->simd), n, k, o);
+                    fail_msg("%s sum differs: n=%zu k=%d offset=%d", cllm_simd_name(var->isa), n, k, o);
             }
         }
     }
 }
 
-static void check_sum_in_place(const cllm_kernels *ref, const cllm_kernels *var) {
+static void check_sum_in_place(const cllm_kernel_table *ref, const cllm_kernel_table *var) {
     /* dst aliasing srcs[0], as the engine's tree merge does */
     size_t n = 4099;
     for (int o = 1; o <= 15; o++) {
@@ -130,11 +130,11 @@ static void check_sum_in_place(const cllm_kernels *ref, const cllm_kernels *var)
         ref->sum(B.a + o, ra, 2, n);
         var->sum(B.b + o, rb, 2, n);
         if (memcmp(B.a, B.b, (n + PAD) * sizeof(float)) != 0)
-            fail_msg("%s in-place sum differs at offset %d", cllm_simd_name(var->simd), o);
+            fail_msg("%s in-place sum differs at offset %d", cllm_simd_name(var->isa), o);
     }
 }
 
-static void check_sum_sq(const cllm_kernels *ref, const cllm_kernels *var) {
+static void check_sum_sq(const cllm_kernel_table *ref, const cllm_kernel_table *var) {
     for (int li = 0; li < N_LENGTHS; li++) {
         size_t n = lengths[li];
         for (int k = 1; k <= MAX_K; k += (n > 1000 ? 3 : 1)) {
@@ -147,9 +147,9 @@ static void check_sum_sq(const cllm_kernels *ref, const cllm_kernels *var) {
                 ref->sum_sq(B.a + o, srcs, k, n, B.sq[0]);
                 var->sum_sq(B.b + o, srcs, k, n, B.sq[1]);
                 if (memcmp(B.a + o, B.b + o, n * sizeof(float)) != 0)
-                    fail_msg("%s sum_sq sums differ: n=%zu k=%d offset=%d", cllm_simd_name(var->simd), n, k, o);
+                    fail_msg("%s sum_sq sums differ: n=%zu k=%d offset=%d", cllm_simd_name(var->isa), n, k, o);
                 if (memcmp(B.sq[0], B.sq[1], (chunks + 1) * sizeof(double)) != 0)
-                    fail_msg("%s sum_sq squares differ: n=%zu k=%d offset=%d", cllm_simd_name(var->simd), n, k, o);
+                    fail_msg("%s sum_sq squares differ: n=%zu k=%d offset=%d", cllm_simd_name(var->isa), n, k, o);
             }
         }
     }
@@ -169,7 +169,7 @@ static void init_adamw_state(size_t n) {
     }
 }
 
-static void check_adamw(const cllm_kernels *ref, const cllm_kernels *var) {
+static void check_adamw(const cllm_kernel_table *ref, const cllm_kernel_table *var) {
     cllm_adamw_step h = test_step();
     for (int li = 0; li < N_LENGTHS; li++) {
         size_t n = lengths[li];
@@ -186,7 +186,7 @@ static void check_adamw(const cllm_kernels *ref, const cllm_kernels *var) {
                 if (memcmp(B.p[0], B.p[1], (n + PAD) * sizeof(float)) != 0 ||
                     memcmp(B.m[0], B.m[1], (n + PAD) * sizeof(float)) != 0 ||
                     memcmp(B.v[0], B.v[1], (n + PAD) * sizeof(float)) != 0)
-                    fail_msg("%s AdamW differs: n=%zu k=%d offset=%d", cllm_simd_name(var->simd), n, k, o);
+                    fail_msg("%s AdamW differs: n=%zu k=%d offset=%d", cllm_simd_name(var->isa), n, k, o);
             }
         }
     }
@@ -215,7 +215,7 @@ static void test_adamw_variants_equal_reference(void **state) {
 /* The reference really is a sum in source order and a chunked double norm. */
 static void test_reference_semantics(void **state) {
     (void)state;
-    const cllm_kernels *ref = cllm_kernels_for(CLLM_SIMD_SCALAR);
+    const cllm_kernel_table *ref = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
     float x[3] = {1e8f, -1e8f, 1.0f}, y[3] = {1.0f, 1.0f, 1e-8f}, z[3] = {-1e8f, 1e8f, 0.0f}, out[3];
     const float *srcs[3] = {x, y, z};
     ref->sum(out, srcs, 3, 3);
@@ -245,18 +245,18 @@ static void test_adamw_matches_trainer_reference(void **state) {
     const float *srcs[3] = {B.src[0], B.src[1], B.src[2]};
     for (int decay = 0; decay <= 1; decay++) {
         cllm_adamw_update_ref(B.p[0], B.m[0], B.v[0], srcs, 3, 0.5f, n, &h, decay);
-        cllm_kernels_for(CLLM_SIMD_SCALAR)->sum_adamw(B.p[1], B.m[1], B.v[1], srcs, 3, 0.5f, n, &h, decay);
+        cllm_kernel_table_for(CLLM_SIMD_SCALAR)->sum_adamw(B.p[1], B.m[1], B.v[1], srcs, 3, 0.5f, n, &h, decay);
         assert_memory_equal(B.p[0], B.p[1], n * sizeof(float));
         assert_memory_equal(B.m[0], B.m[1], n * sizeof(float));
         assert_memory_equal(B.v[0], B.v[1], n * sizeof(float));
     }
 }
 
-static void test_active_is_supported(void **state) {
+static void test_best_is_supported(void **state) {
     (void)state;
-    const cllm_kernels *k = cllm_kernels_active();
+    const cllm_kernel_table *k = cllm_kernel_table_best();
     assert_non_null(k);
-    assert_true(cllm_simd_supported(k->simd));
+    assert_true(cllm_simd_supported(k->isa));
     assert_int_equal(cllm_sq_chunks(0), 0);
     assert_int_equal(cllm_sq_chunks(1), 1);
     assert_int_equal(cllm_sq_chunks(CLLM_SQ_CHUNK), 1);
@@ -266,7 +266,7 @@ static void test_active_is_supported(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_semantics),
-        cmocka_unit_test(test_active_is_supported),
+        cmocka_unit_test(test_best_is_supported),
         cmocka_unit_test(test_sum_variants_equal_reference),
         cmocka_unit_test(test_sum_in_place_variants_equal_reference),
         cmocka_unit_test(test_sum_sq_variants_equal_reference),

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cllm/model/layers.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/nn/layers.h"
+#include "ref/nn_ref.h"
 #include "cllm/rng.h"
 #include "gradcheck.h"
 
@@ -54,9 +54,26 @@ static double weighted_sum(const float *out, const float *r, int n) {
     return s;
 }
 
+/* The table every layer call of a test passes: the best one for this CPU,
+ * unless a loop over the paths selects another. */
+static const cllm_kernel_table *kern;
+
+/* Selects path's table for the calls that follow; 0 (with a note) when this
+ * CPU cannot run it. */
+static int select_path(int path) {
+    const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)path);
+    if (!k) {
+        print_message("%s path: skipped, this CPU cannot run it\n", cllm_simd_name((cllm_simd)path));
+        return 0;
+    }
+    kern = k;
+    return 1;
+}
+
 static int setup(void **state) {
     (void)state;
     cllm_rng_seed(&rng, 1234);
+    kern = cllm_kernel_table_best();
     return 0;
 }
 
@@ -101,7 +118,7 @@ typedef struct {
 
 static double ln_loss(void *p) {
     ln_ctx *c = p;
-    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+    layernorm_forward(kern, c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
     return weighted_sum(c->out, c->r, c->N * c->C);
 }
 
@@ -119,7 +136,7 @@ static void test_layernorm(void **state) {
     c.r = randn(n, 1.0f);
     ln_loss(&c);
     float *dinp = filled(n, PREFILL), *dw = filled(c.C, PREFILL), *db = filled(c.C, PREFILL);
-    layernorm_backward(dinp, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    layernorm_backward(kern, dinp, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
     remove_prefill(dinp, n);
     remove_prefill(dw, c.C);
     remove_prefill(db, c.C);
@@ -127,7 +144,7 @@ static void test_layernorm(void **state) {
     assert_true(gc_check("layernorm", ln_loss, &c, ts, 3, FD_H, FD_TOL) <= FD_TOL);
     /* The normalized rows have mean 0 and variance 1 (before weight/bias). */
     float *ones = filled(c.C, 1.0f), *zeros = filled(c.C, 0.0f);
-    layernorm_forward(c.out, c.mean, c.rstd, c.inp, ones, zeros, c.N, c.C);
+    layernorm_forward(kern, c.out, c.mean, c.rstd, c.inp, ones, zeros, c.N, c.C);
     for (int i = 0; i < c.N; i++) {
         double s = 0, s2 = 0;
         for (int j = 0; j < c.C; j++) s += c.out[i * c.C + j], s2 += (double)c.out[i * c.C + j] * c.out[i * c.C + j];
@@ -149,7 +166,7 @@ typedef struct {
 
 static double lin_loss(void *p) {
     lin_ctx *c = p;
-    linear_forward(c->y, c->inp, c->w, c->b, c->N, c->in, c->out, c->layout);
+    linear_forward(kern, c->y, c->inp, c->w, c->b, c->N, c->in, c->out, c->layout);
     return weighted_sum(c->y, c->r, c->N * c->out);
 }
 
@@ -173,7 +190,7 @@ static void check_linear(linear_layout layout, int with_bias) {
     }
     float *dinp = filled(c.N * c.in, PREFILL), *dw = filled(c.in * c.out, PREFILL);
     float *db = with_bias ? filled(c.out, PREFILL) : NULL;
-    linear_backward(dinp, dw, db, c.r, c.inp, c.w, c.N, c.in, c.out, layout);
+    linear_backward(kern, dinp, dw, db, c.r, c.inp, c.w, c.N, c.in, c.out, layout);
     remove_prefill(dinp, c.N * c.in);
     remove_prefill(dw, c.in * c.out);
     if (db) remove_prefill(db, c.out);
@@ -203,7 +220,7 @@ typedef struct {
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    attention_forward(kern, c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
     return weighted_sum(c->out, c->r, c->B * c->T * c->C);
 }
 
@@ -255,7 +272,7 @@ static void run_attention_check(int B, int T, int C, int NH, int stride) {
     assert_true(worst < 1e-5);
     float *dqkv = filled(nqkv, PREFILL), *scratch = malloc((size_t)c.T * c.T * sizeof(float));
     for (int i = 0; i < c.T * c.T; i++) scratch[i] = NAN; /* stale scratch must not leak in */
-    attention_backward(dqkv, scratch, c.r, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+    attention_backward(kern, dqkv, scratch, c.r, c.qkv, c.att, c.B, c.T, c.C, c.NH);
     remove_prefill(dqkv, nqkv);
     gc_tensor ts[] = {{"qkv", c.qkv, dqkv, nqkv, stride}};
     assert_true(gc_check("attention", att_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
@@ -273,14 +290,14 @@ static void test_attention_long_sequence(void **state) {
     run_attention_check(1, 150, 8, 2, 11);
 }
 
-/* Attention calls cllm_sgemm directly: it must hold on the scalar path too. */
+/* Attention calls the gemm kernel directly: it must hold on the scalar path too. */
 static void test_attention_scalar_kernels(void **state) {
     (void)state;
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
+    const cllm_kernel_table *saved = kern;
+    kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
     run_attention_check(2, 5, 8, 2, 1);
     run_attention_check(1, 150, 8, 2, 11);
-    cllm_simd_force(saved);
+    kern = saved;
 }
 
 /* ---------------------------------------------------------------- overwrite variants */
@@ -314,8 +331,8 @@ static void test_linear_backward_overwrite(void **state) {
         float *dw_acc = filled(in * out, PREFILL), *dw_set = filled(in * out, PREFILL);
         float *db_acc = filled(out, PREFILL), *db_set = filled(out, PREFILL);
         fill_nan(dx_set, N * in);
-        linear_backward(dx_acc, dw_acc, db_acc, dout, inp, w, N, in, out, (linear_layout)layout);
-        linear_backward_overwrite(dx_set, dw_set, db_set, dout, inp, w, N, in, out, (linear_layout)layout);
+        linear_backward(kern, dx_acc, dw_acc, db_acc, dout, inp, w, N, in, out, (linear_layout)layout);
+        linear_backward_overwrite(kern, dx_set, dw_set, db_set, dout, inp, w, N, in, out, (linear_layout)layout);
         assert_true(max_abs_diff(dx_acc, dx_set, N * in) < 1e-5);
         assert_true(max_abs_diff(dw_acc, dw_set, in * out) == 0.0);
         assert_true(max_abs_diff(db_acc, db_set, out) == 0.0);
@@ -331,9 +348,9 @@ static void check_attention_overwrite(int B, int T, int C, int NH) {
     float *scratch = malloc((size_t)T * T * sizeof(float));
     float *d_acc = filled(nqkv, 0.0f), *d_set = malloc((size_t)nqkv * sizeof(float));
     fill_nan(d_set, nqkv);
-    attention_forward(out, att, qkv, B, T, C, NH);
-    attention_backward(d_acc, scratch, dout, qkv, att, B, T, C, NH);
-    attention_backward_overwrite(d_set, scratch, dout, qkv, att, B, T, C, NH);
+    attention_forward(kern, out, att, qkv, B, T, C, NH);
+    attention_backward(kern, d_acc, scratch, dout, qkv, att, B, T, C, NH);
+    attention_backward_overwrite(kern, d_set, scratch, dout, qkv, att, B, T, C, NH);
     double worst = max_abs_diff(d_acc, d_set, nqkv);
     printf("attention overwrite T=%d: max |diff| %.2e\n", T, worst);
     assert_true(worst < 1e-5); /* also fails on any NaN left unwritten */
@@ -352,21 +369,20 @@ static void test_gelu_backward_overwrite(void **state) {
     int n = 1001;
     float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *acc = filled(n, 0.0f);
     float *set = malloc((size_t)n * sizeof(float));
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         for (int i = 0; i < n; i++) acc[i] = 0.0f;
         fill_nan(set, n);
-        gelu_backward(acc, x, dout, n);
-        gelu_backward_overwrite(set, x, dout, n);
+        gelu_backward(kern, acc, x, dout, n);
+        gelu_backward_overwrite(kern, set, x, dout, n);
         assert_true(max_abs_diff(acc, set, n) == 0.0);
         /* In place: dinp aliasing dout. */
         memcpy(set, dout, (size_t)n * sizeof(float));
-        gelu_backward_overwrite(set, x, set, n);
+        gelu_backward_overwrite(kern, set, x, set, n);
         assert_true(max_abs_diff(acc, set, n) == 0.0);
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free(x), free(dout), free(acc), free(set);
 }
 
@@ -382,17 +398,16 @@ static void test_attention_fast_paths_match_reference(void **state) {
     float *att_ref = malloc((size_t)natt * sizeof(float)), *out_ref = malloc((size_t)nout * sizeof(float));
     float *att = malloc((size_t)natt * sizeof(float)), *out = malloc((size_t)nout * sizeof(float));
     float *d_ref = filled(nqkv, 0.0f), *d = filled(nqkv, 0.0f);
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
-    attention_forward(out_ref, att_ref, qkv, B, T, C, NH);
-    attention_backward(d_ref, scratch, dout, qkv, att_ref, B, T, C, NH);
+    const cllm_kernel_table *saved = kern;
+    kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
+    attention_forward(kern, out_ref, att_ref, qkv, B, T, C, NH);
+    attention_backward(kern, d_ref, scratch, dout, qkv, att_ref, B, T, C, NH);
     int checked = 0;
     for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
-        attention_forward(out, att, qkv, B, T, C, NH);
+        if (!select_path(path)) continue;
+        attention_forward(kern, out, att, qkv, B, T, C, NH);
         for (int i = 0; i < nqkv; i++) d[i] = 0.0f;
-        attention_backward(d, scratch, dout, qkv, att, B, T, C, NH);
+        attention_backward(kern, d, scratch, dout, qkv, att, B, T, C, NH);
         double ea = max_abs_diff(att, att_ref, natt), eo = max_abs_diff(out, out_ref, nout);
         double ed = max_abs_diff(d, d_ref, nqkv) / fmax(1.0, max_abs(d_ref, nqkv));
         printf("attention %s vs scalar: att %.2e, out %.2e, dqkv %.2e (relative to max |dqkv|)\n", cllm_simd_name((cllm_simd)path), ea, eo,
@@ -400,7 +415,7 @@ static void test_attention_fast_paths_match_reference(void **state) {
         assert_true(ea < 1e-6 && eo < 1e-5 && ed < 1e-5);
         checked++;
     }
-    cllm_simd_force(saved);
+    kern = saved;
     assert_true(checked >= 1);
     free(qkv), free(dout), free(scratch), free(att_ref), free(out_ref), free(att), free(out), free(d_ref), free(d);
 }
@@ -424,18 +439,17 @@ static void test_layernorm_fast_paths_match_reference(void **state) {
     float mean_ref[9], rstd_ref[9], mean[9], rstd[9];
     float *dx_ref = filled(N * C, PREFILL), *dw_ref = filled(C, PREFILL), *db_ref = filled(C, PREFILL);
     float *dx = filled(N * C, PREFILL), *dw = filled(C, PREFILL), *db = filled(C, PREFILL);
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
-    layernorm_forward(o_ref, mean_ref, rstd_ref, x, w, b, N, C);
-    layernorm_backward(dx_ref, dw_ref, db_ref, dout, x, w, mean_ref, rstd_ref, N, C);
+    const cllm_kernel_table *saved = kern;
+    kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
+    layernorm_forward(kern, o_ref, mean_ref, rstd_ref, x, w, b, N, C);
+    layernorm_backward(kern, dx_ref, dw_ref, db_ref, dout, x, w, mean_ref, rstd_ref, N, C);
     int checked = 0;
     for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         for (int i = 0; i < N * C; i++) dx[i] = PREFILL;
         for (int c = 0; c < C; c++) dw[c] = db[c] = PREFILL;
-        layernorm_forward(o, mean, rstd, x, w, b, N, C);
-        layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+        layernorm_forward(kern, o, mean, rstd, x, w, b, N, C);
+        layernorm_backward(kern, dx, dw, db, dout, x, w, mean, rstd, N, C);
         double eo = max_abs_diff(o, o_ref, N * C) / fmax(1.0, max_abs(o_ref, N * C));
         double em = 0, er = 0;
         for (int i = 0; i < N; i++) {
@@ -450,7 +464,7 @@ static void test_layernorm_fast_paths_match_reference(void **state) {
         assert_true(eo < 1e-5 && em < 1e-6 && er < 1e-5 && ed < 1e-5 && ew < 1e-5 && eb < 1e-6);
         checked++;
     }
-    cllm_simd_force(saved);
+    kern = saved;
     assert_true(checked >= 1);
     free(x), free(w), free(b), free(dout), free(o_ref), free(o), free(dx_ref), free(dw_ref), free(db_ref), free(dx),
         free(dw), free(db);
@@ -467,22 +481,21 @@ static void test_residual_layernorm_matches_unfused(void **state) {
     float *res_ref = malloc((size_t)n * sizeof(float)), *out_ref = malloc((size_t)n * sizeof(float));
     float *res = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)n * sizeof(float));
     float mean_ref[7], rstd_ref[7], mean[7], rstd[7];
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         for (int with_bias = 0; with_bias <= 1; with_bias++) {
             for (int i = 0; i < n; i++) res_ref[i] = b[i] + (with_bias ? bb[i % C] : 0.0f);
             residual_forward(res_ref, a, res_ref, n);
-            layernorm_forward(out_ref, mean_ref, rstd_ref, res_ref, w, lb, N, C);
+            layernorm_forward(kern, out_ref, mean_ref, rstd_ref, res_ref, w, lb, N, C);
             memcpy(res, b, (size_t)n * sizeof(float));
-            residual_layernorm_forward(res, out, mean, rstd, a, res, with_bias ? bb : NULL, w, lb, N, C);
+            residual_layernorm_forward(kern, res, out, mean, rstd, a, res, with_bias ? bb : NULL, w, lb, N, C);
             assert_true(max_abs_diff(res, res_ref, n) == 0.0);
             assert_true(max_abs_diff(out, out_ref, n) == 0.0);
             assert_true(max_abs_diff(mean, mean_ref, N) == 0.0 && max_abs_diff(rstd, rstd_ref, N) == 0.0);
         }
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free(a), free(b), free(bb), free(w), free(lb), free(res_ref), free(out_ref), free(res), free(out);
 }
 
@@ -497,14 +510,13 @@ static void test_bias_gelu_matches_unfused(void **state) {
     float *pre = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)n * sizeof(float));
     float *pre_ref = malloc((size_t)n * sizeof(float)), *out_ref = malloc((size_t)n * sizeof(float));
     float *out_scalar = malloc((size_t)n * sizeof(float));
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         for (int i = 0; i < n; i++) pre_ref[i] = pre0[i] + bias[i % C];
-        gelu_forward(out_ref, pre_ref, n);
+        gelu_forward(kern, out_ref, pre_ref, n);
         memcpy(pre, pre0, (size_t)n * sizeof(float));
-        bias_gelu_forward(out, pre, bias, N, C);
+        bias_gelu_forward(kern, out, pre, bias, N, C);
         assert_true(max_abs_diff(pre, pre_ref, n) == 0.0);
         assert_true(max_abs_diff(out, out_ref, n) == 0.0);
         if (path == CLLM_SIMD_SCALAR) memcpy(out_scalar, out, (size_t)n * sizeof(float));
@@ -513,7 +525,7 @@ static void test_bias_gelu_matches_unfused(void **state) {
             worst = fmax(worst, fabs(out[i] - out_scalar[i]) / fmax(1.0, fabs(pre_ref[i])));
         assert_true(worst <= 1e-6);
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free(pre0), free(bias), free(pre), free(out), free(pre_ref), free(out_ref), free(out_scalar);
 }
 
@@ -526,7 +538,7 @@ typedef struct {
 
 static double gelu_loss(void *p) {
     gelu_ctx *c = p;
-    gelu_forward(c->y, c->x, c->n);
+    gelu_forward(kern, c->y, c->x, c->n);
     return weighted_sum(c->y, c->r, c->n);
 }
 
@@ -538,12 +550,12 @@ static void test_gelu(void **state) {
     c.r = randn(c.n, 1.0f);
     /* Known values of the tanh approximation. */
     float xs[3] = {0.0f, 1.0f, -2.0f}, ys[3];
-    gelu_forward(ys, xs, 3);
+    gelu_forward(kern, ys, xs, 3);
     assert_true(ys[0] == 0.0f);
     assert_true(fabsf(ys[1] - 0.841192f) < 1e-5f);
     assert_true(fabsf(ys[2] - (-0.045402f)) < 1e-5f);
     float *dx = filled(c.n, PREFILL);
-    gelu_backward(dx, c.x, c.r, c.n);
+    gelu_backward(kern, dx, c.x, c.r, c.n);
     remove_prefill(dx, c.n);
     gc_tensor ts[] = {{"inp", c.x, dx, c.n, 1}};
     assert_true(gc_check("gelu", gelu_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
@@ -562,18 +574,17 @@ static void test_gelu_fast_paths_match_reference(void **state) {
     const float extremes[8] = {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e4f, -1e4f};
     memcpy(x + 24000, extremes, sizeof extremes);
     for (int i = 0; i < N; i++) dout[i] = 1.0f + 0.25f * (float)(i % 7);
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
-    gelu_forward(ref_y, x, N);
+    const cllm_kernel_table *saved = kern;
+    kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
+    gelu_forward(kern, ref_y, x, N);
     memset(ref_d, 0, sizeof ref_d);
-    gelu_backward(ref_d, x, dout, N);
+    gelu_backward(kern, ref_d, x, dout, N);
     int checked = 0;
     for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
-        gelu_forward(y, x, N);
+        if (!select_path(path)) continue;
+        gelu_forward(kern, y, x, N);
         memset(d, 0, sizeof d);
-        gelu_backward(d, x, dout, N);
+        gelu_backward(kern, d, x, dout, N);
         double worst_y = 0, worst_d = 0;
         int at_y = 0, at_d = 0;
         for (int i = 0; i < N; i++) {
@@ -588,25 +599,33 @@ static void test_gelu_fast_paths_match_reference(void **state) {
         assert_true(worst_d <= 1e-6);
         checked++;
     }
-    cllm_simd_force(saved);
+    kern = saved;
     assert_true(checked >= 1); /* the portable omp path exists everywhere */
 }
 
 /* ---------------------------------------------------------------- dispatch and unaligned data */
 
-/* Every path selects the build of its own name: forcing avx512 runs the
- * AVX-512 loops, not the AVX2 ones (the layers ask one function for the
- * build, and this is it). */
+/* Every table is the build of its own name, and no two builds share a row
+ * kernel (asking for avx512 runs the AVX-512 loops, not the AVX2 ones):
+ * the element-wise rows that differ between builds are distinct functions. */
 static void test_each_path_runs_its_own_build(void **state) {
     (void)state;
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *seen[CLLM_SIMD_COUNT] = {0};
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
-        printf("path %s: element-wise build %s\n", cllm_simd_name((cllm_simd)path), layers_simd_build());
-        assert_string_equal(layers_simd_build(), cllm_simd_name((cllm_simd)path));
+        if (!select_path(path)) continue;
+        printf("path %s: element-wise build %s\n", cllm_simd_name((cllm_simd)path), kern->name);
+        assert_int_equal(kern->isa, path);
+        assert_string_equal(kern->name, cllm_simd_name((cllm_simd)path));
+        for (int other = 0; other < path; other++) {
+            if (!seen[other]) continue;
+            assert_true(kern->gelu != seen[other]->gelu);
+            assert_true(kern->layernorm_row != seen[other]->layernorm_row);
+            assert_true(kern->softmax_row != seen[other]->softmax_row);
+            assert_true(kern->logsumexp_row != seen[other]->logsumexp_row);
+        }
+        seen[path] = kern;
     }
-    cllm_simd_force(saved);
+    kern = cllm_kernel_table_best();
 }
 
 /* n random floats starting one float past a 64-byte boundary, so no vector
@@ -627,24 +646,23 @@ static void free_unaligned(float *p) { free(p - 1); }
 static void test_gelu_paths_on_unaligned_tails(void **state) {
     (void)state;
     static const int lengths[] = {1, 7, 15, 16, 17, 31, 33, 100};
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         int n = lengths[k];
         float *x = randn_unaligned(n, 3.0f), *dout = randn_unaligned(n, 1.0f);
         float *y_ref = alloc_unaligned(n), *d_ref = alloc_unaligned(n), *y = alloc_unaligned(n);
         float *d_acc = alloc_unaligned(n), *d_set = alloc_unaligned(n);
-        cllm_simd_force(CLLM_SIMD_SCALAR);
-        gelu_forward(y_ref, x, n);
+        kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
+        gelu_forward(kern, y_ref, x, n);
         for (int i = 0; i < n; i++) d_ref[i] = PREFILL;
-        gelu_backward(d_ref, x, dout, n);
+        gelu_backward(kern, d_ref, x, dout, n);
         for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
-            if (!cllm_simd_supported((cllm_simd)path)) continue;
-            cllm_simd_force((cllm_simd)path);
-            gelu_forward(y, x, n);
+            if (!select_path(path)) continue;
+            gelu_forward(kern, y, x, n);
             for (int i = 0; i < n; i++) d_acc[i] = PREFILL;
-            gelu_backward(d_acc, x, dout, n);
+            gelu_backward(kern, d_acc, x, dout, n);
             fill_nan(d_set, n);
-            gelu_backward_overwrite(d_set, x, dout, n);
+            gelu_backward_overwrite(kern, d_set, x, dout, n);
             for (int i = 0; i < n; i++) {
                 double ax = fabs(x[i]);
                 assert_true(fabs(y[i] - y_ref[i]) <= 1e-6 * fmax(1.0, ax));
@@ -655,7 +673,7 @@ static void test_gelu_paths_on_unaligned_tails(void **state) {
         free_unaligned(x), free_unaligned(dout), free_unaligned(y_ref), free_unaligned(d_ref), free_unaligned(y);
         free_unaligned(d_acc), free_unaligned(d_set);
     }
-    cllm_simd_force(saved);
+    kern = saved;
 }
 
 /* LayerNorm, fused residual + LayerNorm, bias + GELU and the cross-entropy
@@ -675,19 +693,18 @@ static void test_row_kernels_on_unaligned_rows(void **state) {
         db[k] = alloc_unaligned(C), dl[k] = alloc_unaligned(N * V);
     }
     int32_t targets[N] = {0, 36, 17};
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         int k = path == CLLM_SIMD_SCALAR ? 0 : 1; /* 0: the reference, kept */
-        residual_layernorm_forward(res[k], out[k], mean[k], rstd[k], a, x, b, w, b, N, C);
+        residual_layernorm_forward(kern, res[k], out[k], mean[k], rstd[k], a, x, b, w, b, N, C);
         for (int i = 0; i < N * C; i++) dx[k][i] = PREFILL;
         for (int c = 0; c < C; c++) dw[k][c] = db[k][c] = PREFILL;
-        layernorm_backward(dx[k], dw[k], db[k], dout, res[k], w, mean[k], rstd[k], N, C);
+        layernorm_backward(kern, dx[k], dw[k], db[k], dout, res[k], w, mean[k], rstd[k], N, C);
         memcpy(pre[k], x, (size_t)N * C * sizeof(float));
-        bias_gelu_forward(g[k], pre[k], b, N, C);
-        softmax_crossentropy_forward(loss[k], lse[k], logits, targets, N, V);
-        softmax_crossentropy_backward(dl[k], logits, lse[k], targets, 0.5f, N, V);
+        bias_gelu_forward(kern, g[k], pre[k], b, N, C);
+        softmax_crossentropy_forward(kern, loss[k], lse[k], logits, targets, N, V);
+        softmax_crossentropy_backward(kern, dl[k], logits, lse[k], targets, 0.5f, N, V);
         if (k == 0) continue;
         assert_true(max_abs_diff(res[1], res[0], N * C) == 0.0); /* adds only: exact on every path */
         assert_true(max_abs_diff(pre[1], pre[0], N * C) == 0.0);
@@ -700,7 +717,7 @@ static void test_row_kernels_on_unaligned_rows(void **state) {
         assert_true(max_abs_diff(loss[1], loss[0], N) < 1e-5 && max_abs_diff(lse[1], lse[0], N) < 1e-5);
         assert_true(max_abs_diff(dl[1], dl[0], N * V) < 4e-6);
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free_unaligned(x), free_unaligned(a), free_unaligned(w), free_unaligned(b), free_unaligned(dout);
     free_unaligned(logits);
     for (int k = 0; k < 2; k++) {
@@ -717,16 +734,15 @@ static void test_bias_gradient_bitwise_on_every_path(void **state) {
     float *inp = randn_unaligned(N * IN, 1.0f), *w = randn_unaligned(IN * OUT, 1.0f);
     float *dout = randn_unaligned(N * OUT, 1.0f), *dx = alloc_unaligned(N * IN), *dw = alloc_unaligned(IN * OUT);
     float *db_ref = alloc_unaligned(OUT), *db = alloc_unaligned(OUT);
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         float *d = path == CLLM_SIMD_SCALAR ? db_ref : db;
         for (int j = 0; j < OUT; j++) d[j] = PREFILL;
-        linear_backward_overwrite(dx, dw, d, dout, inp, w, N, IN, OUT, LINEAR_W_IN_OUT);
+        linear_backward_overwrite(kern, dx, dw, d, dout, inp, w, N, IN, OUT, LINEAR_W_IN_OUT);
         if (path != CLLM_SIMD_SCALAR) assert_memory_equal(db, db_ref, OUT * sizeof(float));
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free_unaligned(inp), free_unaligned(w), free_unaligned(dout), free_unaligned(dx), free_unaligned(dw);
     free_unaligned(db_ref), free_unaligned(db);
 }
@@ -740,20 +756,19 @@ static void test_gelu_backward_bias_sums_match_unfused(void **state) {
     float *x = randn_unaligned(N * C, 2.0f), *dout = randn_unaligned(N * C, 1.0f);
     float *d_ref = alloc_unaligned(N * C), *d = alloc_unaligned(N * C);
     float *db_ref = alloc_unaligned(C), *db = alloc_unaligned(C);
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
-        gelu_backward_overwrite(d_ref, x, dout, N * C);
+        if (!select_path(path)) continue;
+        gelu_backward_overwrite(kern, d_ref, x, dout, N * C);
         for (int j = 0; j < C; j++) db_ref[j] = db[j] = PREFILL;
         for (int i = 0; i < N; i++)
             for (int j = 0; j < C; j++) db_ref[j] += d_ref[i * C + j];
         fill_nan(d, N * C);
-        gelu_backward_overwrite_bias_sums(d, db, x, dout, N, C);
+        gelu_backward_overwrite_bias_sums(kern, d, db, x, dout, N, C);
         assert_memory_equal(d, d_ref, N * C * sizeof(float));
         assert_memory_equal(db, db_ref, C * sizeof(float));
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free_unaligned(x), free_unaligned(dout), free_unaligned(d_ref), free_unaligned(d), free_unaligned(db_ref);
     free_unaligned(db);
 }
@@ -767,20 +782,19 @@ static void test_attention_paths_on_unaligned_rows(void **state) {
     float *qkv = randn_unaligned(nqkv, 2.0f), *dy = randn_unaligned(nout, 1.0f), *scratch = alloc_unaligned(T * T);
     float *att[2], *out[2], *d[2];
     for (int k = 0; k < 2; k++) att[k] = alloc_unaligned(natt), out[k] = alloc_unaligned(nout), d[k] = alloc_unaligned(nqkv);
-    cllm_simd saved = cllm_simd_active();
+    const cllm_kernel_table *saved = kern;
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
+        if (!select_path(path)) continue;
         int k = path == CLLM_SIMD_SCALAR ? 0 : 1;
-        attention_forward(out[k], att[k], qkv, B, T, C, NH);
+        attention_forward(kern, out[k], att[k], qkv, B, T, C, NH);
         fill_nan(d[k], nqkv);
-        attention_backward_overwrite(d[k], scratch, dy, qkv, att[k], B, T, C, NH);
+        attention_backward_overwrite(kern, d[k], scratch, dy, qkv, att[k], B, T, C, NH);
         if (k == 0) continue;
         assert_true(max_abs_diff(att[1], att[0], natt) < 1e-6);
         assert_true(max_abs_diff(out[1], out[0], nout) < 1e-5);
         assert_true(max_abs_diff(d[1], d[0], nqkv) < 1e-5 * fmax(1.0, max_abs(d[0], nqkv)));
     }
-    cllm_simd_force(saved);
+    kern = saved;
     free_unaligned(qkv), free_unaligned(dy), free_unaligned(scratch);
     for (int k = 0; k < 2; k++) free_unaligned(att[k]), free_unaligned(out[k]), free_unaligned(d[k]);
 }
@@ -825,7 +839,7 @@ typedef struct {
 
 static double ce_loss(void *p) {
     ce_ctx *c = p;
-    softmax_crossentropy_forward(c->losses, c->lse, c->logits, c->targets, c->N, c->V);
+    softmax_crossentropy_forward(kern, c->losses, c->lse, c->logits, c->targets, c->N, c->V);
     double s = 0;
     for (int i = 0; i < c->N; i++) s += c->losses[i];
     return s * c->dloss;
@@ -845,17 +859,17 @@ static void test_softmax_crossentropy(void **state) {
         assert_true(fabs(log(z) - c.logits[i * c.V + c.targets[i]] - c.losses[i]) < 1e-5);
     }
     float *d = malloc((size_t)c.N * c.V * sizeof(float));
-    softmax_crossentropy_backward(d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    softmax_crossentropy_backward(kern, d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
     gc_tensor ts[] = {{"logits", c.logits, d, c.N * c.V, 1}};
     assert_true(gc_check("softmax_ce", ce_loss, &c, ts, 1, FD_H, FD_TOL) <= FD_TOL);
     /* Huge logits must not overflow (max subtraction). */
     for (int j = 0; j < c.V; j++) c.logits[j] = 1000.0f + (float)j;
-    softmax_crossentropy_forward(c.losses, c.lse, c.logits, c.targets, 1, c.V);
+    softmax_crossentropy_forward(kern, c.losses, c.lse, c.logits, c.targets, 1, c.V);
     assert_true(isfinite(c.losses[0]) && c.losses[0] >= 0.0f);
     /* In place (dlogits aliasing logits) gives the same gradient. */
-    softmax_crossentropy_forward(c.losses, c.lse, c.logits, c.targets, c.N, c.V);
-    softmax_crossentropy_backward(d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
-    softmax_crossentropy_backward(c.logits, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    softmax_crossentropy_forward(kern, c.losses, c.lse, c.logits, c.targets, c.N, c.V);
+    softmax_crossentropy_backward(kern, d, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
+    softmax_crossentropy_backward(kern, c.logits, c.logits, c.lse, c.targets, c.dloss, c.N, c.V);
     assert_memory_equal(d, c.logits, (size_t)c.N * c.V * sizeof(float));
     free(c.logits), free(c.losses), free(c.lse), free(d);
 }
@@ -870,15 +884,14 @@ static void test_softmax_fast_paths_match_reference(void **state) {
     for (int i = 0; i < N * V; i++) logits[i] = 6.0f * cllm_rng_normal(&rng);
     for (int i = 0; i < N; i++) targets[i] = (int32_t)cllm_rng_below(&rng, V);
     logits[2 * V + 5] = 200.0f; /* one dominant logit: exp(l - max) underflows elsewhere */
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
-    softmax_crossentropy_forward(ref_loss, ref_lse, logits, targets, N, V);
-    softmax_crossentropy_backward(ref_d, logits, ref_lse, targets, 0.25f, N, V);
+    const cllm_kernel_table *saved = kern;
+    kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
+    softmax_crossentropy_forward(kern, ref_loss, ref_lse, logits, targets, N, V);
+    softmax_crossentropy_backward(kern, ref_d, logits, ref_lse, targets, 0.25f, N, V);
     for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
-        if (!cllm_simd_supported((cllm_simd)path)) continue;
-        cllm_simd_force((cllm_simd)path);
-        softmax_crossentropy_forward(loss, lse, logits, targets, N, V);
-        softmax_crossentropy_backward(d, logits, lse, targets, 0.25f, N, V);
+        if (!select_path(path)) continue;
+        softmax_crossentropy_forward(kern, loss, lse, logits, targets, N, V);
+        softmax_crossentropy_backward(kern, d, logits, lse, targets, 0.25f, N, V);
         double worst_l = 0, worst_d = 0;
         for (int i = 0; i < N; i++) {
             worst_l = fmax(worst_l, fabs(loss[i] - ref_loss[i]) / fmax(1.0, fabs(ref_loss[i])));
@@ -892,7 +905,7 @@ static void test_softmax_fast_paths_match_reference(void **state) {
          * 1.5e-5 relative, i.e. up to ~4e-6 on a gradient of 0.25. */
         assert_true(worst_d <= 4e-6);
     }
-    cllm_simd_force(saved);
+    kern = saved;
 }
 
 int main(void) {

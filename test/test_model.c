@@ -14,7 +14,7 @@
 #include <omp.h>
 
 #include "cllm/model/gpt2.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/rng.h"
 #include "gradcheck.h"
 
@@ -527,11 +527,12 @@ static double compare(const char *what, const float *ours, const ref_array *ref,
     return rel;
 }
 
-static void cross_check_pytorch(void) {
+static void cross_check_pytorch(const cllm_kernel_table *k) {
     ref_file r;
     ref_load(&r, CLLM_SOURCE_DIR "/test/data/gpt2_reference.bin");
     gpt2_model m;
     assert_int_equal(gpt2_create(&m, &r.cfg), CLLM_OK);
+    gpt2_use_kernels(&m, k);
     for (int i = 0; i < m.n_tensors; i++) {
         const gpt2_tensor *t = &m.tensors[i];
         const ref_array *a = ref_find(&r, t->name);
@@ -557,8 +558,7 @@ static void cross_check_pytorch(void) {
         snprintf(name, sizeof name, "grad.%s", m.tensors[i].name);
         worst = fmax(worst, compare(name, g + m.tensors[i].offset, ref_find(&r, name), m.tensors[i].numel));
     }
-    printf("PyTorch cross-check (%s kernels): worst relative error %.2e\n", cllm_simd_name(cllm_simd_active()),
-           worst);
+    printf("PyTorch cross-check (%s kernels): worst relative error %.2e\n", m.kernels->name, worst);
     assert_true(worst <= 1e-4);
     free(tokens), free(targets), cllm_free(g), free(r.buf);
     gpt2_acts_destroy(a);
@@ -569,11 +569,12 @@ static void cross_check_pytorch(void) {
  * gpt2_backward bit for bit: every write replaces a "0 + x" of the
  * accumulating path and the summation order is unchanged. Checked on the
  * tiny model and on one with alignment padding (C = 12) and T < seq_len (so
- * wpe rows the forward never reached must come out zero), with the active
- * kernels and the scalar ones. */
-static void check_overwrite_matches(const gpt2_config *cfg, int B, int T, uint64_t seed) {
+ * wpe rows the forward never reached must come out zero), with every
+ * kernel table this CPU runs. */
+static void check_overwrite_matches(const cllm_kernel_table *k, const gpt2_config *cfg, int B, int T, uint64_t seed) {
     gpt2_model m;
     assert_int_equal(gpt2_create(&m, cfg), CLLM_OK);
+    gpt2_use_kernels(&m, k);
     randomize_for_gradcheck(&m, seed);
     gpt2_acts *a = gpt2_acts_create(cfg, B);
     int32_t tok[64], tgt[64];
@@ -605,28 +606,27 @@ static void check_overwrite_matches(const gpt2_config *cfg, int B, int T, uint64
 static void test_backward_overwrite_equals_zeroed_accumulation(void **state) {
     (void)state;
     const gpt2_config padded = {.n_layer = 2, .n_head = 2, .n_embd = 12, .seq_len = 7, .vocab_size = 29};
-    cllm_simd saved = cllm_simd_active();
-    for (int scalar = 0; scalar <= 1; scalar++) {
-        if (scalar) cllm_simd_force(CLLM_SIMD_SCALAR);
-        check_overwrite_matches(&tiny, 2, 8, 21);
-        check_overwrite_matches(&tiny, 3, 5, 22);
-        check_overwrite_matches(&padded, 3, 4, 23);
-        check_overwrite_matches(&padded, 1, 7, 24);
+    for (int s = CLLM_SIMD_SCALAR; s < CLLM_SIMD_COUNT; s++) {
+        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
+        if (!k) {
+            print_message("%s kernels: skipped, this CPU cannot run them\n", cllm_simd_name((cllm_simd)s));
+            continue;
+        }
+        check_overwrite_matches(k, &tiny, 2, 8, 21);
+        check_overwrite_matches(k, &tiny, 3, 5, 22);
+        check_overwrite_matches(k, &padded, 3, 4, 23);
+        check_overwrite_matches(k, &padded, 1, 7, 24);
     }
-    cllm_simd_force(saved);
 }
 
 static void test_pytorch_reference_default_kernels(void **state) {
     (void)state;
-    cross_check_pytorch();
+    cross_check_pytorch(cllm_kernel_table_best());
 }
 
 static void test_pytorch_reference_scalar_kernels(void **state) {
     (void)state;
-    cllm_simd saved = cllm_simd_active();
-    cllm_simd_force(CLLM_SIMD_SCALAR);
-    cross_check_pytorch();
-    cllm_simd_force(saved);
+    cross_check_pytorch(cllm_kernel_table_for(CLLM_SIMD_SCALAR));
 }
 
 int main(void) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/parallel/segments.h"
 
 static void check_partition(size_t n, int count, size_t grain) {

@@ -10,8 +10,8 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
 #include "cllm/common.h"
-#include "cllm/model/matmul.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/cli/env.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/peak.h"
 
 #if CLLM_HAVE_OPENBLAS
@@ -60,10 +60,10 @@ static void operand_dims(const mm_shape *s, int *a_rows, int *a_cols, int *b_row
     *b_cols = s->trans_b ? s->K : s->N;
 }
 
-static void run_ours(const mm_shape *s, const float *A, const float *B, float *C) {
+static void run_ours(const cllm_kernel_table *k, const mm_shape *s, const float *A, const float *B, float *C) {
     int ar, ac, br, bc;
     operand_dims(s, &ar, &ac, &br, &bc);
-    cllm_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N);
+    k->gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N);
 }
 
 #if CLLM_HAVE_OPENBLAS
@@ -85,7 +85,7 @@ static double timer_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static cllm_status measure(const mm_shape *s, int repeats, double *ours, double *blas) {
+static cllm_status measure(const cllm_kernel_table *k, const mm_shape *s, int repeats, double *ours, double *blas) {
     int ar, ac, br, bc;
     operand_dims(s, &ar, &ac, &br, &bc);
     float *A = cllm_alloc((size_t)ar * ac * sizeof(float));
@@ -99,13 +99,13 @@ static cllm_status measure(const mm_shape *s, int repeats, double *ours, double 
     for (size_t i = 0; i < (size_t)ar * ac; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < (size_t)br * bc; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
     double flops = 2.0 * s->M * s->N * s->K;
-    run_ours(s, A, B, C); /* warm caches and page tables for both */
+    run_ours(k, s, A, B, C); /* warm caches and page tables for both */
 #if CLLM_HAVE_OPENBLAS
     run_blas(s, A, B, C);
 #endif
     for (int r = 0; r < repeats; r++) {
         double t0 = timer_now();
-        run_ours(s, A, B, C);
+        run_ours(k, s, A, B, C);
         t_ours[r] = timer_now() - t0;
 #if CLLM_HAVE_OPENBLAS
         t0 = timer_now();
@@ -145,7 +145,7 @@ static void print_table(const mm_result *res, int n, double peak) {
 }
 
 static void print_json(const mm_result *res, int n, double peak) {
-    printf("{\"simd\":\"%s\",\"openblas\":%s,\"peak_gflops\":%.2f,\"results\":[", cllm_simd_name(cllm_simd_active()),
+    printf("{\"simd\":\"%s\",\"openblas\":%s,\"peak_gflops\":%.2f,\"results\":[", cllm_simd_name(cllm_env_simd()),
            CLLM_HAVE_OPENBLAS ? "true" : "false", peak);
     for (int i = 0; i < n; i++) {
         const mm_result *r = &res[i];
@@ -191,6 +191,7 @@ int cllm_bench_matmul(int argc, char **argv) {
      * of a short probe can be disturbed (it once came out at 67 instead of
      * 103 GFLOP/s, making %peak exceed 100). Probing again after the shapes
      * and keeping the larger gives two chances at a quiet moment. */
+    const cllm_kernel_table *ours = cllm_kernel_table_for(cllm_env_simd());
     double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
     const int row_list[2] = {256, 2048};
     mm_result res[4 * 12];
@@ -207,7 +208,7 @@ int cllm_bench_matmul(int argc, char **argv) {
                 r->preset = p == 0 ? 'S' : 'M';
                 r->rows = nrows;
                 r->shape = shapes[s];
-                if (measure(&shapes[s], repeats, &r->ours_gflops, &r->blas_gflops) != CLLM_OK) {
+                if (measure(ours, &shapes[s], repeats, &r->ours_gflops, &r->blas_gflops) != CLLM_OK) {
                     fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
                     return 1;
                 }

@@ -5,7 +5,8 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
 #include "cllm/common.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/base/cpu.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/peak.h"
 
 int cllm_bench_peak(int argc, char **argv) {

@@ -12,8 +12,10 @@
 #include "cllm/cli/flags.h"
 #include "cllm/common.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/cli/env.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/parallel/segments.h"
+#include "cllm/train/adamw.h"
 
 enum { MAX_SOURCES = 16, MAX_ROWS = 16 };
 
@@ -44,7 +46,7 @@ static size_t op_bytes(op_kind op, const arrays *a) {
     return 0;
 }
 
-static void run_op(op_kind op, const cllm_kernels *kern, arrays *a, size_t b, size_t e) {
+static void run_op(op_kind op, const cllm_kernel_table *kern, arrays *a, size_t b, size_t e) {
     size_t len = e - b;
     if (len == 0) return;
     const float *srcs[MAX_SOURCES];
@@ -66,7 +68,7 @@ static void run_op(op_kind op, const cllm_kernels *kern, arrays *a, size_t b, si
 
 /* Median GB/s of `repeats` runs of op on `threads` threads, each on its own
  * 64-byte-aligned segment; the clock spans barrier to barrier. */
-static double measure(op_kind op, const cllm_kernels *kern, arrays *a, int threads, int repeats, cllm_segment *segs,
+static double measure(op_kind op, const cllm_kernel_table *kern, arrays *a, int threads, int repeats, cllm_segment *segs,
                       double *times) {
     cllm_segments_split(a->n, threads, 16, segs);
     for (int r = 0; r < repeats; r++) {
@@ -134,7 +136,7 @@ static void synthetic_update(void *ctx, int segment, size_t begin, size_t end, c
 }
 
 static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments, int *folded) {
-    cllm_engine_config cfg = {n, micro, 1, 1, micro, 0, NULL};
+    cllm_engine_config cfg = {n, micro, 1, 1, micro, 0, NULL, cllm_kernel_table_for(cllm_env_simd())};
     cllm_engine *e = NULL;
     if (cllm_engine_create(&cfg, &e) != CLLM_OK) return 0;
     cllm_engine_job job = {&n, synthetic_compute, NULL, synthetic_update, NULL};
@@ -156,7 +158,7 @@ static int bench_threads(arrays *a, int threads, int repeats, row *rows, cllm_se
     rows[nr++] = (row){"memcpy", "-", copy, copy / add};
     rows[nr++] = (row){"stream_add", "-", add, 1.0};
     for (int s = CLLM_SIMD_SCALAR; s <= CLLM_SIMD_AVX512; s++) {
-        const cllm_kernels *kern = cllm_kernels_for((cllm_simd)s);
+        const cllm_kernel_table *kern = cllm_kernel_table_for((cllm_simd)s);
         if (!kern) continue;
         double sum = measure(OP_SUM, kern, a, threads, repeats, segs, times);
         double inplace = measure(OP_SUM_IN_PLACE, kern, a, threads, repeats, segs, times);
@@ -226,7 +228,7 @@ int cllm_bench_reduce(int argc, char **argv) {
 
     if (json) {
         printf("{\"params\":%lld,\"sources\":%d,\"repeats\":%d,\"active_path\":\"%s\",\"runs\":[", (long long)params, k,
-               repeats, cllm_simd_name(cllm_simd_active()));
+               repeats, cllm_simd_name(cllm_env_simd()));
         for (int c = 0; c < n_counts; c++) {
             printf("%s{\"threads\":%d,\"kernels\":[", c ? "," : "", thread_counts[c]);
             for (int r = 0; r < nrows[c]; r++)
@@ -242,7 +244,7 @@ int cllm_bench_reduce(int argc, char **argv) {
     printf("cllm bench reduce: %lld floats per array (%.0f MiB), K = %d sources, median of %d runs\n",
            (long long)params, (double)params * 4 / (1 << 20), k, repeats);
     printf("active SIMD path: %s; ratio = GB/s / same-run STREAM-add GB/s at the same thread count\n\n",
-           cllm_simd_name(cllm_simd_active()));
+           cllm_simd_name(cllm_env_simd()));
     printf("%-8s %-14s %-8s %10s %8s\n", "threads", "kernel", "path", "GB/s", "ratio");
     for (int c = 0; c < n_counts; c++)
         for (int r = 0; r < nrows[c]; r++)

@@ -20,7 +20,7 @@
 #include "cllm/common.h"
 #include "cllm/model/gpt2.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/train/step.h"
 #include "cllm/train/peak.h"
 
@@ -54,7 +54,7 @@ static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int thr
     omp_set_num_threads(threads);
     bench_data data = {tokens};
     cllm_step_config sc = {
-        .model = model, .kernels = cllm_kernels_active(), .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
+        .model = model, .kernels = model->kernels, .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
         .weight_decay = 0.1, .window = bench_window, .window_ctx = &data,
         .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
         .buffer_window = cllm_env_grad_window(),
@@ -185,6 +185,7 @@ int cllm_bench_step(int argc, char **argv) {
         free(tokens);
         return 1;
     }
+    gpt2_use_kernels(&model, cllm_kernel_table_for(cllm_env_simd()));
     gpt2_init_weights(&model, 1);
     uint64_t s = 0x2545f4914f6cdd1dull;
     for (int i = 0; i < BENCH_BATCH * (BENCH_SEQ + 1); i++) {
@@ -215,7 +216,7 @@ int cllm_bench_step(int argc, char **argv) {
     if (status == 0 && json) {
         printf("{\"preset\":\"%c\",\"batch\":%d,\"seq\":%d,\"simd\":\"%s\",\"peak_gflops_per_core\":%.2f,"
                "\"flops_per_token\":%.0f,\"results\":[",
-               preset, BENCH_BATCH, BENCH_SEQ, cllm_simd_name(cllm_simd_active()), peak,
+               preset, BENCH_BATCH, BENCH_SEQ, model.kernels->name, peak,
                gpt2_flops_per_token(&cfg));
         for (int i = 0; i < n; i++)
             printf("%s{\"threads\":%d,\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"efficiency\":%.4f,\"mfu\":%.4f,"
@@ -227,7 +228,7 @@ int cllm_bench_step(int argc, char **argv) {
     } else if (status == 0) {
         printf("preset %c: B=%d, T=%d, %zu parameters, %.1f MFLOP/token, SIMD %s, peak %.1f GFLOP/s/core\n\n",
                preset, BENCH_BATCH, BENCH_SEQ, gpt2_num_parameters(&model), gpt2_flops_per_token(&cfg) / 1e6,
-               cllm_simd_name(cllm_simd_active()), peak);
+               model.kernels->name, peak);
         printf("%7s %10s %9s %8s %6s %9s %8s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
                "update", "util");
         if (against_torch) printf(" %12s %7s", "PyTorch best", "ratio");

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
@@ -141,6 +142,7 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
     cllm_tokenizer *tok = NULL;
     cllm_status st = cllm_run_load(dir, &m, &tok);
     if (st != CLLM_OK) return (int)st;
+    gpt2_use_kernels(&m, cllm_kernel_table_for(cllm_env_simd()));
     if (dump) {
         st = dump_logits(&m, ids, dump);
         gpt2_destroy(&m);

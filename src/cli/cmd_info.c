@@ -13,7 +13,8 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/base/cpu.h"
+#include "cllm/kernels/kernels.h"
 
 extern char **environ;
 
@@ -94,7 +95,7 @@ static const char *env_or_null(const char *name) {
 static void gather(info_report *r) {
     memset(r, 0, sizeof *r);
     r->cpu = cllm_cpu();
-    r->simd = cllm_simd_name(cllm_simd_active());
+    r->simd = cllm_simd_name(cllm_env_simd());
     detect_runtime(r);
     r->openmp_version = _OPENMP;
     r->openmp_spec = openmp_spec_of(r->openmp_version);

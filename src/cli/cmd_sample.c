@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cllm/cli/commands.h"
+#include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
 #include "cllm/train/checkpoint.h"
 #include "cllm/train/sampler.h"
@@ -39,6 +40,7 @@ int cllm_cmd_sample(int argc, char **argv) {
         fprintf(stderr, "cllm sample: %s\n", cllm_last_error());
         return (int)st;
     }
+    gpt2_use_kernels(&m, cllm_kernel_table_for(cllm_env_simd()));
     cllm_sample_settings set = {(float)temperature, top_k, (float)top_p};
     st = cllm_sample_to_stream(&m, tok, prompt, tokens, &set, (uint64_t)seed, stdout);
     if (st == CLLM_OK) {

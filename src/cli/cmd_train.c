@@ -250,6 +250,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.grad_window = cllm_env_grad_window();
     o.progress = cllm_env_progress();
     o.peak_gflops = cllm_env_peak_gflops();
+    o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
 
     rc = check_combination(&o, resume);
     if (rc == 0) {

@@ -198,6 +198,23 @@ static const char *parse_progress(const char *v) {
     return NULL;
 }
 
+/* A CLLM_SIMD value ("auto", NULL or "" -> the best path). Unknown name or
+ * a path this CPU cannot run: CLLM_ERR_INPUT naming CLLM_SIMD. */
+static cllm_status simd_parse(const char *value, cllm_simd *out) {
+    if (!value || !*value || strcmp(value, "auto") == 0) {
+        *out = cllm_simd_best();
+        return CLLM_OK;
+    }
+    for (int s = CLLM_SIMD_SCALAR; s < CLLM_SIMD_COUNT; s++) {
+        if (strcmp(value, cllm_simd_name((cllm_simd)s)) != 0) continue;
+        if (!cllm_simd_supported((cllm_simd)s))
+            return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD=%s: this CPU does not support %s", value, value);
+        *out = (cllm_simd)s;
+        return CLLM_OK;
+    }
+    return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD='%s' is not one of auto, scalar, omp, avx2, avx512", value);
+}
+
 static cllm_status unknown_cllm_variable(const char *name) {
     char known[256] = "";
     for (int i = 0; cllm_env_documented[i]; i++) {
@@ -212,7 +229,7 @@ static cllm_status validate_cllm_variable(const char *name, const char *value) {
     double x;
     if (!strcmp(name, "CLLM_SIMD")) {
         cllm_simd s;
-        return cllm_simd_parse(value, &s);
+        return simd_parse(value, &s);
     }
     if (!strcmp(name, "CLLM_STREAMING")) {
         if (parse_switch(value) >= 0) return CLLM_OK;
@@ -337,7 +354,7 @@ static const char *valid_value(const char *name) {
 cllm_simd cllm_env_simd(void) {
     const char *v = valid_value("CLLM_SIMD");
     cllm_simd s = cllm_simd_best();
-    if (v) cllm_simd_parse(v, &s);
+    if (v) simd_parse(v, &s);
     return s;
 }
 

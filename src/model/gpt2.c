@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/model/layers.h"
+#include "cllm/nn/layers.h"
 #include "cllm/rng.h"
 #include "gpt2_internal.h"
 
@@ -92,6 +92,7 @@ cllm_status gpt2_describe(gpt2_model *m, const gpt2_config *cfg) {
     cllm_status st = gpt2_config_validate(cfg);
     if (st != CLLM_OK) return st;
     m->cfg = *cfg;
+    m->kernels = cllm_kernel_table_best();
     int n = GPT2_T_FIRST_LAYER + cfg->n_layer * GPT2_PER_LAYER + 2;
     m->tensors = calloc((size_t)n, sizeof *m->tensors);
     if (!m->tensors) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the tensor table");
@@ -120,6 +121,10 @@ double gpt2_param_count_estimate(const gpt2_config *cfg) {
     /* wte + wpe, per layer the table in build_table (12 C^2 weights, 13 C
      * biases and LayerNorm), then ln_f. */
     return V * C + T * C + L * (12.0 * C * C + 13.0 * C) + 2.0 * C;
+}
+
+void gpt2_use_kernels(gpt2_model *m, const cllm_kernel_table *kernels) {
+    if (kernels) m->kernels = kernels;
 }
 
 void gpt2_destroy(gpt2_model *m) {
@@ -359,15 +364,16 @@ static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T
     const float *x = layer_input(a, l);
     next_norm next = norm_after_block(m, a, l);
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
-    linear_forward(s.qkv, s.ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
-    attention_forward(s.atty, s.att, s.qkv, B, T, C, m->cfg.n_head);
-    linear_forward(s.res2, s.atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
-    residual_layernorm_forward(s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, x, s.res2, W(APROJ_B), W(LN2_W), W(LN2_B), N,
-                               C);
-    linear_forward(s.fch, s.ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
-    bias_gelu_forward(s.fch_gelu, s.fch, W(FC_B), N, 4 * C);
-    linear_forward(s.res3, s.fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
-    residual_layernorm_forward(s.res3, next.out, next.mean, next.rstd, s.res2, s.res3, W(MPROJ_B), next.weight,
+    const cllm_kernel_table *k = m->kernels;
+    linear_forward(k, s.qkv, s.ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
+    attention_forward(k, s.atty, s.att, s.qkv, B, T, C, m->cfg.n_head);
+    linear_forward(k, s.res2, s.atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(k, s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, x, s.res2, W(APROJ_B), W(LN2_W), W(LN2_B),
+                               N, C);
+    linear_forward(k, s.fch, s.ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
+    bias_gelu_forward(k, s.fch_gelu, s.fch, W(FC_B), N, 4 * C);
+    linear_forward(k, s.res3, s.fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(k, s.res3, next.out, next.mean, next.rstd, s.res2, s.res3, W(MPROJ_B), next.weight,
                                next.bias, N, C);
 #undef W
 }
@@ -406,14 +412,14 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
 
     embedding_forward(a->encoded, a->tokens, gpt2_cat(m, p, GPT2_T_WTE), gpt2_cat(m, p, GPT2_T_WPE), B, T, C);
     layer_acts first = layer_slice(a, 0);
-    layernorm_forward(first.ln1, first.ln1_mean, first.ln1_rstd, a->encoded,
+    layernorm_forward(m->kernels, first.ln1, first.ln1_mean, first.ln1_rstd, a->encoded,
                       gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_W)),
                       gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_B)), N, C);
     for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T); /* the last one also fills ln_f */
     /* The LM head is wte itself: logits = lnf · wteᵀ. */
-    linear_forward(a->logits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), NULL, N, C, V, LINEAR_W_OUT_IN);
+    linear_forward(m->kernels, a->logits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), NULL, N, C, V, LINEAR_W_OUT_IN);
     if (!targets) return 0.0f;
-    softmax_crossentropy_forward(a->losses, a->lse, a->logits, a->targets, N, V);
+    softmax_crossentropy_forward(m->kernels, a->losses, a->lse, a->logits, a->targets, N, V);
     double sum = 0.0; /* double: the mean of many positions should not lose digits */
     for (int i = 0; i < N; i++) sum += a->losses[i];
     return (float)(sum / N);
@@ -423,15 +429,15 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
-typedef void (*linear_fn)(float *, float *, float *, const float *, const float *, const float *, int, int, int,
-                          linear_layout);
-typedef void (*layernorm_fn)(float *, float *, float *, const float *, const float *, const float *, const float *,
-                             const float *, int, int);
+typedef void (*linear_fn)(const cllm_kernel_table *, float *, float *, float *, const float *, const float *,
+                          const float *, int, int, int, linear_layout);
+typedef void (*layernorm_fn)(const cllm_kernel_table *, float *, float *, float *, const float *, const float *,
+                             const float *, const float *, const float *, int, int);
 
 /* On entry a->dres holds dL/d(block output); on exit dL/d(block input). The
  * skip connections need no code: layernorm_backward accumulates the branch's
- * gradient onto the stream gradient already in dres (residual_backward with
- * da aliased to dres). */
+ * gradient onto the stream gradient already in dres (what a residual
+ * backward with da aliased to dres would add). */
 static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int l, int write) {
     const float *p = m->params;
     int C = m->cfg.n_embd, B = a->B, T = a->T, N = B * T;
@@ -443,18 +449,19 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
      * (the *_overwrite variants), so none needs zeroing first. */
     linear_fn linear = write ? linear_backward_write : linear_backward_overwrite;
     layernorm_fn layernorm = write ? layernorm_backward_write : layernorm_backward;
-    linear(a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C, LINEAR_W_IN_OUT);
+    const cllm_kernel_table *k = m->kernels;
+    linear(k, a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C, LINEAR_W_IN_OUT);
     /* c_fc's bias gradient is summed by the GELU backward as it writes each
      * row (same adds, same order), not by the product in a pass over dfch. */
     if (write) zero(G(FC_B), (size_t)4 * C);
-    gelu_backward_overwrite_bias_sums(a->dfch, G(FC_B), s.fch, a->dfch_gelu, N, 4 * C);
-    linear(a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
-    layernorm(a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
+    gelu_backward_overwrite_bias_sums(k, a->dfch, G(FC_B), s.fch, a->dfch_gelu, N, 4 * C);
+    linear(k, a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
+    layernorm(k, a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
-    linear(a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
-    attention_backward_overwrite(a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
-    linear(a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
-    layernorm(a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
+    linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
+    attention_backward_overwrite(k, a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
+    linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
+    layernorm(k, a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
 #undef W
 #undef G
 }
@@ -483,14 +490,14 @@ static void backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss
     }
 
     float *dlogits = a->logits; /* in place: the logits are not needed after this */
-    softmax_crossentropy_backward(dlogits, a->logits, a->lse, a->targets, loss_scale / (float)N, N, V);
+    softmax_crossentropy_backward(m->kernels, dlogits, a->logits, a->lse, a->targets, loss_scale / (float)N, N, V);
     /* wte's first contribution (the LM head) writes it; the embedding adds. */
-    (write ? linear_backward_write : linear_backward_overwrite)(a->dln, gpt2_at(m, grads, GPT2_T_WTE), NULL, dlogits,
-                                                                a->lnf, gpt2_cat(m, p, GPT2_T_WTE), N, C, V,
-                                                                LINEAR_W_OUT_IN);
+    (write ? linear_backward_write : linear_backward_overwrite)(m->kernels, a->dln, gpt2_at(m, grads, GPT2_T_WTE),
+                                                                NULL, dlogits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE),
+                                                                N, C, V, LINEAR_W_OUT_IN);
     int lnf = gpt2_lnf_weight(c);
     zero(a->dres, (size_t)N * C);
-    (write ? layernorm_backward_write : layernorm_backward)(a->dres, gpt2_at(m, grads, lnf),
+    (write ? layernorm_backward_write : layernorm_backward)(m->kernels, a->dres, gpt2_at(m, grads, lnf),
                                                             gpt2_at(m, grads, lnf + 1), a->dln,
                                                             layer_input(a, c->n_layer), gpt2_cat(m, p, lnf),
                                                             a->lnf_mean, a->lnf_rstd, N, C);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/model/layers.h"
+#include "cllm/nn/layers.h"
 #include "gpt2_internal.h"
 
 struct gpt2_kv {
@@ -102,18 +102,18 @@ static void block_step(const gpt2_model *m, gpt2_kv *kv, int l, int pos) {
     size_t T = (size_t)m->cfg.seq_len;
     float *kc = kv->k + (size_t)l * T * C, *vc = kv->v + (size_t)l * T * C;
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
-    layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN1_W), W(LN1_B), 1, C);
-    linear_forward(kv->qkv, kv->ln, W(ATTN_W), W(ATTN_B), 1, C, 3 * C, LINEAR_W_IN_OUT);
+    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN1_W), W(LN1_B), 1, C);
+    linear_forward(m->kernels, kv->qkv, kv->ln, W(ATTN_W), W(ATTN_B), 1, C, 3 * C, LINEAR_W_IN_OUT);
     memcpy(kc + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
     memcpy(vc + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
     attend_one(kv->atty, kv->scores, kv->qkv, kc, vc, pos, C, m->cfg.n_head);
     /* kv->ln is free again: it holds the projection before the residual add. */
-    linear_forward(kv->ln, kv->atty, W(APROJ_W), W(APROJ_B), 1, C, C, LINEAR_W_IN_OUT);
+    linear_forward(m->kernels, kv->ln, kv->atty, W(APROJ_W), W(APROJ_B), 1, C, C, LINEAR_W_IN_OUT);
     residual_forward(kv->x, kv->x, kv->ln, C);
-    layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN2_W), W(LN2_B), 1, C);
-    linear_forward(kv->fch, kv->ln, W(FC_W), W(FC_B), 1, C, 4 * C, LINEAR_W_IN_OUT);
-    gelu_forward(kv->fch, kv->fch, 4 * C);
-    linear_forward(kv->ln, kv->fch, W(MPROJ_W), W(MPROJ_B), 1, 4 * C, C, LINEAR_W_IN_OUT);
+    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN2_W), W(LN2_B), 1, C);
+    linear_forward(m->kernels, kv->fch, kv->ln, W(FC_W), W(FC_B), 1, C, 4 * C, LINEAR_W_IN_OUT);
+    gelu_forward(m->kernels, kv->fch, kv->fch, 4 * C);
+    linear_forward(m->kernels, kv->ln, kv->fch, W(MPROJ_W), W(MPROJ_B), 1, 4 * C, C, LINEAR_W_IN_OUT);
     residual_forward(kv->x, kv->x, kv->ln, C);
 #undef W
 }
@@ -134,9 +134,10 @@ const float *gpt2_kv_step(const gpt2_model *m, gpt2_kv *kv, int32_t token) {
                       C);
     for (int l = 0; l < c->n_layer; l++) block_step(m, kv, l, pos);
     int lnf = gpt2_lnf_weight(c);
-    layernorm_forward(kv->ln, &kv->stats[0], &kv->stats[1], kv->x, gpt2_cat(m, p, lnf), gpt2_cat(m, p, lnf + 1), 1,
-                      C);
-    linear_forward(kv->logits, kv->ln, gpt2_cat(m, p, GPT2_T_WTE), NULL, 1, C, c->vocab_size, LINEAR_W_OUT_IN);
+    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, gpt2_cat(m, p, lnf),
+                      gpt2_cat(m, p, lnf + 1), 1, C);
+    linear_forward(m->kernels, kv->logits, kv->ln, gpt2_cat(m, p, GPT2_T_WTE), NULL, 1, C, c->vocab_size,
+                   LINEAR_W_OUT_IN);
     kv->len++;
     return kv->logits;
 }

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/parallel/segments.h"
 
 typedef struct {
@@ -63,7 +63,7 @@ struct cllm_engine {
     float **bufs;
     int fold_levels; /* temporaries per thread for the owners' fold */
     float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
-    const cllm_kernels *kern;
+    const cllm_kernel_table *kern;
     const cllm_comm *comm;
 
     /* per-step state */
@@ -507,7 +507,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     e->streaming = cfg->streaming;
     e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
     e->compute_overwrites = cfg->compute_overwrites != 0;
-    e->kern = cllm_kernels_active();
+    e->kern = cfg->kernels ? cfg->kernels : cllm_kernel_table_best();
     e->n_nodes = e->M - 1;
     ALLOC(nodes, e->n_nodes + 1);
     ALLOC(leaf_parent, e->M);

@@ -142,7 +142,7 @@ cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
     s->adam.weight_decay = c->weight_decay;
     cllm_engine_config ec = {
         .n_params = c->model->n_params, .n_micro = c->n_micro, .segments_per_thread = c->segments_per_thread,
-        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1,
+        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .kernels = c->kernels,
     };
     cllm_status st = cllm_engine_create(&ec, &s->engine);
     if (st == CLLM_OK) {

@@ -27,9 +27,8 @@
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
 #include "cllm/data/tokenizer.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
-#include "cllm/parallel/simd.h"
 #include "cllm/rng.h"
 #include "cllm/train/adamw.h"
 #include "cllm/train/checkpoint.h"
@@ -62,6 +61,7 @@ typedef struct {
     cllm_dataset data;
     gpt2_model model;
     cllm_step *stepper;   /* the optimizer step: engine, per-thread arenas, AdamW moments */
+    const cllm_kernel_table *kernels; /* the model's and the step's kernels, from the options */
     int threads;           /* the step's workers */
     float *m, *v;          /* the step's AdamW moments, same layout as params */
     int n_micro;           /* micro-batches per optimizer step */
@@ -531,7 +531,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
-           cllm_simd_name(cllm_simd_active()), (double)buffer_bytes / (1024.0 * 1024.0));
+           t->kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
@@ -766,6 +766,8 @@ static cllm_status setup(trainer *t, int resume) {
     const cllm_train_options *o = t->o;
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
+    t->kernels = o->kernels ? o->kernels : cllm_kernel_table_best();
+    gpt2_use_kernels(&t->model, t->kernels);
     gpt2_init_weights(&t->model, o->seed);
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
@@ -777,7 +779,7 @@ static cllm_status setup(trainer *t, int resume) {
                          o->stop_after, t->total_steps);
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_step_config sc = {
-        .model = &t->model, .kernels = cllm_kernels_active(), .micro = o->micro, .n_micro = t->n_micro,
+        .model = &t->model, .kernels = t->kernels, .micro = o->micro, .n_micro = t->n_micro,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
         .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
         .buffer_window = o->grad_window,

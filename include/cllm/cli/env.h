@@ -14,7 +14,7 @@
 #define CLLM_CLI_ENV_H
 
 #include "cllm/common.h"
-#include "cllm/parallel/simd.h"
+#include "cllm/kernels/kernels.h"
 
 /* Checks every variable; on the first bad one returns CLLM_ERR_INPUT with a
  * one-line message naming it. Must run before any OpenMP call. */

@@ -15,7 +15,8 @@
  * Thread safety: forward/backward take a const model and touch only the
  * caller's activation arena and gradient buffer, so many threads may run
  * their own sequences at once. There is no global state and no OpenMP inside
- * the model; parallelism is the engine's job. */
+ * the model; parallelism is the engine's job. The arithmetic is the kernel
+ * table's the model carries (gpt2_model.kernels). */
 #ifndef CLLM_MODEL_GPT2_H
 #define CLLM_MODEL_GPT2_H
 
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "cllm/common.h"
+#include "cllm/kernels/kernels.h"
 
 typedef struct {
     int n_layer, n_head, n_embd;
@@ -45,6 +47,9 @@ typedef struct {
     int n_tensors;
     size_t n_params; /* floats in the flat buffer, including alignment padding (always 0) */
     float *params;   /* one 64-byte-aligned buffer of n_params floats */
+    /* The kernels forward, backward and the KV step run on: the best table
+     * for this CPU after gpt2_create, replaced with gpt2_use_kernels. */
+    const cllm_kernel_table *kernels;
 } gpt2_model;
 
 /* All sizes > 0, n_embd % n_head == 0, and small enough that every size fits
@@ -74,6 +79,10 @@ double gpt2_param_count_estimate(const gpt2_config *cfg);
  * mlp.c_proj.weight) normal(0, 0.02/sqrt(2*n_layer)), biases 0, LayerNorm
  * weight 1 and bias 0. Tensors are filled in table order from one stream. */
 void gpt2_init_weights(gpt2_model *m, uint64_t seed);
+
+/* Runs m on another kernel table (e.g. the one CLLM_SIMD names); NULL keeps
+ * the current one. Results differ between tables only by rounding. */
+void gpt2_use_kernels(gpt2_model *m, const cllm_kernel_table *kernels);
 
 /* NULL if no tensor has that name. */
 const gpt2_tensor *gpt2_find_tensor(const gpt2_model *m, const char *name);

@@ -20,6 +20,7 @@
 
 #include "cllm/common.h"
 #include "cllm/parallel/comm.h"
+#include "cllm/kernels/kernels.h"
 
 typedef struct {
     void *ctx;
@@ -64,6 +65,9 @@ typedef struct {
     /* Where the step's exchanges with other ranks go (norm, loss,
      * parameters); NULL: cllm_comm_single(), this process alone. */
     const cllm_comm *comm;
+    /* The reduction kernels (sum, sum_sq, sum_adamw) the engine runs;
+     * NULL: cllm_kernel_table_best(). */
+    const cllm_kernel_table *kernels;
 } cllm_engine_config;
 
 typedef struct {

@@ -16,15 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cllm/kernels/kernels.h"
+
 typedef struct {
     double beta1, beta2, eps, weight_decay; /* defaults: 0.9, 0.95, 1e-8, 0.1 */
 } cllm_adamw_config;
 
-/* Everything one step's update needs, in the float precision the kernels use. */
-typedef struct {
-    float lr, beta1, beta2, eps, weight_decay;
-    float bias_correction1, bias_correction2; /* 1 - beta^t, computed in double */
-} cllm_adamw_step;
+/* cllm_adamw_step, the step's hyper-parameters as the kernels take them,
+ * is declared with the kernels (include/cllm/kernels/kernels.h). */
 
 cllm_adamw_config cllm_adamw_defaults(void);
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cllm/common.h"
+#include "cllm/kernels/kernels.h"
 #include "cllm/model/gpt2.h"
 
 typedef struct {
@@ -46,6 +47,10 @@ typedef struct {
     int grad_window;         /* CLLM_GRAD_WINDOW; 0: the engine's default */
     const char *progress;    /* CLLM_PROGRESS; NULL: "auto" */
     double peak_gflops;      /* CLLM_PEAK_GFLOPS per core; 0: measured */
+    /* The kernels the model and the engine run on (the CLI passes the table
+     * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it
+     * belongs to the machine, not to the run. */
+    const cllm_kernel_table *kernels;
 } cllm_train_options;
 
 typedef enum {

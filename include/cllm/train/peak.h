@@ -7,7 +7,7 @@
 #ifndef CLLM_TRAIN_PEAK_H
 #define CLLM_TRAIN_PEAK_H
 
-#include "cllm/parallel/simd.h"
+#include "cllm/kernels/kernels.h"
 
 /* One core's single-precision FMA peak in GFLOP/s (an FMA counts as 2 flops)
  * with the best SIMD path this CPU supports. Measured once (about 50 ms) on

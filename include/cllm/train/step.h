@@ -15,14 +15,14 @@
 #include "cllm/common.h"
 #include "cllm/model/gpt2.h"
 #include "cllm/parallel/engine.h"
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 
 /* Writes sequence `index` of the stream: T inputs and their T targets. */
 typedef void (*cllm_window_fn)(void *ctx, uint64_t index, int32_t *inputs, int32_t *targets);
 
 typedef struct {
     gpt2_model *model;            /* its parameters are updated in place */
-    const cllm_kernels *kernels;  /* the reduction and AdamW kernels */
+    const cllm_kernel_table *kernels; /* the reduction and AdamW kernels (the model's own table) */
     int micro;                    /* sequences per micro-batch */
     int n_micro;                  /* micro-batches per step */
     double clip;                  /* global-norm threshold; 0: off */

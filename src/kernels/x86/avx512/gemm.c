@@ -1,8 +1,8 @@
 /* AVX-512F micro-kernel: a 12 x 32 tile in 24 zmm accumulators (+2 B vectors
  * +1 broadcast = 27 of 32 registers): 24 independent FMA chains cover the
  * latency of two 512-bit pipes, and each B load feeds 12 FMAs. */
-#include "matmul_internal.h"
-#include "cllm/parallel/simd.h"
+#include "../../gemm_internal.h"
+#include "../lanes.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

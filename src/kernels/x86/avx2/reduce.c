@@ -1,8 +1,8 @@
 /* AVX2 (+FMA CPU) reduction kernels. Compiled with a target attribute so the
  * generic build runs on any x86-64; chosen only when the CPU and OS support
  * AVX2. No FMA instruction is used on purpose: the results must be bitwise
- * those of the scalar reference (see include/cllm/parallel/kernels.h). */
-#include "kernels_internal.h"
+ * those of the scalar reference (see include/cllm/kernels/kernels.h). */
+#include "../../reduce_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,6 +1,6 @@
-/* Private to the matmul files: the micro-kernel contract shared by the
- * blocked driver (matmul.c) and the per-ISA kernels (matmul_avx2.c,
- * matmul_avx512.c), which are compiled with target attributes so one binary
+/* Private to src/kernels: the micro-kernel contract shared by the blocked
+ * driver (portable/gemm.c) and the per-ISA kernels (x86/avx2/gemm.c,
+ * x86/avx512/gemm.c), which are compiled with target attributes so one binary
  * runs on any x86-64.
  *
  * A micro-kernel computes one MR x NR tile of C from packed panels:
@@ -8,8 +8,8 @@
  *   b: op(B) columns, k-major, NR floats per k, 64-byte aligned (cols past n zero)
  * and writes  C[0..m, 0..n) = alpha * (a . b) + beta * C  (beta == 0: C is
  * not read, so it may hold garbage). m <= MR, n <= NR. */
-#ifndef CLLM_MODEL_MATMUL_INTERNAL_H
-#define CLLM_MODEL_MATMUL_INTERNAL_H
+#ifndef CLLM_KERNELS_GEMM_INTERNAL_H
+#define CLLM_KERNELS_GEMM_INTERNAL_H
 
 typedef void (*cllm_sgemm_ukernel)(int kc, const float *a, const float *b, float *c, int ldc, int m, int n,
                                    float alpha, float beta);
@@ -49,6 +49,17 @@ typedef struct {
 #define CLLM_SGEMM_MAX_NC 1536
 #define CLLM_SGEMM_MAX_MR 16
 #define CLLM_SGEMM_MAX_NR 32
+
+/* The reference (the scalar table's gemm) and the portable blocked product. */
+void cllm_gemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+void cllm_gemm_omp(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+
+/* The blocked product with micro-kernel kern; M or N <= 0 does nothing, and
+ * K <= 0 or alpha == 0 only scales C by beta (BLAS semantics). */
+void cllm_gemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Defined only where the compiler can target x86 (NULL ukernel otherwise). */
 extern const cllm_sgemm_kernel cllm_sgemm_kernel_avx2;

@@ -1,11 +1,11 @@
-#include "cllm/model/matmul.h"
-
 #include <stddef.h>
+
+#include "../gemm_internal.h"
 
 /* The reference: obvious loops, accumulating each output in float in k order,
  * so every fast variant has one unambiguous result to be compared with. */
-void cllm_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void cllm_gemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             float acc = 0.0f;

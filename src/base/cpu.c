@@ -1,6 +1,5 @@
-#include "cllm/parallel/simd.h"
+#include "cllm/base/cpu.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -12,7 +11,6 @@
 
 static cllm_cpu_features features;
 static int features_ready;
-static int active = -1;
 
 #if CLLM_X86
 /* XGETBV without needing -mxsave: the OS tells which register states it saves
@@ -62,56 +60,3 @@ const cllm_cpu_features *cllm_cpu(void) {
     }
     return &features;
 }
-
-const char *cllm_simd_name(cllm_simd s) {
-    switch (s) {
-    case CLLM_SIMD_SCALAR: return "scalar";
-    case CLLM_SIMD_OMP: return "omp";
-    case CLLM_SIMD_AVX2: return "avx2";
-    case CLLM_SIMD_AVX512: return "avx512";
-    }
-    return "?";
-}
-
-int cllm_simd_supported(cllm_simd s) {
-    const cllm_cpu_features *f = cllm_cpu();
-    switch (s) {
-    case CLLM_SIMD_SCALAR:
-    case CLLM_SIMD_OMP: return 1;
-    case CLLM_SIMD_AVX2: return CLLM_X86 && f->avx2 && f->fma;
-    case CLLM_SIMD_AVX512: return CLLM_X86 && f->avx512f;
-    }
-    return 0;
-}
-
-cllm_simd cllm_simd_best(void) {
-    if (cllm_simd_supported(CLLM_SIMD_AVX512)) return CLLM_SIMD_AVX512;
-    if (cllm_simd_supported(CLLM_SIMD_AVX2)) return CLLM_SIMD_AVX2;
-    return CLLM_SIMD_OMP;
-}
-
-cllm_status cllm_simd_parse(const char *value, cllm_simd *out) {
-    if (!value || !*value || strcmp(value, "auto") == 0) {
-        *out = cllm_simd_best();
-        return CLLM_OK;
-    }
-    for (int s = CLLM_SIMD_SCALAR; s <= CLLM_SIMD_AVX512; s++) {
-        if (strcmp(value, cllm_simd_name((cllm_simd)s)) != 0) continue;
-        if (!cllm_simd_supported((cllm_simd)s))
-            return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD=%s: this CPU does not support %s", value, value);
-        *out = (cllm_simd)s;
-        return CLLM_OK;
-    }
-    return cllm_fail(CLLM_ERR_INPUT, "CLLM_SIMD='%s' is not one of auto, scalar, omp, avx2, avx512", value);
-}
-
-cllm_simd cllm_simd_active(void) {
-    if (active < 0) {
-        cllm_simd s = CLLM_SIMD_SCALAR;
-        if (cllm_simd_parse(getenv("CLLM_SIMD"), &s) != CLLM_OK) s = cllm_simd_best();
-        active = (int)s;
-    }
-    return (cllm_simd)active;
-}
-
-void cllm_simd_force(cllm_simd s) { active = (int)s; }

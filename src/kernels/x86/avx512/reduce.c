@@ -2,8 +2,8 @@
  * build runs on any x86-64; chosen only when the CPU and OS support AVX-512F
  * (ZMM state enabled in XCR0). Only AVX-512F instructions are used (no DQ/VL),
  * and no FMA: the results must be bitwise those of the scalar reference (see
- * include/cllm/parallel/kernels.h). */
-#include "kernels_internal.h"
+ * include/cllm/kernels/kernels.h). */
+#include "../../reduce_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,7 +1,7 @@
 /* AVX2 + FMA micro-kernel: a 6 x 16 tile held in 12 ymm accumulators, which
  * with 2 B vectors and 1 broadcast uses 15 of the 16 registers and keeps 12
  * independent FMA chains in flight (2 pipes x 4-5 cycles latency need >= 10). */
-#include "matmul_internal.h"
+#include "../../gemm_internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -1,12 +1,13 @@
-/* Shared between the kernel variants: the per-element AdamW step and the
- * lane-order combination of sums of squares, so that the scalar tails of the
- * vector variants do exactly what the reference does. */
-#ifndef CLLM_PARALLEL_KERNELS_INTERNAL_H
-#define CLLM_PARALLEL_KERNELS_INTERNAL_H
+/* Private to src/kernels, shared between the reduction builds: the
+ * per-element AdamW step and the lane-order combination of sums of squares,
+ * so that the scalar tails of the vector variants do exactly what the
+ * reference does. */
+#ifndef CLLM_KERNELS_REDUCE_INTERNAL_H
+#define CLLM_KERNELS_REDUCE_INTERNAL_H
 
 #include <math.h>
 
-#include "cllm/parallel/kernels.h"
+#include "cllm/kernels/kernels.h"
 
 /* The constants of one AdamW call, in the float values the reference uses. */
 typedef struct {
@@ -58,6 +59,11 @@ void cllm_sum_scalar(float *dst, const float *const *srcs, int k, size_t n);
 void cllm_sum_sq_scalar(float *dst, const float *const *srcs, int k, size_t n, double *sq);
 void cllm_sum_adamw_scalar(float *params, float *m, float *v, const float *const *srcs, int k, float grad_scale,
                            size_t n, const cllm_adamw_step *h, int decay);
+
+void cllm_sum_omp(float *dst, const float *const *srcs, int k, size_t n);
+void cllm_sum_sq_omp(float *dst, const float *const *srcs, int k, size_t n, double *sq);
+void cllm_sum_adamw_omp(float *params, float *m, float *v, const float *const *srcs, int k, float grad_scale,
+                        size_t n, const cllm_adamw_step *h, int decay);
 
 #if defined(__x86_64__)
 void cllm_sum_avx2(float *dst, const float *const *srcs, int k, size_t n);

@@ -1,4 +1,5 @@
-/* The blocked matrix product behind cllm_sgemm (see matmul.h).
+/* The blocked matrix product of the omp, avx2 and avx512 tables (see
+ * include/cllm/kernels/kernels.h), and the portable micro-kernel.
  *
  * Goto/BLIS structure: for each nc-wide panel of op(B) and kc-deep slice of
  * K, op(B) is packed once into NR-column slivers; for each mc-tall block of
@@ -6,11 +7,9 @@
  * the MR x NR tiles. Packing makes every transpose combination look the same
  * to the micro-kernel (unit stride, aligned, zero-padded edges), so one
  * kernel per ISA serves NN, NT, TN and TT. */
-#include "cllm/model/matmul.h"
-
 #include <stddef.h>
 
-#include "matmul_internal.h"
+#include "../gemm_internal.h"
 
 /* Packing buffers sized for the largest blocks of any kernel, one set per
  * thread: the engine runs independent products on every thread at once. */
@@ -180,29 +179,17 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
     }
 }
 
-static const cllm_sgemm_kernel *kernel_for(cllm_simd path) {
-    if (path == CLLM_SIMD_AVX512 && cllm_sgemm_kernel_avx512.ukernel && cllm_simd_supported(path))
-        return &cllm_sgemm_kernel_avx512;
-    if (path == CLLM_SIMD_AVX2 && cllm_sgemm_kernel_avx2.ukernel && cllm_simd_supported(path))
-        return &cllm_sgemm_kernel_avx2;
-    return &kernel_omp;
-}
-
-void cllm_sgemm_path(cllm_simd path, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void cllm_gemm_blocked(const cllm_sgemm_kernel *kern, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
-    if (path == CLLM_SIMD_SCALAR) {
-        cllm_sgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    sgemm_blocked(kernel_for(path), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sgemm_blocked(kern, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void cllm_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                const float *B, int ldb, float beta, float *C, int ldc) {
-    cllm_sgemm_path(cllm_simd_active(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+void cllm_gemm_omp(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    cllm_gemm_blocked(&kernel_omp, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
