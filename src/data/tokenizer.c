@@ -797,11 +797,17 @@ static cllm_status read_merges(const uint8_t *p, uint32_t n_merges, int32_t *mer
     return s;
 }
 
+/* The special tokens in id order; a file naming them otherwise means ids
+ * other than the ones this cllm gives them. */
+static const char *const special_names[N_SPECIAL] = {EOT_NAME};
+
 static cllm_status check_specials(const uint8_t *p, size_t left) {
     for (int i = 0; i < N_SPECIAL; i++) {
         if (left < 4) return corrupt("truncated special token");
         uint32_t len = get_u32(p);
         if (len == 0 || len > MAX_SPECIAL_NAME || len > left - 4) return corrupt("bad special token name length");
+        if (len != strlen(special_names[i]) || memcmp(p + 4, special_names[i], len) != 0)
+            return corrupt("special token is not " EOT_NAME);
         p += 4 + len;
         left -= 4 + len;
     }
