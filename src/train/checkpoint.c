@@ -237,6 +237,24 @@ static cllm_status fill_from_file(gpt2_model *m, const cllm_st_file *f, const ch
     return CLLM_OK;
 }
 
+/* A config.json edited to n_embd 8192 beside a small model would make the
+ * loader allocate (and zero) gigabytes only to report a shape mismatch. So a
+ * model much larger than the file's tensors is refused before allocating;
+ * a small mismatch goes on to fill_from_file, which names the tensor.
+ * Parameters of GPT-2: wte, wpe, per layer 12 C^2 + 13 C, ln_f. */
+static cllm_status check_file_holds_config(const cllm_st_file *f, const gpt2_config *cfg, const char *path) {
+    uint64_t C = (uint64_t)cfg->n_embd;
+    uint64_t need = (uint64_t)cfg->vocab_size * C + (uint64_t)cfg->seq_len * C +
+                    (uint64_t)cfg->n_layer * (12 * C * C + 13 * C) + 2 * C;
+    uint64_t have = 0;
+    for (int i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].dtype == CLLM_ST_F32) have += f->tensors[i].numel;
+    if (need > 2 * have + ((uint64_t)1 << 24))
+        return cllm_fail(CLLM_ERR_INPUT, "%s holds %llu F32 parameters but config.json describes %llu "
+                         "(config.json does not match)", path, (unsigned long long)have, (unsigned long long)need);
+    return CLLM_OK;
+}
+
 cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     memset(m, 0, sizeof *m);
     gpt2_config cfg;
@@ -248,6 +266,7 @@ cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     cllm_st_file f;
     memset(&f, 0, sizeof f);
     if (st == CLLM_OK) st = cllm_st_open(path, &f);
+    if (st == CLLM_OK) st = check_file_holds_config(&f, &cfg, path);
     if (st == CLLM_OK) st = gpt2_create(m, &cfg);
     if (st == CLLM_OK) st = fill_from_file(m, &f, path);
     cllm_st_close(&f);
