@@ -20,6 +20,11 @@ mkdir -p "$build/fuzz-artifacts" "$build/fuzz-logs"
 # fontconfig (under cairo, fuzz_plot) keeps process-lifetime caches: the same
 # suppression as the ASan test stage.
 export LSAN_OPTIONS="suppressions=$here/../../.ci/lsan.supp:print_suppressions=0"
+# Most targets write each input as a file in a scratch folder under $TMPDIR:
+# memory, where there is a tmpfs, keeps the disk out of the figures.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    export TMPDIR=/dev/shm
+fi
 
 run_one() {
     local t=$1 log=$build/fuzz-logs/$1.log
@@ -31,14 +36,14 @@ run_one() {
         -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/$t-" \
         "$build/fuzz-corpus/$t" "$here/seeds/$t" >"$log" 2>&1; then
         local last
-        last=$(grep -E '^#[0-9]+' "$log" | tail -1)
-        echo "fuzz_$t: ok: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs," \
-            "$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$') exec/s," \
+        last=$(grep -aE '^#[0-9]+' "$log" | tail -1)
+        echo "fuzz_$t: ok: $(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs," \
+            "$(grep -ao 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$') exec/s," \
             "$(grep -o 'cov: [0-9]*' <<<"$last") $(grep -o 'ft: [0-9]*' <<<"$last")" \
             "$(grep -o 'corp: [0-9]*' <<<"$last")"
     else
         echo "fuzz_$t: FAILED (log $log):"
-        grep -E 'ERROR|SUMMARY|property broken|==[0-9]+==' "$log" | head -20
+        grep -aE 'ERROR|SUMMARY|property broken|==[0-9]+==' "$log" | head -20
         ls "$build/fuzz-artifacts/$t-"* 2>/dev/null
         return 1
     fi
