@@ -1,4 +1,4 @@
-# libFuzzer targets (test/fuzz/README or docs/RELIABILITY.md "Fuzzing").
+# libFuzzer targets (docs/RELIABILITY.md, "Fuzzing").
 # Included from the top-level CMakeLists.txt with -DCLLM_FUZZ=ON, in its
 # directory scope so the per-source options set there (kernels.c) apply to
 # the fuzz build of the product library too.
