@@ -217,6 +217,25 @@ static void test_mismatched_config_is_rejected(void **state) {
     free(dir);
 }
 
+/* A config.json describing a model far larger than model.safetensors is
+ * refused before the model is allocated (found by fuzz_checkpoint: n_embd
+ * 8192 beside a 16-wide model allocated 3.2 GB; here 2^36 parameters, which
+ * failed as "out of memory", an internal error). */
+static void test_oversized_config_is_refused_before_allocating(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    gpt2_model a;
+    make_model(&a, &tiny, 3);
+    assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+    set_config_value(dir, "n_embd", "16384");
+    set_config_value(dir, "n_layer", "19");
+    expect_load_error(dir, "config.json does not describe it");
+    assert_non_null(strstr(cllm_last_error(), "model.safetensors holds"));
+    gpt2_destroy(&a);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void test_missing_and_corrupt_files(void **state) {
     (void)state;
     char *dir = make_temp_dir();
@@ -750,6 +769,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_is_bitwise),
         cmocka_unit_test(test_hugging_face_layout),
         cmocka_unit_test(test_mismatched_config_is_rejected),
+        cmocka_unit_test(test_oversized_config_is_refused_before_allocating),
         cmocka_unit_test(test_missing_and_corrupt_files),
         cmocka_unit_test(test_interrupted_save_keeps_previous_checkpoint),
         cmocka_unit_test(test_run_load_checks_tokenizer),

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "cllm/build_config.h"
@@ -223,6 +226,83 @@ static void test_cli_plot(void **state) {
     free(root);
 }
 
+
+/* The legend name of "." (or of a bare metrics.jsonl) comes from the current
+ * folder's name; it used to point into a buffer whose scope had ended (ASan:
+ * stack-use-after-scope), so these run from inside the run folder. */
+static void test_plot_from_inside_the_run_folder(void **state) {
+    (void)state;
+    char *root = make_temp_dir();
+    write_run(root, "here", 20, 1.0);
+    char *here = path_join(root, "here"), *out = path_join(root, "dot.png");
+    char old_cwd[4096];
+    assert_non_null(getcwd(old_cwd, sizeof old_cwd));
+    assert_int_equal(chdir(here), 0);
+    const char *dot[] = {"."}, *file[] = {"metrics.jsonl"}, *dot_slash[] = {"./"};
+    cllm_status a = cllm_plot_runs_sized(dot, 1, out, NULL, 320, 240);
+    cllm_status b = cllm_plot_runs_sized(file, 1, out, NULL, 320, 240);
+    cllm_status c = cllm_plot_runs_sized(dot_slash, 1, out, NULL, 320, 240);
+    assert_int_equal(chdir(old_cwd), 0);
+    assert_int_equal(a, CLLM_OK);
+    assert_int_equal(b, CLLM_OK);
+    assert_int_equal(c, CLLM_OK);
+    expect_png(out, 320, 240);
+    /* The same through the CLI: `cd RUN && cllm plot .` */
+    size_t cap = 2 * strlen(root) + 64;
+    char *env = malloc(cap);
+    snprintf(env, cap, "cd '%s/here' &&", root);
+    run_result r = run_cllm(env, "plot . metrics.jsonl -o ../cli.png --width 300 --height 200");
+    if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
+    run_result_free(&r);
+    free(env), free(here), free(out);
+    remove_tree(root);
+    free(root);
+}
+
+/* Plots `text` as a metrics.jsonl in a child process that gets `seconds` to
+ * finish, so a renderer that loops forever fails the test instead of hanging
+ * it. Returns the child's exit status: 0 plotted, 1 refused; a hang fails. */
+static int plot_in_child(const char *text, unsigned seconds) {
+    char *dir = make_temp_dir();
+    char *metrics = write_text(dir, "metrics.jsonl", text);
+    char *out = path_join(dir, "out.png");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(seconds);
+        const char *runs[] = {metrics};
+        _exit(cllm_plot_runs_sized(runs, 1, out, NULL, 200, 200) == CLLM_OK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        fail_msg("plotting %s: killed by signal %d (%s)", text, WTERMSIG(status),
+                 WTERMSIG(status) == SIGALRM ? "it did not finish: an endless loop" : "a crash");
+    int rc = WEXITSTATUS(status);
+    if (rc == 0) expect_png(out, 200, 200);
+    free(metrics), free(out);
+    remove_tree(dir);
+    free(dir);
+    return rc;
+}
+
+/* Axis ranges narrower than the spacing of doubles once made `v += step`
+ * stand still; extreme ranges must finish too. Each must plot. */
+static void test_plot_tiny_and_extreme_ranges_finish(void **state) {
+    (void)state;
+    const char *inputs[] = {
+        "{\"tokens\":1,\"loss\":3}\n{\"tokens\":2,\"loss\":3.0000000000000004}\n",
+        "{\"tokens\":-9999999999999998,\"loss\":3}\n",
+        "{\"tokens\":1e300,\"loss\":1e-300}\n{\"tokens\":-1e300,\"loss\":-1e300}\n",
+        "{\"tokens\":1.7e308,\"loss\":1.7e308}\n{\"tokens\":-1.7e308,\"loss\":-1.7e308}\n",
+        "{\"tokens\":5e-324,\"loss\":5e-324}\n{\"tokens\":0,\"loss\":0}\n",
+        "{\"tokens\":123456789012345678,\"loss\":2}\n{\"tokens\":123456789012345680,\"loss\":2}\n",
+    };
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+        if (plot_in_child(inputs[i], 5) != 0) fail_msg("could not plot %s: exit 1", inputs[i]);
+}
+
 #else
 
 static void test_without_cairo_says_what_to_install(void **state) {
@@ -248,6 +328,8 @@ int main(void) {
         cmocka_unit_test(test_plot_writes_png_of_requested_size),
         cmocka_unit_test(test_failed_plot_keeps_previous_png),
         cmocka_unit_test(test_cli_plot),
+        cmocka_unit_test(test_plot_from_inside_the_run_folder),
+        cmocka_unit_test(test_plot_tiny_and_extreme_ranges_finish),
 #else
         cmocka_unit_test(test_without_cairo_says_what_to_install),
 #endif

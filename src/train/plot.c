@@ -240,9 +240,10 @@ static void run_name(const char *run, char *buf, size_t n) {
     while (len > 1 && copy[len - 1] == '/') copy[--len] = '\0';
     const char *base = strrchr(copy, '/');
     base = base && base[1] ? base + 1 : copy;
+    /* "." reads badly in a legend; the current folder's name says more. The
+     * buffer lives as long as `base` may point into it. */
+    char cwd[1024];
     if (!strcmp(base, ".")) {
-        /* "." reads badly in a legend; the current folder's name says more. */
-        char cwd[1024];
         const char *cwd_base = getcwd(cwd, sizeof cwd) ? strrchr(cwd, '/') : NULL;
         base = cwd_base && cwd_base[1] ? cwd_base + 1 : "run";
     }
@@ -282,12 +283,13 @@ static const double palette[][3] = {
 };
 enum { n_colours = (int)(sizeof palette / sizeof palette[0]) };
 
+/* Differences of halves: the data may span more than DBL_MAX. */
 static double px_x(const plot_frame *f, double x) {
-    return f->area.left + (x - f->data.x0) / (f->data.x1 - f->data.x0) * f->area.width;
+    return f->area.left + (x / 2 - f->data.x0 / 2) / (f->data.x1 / 2 - f->data.x0 / 2) * f->area.width;
 }
 
 static double px_y(const plot_frame *f, double y) {
-    return f->area.top + (f->data.y1 - y) / (f->data.y1 - f->data.y0) * f->area.height;
+    return f->area.top + (f->data.y1 / 2 - y / 2) / (f->data.y1 / 2 - f->data.y0 / 2) * f->area.height;
 }
 
 static void widen_range(const cllm_plot_point *pts, int n, data_box *b) {
@@ -299,6 +301,17 @@ static void widen_range(const cllm_plot_point *pts, int n, data_box *b) {
     }
 }
 
+/* A range [*lo, *hi] too narrow for doubles to step through (or empty) is
+ * widened about its middle, as flat data is: such values are equal as far as
+ * a plot can show. The span stays finite, so pixel maths stays finite. */
+static void widen_if_flat(double *lo, double *hi, double min_pad) {
+    double mid = *lo / 2 + *hi / 2, magnitude = fmax(fabs(*lo), fabs(*hi));
+    if (*hi - *lo > magnitude * 1e-9) return;
+    double pad = fmax(fabs(mid) * 0.05, min_pad);
+    *lo = mid - pad;
+    *hi = mid + pad;
+}
+
 /* Tokens start at 0 so runs of different lengths compare at a glance; the
  * loss axis hugs the data with a margin, since losses never approach 0. */
 static data_box data_range(const plot_run *runs, int n) {
@@ -307,20 +320,34 @@ static data_box data_range(const plot_run *runs, int n) {
         widen_range(runs[r].curve.train, runs[r].curve.n_train, &b);
         widen_range(runs[r].curve.val, runs[r].curve.n_val, &b);
     }
-    if (!(b.x1 > b.x0)) b.x1 = b.x0 + 1;
-    double pad = (b.y1 - b.y0) * 0.05;
-    if (!(pad > 0)) pad = fmax(fabs(b.y0) * 0.05, 0.5);
-    b.y0 -= pad;
-    b.y1 += pad;
+    if (!(b.x1 - b.x0 > fabs(b.x0) * 1e-9)) b.x1 = b.x0 + fmax(1, fabs(b.x0) * 0.05);
+    double pad = (b.y1 - b.y0) * 0.05; /* inf for a span beyond DBL_MAX: then no margin */
+    if (isfinite(b.y0 - pad) && isfinite(b.y1 + pad)) b.y0 -= pad, b.y1 += pad;
+    widen_if_flat(&b.y0, &b.y1, 0.5);
     return b;
 }
 
-/* A 1, 2 or 5 times a power of ten giving about `target` intervals. */
-static double nice_step(double range, int target) {
-    double raw = range / target;
+/* A 1, 2 or 5 times a power of ten giving about `target` intervals over
+ * [lo, hi]. Halves first, since hi - lo itself may overflow. */
+static double nice_step(double lo, double hi, int target) {
+    double raw = (hi / 2 - lo / 2) * (2.0 / target);
     double mag = pow(10, floor(log10(raw)));
     double unit = raw / mag;
     return mag * (unit < 1.5 ? 1 : unit < 3.5 ? 2 : unit < 7.5 ? 5 : 10);
+}
+
+/* Ticks at whole multiples of a nice step, computed by index (first + i) *
+ * step, never by accumulation, so each is exact and the count is known up
+ * front. Returns the count (0 when the range gives no sensible ticks). */
+enum { max_ticks = 40 };
+static int axis_ticks(double lo, double hi, int target, double *step, double *first) {
+    *step = nice_step(lo, hi, target);
+    if (!(*step > 0) || !isfinite(*step)) return 0;
+    *first = ceil(lo / *step);
+    double last = floor(hi / *step * (1 + 1e-12) + 1e-9);
+    double count = last - *first + 1;
+    if (!(count >= 1 && count <= max_ticks)) return 0;
+    return (int)count;
 }
 
 static void format_tokens(double v, double axis_max, char *buf, size_t n) {
@@ -355,11 +382,12 @@ static void draw_grid_line(const plot_frame *f, double x0, double y0, double x1,
 
 static void draw_x_ticks(const plot_frame *f) {
     cairo_t *cr = f->cr;
-    double step = nice_step(f->data.x1 - f->data.x0, 8);
+    double step, first;
+    int n = axis_ticks(f->data.x0, f->data.x1, 8, &step, &first);
     double bottom = f->area.top + f->area.height;
     set_font(cr, 12, 0);
-    for (double v = ceil(f->data.x0 / step) * step; v <= f->data.x1 + step * 1e-9; v += step) {
-        double x = px_x(f, v);
+    for (int i = 0; i < n; i++) {
+        double v = (first + i) * step, x = px_x(f, v);
         char label[32];
         draw_grid_line(f, x, f->area.top, x, bottom);
         cairo_set_source_rgb(cr, 0, 0, 0);
@@ -373,10 +401,11 @@ static void draw_x_ticks(const plot_frame *f) {
 
 static void draw_y_ticks(const plot_frame *f) {
     cairo_t *cr = f->cr;
-    double step = nice_step(f->data.y1 - f->data.y0, 6);
+    double step, first;
+    int n = axis_ticks(f->data.y0, f->data.y1, 6, &step, &first);
     set_font(cr, 12, 0);
-    for (double v = ceil(f->data.y0 / step) * step; v <= f->data.y1; v += step) {
-        double y = px_y(f, v);
+    for (int i = 0; i < n; i++) {
+        double v = (first + i) * step, y = px_y(f, v);
         char label[32];
         draw_grid_line(f, f->area.left, y, f->area.left + f->area.width, y);
         cairo_set_source_rgb(cr, 0, 0, 0);

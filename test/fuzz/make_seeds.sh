@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Seed corpora for the fuzz targets, made from a tiny real run so every seed
+# is a file cllm itself writes (plus the inputs of past defects).
+#   test/fuzz/make_seeds.sh [CLLM_BINARY [OUT_DIR]]
+# defaults: build/cllm and test/fuzz/seeds. The committed seeds were made
+# with these defaults; rerun it after a file format changes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cllm=${1:-$here/../../build/cllm}
+out=${2:-$here/seeds}
+[ -x "$cllm" ] || { echo "make_seeds.sh: no cllm binary at $cllm (build first)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A model small enough that its files make small seeds (about 14 KB): the
+# tiny preset narrowed further. fuzz_safetensors.c's config matches it.
+"$cllm" train --preset tiny --steps 3 --layers 1 --heads 2 --embd 8 --seq 8 --vocab 300 \
+    --eval-every 2 --out "$work/run" --quiet >/dev/null
+run=$work/run
+head -c 3000 "$here/../../data/tinyshakespeare.txt" >"$work/text.txt"
+"$cllm" tokenizer train "$work/text.txt" --vocab 270 -o "$work/small.bin" >/dev/null
+
+rm -rf "$out"
+for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train json config metrics plot; do
+    mkdir -p "$out/$t"
+done
+split=$'\n--cllm-fuzz-part--\n' # FUZZ_SPLIT in fuzz_support.h
+
+cp "$run/model.safetensors" "$out/safetensors/model"
+cp "$run/optimizer.safetensors" "$out/safetensors/optimizer"
+
+{ cat "$run/config.json"; printf '%s' "$split"; cat "$run/model.safetensors"; printf '%s' "$split"
+  cat "$run/tokenizer.bin"; } >"$out/checkpoint/run"
+
+cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
+cp "$work/small.bin" "$out/tokenizer_file/small"
+
+head -c 400 "$work/text.txt" >"$out/tokenizer_roundtrip/text"
+printf 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n\t\r\x00\x01\xff\xfe  end' >"$out/tokenizer_roundtrip/bytes"
+head -c 600 "$run/tokenizer.bin" >"$out/tokenizer_roundtrip/binary"
+
+# First two bytes: the vocabulary size minus 257, little-endian (here 300).
+{ printf '\x2b\x00'; head -c 1500 "$work/text.txt"; } >"$out/tokenizer_train/text"
+{ printf '\xff\x03'; printf 'aaaaaaaaaaaaaaaaaaaabababababababab\x00\x00\x00\xff\xff'; } >"$out/tokenizer_train/repeats"
+
+# The safetensors header is JSON too: its length is the file's first u64.
+header_len=$(od -An -tu8 -N8 "$run/model.safetensors" | tr -d ' ')
+tail -c +9 "$run/model.safetensors" | head -c "$header_len" >"$out/json/safetensors_header"
+cp "$run/config.json" "$out/json/config"
+cp "$run/run.json" "$out/json/run"
+cp "$run/config.json" "$out/config/config"
+cp "$run/run.json" "$out/config/run"
+
+# Timings in metrics.jsonl differ per run; keep the keys the reader uses.
+cp "$run/metrics.jsonl" "$out/metrics/run"
+printf '{"tokens":1,"loss":3}\n{"tokens":2,"loss":3.0000000000000004}\n' >"$out/metrics/tiny_range"
+printf '{"tokens":-9999999999999998,"loss":3}\n' >"$out/metrics/huge_tokens"
+cp "$out/metrics/"* "$out/plot/"
+du -sh "$out"
