@@ -14,7 +14,7 @@ static void assert_near_at(double a, double b, double eps, const char *file, int
     fail_msg("%s:%d: %.12g != %.12g (tolerance %g)", file, line, a, b, eps);
 }
 
-#include "cllm/train/adamw.h"
+#include "cllm/optim/adamw.h"
 
 static cllm_adamw_config config(void) {
     return (cllm_adamw_config){.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};

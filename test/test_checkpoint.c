@@ -18,11 +18,11 @@
 
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/model/gpt2.h"
+#include "cllm/models/gpt2.h"
 #include "cllm/train/checkpoint.h"
-#include "cllm/train/json.h"
-#include "cllm/train/memory.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/base/json.h"
+#include "cllm/base/memory.h"
+#include "cllm/io/safetensors.h"
 #include "support.h"
 
 static const gpt2_config tiny = {2, 2, 16, 8, 32};

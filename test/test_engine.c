@@ -17,10 +17,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cllm/common.h"
-#include "cllm/parallel/engine.h"
+#include "cllm/base/common.h"
+#include "cllm/dist/engine.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/train/adamw.h"
+#include "cllm/optim/adamw.h"
 
 /* ---- the synthetic job ------------------------------------------------------ */
 

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/train/json.h"
+#include "cllm/base/json.h"
 #include "support.h"
 
 /* Runs `cllm info --json` with env and parses stdout strictly. */

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/train/adamw.h"
+#include "cllm/optim/adamw.h"
 
 static const size_t lengths[] = {0, 1, 7, 15, 16, 17, 31, 33, 255, 256, 257, 1000003};
 enum { N_LENGTHS = sizeof lengths / sizeof lengths[0], MAX_K = 8, PAD = 32 };

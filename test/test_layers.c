@@ -22,7 +22,7 @@
 
 #include "cllm/nn/layers.h"
 #include "ref/nn_ref.h"
-#include "cllm/rng.h"
+#include "cllm/base/rng.h"
 #include "gradcheck.h"
 
 #define FD_H 1e-2f

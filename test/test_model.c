@@ -13,9 +13,9 @@
 #include <cmocka.h>
 #include <omp.h>
 
-#include "cllm/model/gpt2.h"
+#include "cllm/models/gpt2.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/rng.h"
+#include "cllm/base/rng.h"
 #include "gradcheck.h"
 
 /* The tiny configuration of the issue: 2 layers, 2 heads, 16 dims, T=8, V=32. */

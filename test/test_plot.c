@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cllm/build_config.h"
-#include "cllm/train/plot.h"
+#include "cllm/base/build_config.h"
+#include "cllm/report/plot.h"
 #include "support.h"
 
 static char *write_text(const char *dir, const char *name, const char *text) {

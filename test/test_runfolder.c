@@ -18,7 +18,7 @@
 
 #include "cllm/train/checkpoint.h"
 #include "cllm/train/runfolder.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/io/safetensors.h"
 #include "cllm/train/test_hooks.h"
 #include "cllm/train/trainer.h"
 #include "support.h"

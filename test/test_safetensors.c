@@ -13,9 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cllm/rng.h"
-#include "cllm/train/json.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/base/rng.h"
+#include "cllm/base/json.h"
+#include "cllm/io/safetensors.h"
 #include "support.h"
 
 /* A file from a header text and a buffer of n_data bytes (values 0,1,2...). */

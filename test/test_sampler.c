@@ -14,8 +14,8 @@
 
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/model/gpt2.h"
-#include "cllm/rng.h"
+#include "cllm/models/gpt2.h"
+#include "cllm/base/rng.h"
 #include "cllm/train/checkpoint.h"
 #include "cllm/train/sampler.h"
 #include "support.h"

@@ -14,7 +14,7 @@ static void assert_near_at(double a, double b, double eps, const char *file, int
     fail_msg("%s:%d: %.12g != %.12g (tolerance %g)", file, line, a, b, eps);
 }
 
-#include "cllm/train/schedule.h"
+#include "cllm/optim/schedule.h"
 
 /* lr 1, floor 0.1, 10 warm-up steps, 110 in all: 100 steps of cosine. */
 static const cllm_schedule s = {.lr = 1.0, .min_lr = 0.1, .warmup = 10, .total = 110};

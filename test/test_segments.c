@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "cllm/kernels/kernels.h"
-#include "cllm/parallel/segments.h"
+#include "cllm/dist/segments.h"
 
 static void check_partition(size_t n, int count, size_t grain) {
     cllm_segment *seg = malloc(sizeof(cllm_segment) * (size_t)count);

@@ -31,11 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cllm/build_config.h"
-#include "cllm/common.h"
+#include "cllm/base/build_config.h"
+#include "cllm/base/common.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/io/safetensors.h"
 #include "support.h"
 
 extern char **environ;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/kernels/kernels.h"
 #include "support.h"
 

@@ -15,7 +15,7 @@
 
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/rng.h"
+#include "cllm/base/rng.h"
 #include "support.h"
 
 static cllm_tokenizer *train_on(const char *text, size_t n, int vocab) {

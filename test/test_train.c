@@ -18,11 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cllm/parallel/engine.h"
-#include "cllm/train/memory.h"
-#include "cllm/train/metrics.h"
-#include "cllm/train/progress.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/dist/engine.h"
+#include "cllm/base/memory.h"
+#include "cllm/report/metrics.h"
+#include "cllm/report/progress.h"
+#include "cllm/io/safetensors.h"
 #include "cllm/train/test_hooks.h"
 #include "cllm/train/trainer.h"
 #include "support.h"

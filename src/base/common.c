@@ -1,4 +1,4 @@
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -6,13 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/cli/env.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/train/peak.h"
+#include "cllm/report/peak.h"
 
 #if CLLM_HAVE_OPENBLAS
 #include <cblas.h>

@@ -4,10 +4,10 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/train/peak.h"
+#include "cllm/report/peak.h"
 
 int cllm_bench_peak(int argc, char **argv) {
     int json = 0, mib = 256, repeats = 5;

@@ -10,12 +10,12 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
-#include "cllm/common.h"
-#include "cllm/parallel/engine.h"
+#include "cllm/base/common.h"
+#include "cllm/dist/engine.h"
 #include "cllm/cli/env.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/parallel/segments.h"
-#include "cllm/train/adamw.h"
+#include "cllm/dist/segments.h"
+#include "cllm/optim/adamw.h"
 
 enum { MAX_SOURCES = 16, MAX_ROWS = 16 };
 

@@ -13,16 +13,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
-#include "cllm/common.h"
-#include "cllm/model/gpt2.h"
-#include "cllm/parallel/engine.h"
+#include "cllm/base/common.h"
+#include "cllm/models/gpt2.h"
+#include "cllm/dist/engine.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/train/step.h"
-#include "cllm/train/peak.h"
+#include "cllm/report/peak.h"
 
 #define BENCH_BATCH 8
 #define BENCH_SEQ 256

@@ -15,8 +15,8 @@
 #include "cllm/data/dataset.h"
 #include "cllm/train/checkpoint.h"
 #include "cllm/train/eval.h"
-#include "cllm/train/json.h"
-#include "cllm/train/memory.h"
+#include "cllm/base/json.h"
+#include "cllm/base/memory.h"
 #include "cllm/train/trainer.h"
 
 /* DATA files tokenized with the run's tokenizer into the very stream training

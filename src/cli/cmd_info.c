@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"

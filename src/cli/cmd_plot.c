@@ -2,10 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
-#include "cllm/train/plot.h"
+#include "cllm/report/plot.h"
 
 int cllm_cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = "loss";

@@ -13,7 +13,7 @@
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/train/memory.h"
+#include "cllm/base/memory.h"
 #include "cllm/train/trainer.h"
 
 typedef struct {

@@ -5,8 +5,8 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
-#include "cllm/common.h"
-#include "cllm/build_config.h"
+#include "cllm/base/common.h"
+#include "cllm/base/build_config.h"
 
 typedef struct {
     const char *name;

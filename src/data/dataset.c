@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/rng.h"
+#include "cllm/base/rng.h"
 
 #define SPLIT_SALT 0x73706c6974ULL /* "split": the split never reuses the order's random stream */
 #define ORDER_SALT 0x6f72646572ULL /* "order" */

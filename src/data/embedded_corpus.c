@@ -1,5 +1,5 @@
 #include "cllm/data/embedded.h"
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 
 /* .incbin copies the file into .rodata at assembly time: no generated C
  * array of a megabyte, and both gcc and clang accept it. */

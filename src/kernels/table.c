@@ -5,6 +5,7 @@
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/kernels.h"
 #include "gemm_internal.h"
+#include "probe_internal.h"
 #include "reduce_internal.h"
 #include "rows_internal.h"
 
@@ -53,12 +54,14 @@ static const cllm_kernel_table table_scalar = {
     .isa = CLLM_SIMD_SCALAR, .name = "scalar", .gemm = cllm_gemm_ref, ROW_KERNELS(ref),
     .residual_row = cllm_residual_row_ref, .column_sums = cllm_column_sums_ref,
     .sum = cllm_sum_scalar, .sum_sq = cllm_sum_sq_scalar, .sum_adamw = cllm_sum_adamw_scalar,
+    .fma_probe = cllm_fma_probe_portable, .fma_probe_flops = 2.0 * CLLM_PROBE_PORTABLE_CHAINS,
 };
 
 static const cllm_kernel_table table_omp = {
     .isa = CLLM_SIMD_OMP, .name = "omp", .gemm = cllm_gemm_omp, ROW_KERNELS(omp),
     .residual_row = cllm_residual_row_ref, .column_sums = cllm_column_sums_ref,
     .sum = cllm_sum_omp, .sum_sq = cllm_sum_sq_omp, .sum_adamw = cllm_sum_adamw_omp,
+    .fma_probe = cllm_fma_probe_portable, .fma_probe_flops = 2.0 * CLLM_PROBE_PORTABLE_CHAINS,
 };
 
 #if CLLM_KERNELS_X86
@@ -76,12 +79,14 @@ static const cllm_kernel_table table_avx2 = {
     .isa = CLLM_SIMD_AVX2, .name = "avx2", .gemm = gemm_avx2, ROW_KERNELS(avx2),
     .residual_row = cllm_residual_row_avx2, .column_sums = cllm_column_sums_avx2,
     .sum = cllm_sum_avx2, .sum_sq = cllm_sum_sq_avx2, .sum_adamw = cllm_sum_adamw_avx2,
+    .fma_probe = cllm_fma_probe_avx2, .fma_probe_flops = 2.0 * 8 * CLLM_PROBE_AVX2_CHAINS,
 };
 
 static const cllm_kernel_table table_avx512 = {
     .isa = CLLM_SIMD_AVX512, .name = "avx512", .gemm = gemm_avx512, ROW_KERNELS(avx512),
     .residual_row = cllm_residual_row_avx512, .column_sums = cllm_column_sums_avx512,
     .sum = cllm_sum_avx512, .sum_sq = cllm_sum_sq_avx512, .sum_adamw = cllm_sum_adamw_avx512,
+    .fma_probe = cllm_fma_probe_avx512, .fma_probe_flops = 2.0 * 16 * CLLM_PROBE_AVX512_CHAINS,
 };
 #endif
 

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cllm/build_config.h"
-#include "cllm/train/json.h"
-#include "cllm/train/memory.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/base/build_config.h"
+#include "cllm/base/json.h"
+#include "cllm/base/memory.h"
+#include "cllm/io/safetensors.h"
 
 
 cllm_status cllm_make_dirs(const char *dir) {

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cllm/build_config.h"
+#include "cllm/base/build_config.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/train/json.h"
+#include "cllm/base/json.h"
 
 #define AT(field) offsetof(cllm_train_options, field)
 

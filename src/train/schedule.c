@@ -1,4 +1,4 @@
-#include "cllm/train/schedule.h"
+#include "cllm/optim/schedule.h"
 
 #include <math.h>
 

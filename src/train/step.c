@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cllm/params/spans.h"
-#include "cllm/train/adamw.h"
+#include "cllm/optim/adamw.h"
 
 struct cllm_step {
     cllm_step_config c;

@@ -3,7 +3,7 @@
  * is walked completely to check its counts and strings. */
 #include <string.h>
 
-#include "cllm/train/json.h"
+#include "cllm/base/json.h"
 #include "fuzz_support.h"
 
 static size_t walk(const cllm_json *v, int depth) {

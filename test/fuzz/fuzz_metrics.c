@@ -2,7 +2,7 @@
  * file: an error leaves nothing allocated, and accepted points are finite. */
 #include <math.h>
 
-#include "cllm/train/plot.h"
+#include "cllm/report/plot.h"
 #include "fuzz_support.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -4,7 +4,7 @@
  * only checks that the refusal is bad input. */
 #include <stdio.h>
 
-#include "cllm/train/plot.h"
+#include "cllm/report/plot.h"
 #include "fuzz_support.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cllm/train/checkpoint.h"
-#include "cllm/train/safetensors.h"
+#include "cllm/io/safetensors.h"
 #include "fuzz_support.h"
 
 /* The config.json of make_seeds.sh's run (the tiny preset narrowed to

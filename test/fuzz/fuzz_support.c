@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 void fuzz_fail(const char *file, int line, const char *what) {
     fprintf(stderr, "%s:%d: property broken: %s\n", file, line, what);

@@ -13,7 +13,7 @@
 #ifndef CLLM_CLI_ENV_H
 #define CLLM_CLI_ENV_H
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/kernels/kernels.h"
 
 /* Checks every variable; on the first bad one returns CLLM_ERR_INPUT with a

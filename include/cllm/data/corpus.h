@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 typedef struct { char *name; size_t offset, length; } cllm_doc;   /* bytes are corpus->bytes[offset..offset+length) */
 typedef struct {

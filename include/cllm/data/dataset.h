@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/tokenizer.h"
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/data/corpus.h"
 
 #define CLLM_TOKENIZER_MIN_VOCAB 257

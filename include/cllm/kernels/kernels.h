@@ -27,7 +27,7 @@
 
 #include <stddef.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 typedef enum {
     CLLM_SIMD_SCALAR = 0, /* plain C reference loops */
@@ -164,6 +164,10 @@ typedef struct {
     cllm_sum_fn sum;
     cllm_sum_sq_fn sum_sq;
     cllm_sum_adamw_fn sum_adamw;
+    /* The FMA peak probe: `iters` rounds of independent multiply-add chains
+     * (report/peak.c times it), and its floating-point operations per round. */
+    float (*fma_probe)(long iters);
+    double fma_probe_flops;
 } cllm_kernel_table;
 
 /* The table of ISA s, or NULL when this CPU or build cannot run it. */

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 /* What a span needs of a tensor: where it lies and its optimizer group. */
 typedef struct {

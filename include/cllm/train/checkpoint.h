@@ -15,9 +15,9 @@
 
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/model/gpt2.h"
+#include "cllm/models/gpt2.h"
 
 #define CLLM_CONFIG_FILE "config.json"
 #define CLLM_MODEL_FILE "model.safetensors"

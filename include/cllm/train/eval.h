@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/data/dataset.h"
-#include "cllm/model/gpt2.h"
+#include "cllm/models/gpt2.h"
 
 /* Where windows come from: a dataset's validation windows, or a token
  * stream cut into non-overlapping windows of T (the last one shorter). */

@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/kernels/kernels.h"
-#include "cllm/model/gpt2.h"
+#include "cllm/models/gpt2.h"
 
 typedef struct {
     /* data: n_data == 0 means the built-in corpus */

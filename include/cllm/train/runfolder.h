@@ -20,7 +20,7 @@
 
 #include <stdint.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 
 #define CLLM_RUN_LOCK_FILE ".cllm.lock"
 #define CLLM_RUN_LATEST "latest"

@@ -11,10 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cllm/common.h"
+#include "cllm/base/common.h"
 #include "cllm/data/tokenizer.h"
-#include "cllm/model/gpt2.h"
-#include "cllm/rng.h"
+#include "cllm/models/gpt2.h"
+#include "cllm/base/rng.h"
 
 typedef struct {
     float temperature; /* >= 0; 0 = greedy */

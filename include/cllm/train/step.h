@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
-#include "cllm/model/gpt2.h"
-#include "cllm/parallel/engine.h"
+#include "cllm/base/common.h"
+#include "cllm/models/gpt2.h"
+#include "cllm/dist/engine.h"
 #include "cllm/kernels/kernels.h"
 
 /* Writes sequence `index` of the stream: T inputs and their T targets. */

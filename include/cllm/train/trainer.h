@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cllm/common.h"
-#include "cllm/model/gpt2.h"
+#include "cllm/base/common.h"
+#include "cllm/models/gpt2.h"
 #include "cllm/train/options.h"
 #include "cllm/train/step.h"
 

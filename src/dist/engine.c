@@ -1,0 +1,717 @@
+/* The data-parallel engine. Design, determinism and deadlock-freedom proofs:
+ * docs/ENGINE.md. In short:
+ *  - micro-batch i is computed into a pooled buffer; the buffers are combined
+ *    along a fixed pairwise tree over micro-batch indices, node (lo, hi) =
+ *    node (lo, mid) + node (mid, hi), the result in the left child's buffer;
+ *  - a node whose two children are complete is merged by one OpenMP task per
+ *    segment (streaming) or after all compute (streaming off); a worker that
+ *    finds no free buffer claims merge segments itself;
+ *  - the root is never merged: each thread, as the owner of its segments,
+ *    folds the root's two children straight into the update;
+ *  - the only atomics are per-node counters, per-buffer busy flags and
+ *    per-leaf done flags: hand-over points, never gradient or parameter data. */
+#include "cllm/dist/engine.h"
+
+#include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cllm/kernels/kernels.h"
+#include "cllm/dist/segments.h"
+
+typedef struct {
+    int lo, mid, hi;
+    int parent;      /* internal node index, -1 for the root */
+    int left, right; /* child node index, or -(leaf + 1) for a leaf */
+} tree_node;
+
+/* Floats per chunk of the owners' fold of unmerged nodes: a multiple of
+ * CLLM_SQ_CHUNK (so the sums of squares keep their grid), small enough that
+ * one temporary per tree level stays in L1. */
+#define FOLD_CHUNK 512
+
+/* Per-node hand-over counters, one cache line each so that two nodes being
+ * merged at once do not bounce a line between threads. */
+typedef struct {
+    _Alignas(CLLM_ALIGN) int ready; /* children complete: 0, 1, 2 */
+    int next_seg;                   /* next segment to claim for the merge */
+    int segs_done;                  /* segments merged */
+    double ready_at, done_at;
+} node_state;
+
+/* Per-thread accounting, written only by its thread (plain stores). */
+typedef struct {
+    _Alignas(CLLM_ALIGN) double compute;
+    double zero, merge, update;
+    double fold_end; /* when this owner's fold of unmerged nodes ended (0: none) */
+    int64_t atomics, extra, waits;
+} thread_acct;
+
+struct cllm_engine {
+    size_t n_params;
+    int M, n_threads, spt, S, NB, streaming; /* micro-batches, workers, segments per worker, segments, buffers */
+    int compute_overwrites; /* the job writes whole buffers: no zeroing */
+    int n_nodes, root; /* internal nodes (M - 1), root = n_nodes - 1; root = -1 when M == 1 */
+    tree_node *nodes;
+    int *leaf_parent;
+    int *room; /* room[L]: how far past the lowest incomplete leaf L a worker may start */
+    cllm_segment *segs;
+    float *buf_mem;
+    float **bufs;
+    int fold_levels; /* temporaries per thread for the owners' fold */
+    float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
+    const cllm_kernel_table *kern;
+    const cllm_comm *comm;
+
+    /* per-step state */
+    node_state *ns;
+    int *buf_busy, *leaf_buf, *leaf_done, *pending;
+    int post_phase;
+    float *losses;
+    double *compute_end, *sq, *sort_scratch;
+    float scale;
+    double reduced_at; /* gradient fully reduced (and its norm known), seconds since t0 */
+    thread_acct *acct;
+    cllm_engine_node_trace *trace;
+    double t0;
+    const cllm_engine_job *job;
+    int failed;              /* a compute of this step failed: no update */
+    cllm_status fail_status; /* the first failure's status and message */
+    char fail_msg[512];
+};
+
+/* ---- the tree ---------------------------------------------------------- */
+
+static int largest_pow2_below(int n) { /* n >= 2 */
+    int p = 1;
+    while (p * 2 < n) p *= 2;
+    return p;
+}
+
+/* Builds node (lo, hi) and its subtree children first; returns its index, or
+ * -(leaf + 1) for a leaf. */
+static int build_tree(cllm_engine *e, int lo, int hi, int *next) {
+    if (hi - lo == 1) return -(lo + 1);
+    int mid = lo + largest_pow2_below(hi - lo);
+    int left = build_tree(e, lo, mid, next);
+    int right = build_tree(e, mid, hi, next);
+    int id = (*next)++;
+    e->nodes[id] = (tree_node){lo, mid, hi, -1, left, right};
+    int children[2] = {left, right};
+    for (int c = 0; c < 2; c++) {
+        if (children[c] < 0) e->leaf_parent[-children[c] - 1] = id;
+        else e->nodes[children[c]].parent = id;
+    }
+    return id;
+}
+
+/* Buffers that completed subtrees hold once every possible merge is done,
+ * when leaves [0, L) are complete: the maximal nodes covering [0, L), the
+ * root counting as its two children because it is never merged. */
+static int held_by_prefix(int lo, int hi, int L, int is_root) {
+    if (L <= lo) return 0;
+    if (L >= hi && !is_root) return 1;
+    if (hi - lo == 1) return 1;
+    int mid = lo + largest_pow2_below(hi - lo);
+    return held_by_prefix(lo, mid, L, 0) + held_by_prefix(mid, hi, L, 0);
+}
+
+/* ---- atomics (all counted) --------------------------------------------- */
+
+static inline int atomic_inc(int *x, thread_acct *a) {
+    int old;
+#pragma omp atomic capture seq_cst
+    old = (*x)++;
+    a->atomics++;
+    return old;
+}
+
+static inline int atomic_swap_one(int *x, thread_acct *a) {
+    int old;
+#pragma omp atomic capture seq_cst
+    {
+        old = *x;
+        *x = 1;
+    }
+    a->atomics++;
+    return old;
+}
+
+/* Constant stores only: gcc 12 flags the value parameter of a generic
+ * store as unused under `omp atomic write`. */
+static inline void atomic_store_0(int *x, thread_acct *a) {
+#pragma omp atomic write seq_cst
+    *x = 0;
+    a->atomics++;
+}
+
+static inline void atomic_store_1(int *x, thread_acct *a) {
+#pragma omp atomic write seq_cst
+    *x = 1;
+    a->atomics++;
+}
+
+/* Polling reads are not hand-overs; only the task's acquire of a node's
+ * readiness is, and merge_segment counts that one itself. */
+static inline int atomic_load(const int *x) {
+    int v;
+#pragma omp atomic read seq_cst
+    v = *x;
+    return v;
+}
+
+static inline void cpu_relax(void) { sched_yield(); }
+
+static thread_acct *my_acct(cllm_engine *e) { return &e->acct[omp_get_thread_num()]; }
+
+/* ---- merging ----------------------------------------------------------- */
+
+static void child_complete(cllm_engine *e, int parent);
+
+static void node_complete(cllm_engine *e, int n, thread_acct *a) {
+    const tree_node *t = &e->nodes[n];
+    e->ns[n].done_at = cllm_now() - e->t0;
+    atomic_store_0(&e->buf_busy[e->leaf_buf[t->mid]], a); /* right child's buffer back to the pool */
+    child_complete(e, t->parent);
+}
+
+/* Claims one segment of node n's merge and folds right into left there.
+ * Returns 0 when every segment was already claimed. `extra` marks claims by
+ * a helping worker, which a task would otherwise have made. */
+static int merge_segment(cllm_engine *e, int n, int extra) {
+    thread_acct *a = my_acct(e);
+    /* Acquire: makes both children's gradients visible to this thread. */
+    int ready = atomic_load(&e->ns[n].ready);
+    a->atomics++;
+    int s = ready == 2 ? atomic_inc(&e->ns[n].next_seg, a) : e->S;
+    if (extra) a->extra += ready == 2 ? 2 : 1; /* the node's task does its own read and claim regardless */
+    int worked = 0;
+    if (s < e->S) {
+        double t = cllm_now();
+        const tree_node *tn = &e->nodes[n];
+        const cllm_segment *seg = &e->segs[s];
+        float *left = e->bufs[e->leaf_buf[tn->lo]] + seg->begin;
+        const float *right = e->bufs[e->leaf_buf[tn->mid]] + seg->begin;
+        const float *srcs[2] = {left, right};
+        e->kern->sum(left, srcs, 2, seg->end - seg->begin);
+        a->merge += cllm_now() - t;
+        if (atomic_inc(&e->ns[n].segs_done, a) == e->S - 1) node_complete(e, n, a);
+        worked = 1;
+    }
+    return worked;
+}
+
+static void spawn_merge(cllm_engine *e, int n) {
+    e->ns[n].ready_at = cllm_now() - e->t0;
+    for (int s = 0; s < e->S; s++) {
+#pragma omp task firstprivate(e, n)
+        merge_segment(e, n, 0);
+    }
+}
+
+static int all_leaves_done(cllm_engine *e) {
+    for (int i = e->M - 1; i >= 0; i--)
+        if (!atomic_load(&e->leaf_done[i])) return 0;
+    return 1;
+}
+
+/* One child of `parent` is complete. The thread completing the second child
+ * starts the parent's merge (the root is left to the owners). Once every
+ * micro-batch is computed there is no compute left to hide a merge behind:
+ * the node is left to the owners, who fold all unmerged nodes in one pass
+ * (each buffer read once) instead of one read-modify-write pass per level. */
+static void child_complete(cllm_engine *e, int parent) {
+    if (parent < 0) return;
+    thread_acct *a = my_acct(e);
+    if (atomic_inc(&e->ns[parent].ready, a) != 1 || parent == e->root) return;
+    if (e->streaming && all_leaves_done(e)) {
+        e->ns[parent].ready_at = cllm_now() - e->t0;
+        return;
+    }
+    if (e->streaming || atomic_load(&e->post_phase)) spawn_merge(e, parent);
+}
+
+/* A starved worker does merge work itself: libgomp's taskyield runs no
+ * tasks, and a worker inside the loop reaches no other scheduling point.
+ * Returns whether it found any. */
+static int help_merge(cllm_engine *e) {
+    int found = 0;
+    for (int n = 0; n < e->n_nodes; n++) {
+        if (n == e->root) continue;
+        if (atomic_load(&e->ns[n].ready) != 2 || atomic_load(&e->ns[n].next_seg) >= e->S) continue;
+        while (merge_segment(e, n, 1)) found = 1;
+    }
+    return found;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* Micro-batch i may start only while i < L + room[L], L the lowest incomplete
+ * leaf: this bounds the buffers in use (docs/ENGINE.md, "Why it cannot
+ * deadlock"). *low caches L; it only grows. */
+static void wait_for_window(cllm_engine *e, int i, int *low) {
+    thread_acct *a = my_acct(e);
+    for (;;) {
+        while (*low < e->M && atomic_load(&e->leaf_done[*low])) (*low)++;
+        if (i < *low + e->room[*low]) return;
+        a->waits++;
+        if (!help_merge(e)) cpu_relax();
+    }
+}
+
+static int acquire_buffer(cllm_engine *e, int i) {
+    thread_acct *a = my_acct(e);
+    for (;;) {
+        for (int k = 0; k < e->NB; k++) {
+            /* Start at i's own slot: with as many buffers as micro-batches no
+             * two workers ever race for a flag. */
+            int b = (i + k) % e->NB;
+            if (atomic_load(&e->buf_busy[b])) continue;
+            if (atomic_swap_one(&e->buf_busy[b], a) == 0) return b;
+            a->extra++;
+        }
+        a->waits++;
+        if (!help_merge(e)) cpu_relax();
+    }
+}
+
+/* The first failing worker keeps its message (cllm_fail's buffer is its
+ * thread's own); the step goes on to its end, so no worker waits forever on
+ * a buffer the failed one would have handed over, and the owners skip the
+ * update. */
+static void record_failure(cllm_engine *e, cllm_status st) {
+    int first;
+#pragma omp atomic capture seq_cst
+    {
+        first = e->failed;
+        e->failed = 1;
+    }
+    if (first) return;
+    e->fail_status = st;
+    snprintf(e->fail_msg, sizeof e->fail_msg, "%s", cllm_last_error());
+}
+
+static void compute_micro(cllm_engine *e, int i, int *low) {
+    thread_acct *a = my_acct(e);
+    wait_for_window(e, i, low);
+    int b = acquire_buffer(e, i);
+    e->leaf_buf[i] = b;
+    double t = cllm_now();
+    if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
+    double t1 = cllm_now();
+    cllm_status st = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
+    if (st != CLLM_OK) record_failure(e, st);
+    double t2 = cllm_now();
+    a->zero += t1 - t;
+    a->compute += t2 - t1;
+    e->compute_end[i] = t2 - e->t0;
+    atomic_store_1(&e->leaf_done[i], a);
+    child_complete(e, e->leaf_parent[i]);
+}
+
+/* Streaming off: merges that became ready during compute were left for now.
+ * Collected before any is spawned, so that a merge completing meanwhile and
+ * spawning its parent cannot make the parent appear twice. */
+static void spawn_pending(cllm_engine *e) {
+    int np = 0;
+    for (int n = 0; n < e->n_nodes; n++)
+        if (n != e->root && atomic_load(&e->ns[n].ready) == 2) e->pending[np++] = n;
+#pragma omp atomic write seq_cst
+    e->post_phase = 1;
+    for (int p = 0; p < np; p++) spawn_merge(e, e->pending[p]);
+}
+
+/* ---- the owners' update -------------------------------------------------- */
+
+/* After the barrier a non-root node is either fully merged by tasks or was
+ * never started (left to the owners, see child_complete). */
+static int node_merged(const cllm_engine *e, int n) { return e->ns[n].segs_done == e->S; }
+
+/* A child whose value sits complete in one buffer: a leaf or a merged node. */
+static int child_direct(const cllm_engine *e, int code) { return code < 0 || node_merged(e, code); }
+
+static const float *child_buffer(const cllm_engine *e, int code) {
+    int leaf = code < 0 ? -code - 1 : e->nodes[code].lo;
+    return e->bufs[e->leaf_buf[leaf]];
+}
+
+/* Value of a child over [off, off + len) (len <= FOLD_CHUNK): its buffer if
+ * it is complete, else left + right evaluated recursively into tmp level
+ * `lvl` (the left subtree uses levels above lvl, the right one levels above
+ * lvl + 1, so neither overwrites the other's result). Element for element
+ * this is the same left + right as the tasks' merges, so the bits are too. */
+static const float *fold_child(const cllm_engine *e, int code, size_t off, size_t len, int lvl, float *tmp) {
+    if (child_direct(e, code)) return child_buffer(e, code) + off;
+    const tree_node *t = &e->nodes[code];
+    const float *srcs[2] = {fold_child(e, t->left, off, len, lvl + 1, tmp),
+                            fold_child(e, t->right, off, len, lvl + 2, tmp)};
+    float *out = tmp + (size_t)lvl * FOLD_CHUNK;
+    e->kern->sum(out, srcs, 2, len);
+    return out;
+}
+
+/* Folds the root's two children into the root's left buffer over a segment,
+ * chunk by chunk, with per-chunk squares when sq is set. */
+static void fold_root_chunked(const cllm_engine *e, const cllm_segment *seg, float *tmp, double *sq) {
+    const tree_node *r = &e->nodes[e->root];
+    float *dst = (float *)child_buffer(e, r->left);
+    for (size_t off = seg->begin; off < seg->end; off += FOLD_CHUNK) {
+        size_t len = seg->end - off < FOLD_CHUNK ? seg->end - off : FOLD_CHUNK;
+        const float *srcs[2] = {fold_child(e, r->left, off, len, 0, tmp), fold_child(e, r->right, off, len, 1, tmp)};
+        if (sq) e->kern->sum_sq(dst + off, srcs, 2, len, sq + off / CLLM_SQ_CHUNK);
+        else e->kern->sum(dst + off, srcs, 2, len);
+    }
+}
+
+/* Whether the root's children are complete buffers (every non-root merge ran
+ * as a task): then, without clipping, the fused sum + update can read them. */
+static int root_children_direct(const cllm_engine *e) {
+    if (e->M == 1) return 1;
+    const tree_node *r = &e->nodes[e->root];
+    return child_direct(e, r->left) && child_direct(e, r->right);
+}
+
+static int root_sources(const cllm_engine *e, const float **srcs) {
+    if (e->M == 1) {
+        srcs[0] = child_buffer(e, -1);
+        return 1;
+    }
+    srcs[0] = child_buffer(e, e->nodes[e->root].left);
+    srcs[1] = child_buffer(e, e->nodes[e->root].right);
+    return 2;
+}
+
+static void owners_update(cllm_engine *e, int tid, int team) {
+    /* Read after the barrier that ends every compute: all threads see the
+     * same value and return together (the clipping path has a barrier). */
+    if (e->failed) return;
+    const cllm_engine_job *job = e->job;
+    const float *srcs[2];
+    int k = root_sources(e, srcs);
+    thread_acct *a = &e->acct[tid];
+    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
+    double t = cllm_now();
+    if (!job->grad_scale) {
+        /* Unmerged nodes are folded first; with none, the fused sum + update
+         * reads the root's two halves itself. */
+        if (!root_children_direct(e)) {
+            for (int s = tid; s < e->S; s += team) fold_root_chunked(e, &e->segs[s], tmp, NULL);
+            k = 1;
+            a->fold_end = cllm_now() - e->t0;
+        }
+        for (int s = tid; s < e->S; s += team)
+            if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, k, 1.0f);
+        a->update += cllm_now() - t;
+        return;
+    }
+    /* Clipping needs the whole gradient's norm first: owners fold the root
+     * (and any node left unmerged) into srcs[0] with per-chunk squares, one
+     * thread adds the chunks in index order (independent of the
+     * segmentation), then owners update. With M = 1 the gradient is one
+     * buffer and only its squares are taken. */
+    for (int s = tid; s < e->S; s += team) {
+        const cllm_segment *seg = &e->segs[s];
+        if (seg->end == seg->begin) continue;
+        if (k == 2) {
+            fold_root_chunked(e, seg, tmp, e->sq);
+            continue;
+        }
+        const float *part[1] = {srcs[0] + seg->begin};
+        e->kern->sum_sq((float *)srcs[0] + seg->begin, part, 1, seg->end - seg->begin,
+                        e->sq + seg->begin / CLLM_SQ_CHUNK);
+    }
+    a->update += cllm_now() - t;
+#pragma omp barrier
+#pragma omp single
+    {
+        size_t chunks = cllm_sq_chunks(e->n_params);
+        double norm2 = e->comm->norm2(e->comm, e->sq, chunks);
+        e->sq[chunks] = norm2;
+        e->scale = job->grad_scale(job->ctx, norm2);
+        e->reduced_at = cllm_now() - e->t0;
+    }
+    t = cllm_now();
+    for (int s = tid; s < e->S; s += team)
+        if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, 1, e->scale);
+    a->update += cllm_now() - t;
+}
+
+/* ---- create / free -------------------------------------------------------- */
+
+int64_t cllm_engine_atomics_formula(int n_micro, int segments) {
+    int64_t M = n_micro, S = segments;
+    if (M <= 1) return 2;
+    return 4 * M - 2 + (M - 2) * (3 * S + 1);
+}
+
+int64_t cllm_engine_atomics_expected(int n_micro, int segments, int folded_nodes) {
+    /* A node the owners fold makes none of its 3S task atomics, no buffer
+     * release and no child-complete on its parent. */
+    return cllm_engine_atomics_formula(n_micro, segments) - (int64_t)folded_nodes * (3 * (int64_t)segments + 2);
+}
+
+/* Depth of the tree over n leaves: the left subtree is the larger one. */
+static int tree_depth(int n) { return n <= 1 ? 0 : 1 + tree_depth(largest_pow2_below(n)); }
+
+static cllm_status validate(const cllm_engine_config *cfg) {
+    if (!cfg) return cllm_fail(CLLM_ERR_INPUT, "engine: no configuration");
+    if (cfg->n_params == 0) return cllm_fail(CLLM_ERR_INPUT, "engine: n_params must be >= 1");
+    if (cfg->n_micro < 1 || cfg->n_micro > (1 << 20))
+        return cllm_fail(CLLM_ERR_INPUT, "engine: micro-batches per step must be in 1..%d, got %d", 1 << 20, cfg->n_micro);
+    if (cfg->segments_per_thread < 0 || cfg->segments_per_thread > 64)
+        return cllm_fail(CLLM_ERR_INPUT, "engine: segments per thread must be in 1..64, got %d", cfg->segments_per_thread);
+    if (cfg->window < 0 || cfg->window > (1 << 20))
+        return cllm_fail(CLLM_ERR_INPUT, "engine: gradient window must be >= 0, got %d", cfg->window);
+    return CLLM_OK;
+}
+
+/* NB = threads + window, at least enough for progress (one more than the
+ * most buffers complete prefixes can hold), never more than M. */
+static void size_pool(cllm_engine *e, int window) {
+    int dmax = 0;
+    for (int L = 0; L < e->M; L++) {
+        int d = held_by_prefix(0, e->M, L, e->M > 1);
+        if (d > dmax) dmax = d;
+    }
+    int extra = window > 0 ? window : dmax + 2;
+    int nb = e->n_threads + extra;
+    if (nb < dmax + 1) nb = dmax + 1;
+    if (nb > e->M) nb = e->M;
+    e->NB = nb;
+    for (int L = 0; L <= e->M; L++) e->room[L] = nb - held_by_prefix(0, e->M, L, e->M > 1);
+}
+
+#define ALLOC(field, count)                                                   \
+    do {                                                                      \
+        e->field = cllm_alloc((size_t)(count) * sizeof(*e->field));           \
+        if (!e->field) {                                                      \
+            cllm_engine_free(e);                                              \
+            return cllm_fail(CLLM_ERR_INTERNAL, "engine: out of memory");     \
+        }                                                                     \
+    } while (0)
+
+cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out) {
+    *out = NULL;
+    cllm_status st = validate(cfg);
+    if (st != CLLM_OK) return st;
+    cllm_engine *e = cllm_alloc(sizeof *e);
+    if (!e) return cllm_fail(CLLM_ERR_INTERNAL, "engine: out of memory");
+    e->n_params = cfg->n_params;
+    e->M = cfg->n_micro;
+    e->n_threads = omp_get_max_threads();
+    e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
+    e->S = e->n_threads * e->spt;
+    e->streaming = cfg->streaming;
+    e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
+    e->compute_overwrites = cfg->compute_overwrites != 0;
+    e->kern = cfg->kernels ? cfg->kernels : cllm_kernel_table_best();
+    e->n_nodes = e->M - 1;
+    ALLOC(nodes, e->n_nodes + 1);
+    ALLOC(leaf_parent, e->M);
+    ALLOC(room, e->M + 1);
+    int next = 0;
+    if (e->M > 1) build_tree(e, 0, e->M, &next);
+    else e->leaf_parent[0] = -1;
+    e->root = e->M > 1 ? e->n_nodes - 1 : -1;
+    size_pool(e, cfg->window);
+
+    ALLOC(segs, e->S);
+    cllm_segments_split(e->n_params, e->S, CLLM_SEGMENT_GRAIN, e->segs);
+    /* Each buffer rounded up to whole lines, so every one starts 64-byte aligned. */
+    size_t stride = (e->n_params + 15) / 16 * 16;
+    if (stride > SIZE_MAX / sizeof(float) / (size_t)e->NB) {
+        cllm_engine_free(e);
+        return cllm_fail(CLLM_ERR_INPUT, "engine: %zu parameters x %d buffers overflow memory", e->n_params, e->NB);
+    }
+    ALLOC(buf_mem, stride * (size_t)e->NB);
+    ALLOC(bufs, e->NB);
+    for (int b = 0; b < e->NB; b++) e->bufs[b] = e->buf_mem + stride * (size_t)b;
+    e->fold_levels = 2 * tree_depth(e->M) + 2;
+    ALLOC(fold_tmp, (size_t)e->n_threads * (size_t)e->fold_levels * FOLD_CHUNK);
+
+    ALLOC(ns, e->n_nodes + 1);
+    ALLOC(buf_busy, e->NB);
+    ALLOC(leaf_buf, e->M);
+    ALLOC(leaf_done, e->M);
+    ALLOC(pending, e->n_nodes + 1);
+    ALLOC(losses, e->M);
+    ALLOC(compute_end, e->M);
+    ALLOC(sq, cllm_sq_chunks(e->n_params) + 1);
+    ALLOC(sort_scratch, e->n_threads);
+    ALLOC(acct, e->n_threads);
+    ALLOC(trace, e->n_nodes + 1);
+    *out = e;
+    return CLLM_OK;
+}
+
+void cllm_engine_free(cllm_engine *e) {
+    if (!e) return;
+    cllm_free(e->nodes);
+    cllm_free(e->leaf_parent);
+    cllm_free(e->room);
+    cllm_free(e->segs);
+    cllm_free(e->buf_mem);
+    cllm_free(e->bufs);
+    cllm_free(e->fold_tmp);
+    cllm_free(e->ns);
+    cllm_free(e->buf_busy);
+    cllm_free(e->leaf_buf);
+    cllm_free(e->leaf_done);
+    cllm_free(e->pending);
+    cllm_free(e->losses);
+    cllm_free(e->compute_end);
+    cllm_free(e->sq);
+    cllm_free(e->sort_scratch);
+    cllm_free(e->acct);
+    cllm_free(e->trace);
+    cllm_free(e);
+}
+
+size_t cllm_engine_buffer_bytes(const cllm_engine *e) {
+    return (e->n_params + 15) / 16 * 16 * sizeof(float) * (size_t)e->NB;
+}
+int cllm_engine_threads(const cllm_engine *e) { return e->n_threads; }
+int cllm_engine_buffers(const cllm_engine *e) { return e->NB; }
+int cllm_engine_segments(const cllm_engine *e) { return e->S; }
+
+void cllm_engine_segment(const cllm_engine *e, int s, size_t *begin, size_t *end) {
+    CLLM_ASSERT(s >= 0 && s < e->S);
+    *begin = e->segs[s].begin;
+    *end = e->segs[s].end;
+}
+
+/* ---- the step ------------------------------------------------------------- */
+
+static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
+    memset(e->ns, 0, sizeof(*e->ns) * (size_t)(e->n_nodes + 1));
+    memset(e->buf_busy, 0, sizeof(int) * (size_t)e->NB);
+    memset(e->leaf_done, 0, sizeof(int) * (size_t)e->M);
+    memset(e->acct, 0, sizeof(*e->acct) * (size_t)e->n_threads);
+    e->post_phase = 0;
+    e->scale = 1.0f;
+    e->reduced_at = 0.0;
+    e->job = job;
+    e->failed = 0;
+}
+
+/* When the last of micro-batches [lo, hi) finished computing. */
+static double compute_end_of(const cllm_engine *e, int lo, int hi) {
+    double last = 0.0;
+    for (int i = lo; i < hi; i++)
+        if (e->compute_end[i] > last) last = e->compute_end[i];
+    return last;
+}
+
+/* With clipping the norm's `single` stamped the moment the gradient was
+ * reduced. Without, the last merge or owner fold did; a root folded inside
+ * the fused sum + update counts as update. */
+static void settle_reduced_at(cllm_engine *e, int team) {
+    if (e->job->grad_scale) return;
+    double at = compute_end_of(e, 0, e->M);
+    for (int n = 0; n < e->n_nodes; n++)
+        if (n != e->root && node_merged(e, n) && e->ns[n].done_at > at) at = e->ns[n].done_at;
+    for (int t = 0; t < team; t++)
+        if (e->acct[t].fold_end > at) at = e->acct[t].fold_end;
+    e->reduced_at = at;
+}
+
+static int folded_nodes(const cllm_engine *e) {
+    int d = 0;
+    for (int n = 0; n < e->n_nodes; n++) d += n != e->root && !node_merged(e, n);
+    return d;
+}
+
+/* Insertion sort: a handful of threads, and qsort may allocate. */
+static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats *st) {
+    memset(st, 0, sizeof *st);
+    st->threads = team;
+    st->wall = wall;
+    double busy = 0.0, last_compute = compute_end_of(e, 0, e->M);
+    for (int t = 0; t < team; t++) {
+        const thread_acct *a = &e->acct[t];
+        e->sort_scratch[t] = a->compute;
+        st->reduce += a->merge + a->update;
+        st->reduce_merge += a->merge;
+        st->buffer_zero += a->zero;
+        st->atomics += a->atomics;
+        st->atomics_extra += a->extra;
+        st->waits += a->waits;
+        busy += a->compute + a->zero + a->merge + a->update;
+    }
+    st->compute_median = cllm_median(e->sort_scratch, team);
+    st->compute_min = e->sort_scratch[0];
+    st->compute_max = e->sort_scratch[team - 1];
+    st->loss = e->comm->mean_loss(e->comm, e->losses, e->M);
+    double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
+    st->exposed_reduction = reduced - last_compute;
+    st->exposed_share = wall > 0 ? st->exposed_reduction / wall : 0.0;
+    st->exposed_update = wall > reduced ? wall - reduced : 0.0;
+    st->update_share = wall > 0 ? st->exposed_update / wall : 0.0;
+    st->folded_nodes = folded_nodes(e);
+    st->utilisation = wall > 0 ? busy / (team * wall) : 0.0;
+    st->grad_norm = e->job->grad_scale ? sqrt(e->sq[cllm_sq_chunks(e->n_params)]) : 0.0;
+}
+
+static void record_trace(cllm_engine *e, double wall) {
+    for (int n = 0; n < e->n_nodes; n++) {
+        const tree_node *t = &e->nodes[n];
+        double ready = e->ns[n].ready_at, done = e->ns[n].done_at;
+        if (n != e->root && !node_merged(e, n)) {
+            /* Folded by the owners: its inputs were ready when its last leaf
+             * was computed, even if a child was itself folded. */
+            done = e->reduced_at;
+            if (e->ns[n].ready < 2) ready = compute_end_of(e, t->lo, t->hi);
+        }
+        e->trace[n] = (cllm_engine_node_trace){t->lo, t->mid, t->hi, ready, done};
+    }
+    if (e->root >= 0) {
+        e->trace[e->root].ready_at = compute_end_of(e, 0, e->M);
+        e->trace[e->root].done_at = wall;
+    }
+}
+
+cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats) {
+    if (!job || !job->compute || !job->update) return cllm_fail(CLLM_ERR_INPUT, "engine: job lacks compute or update");
+    reset_step_state(e, job);
+    int team_size = e->n_threads;
+    e->t0 = cllm_now();
+#pragma omp parallel num_threads(e->n_threads)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#pragma omp single nowait
+        team_size = team;
+        int low = 0;
+        /* monotonic: each thread runs its iterations in increasing order, on
+         * which the progress argument of the window rests. */
+#pragma omp for schedule(monotonic : runtime) nowait
+        for (int i = 0; i < e->M; i++) compute_micro(e, i, &low);
+        if (!e->streaming) {
+#pragma omp barrier
+#pragma omp single
+            spawn_pending(e);
+        }
+        /* Every merge task of the step completes at this barrier. */
+#pragma omp barrier
+        owners_update(e, tid, team);
+    }
+    if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
+    if (job->params) {
+        cllm_status st = e->comm->params_updated(e->comm, job->params, e->n_params);
+        if (st != CLLM_OK) return st;
+    }
+    double wall = cllm_now() - e->t0;
+    settle_reduced_at(e, team_size);
+    record_trace(e, wall);
+    if (stats) fill_stats(e, team_size, wall, stats);
+    return CLLM_OK;
+}
+
+int cllm_engine_trace_nodes(const cllm_engine *e, const cllm_engine_node_trace **nodes) {
+    *nodes = e->trace;
+    return e->n_nodes;
+}
+
+const double *cllm_engine_trace_compute_end(const cllm_engine *e) { return e->compute_end; }
