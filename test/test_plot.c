@@ -297,6 +297,7 @@ static void test_plot_tiny_and_extreme_ranges_finish(void **state) {
         "{\"tokens\":1e300,\"loss\":1e-300}\n{\"tokens\":-1e300,\"loss\":-1e300}\n",
         "{\"tokens\":1.7e308,\"loss\":1.7e308}\n{\"tokens\":-1.7e308,\"loss\":-1.7e308}\n",
         "{\"tokens\":5e-324,\"loss\":5e-324}\n{\"tokens\":0,\"loss\":0}\n",
+        "{\"tokens\":1e-300,\"loss\":-1e-300}\n{\"tokens\":0,\"loss\":1e-300}\n",
         "{\"tokens\":123456789012345678,\"loss\":2}\n{\"tokens\":123456789012345680,\"loss\":2}\n",
     };
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
