@@ -254,6 +254,15 @@ static void test_plot_from_inside_the_run_folder(void **state) {
     run_result r = run_cllm(env, "plot . metrics.jsonl -o ../cli.png --width 300 --height 200");
     if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
     run_result_free(&r);
+    /* `cllm train --out .` draws loss.png the same way at the end. */
+    snprintf(env, cap, "mkdir '%s/fresh' && cd '%s/fresh' &&", root, root);
+    r = run_cllm(env, "train --preset tiny --steps 2 --vocab 260 --out . --quiet");
+    if (r.exit_code != 0) fail_msg("train --out .: exit %d: %s", r.exit_code, r.err);
+    run_result_free(&r);
+    char *fresh_png = path_join(root, "fresh/loss.png");
+    struct stat sb;
+    assert_int_equal(stat(fresh_png, &sb), 0);
+    free(fresh_png);
     free(env), free(here), free(out);
     remove_tree(root);
     free(root);
