@@ -254,6 +254,15 @@ static void test_plot_from_inside_the_run_folder(void **state) {
     run_result r = run_cllm(env, "plot . metrics.jsonl -o ../cli.png --width 300 --height 200");
     if (r.exit_code != 0) fail_msg("exit %d: %s", r.exit_code, r.err);
     run_result_free(&r);
+    /* `cllm train --out .` draws loss.png the same way at the end. */
+    snprintf(env, cap, "mkdir '%s/fresh' && cd '%s/fresh' &&", root, root);
+    r = run_cllm(env, "train --preset tiny --steps 2 --vocab 260 --out . --quiet");
+    if (r.exit_code != 0) fail_msg("train --out .: exit %d: %s", r.exit_code, r.err);
+    run_result_free(&r);
+    char *fresh_png = path_join(root, "fresh/loss.png");
+    struct stat sb;
+    assert_int_equal(stat(fresh_png, &sb), 0);
+    free(fresh_png);
     free(env), free(here), free(out);
     remove_tree(root);
     free(root);
@@ -297,6 +306,7 @@ static void test_plot_tiny_and_extreme_ranges_finish(void **state) {
         "{\"tokens\":1e300,\"loss\":1e-300}\n{\"tokens\":-1e300,\"loss\":-1e300}\n",
         "{\"tokens\":1.7e308,\"loss\":1.7e308}\n{\"tokens\":-1.7e308,\"loss\":-1.7e308}\n",
         "{\"tokens\":5e-324,\"loss\":5e-324}\n{\"tokens\":0,\"loss\":0}\n",
+        "{\"tokens\":1e-300,\"loss\":-1e-300}\n{\"tokens\":0,\"loss\":1e-300}\n",
         "{\"tokens\":123456789012345678,\"loss\":2}\n{\"tokens\":123456789012345680,\"loss\":2}\n",
     };
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)

@@ -301,12 +301,17 @@ static void widen_range(const cllm_plot_point *pts, int n, data_box *b) {
     }
 }
 
-/* A range [*lo, *hi] too narrow for doubles to step through (or empty) is
- * widened about its middle, as flat data is: such values are equal as far as
- * a plot can show. The span stays finite, so pixel maths stays finite. */
+/* Below this a span is flat: relative to the values (doubles cannot step
+ * through it), or absolutely (its tenths would be subnormal or zero). */
+static int is_flat(double lo, double hi) {
+    return !(hi - lo > fmax(fmax(fabs(lo), fabs(hi)) * 1e-9, 1e-290));
+}
+
+/* A flat range is widened about its middle: such values are equal as far as
+ * a plot can show. */
 static void widen_if_flat(double *lo, double *hi, double min_pad) {
-    double mid = *lo / 2 + *hi / 2, magnitude = fmax(fabs(*lo), fabs(*hi));
-    if (*hi - *lo > magnitude * 1e-9) return;
+    double mid = *lo / 2 + *hi / 2;
+    if (!is_flat(*lo, *hi)) return;
     double pad = fmax(fabs(mid) * 0.05, min_pad);
     *lo = mid - pad;
     *hi = mid + pad;
@@ -320,7 +325,7 @@ static data_box data_range(const plot_run *runs, int n) {
         widen_range(runs[r].curve.train, runs[r].curve.n_train, &b);
         widen_range(runs[r].curve.val, runs[r].curve.n_val, &b);
     }
-    if (!(b.x1 - b.x0 > fabs(b.x0) * 1e-9)) b.x1 = b.x0 + fmax(1, fabs(b.x0) * 0.05);
+    if (is_flat(b.x0, b.x1)) b.x1 = b.x0 + fmax(1, fabs(b.x0) * 0.05); /* x0 <= 0 stays the left edge */
     double pad = (b.y1 - b.y0) * 0.05; /* inf for a span beyond DBL_MAX: then no margin */
     if (isfinite(b.y0 - pad) && isfinite(b.y1 + pad)) b.y0 -= pad, b.y1 += pad;
     widen_if_flat(&b.y0, &b.y1, 0.5);
@@ -344,7 +349,7 @@ static int axis_ticks(double lo, double hi, int target, double *step, double *fi
     *step = nice_step(lo, hi, target);
     if (!(*step > 0) || !isfinite(*step)) return 0;
     *first = ceil(lo / *step);
-    double last = floor(hi / *step * (1 + 1e-12) + 1e-9);
+    double last = floor(hi / *step + 1e-9);
     double count = last - *first + 1;
     if (!(count >= 1 && count <= max_ticks)) return 0;
     return (int)count;
