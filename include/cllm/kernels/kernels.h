@@ -16,8 +16,9 @@
  *   x86/avx2/   "avx2": the same loops compiled for AVX2 + FMA, AVX2
  *               intrinsics where a loop needed them, the 6x16 GEMM tile.
  *   x86/avx512/ "avx512": AVX-512F intrinsics, the 12x32 GEMM tile.
- * Intrinsics appear only under x86/; the x86 files are compiled with target
- * attributes, so one binary runs on any x86-64.
+ * The kernels' intrinsics appear only under x86/, compiled with target
+ * attributes, so one binary runs on any x86-64 (other processors build ref/
+ * and portable/ only).
  *
  * Conventions of the row kernels: arrays row-major, C (or V, n) floats per
  * row, any alignment, any length >= 1. Nothing allocates, keeps state or uses
