@@ -334,48 +334,56 @@ static const float *layer_input(const gpt2_acts *a, int l) {
     return l == 0 ? a->encoded : layer_slice(a, l - 1).res3;
 }
 
-/* Where the LayerNorm that reads layer l's output writes: the next block's
- * ln1, or ln_f after the last block. */
-typedef struct {
-    float *out, *mean, *rstd;
-    const float *weight, *bias;
-} next_norm;
-
-static next_norm norm_after_block(const gpt2_model *m, gpt2_acts *a, int l) {
+static gpt2_next_norm norm_after_block(const gpt2_model *m, gpt2_acts *a, int l) {
     const gpt2_config *c = &m->cfg;
     if (l + 1 < c->n_layer) {
         layer_acts n = layer_slice(a, l + 1);
         int w = gpt2_layer_tensor(l + 1, GPT2_L_LN1_W), b = gpt2_layer_tensor(l + 1, GPT2_L_LN1_B);
-        return (next_norm){n.ln1, n.ln1_mean, n.ln1_rstd, gpt2_cat(m, m->params, w), gpt2_cat(m, m->params, b)};
+        return (gpt2_next_norm){n.ln1, n.ln1_mean, n.ln1_rstd, gpt2_cat(m, m->params, w),
+                                gpt2_cat(m, m->params, b)};
     }
     int lnf = gpt2_lnf_weight(c);
-    return (next_norm){a->lnf, a->lnf_mean, a->lnf_rstd, gpt2_cat(m, m->params, lnf),
-                       gpt2_cat(m, m->params, lnf + 1)};
+    return (gpt2_next_norm){a->lnf, a->lnf_mean, a->lnf_rstd, gpt2_cat(m, m->params, lnf),
+                            gpt2_cat(m, m->params, lnf + 1)};
 }
 
-/* Expects s.ln1 already normalised (by the embedding step or the previous
- * block). The projections that feed a residual run without their bias, which
- * the fused residual + LayerNorm adds, as bias_gelu_forward does for c_fc:
- * fewer passes over the activations, same values. */
-static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T) {
+void gpt2_block(const gpt2_model *m, int l, const float *x, const float *ln1, const gpt2_block_io *s,
+                const gpt2_next_norm *next, int N, gpt2_attend_fn attend, void *attend_ctx) {
     const float *p = m->params;
-    int C = m->cfg.n_embd, N = B * T;
-    layer_acts s = layer_slice(a, l);
-    const float *x = layer_input(a, l);
-    next_norm next = norm_after_block(m, a, l);
+    int C = m->cfg.n_embd;
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
     const cllm_kernel_table *k = m->kernels;
-    linear_forward(k, s.qkv, s.ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
-    attention_forward(k, s.atty, s.att, s.qkv, B, T, C, m->cfg.n_head);
-    linear_forward(k, s.res2, s.atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
-    residual_layernorm_forward(k, s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, x, s.res2, W(APROJ_B), W(LN2_W), W(LN2_B),
-                               N, C);
-    linear_forward(k, s.fch, s.ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
-    bias_gelu_forward(k, s.fch_gelu, s.fch, W(FC_B), N, 4 * C);
-    linear_forward(k, s.res3, s.fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
-    residual_layernorm_forward(k, s.res3, next.out, next.mean, next.rstd, s.res2, s.res3, W(MPROJ_B), next.weight,
-                               next.bias, N, C);
+    linear_forward(k, s->qkv, ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
+    attend(attend_ctx, k, s->atty, s->qkv, l);
+    linear_forward(k, s->res2, s->atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(k, s->res2, s->ln2, s->ln2_mean, s->ln2_rstd, x, s->res2, W(APROJ_B), W(LN2_W),
+                               W(LN2_B), N, C);
+    linear_forward(k, s->fch, s->ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
+    bias_gelu_forward(k, s->fch_gelu, s->fch, W(FC_B), N, 4 * C);
+    linear_forward(k, s->res3, s->fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
+    residual_layernorm_forward(k, s->res3, next->out, next->mean, next->rstd, s->res2, s->res3, W(MPROJ_B),
+                               next->weight, next->bias, N, C);
 #undef W
+}
+
+/* Training's attention: every position of the batch over its prefix, the
+ * probabilities kept in the arena for the backward pass. */
+typedef struct {
+    gpt2_acts *a;
+    int B, T, n_head;
+} batch_attention;
+
+static void attend_batch(void *ctx, const cllm_kernel_table *k, float *atty, const float *qkv, int l) {
+    const batch_attention *b = ctx;
+    attention_forward(k, atty, layer_slice(b->a, l).att, qkv, b->B, b->T, b->a->cfg.n_embd, b->n_head);
+}
+
+static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T) {
+    layer_acts s = layer_slice(a, l);
+    gpt2_block_io io = {s.qkv, s.atty, s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, s.fch, s.fch_gelu, s.res3};
+    gpt2_next_norm next = norm_after_block(m, a, l);
+    batch_attention att = {a, B, T, m->cfg.n_head};
+    gpt2_block(m, l, layer_input(a, l), s.ln1, &io, &next, B * T, attend_batch, &att);
 }
 
 /* Out-of-range shapes or token ids would index outside the arena or wte; the

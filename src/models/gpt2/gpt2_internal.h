@@ -33,4 +33,38 @@ static inline const float *gpt2_cat(const gpt2_model *m, const float *buf, int i
     return buf + m->tensors[idx].offset;
 }
 
+/* ---- one transformer block, the one definition training and the KV step
+ * share (gpt2_block in gpt2.c) ---- */
+
+/* The block's buffers over its N rows. */
+typedef struct {
+    float *qkv;                      /* [N, 3C] */
+    float *atty;                     /* [N, C] attention output */
+    float *res2, *ln2;               /* [N, C] residual after attention, its LayerNorm */
+    float *ln2_mean, *ln2_rstd;      /* [N] */
+    float *fch, *fch_gelu;           /* [N, 4C] c_fc before and after GELU */
+    float *res3;                     /* [N, C] the block's output (residual after the MLP) */
+} gpt2_block_io;
+
+/* Where the LayerNorm that reads the block's output writes: the next block's
+ * ln1, or ln_f after the last block. */
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *weight, *bias;
+} gpt2_next_norm;
+
+/* The attention of block `layer`: atty from qkv over the block's rows.
+ * Training attends each of the batch's T positions over its prefix (and
+ * keeps the probabilities for backward); the KV step attends one query over
+ * the cached keys and values. */
+typedef void (*gpt2_attend_fn)(void *ctx, const cllm_kernel_table *k, float *atty, const float *qkv, int layer);
+
+/* Block l on N rows: x is its input (the residual stream), ln1 that input
+ * normalised (by the embedding step or the previous block). The projections
+ * that feed a residual run without their bias, which the fused residual +
+ * LayerNorm adds, as bias_gelu_forward does for c_fc: fewer passes over the
+ * activations, same values. */
+void gpt2_block(const gpt2_model *m, int l, const float *x, const float *ln1, const gpt2_block_io *s,
+                const gpt2_next_norm *next, int N, gpt2_attend_fn attend, void *attend_ctx);
+
 #endif

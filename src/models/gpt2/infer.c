@@ -15,14 +15,12 @@ struct gpt2_kv {
     int len;          /* tokens fed since the last reset */
     float *mem;
     float *k, *v;     /* [L, seq_len, C] each */
-    float *x;         /* [C] residual stream */
-    float *ln;        /* [C] */
-    float *qkv;       /* [3C] */
-    float *atty;      /* [C] */
-    float *fch;       /* [4C] */
-    float *scores;    /* [seq_len] */
+    float *x[2];      /* [C] the residual stream, in and out of a block by turns */
+    float *ln;        /* [C] the block input normalised (ln1, then ln_f) */
+    float stats[2];   /* its mean and rstd (not needed without backward) */
+    gpt2_block_io io; /* one row of each block buffer */
+    float *scores;    /* [seq_len] one attention row */
     float *logits;    /* [V] */
-    float stats[2];   /* layernorm mean and rstd (unused here, required by the layer) */
 };
 
 gpt2_kv *gpt2_kv_create(const gpt2_config *cfg) {
@@ -35,7 +33,8 @@ gpt2_kv *gpt2_kv_create(const gpt2_config *cfg) {
     kv->cfg = *cfg;
     size_t C = (size_t)cfg->n_embd, T = (size_t)cfg->seq_len, L = (size_t)cfg->n_layer;
     size_t cache = L * T * C;
-    size_t total = 2 * cache + C + C + 3 * C + C + 4 * C + T + (size_t)cfg->vocab_size;
+    /* x[2], ln; qkv, atty, res2, ln2, mean + rstd, fch, fch_gelu, res3; scores, logits */
+    size_t total = 2 * cache + 3 * C + (3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + T + (size_t)cfg->vocab_size;
     kv->mem = cllm_alloc(total * sizeof(float));
     if (!kv->mem) {
         free(kv);
@@ -44,11 +43,18 @@ gpt2_kv *gpt2_kv_create(const gpt2_config *cfg) {
     float *p = kv->mem;
     kv->k = p, p += cache;
     kv->v = p, p += cache;
-    kv->x = p, p += C;
+    kv->x[0] = p, p += C;
+    kv->x[1] = p, p += C;
     kv->ln = p, p += C;
-    kv->qkv = p, p += 3 * C;
-    kv->atty = p, p += C;
-    kv->fch = p, p += 4 * C;
+    kv->io.qkv = p, p += 3 * C;
+    kv->io.atty = p, p += C;
+    kv->io.res2 = p, p += C;
+    kv->io.ln2 = p, p += C;
+    kv->io.ln2_mean = p, p += 1;
+    kv->io.ln2_rstd = p, p += 1;
+    kv->io.fch = p, p += 4 * C;
+    kv->io.fch_gelu = p, p += 4 * C;
+    kv->io.res3 = p, p += C;
     kv->scores = p, p += T;
     kv->logits = p;
     return kv;
@@ -64,58 +70,39 @@ void gpt2_kv_destroy(gpt2_kv *kv) {
     free(kv);
 }
 
-/* Attention of one query (position pos) over cached keys/values 0..pos, the
- * same arithmetic as one row of attention_forward. */
-static void attend_one(float *out, float *scores, const float *q, const float *kc, const float *vc, int pos, int C,
-                       int NH) {
-    int hs = C / NH;
+/* The KV step's attention: the one query at position pos over the keys and
+ * values cached for 0..pos (this block's new ones stored first), with the
+ * kernels training's attention uses for one row: the scaled scores by gemm,
+ * the causal softmax row, the weighted values by gemm. */
+typedef struct {
+    const gpt2_model *m;
+    gpt2_kv *kv;
+    int pos;
+} cached_attention;
+
+static void attend_cached(void *ctx, const cllm_kernel_table *k, float *atty, const float *qkv, int l) {
+    const cached_attention *c = ctx;
+    gpt2_kv *kv = c->kv;
+    int C = c->m->cfg.n_embd, NH = c->m->cfg.n_head, hs = C / NH, pos = c->pos;
+    size_t T = (size_t)c->m->cfg.seq_len;
+    float *kc = kv->k + (size_t)l * T * C, *vc = kv->v + (size_t)l * T * C;
+    memcpy(kc + (size_t)pos * C, qkv + C, (size_t)C * sizeof(float));
+    memcpy(vc + (size_t)pos * C, qkv + 2 * C, (size_t)C * sizeof(float));
     float scale = 1.0f / sqrtf((float)hs);
     for (int h = 0; h < NH; h++) {
-        const float *qh = q + (size_t)h * hs;
-        float mx = -INFINITY;
-        for (int j = 0; j <= pos; j++) {
-            const float *kj = kc + (size_t)j * C + (size_t)h * hs;
-            float s = 0.0f;
-            for (int i = 0; i < hs; i++) s += qh[i] * kj[i];
-            scores[j] = s * scale;
-            mx = scores[j] > mx ? scores[j] : mx;
-        }
-        float sum = 0.0f;
-        for (int j = 0; j <= pos; j++) {
-            scores[j] = expf(scores[j] - mx);
-            sum += scores[j];
-        }
-        float inv = 1.0f / sum;
-        float *oh = out + (size_t)h * hs;
-        for (int i = 0; i < hs; i++) oh[i] = 0.0f;
-        for (int j = 0; j <= pos; j++) {
-            const float *vj = vc + (size_t)j * C + (size_t)h * hs;
-            float a = scores[j] * inv;
-            for (int i = 0; i < hs; i++) oh[i] += a * vj[i];
-        }
+        k->gemm(0, 1, 1, pos + 1, hs, scale, qkv + (size_t)h * hs, 3 * C, kc + (size_t)h * hs, C, 0.0f, kv->scores,
+                pos + 1);
+        k->softmax_row(kv->scores, pos, pos + 1);
+        k->gemm(0, 0, 1, hs, pos + 1, 1.0f, kv->scores, pos + 1, vc + (size_t)h * hs, C, 0.0f, atty + (size_t)h * hs,
+                C);
     }
 }
 
-static void block_step(const gpt2_model *m, gpt2_kv *kv, int l, int pos) {
-    const float *p = m->params;
-    int C = m->cfg.n_embd;
-    size_t T = (size_t)m->cfg.seq_len;
-    float *kc = kv->k + (size_t)l * T * C, *vc = kv->v + (size_t)l * T * C;
-#define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
-    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN1_W), W(LN1_B), 1, C);
-    linear_forward(m->kernels, kv->qkv, kv->ln, W(ATTN_W), W(ATTN_B), 1, C, 3 * C, LINEAR_W_IN_OUT);
-    memcpy(kc + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
-    memcpy(vc + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
-    attend_one(kv->atty, kv->scores, kv->qkv, kc, vc, pos, C, m->cfg.n_head);
-    /* kv->ln is free again: it holds the projection before the residual add. */
-    linear_forward(m->kernels, kv->ln, kv->atty, W(APROJ_W), W(APROJ_B), 1, C, C, LINEAR_W_IN_OUT);
-    residual_forward(kv->x, kv->x, kv->ln, C);
-    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, W(LN2_W), W(LN2_B), 1, C);
-    linear_forward(m->kernels, kv->fch, kv->ln, W(FC_W), W(FC_B), 1, C, 4 * C, LINEAR_W_IN_OUT);
-    gelu_forward(m->kernels, kv->fch, kv->fch, 4 * C);
-    linear_forward(m->kernels, kv->ln, kv->fch, W(MPROJ_W), W(MPROJ_B), 1, 4 * C, C, LINEAR_W_IN_OUT);
-    residual_forward(kv->x, kv->x, kv->ln, C);
-#undef W
+/* The LayerNorm after block l: the next block's ln1, or ln_f. */
+static gpt2_next_norm norm_after(const gpt2_model *m, gpt2_kv *kv, int l) {
+    int w = l + 1 < m->cfg.n_layer ? gpt2_layer_tensor(l + 1, GPT2_L_LN1_W) : gpt2_lnf_weight(&m->cfg);
+    return (gpt2_next_norm){kv->ln, &kv->stats[0], &kv->stats[1], gpt2_cat(m, m->params, w),
+                            gpt2_cat(m, m->params, w + 1)};
 }
 
 const float *gpt2_kv_step(const gpt2_model *m, gpt2_kv *kv, int32_t token) {
@@ -130,12 +117,19 @@ const float *gpt2_kv_step(const gpt2_model *m, gpt2_kv *kv, int32_t token) {
         cllm_fail(CLLM_ERR_INPUT, "token %d outside the vocabulary (0..%d)", (int)token, c->vocab_size - 1);
         return NULL;
     }
-    embedding_forward(kv->x, &token, gpt2_cat(m, p, GPT2_T_WTE), gpt2_cat(m, p, GPT2_T_WPE) + (size_t)pos * C, 1, 1,
-                      C);
-    for (int l = 0; l < c->n_layer; l++) block_step(m, kv, l, pos);
-    int lnf = gpt2_lnf_weight(c);
-    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x, gpt2_cat(m, p, lnf),
-                      gpt2_cat(m, p, lnf + 1), 1, C);
+    embedding_forward(kv->x[0], &token, gpt2_cat(m, p, GPT2_T_WTE), gpt2_cat(m, p, GPT2_T_WPE) + (size_t)pos * C,
+                      1, 1, C);
+    layernorm_forward(m->kernels, kv->ln, &kv->stats[0], &kv->stats[1], kv->x[0],
+                      gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_W)),
+                      gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_B)), 1, C);
+    /* The block training runs, on one row; its output becomes the next input. */
+    cached_attention att = {m, kv, pos};
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_block_io io = kv->io;
+        io.res3 = kv->x[(l + 1) % 2];
+        gpt2_next_norm next = norm_after(m, kv, l);
+        gpt2_block(m, l, kv->x[l % 2], kv->ln, &io, &next, 1, attend_cached, &att);
+    }
     linear_forward(m->kernels, kv->logits, kv->ln, gpt2_cat(m, p, GPT2_T_WTE), NULL, 1, C, c->vocab_size,
                    LINEAR_W_OUT_IN);
     kv->len++;
