@@ -299,6 +299,45 @@ static void full_disk(const char *d) {
     free(full);
 }
 
+/* One float of run/model.safetensors set to NaN: the last 4 bytes are the
+ * last element of the last tensor's data. */
+static void model_nan(const char *d) {
+    a_run(d);
+    size_t n;
+    unsigned char *data = run_file(d, "run/model.safetensors", &n);
+    const unsigned char nan_le[4] = {0x00, 0x00, 0xc0, 0x7f};
+    memcpy(data + n - 4, nan_le, 4);
+    replace_run_file(d, "run/model.safetensors", data, n);
+    free(data);
+}
+
+/* A config.json this machine could never hold (and not the file's model). */
+static void config_huge(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/config.json", "\"n_layer\": 1", "\"n_layer\": 100000");
+    edit_run_file(d, "run/config.json", "\"n_embd\": 16", "\"n_embd\": 4096");
+}
+
+/* A run trained on a corpus of its own, which then changes on disk. */
+static void run_whose_data_changed(const char *d) {
+    write_corpus(d, "corpus.txt");
+    char args[8192];
+    snprintf(args, sizeof args, "train '%s/corpus.txt' " TINY " --out '%s/run'", d, d);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("training the row's run failed: %s", r.err);
+    run_result_free(&r);
+    char *path = join(d, "corpus.txt");
+    FILE *f = fopen(path, "ab");
+    if (!f || fputs("one more line\n", f) < 0 || fclose(f) != 0) fail_msg("cannot append to %s", path);
+    free(path);
+}
+
+static void a_folder_of_other_files(const char *d) { put(d, "mine/thesis.tex", "chapter one\n"); }
+
+/* The run's lock held by another process for the whole command (flock(1)
+ * runs the binary while holding it). */
+#define LOCK_HELD "sh -c 'd=$1; shift; exec flock -n \"$d\"/run/.cllm.lock \"$0\" \"$@\"'"
+
 /* ---- the table ------------------------------------------------------------------------------- */
 
 /* In `args`, `env` and `stdin_text`, @D is the row's folder, @C the shared corpus. */
@@ -500,6 +539,16 @@ static const bad_input_row rows[] = {
      "sample @D/run", NULL, 2, "\"n_head\" must be an integer"},
     {"config_shape_mismatch", "`config.json` wider than the tensors", config_shape_mismatch, NULL, NULL, NULL,
      "eval @D/run", NULL, 2, "config.json"},
+    {"model_nan", "a NaN weight in `model.safetensors`", model_nan, NULL, NULL, NULL, "eval @D/run", NULL, 2,
+     "holds NaN at element"},
+    {"sample_model_nan", "a NaN weight, through `sample`", model_nan, NULL, NULL, NULL, "sample @D/run --tokens 4",
+     NULL, 2, "holds NaN at element"},
+    {"resume_model_nan", "a NaN weight, through `train --resume`", model_nan, NULL, NULL, NULL,
+     "train --resume @D/run --steps 4", NULL, 2, "holds NaN at element"},
+    {"config_beyond_memory", "`config.json` describing a model beyond this machine's memory", config_huge, NULL,
+     NULL, NULL, "eval @D/run", NULL, 2, "available"},
+    {"eval_data_changed", "`eval` without DATA after the training data changed", run_whose_data_changed, NULL, NULL,
+     NULL, "eval @D/run", NULL, 2, "changed since the run was trained"},
     {"run_tokenizer_missing", "a run folder without `tokenizer.bin`", tokenizer_missing, NULL, NULL, NULL,
      "eval @D/run", NULL, 2, "tokenizer.bin is missing"},
     {"run_tokenizer_truncated", "a run's `tokenizer.bin` cut short", tokenizer_truncated, NULL, NULL, NULL,
@@ -560,6 +609,12 @@ static const bad_input_row rows[] = {
      NULL, NULL, "train @C " TINY " --out @D/out/run", NULL, 2, "cannot create folder @D/out/run"},
     {"out_over_existing_run", "`--out` over a run that has a checkpoint", a_run, NULL, NULL, NULL,
      "train @C " TINY " --out @D/run", NULL, 2, "@D/run already holds a run"},
+    {"out_folder_of_other_files", "`--out` into a folder of other files (not a run)", a_folder_of_other_files, NULL,
+     NULL, NULL, "train @C " TINY " --out @D/mine", NULL, 2, "@D/mine is not empty and is not a cllm run folder"},
+    {"resume_while_locked", "`--resume` while another train holds the folder", a_run, NULL, NULL, LOCK_HELD,
+     "@D train --resume @D/run --steps 4", NULL, 2, "@D/run is in use by another cllm train"},
+    {"out_while_locked", "`--out` over a folder another train holds", a_run, NULL, NULL, LOCK_HELD,
+     "@D train @C " TINY " --out @D/run", NULL, 2, "@D/run is in use by another cllm train"},
     {"tokenizer_out_unwritable", "`tokenizer train -o` in a folder that cannot be written", unwritable_out, NULL, NULL,
      NULL, "tokenizer train @C -o @D/out/t.bin", NULL, 2, "cannot write @D/out/t.bin"},
     {"plot_out_unwritable", "`plot -o` in a folder that cannot be written", unwritable_out, NULL, NULL, NULL,
