@@ -257,7 +257,10 @@ static void a_file(const char *d) { put(d, "file", "not a folder\n"); }
 static void metrics(const char *d, const char *lines) { put(d, "run/metrics.jsonl", lines); }
 static void metrics_empty(const char *d) { metrics(d, ""); }
 static void metrics_not_json(const char *d) { metrics(d, "this is not json\n"); }
-static void metrics_cut_line(const char *d) { metrics(d, "{\"step\":1,\"tokens\":64,\"loss\":5.6}\n{\"step\":2,\"tok"); }
+/* A cut line with others after it (a cut last line is a row being written: skipped). */
+static void metrics_cut_line(const char *d) {
+    metrics(d, "{\"step\":1,\"tokens\":64,\"loss\":5.6}\n{\"step\":2,\"tok\n{\"step\":3,\"tokens\":192,\"loss\":5.1}\n");
+}
 static void metrics_no_loss(const char *d) { metrics(d, "{\"step\":1,\"tokens\":64}\n"); }
 
 /* An output folder nothing can be written into. Permission bits do not stop
@@ -595,7 +598,7 @@ static const bad_input_row rows[] = {
      "no loss values to plot"},
     {"metrics_not_json", "`metrics.jsonl` that is not JSON", metrics_not_json, NULL, NULL, NULL,
      "plot @D/run -o @D/x.png", NULL, 2, "metrics.jsonl:1: expected a JSON object"},
-    {"metrics_cut_line", "`metrics.jsonl` whose last line is cut", metrics_cut_line, NULL, NULL, NULL,
+    {"metrics_cut_line", "`metrics.jsonl` with a line cut short before other lines", metrics_cut_line, NULL, NULL, NULL,
      "plot @D/run -o @D/x.png", NULL, 2, "metrics.jsonl:2: unterminated string"},
     {"metrics_without_loss", "`metrics.jsonl` without a loss", metrics_no_loss, NULL, NULL, NULL,
      "plot @D/run -o @D/x.png", NULL, 2, "no loss values to plot"},

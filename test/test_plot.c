@@ -86,7 +86,24 @@ static void test_reader_rejects_malformed_lines(void **state) {
         snprintf(buf, sizeof buf, "%s%s\n%s", good, bad_lines[i], good);
         expect_malformed(buf, ":2:");
     }
-    expect_malformed("{\"tokens\":1,\"loss\":2}\n\n\n{\"tokens\":", ":4:");
+    /* Cut short and then followed by a newline: still malformed. */
+    expect_malformed("{\"tokens\":1,\"loss\":2}\n\n\n{\"tokens\":\n", ":4:");
+}
+
+/* The last line without its newline and unparsable is a row being appended
+ * by a live run, or cut by a kill: the rows before it are the curve. */
+static void test_reader_skips_a_cut_last_line(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = write_text(dir, "metrics.jsonl", "{\"tokens\":1,\"loss\":2}\n{\"tokens\":2,\"loss\":1.5}\n{\"tok");
+    cllm_loss_curve c;
+    assert_int_equal(cllm_loss_curve_read(path, &c), CLLM_OK);
+    assert_int_equal(c.n_train, 2);
+    assert_true(c.train[1].loss == 1.5);
+    cllm_loss_curve_free(&c);
+    free(path);
+    remove_tree(dir);
+    free(dir);
 }
 
 static void test_reader_missing_file(void **state) {
@@ -176,7 +193,7 @@ static void test_failed_plot_keeps_previous_png(void **state) {
     (void)state;
     char *root = make_temp_dir();
     write_run(root, "good", 30, 1.0);
-    free(write_text(root, "bad/metrics.jsonl", "{\"tokens\":1,\"loss\":2}\n{\"tokens\":"));
+    free(write_text(root, "bad/metrics.jsonl", "{\"tokens\":1,\"loss\":2}\n{\"tokens\":\n"));
     free(write_text(root, "empty/metrics.jsonl", "{\"step\":1}\n"));
     char *old = write_text(root, "loss.png", "previous plot");
     char *good = path_join(root, "good"), *bad = path_join(root, "bad"), *empty = path_join(root, "empty");
@@ -333,6 +350,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_takes_what_it_needs),
         cmocka_unit_test(test_reader_rejects_malformed_lines),
+        cmocka_unit_test(test_reader_skips_a_cut_last_line),
         cmocka_unit_test(test_reader_missing_file),
 #if CLLM_HAVE_CAIRO
         cmocka_unit_test(test_plot_writes_png_of_requested_size),

@@ -191,6 +191,11 @@ cllm_status cllm_loss_curve_read(const char *path, cllm_loss_curve *out) {
         if (is_blank(line)) continue;
         cursor c = {line, NULL};
         metrics_line m;
+        /* A last line without its newline that does not parse is a row being
+         * appended now, or one a kill cut short: the lines before it stand. */
+        int cut_last_line = line[got - 1] != '\n';
+        if (!parse_metrics_line(&c, &m) && cut_last_line) break;
+        c = (cursor){line, NULL};
         if (!parse_metrics_line(&c, &m))
             st = cllm_fail(CLLM_ERR_INPUT, "%s:%ld: %s (column %ld)", path, lineno, c.why, (long)(c.p - line) + 1);
         else if ((m.has_loss || m.has_val_loss) && !m.has_tokens)
