@@ -1,5 +1,6 @@
 #include "support.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +136,33 @@ void copy_tree(const char *src, const char *dst) {
         abort();
     }
     free(cmd);
+}
+
+char *path_in(const char *dir, const char *name) {
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+int path_exists(const char *dir, const char *name) {
+    char *p = path_in(dir, name);
+    struct stat sb;
+    int ok = lstat(p, &sb) == 0;
+    free(p);
+    return ok;
+}
+
+char *write_word_corpus(const char *dir, const char *name) {
+    static const char *words[] = {"the", "king", "shall", "speak", "of", "love", "and", "war", "to", "my",
+                                  "lord", "now", "good", "night", "sweet", "prince", "what", "is", "honour", "air"};
+    size_t cap = 16384, n = 0;
+    char *text = malloc(cap);
+    uint64_t x = 12345;
+    while (n < 12000) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        n += (size_t)snprintf(text + n, cap - n, "%s%s", words[(x >> 33) % 20], (x >> 40) % 9 == 0 ? ".\n" : " ");
+    }
+    char *path = write_file(dir, name, text, n);
+    free(text);
+    return path;
 }

@@ -36,4 +36,12 @@ run_result run_cllm_with(const char *prefix, const char *args, const char *stdin
 /* cp -a src dst: copies symbolic links as links. */
 void copy_tree(const char *src, const char *dst);
 
+/* "dir/name", malloc'd. */
+char *path_in(const char *dir, const char *name);
+/* dir/name exists (a link counts, even one that leads nowhere). */
+int path_exists(const char *dir, const char *name);
+/* About 12 KB of varied text in dir/name (20 words, seeded): enough windows
+ * of 16 tokens for a 300-token vocabulary. Returns the malloc'd path. */
+char *write_word_corpus(const char *dir, const char *name);
+
 #endif

@@ -38,20 +38,7 @@ static char *join(const char *dir, const char *name) {
 
 static void put(const char *dir, const char *name, const char *text) { free(write_file(dir, name, text, strlen(text))); }
 
-/* About 12 KB of varied text: enough windows of 16 tokens for a 300-token vocabulary. */
-static void write_corpus(const char *dir, const char *name) {
-    static const char *words[] = {"the", "king", "shall", "speak", "of", "love", "and", "war", "to", "my",
-                                  "lord", "now", "good", "night", "sweet", "prince", "what", "is", "honour", "air"};
-    size_t cap = 16384, n = 0;
-    char *text = malloc(cap);
-    uint64_t x = 12345;
-    while (n < 12000) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        n += (size_t)snprintf(text + n, cap - n, "%s%s", words[(x >> 33) % 20], (x >> 40) % 9 == 0 ? ".\n" : " ");
-    }
-    free(write_file(dir, name, text, n));
-    free(text);
-}
+static void write_corpus(const char *dir, const char *name) { free(write_word_corpus(dir, name)); }
 
 static int setup_reference_run(void **state) {
     (void)state;

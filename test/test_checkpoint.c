@@ -32,12 +32,6 @@ static void make_model(gpt2_model *m, const gpt2_config *cfg, uint64_t seed) {
     gpt2_init_weights(m, seed);
 }
 
-static char *path_in(const char *dir, const char *name) {
-    char *p = cllm_path_join(dir, name);
-    assert_non_null(p);
-    return p;
-}
-
 static unsigned char *slurp(const char *path, size_t *n) {
     unsigned char *b = read_whole_file(path, n);
     assert_non_null(b);

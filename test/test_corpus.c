@@ -16,12 +16,6 @@
 #include "cllm/data/embedded.h"
 #include "support.h"
 
-static char *path_in(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static void put(const char *dir, const char *name, const char *text) {
     free(write_file(dir, name, text, strlen(text)));
 }

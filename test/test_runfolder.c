@@ -28,17 +28,8 @@ static char *corpus_path;
 
 static int setup(void **state) {
     (void)state;
-    static const char *words[] = {"to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis"};
-    size_t cap = 16384, n = 0;
-    char *text = malloc(cap);
-    uint64_t x = 99;
-    while (n < 12000) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        n += (size_t)snprintf(text + n, cap - n, "%s%s", words[(x >> 33) % 10], (x >> 40) % 7 == 0 ? ".\n" : " ");
-    }
     workdir = make_temp_dir();
-    corpus_path = write_file(workdir, "corpus.txt", text, n);
-    free(text);
+    corpus_path = write_word_corpus(workdir, "corpus.txt");
     return 0;
 }
 
@@ -50,19 +41,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static char *path_in(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
-static int exists(const char *dir, const char *name) {
-    char *p = path_in(dir, name);
-    struct stat sb;
-    int ok = lstat(p, &sb) == 0;
-    free(p);
-    return ok;
-}
+static int exists(const char *dir, const char *name) { return path_exists(dir, name); }
 
 /* Entries of dir that are not . or .., counted. */
 static int count_entries(const char *dir) {

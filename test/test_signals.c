@@ -90,12 +90,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static char *path_in(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static int exists(const char *dir, const char *name) {
     char *p = name ? path_in(dir, name) : strdup(dir);
     struct stat st;

@@ -32,23 +32,10 @@
 static char *workdir;
 static char *corpus_path;
 
-/* About 12 KB of varied text, generated deterministically: enough windows
- * of 16 tokens for training and validation with a 300-token vocabulary. */
 static int setup_corpus(void **state) {
     (void)state;
-    static const char *words[] = {"the", "king", "shall", "speak", "of", "love", "and", "war", "to", "my",
-                                  "lord", "now", "good", "night", "sweet", "prince", "what", "is", "honour", "air"};
-    size_t cap = 16384, n = 0;
-    char *text = malloc(cap);
-    uint64_t x = 12345;
-    while (n < 12000) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        const char *w = words[(x >> 33) % 20];
-        n += (size_t)snprintf(text + n, cap - n, "%s%s", w, (x >> 40) % 9 == 0 ? ".\n" : " ");
-    }
     workdir = make_temp_dir();
-    corpus_path = write_file(workdir, "corpus.txt", text, n);
-    free(text);
+    corpus_path = write_word_corpus(workdir, "corpus.txt");
     return 0;
 }
 
