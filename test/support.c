@@ -31,26 +31,7 @@ static char *slurp(const char *path) {
     return text ? text : strdup("");
 }
 
-run_result run_cllm(const char *env, const char *args) {
-    run_result r = {0};
-    char *dir = make_temp_dir();
-    size_t len = strlen(dir) + strlen(args) + (env ? strlen(env) : 0) + strlen(CLLM_BIN) + 128;
-    char *cmd = malloc(len);
-    snprintf(cmd, len, "%s '%s' %s >'%s/out' 2>'%s/err' </dev/null", env ? env : "", CLLM_BIN, args, dir, dir);
-    int status = system(cmd);
-    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
-    else r.exit_code = -1;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/out", dir);
-    r.out = slurp(path);
-    snprintf(path, sizeof path, "%s/err", dir);
-    r.err = slurp(path);
-    remove_tree(dir);
-    free(dir);
-    free(cmd);
-    return r;
-}
+run_result run_cllm(const char *env, const char *args) { return run_cllm_with(env, args, NULL); }
 
 void run_result_free(run_result *r) {
     free(r->out);
