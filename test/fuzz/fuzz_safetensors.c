@@ -35,7 +35,7 @@ static void touch_every_tensor(const cllm_st_file *f, size_t size) {
 /* What resume does with optimizer.safetensors (src/train/trainer.c). */
 static void read_like_the_optimizer(const cllm_st_file *f) {
     static const char *const u64_names[] = {"params_hash", "step", "data_window", "rng_state"};
-    uint64_t u[4];
+    uint64_t u[4] = {0};
     for (int i = 0; i < 4; i++) {
         const cllm_st_tensor *t = cllm_st_find(f, u64_names[i]);
         if (t && t->dtype == CLLM_ST_U64 && t->numel <= 4) memcpy(u, t->data, t->numel * sizeof *u);
@@ -44,7 +44,9 @@ static void read_like_the_optimizer(const cllm_st_file *f) {
     const cllm_st_tensor *t = cllm_st_find(f, "adamw.m");
     if (t && t->dtype == CLLM_ST_F32 && t->numel <= 4096) memcpy(m, t->data, t->numel * sizeof *m);
     (void)cllm_st_metadata(f, "step");
-    sink ^= (unsigned char)(u[0] ^ (unsigned char)m[0]);
+    unsigned char first_m[sizeof m[0]];
+    memcpy(first_m, m, sizeof first_m); /* the bits: a float may not fit a byte */
+    sink ^= (unsigned char)(u[0] ^ first_m[0]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
