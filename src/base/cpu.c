@@ -37,6 +37,13 @@ static void detect(cllm_cpu_features *f) {
         __cpuid_count(7, 0, a, b, c, d);
         f->avx2 = ((b >> 5) & 1) && os_ymm;
         f->avx512f = ((b >> 16) & 1) && os_zmm;
+        unsigned int max_subleaf = a;
+        if (max_subleaf >= 1u) {
+            /* Leaf 7 subleaf 1, EAX bit 5: AVX512_BF16. It uses the same
+             * ZMM/opmask state as AVX-512F, so the same OS check applies. */
+            __cpuid_count(7, 1, a, b, c, d);
+            f->avx512bf16 = ((a >> 5) & 1) && f->avx512f;
+        }
     }
     unsigned int brand[12];
     if ((unsigned int)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {

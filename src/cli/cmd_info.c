@@ -113,8 +113,8 @@ static void print_text(const info_report *r, FILE *out) {
     const cllm_cpu_features *c = r->cpu;
     fprintf(out, "cllm %s\n", CLLM_VERSION);
     fprintf(out, "cpu:             %s\n", c->model[0] ? c->model : "unknown");
-    fprintf(out, "cpu features:    sse4.2 %s, avx2 %s, fma %s, avx512f %s\n", yes_no(c->sse42), yes_no(c->avx2),
-            yes_no(c->fma), yes_no(c->avx512f));
+    fprintf(out, "cpu features:    sse4.2 %s, avx2 %s, fma %s, avx512f %s, avx512_bf16 %s\n", yes_no(c->sse42),
+            yes_no(c->avx2), yes_no(c->fma), yes_no(c->avx512f), yes_no(c->avx512bf16));
     fprintf(out, "simd path:       %s\n", r->simd);
     fprintf(out, "compiler:        %s\n", CLLM_COMPILER_ID);
     fprintf(out, "openmp runtime:  %s%s%s%s\n", r->runtime, r->runtime_path[0] ? " (" : "", r->runtime_path,

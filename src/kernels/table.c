@@ -4,6 +4,7 @@
 
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/kernels.h"
+#include "bf16_internal.h"
 #include "gemm_internal.h"
 #include "probe_internal.h"
 #include "reduce_internal.h"
@@ -51,7 +52,7 @@ cllm_simd cllm_simd_best(void) {
     .logsumexp_row = cllm_logsumexp_row_##isa, .softmax_grad_row = cllm_softmax_grad_row_##isa
 
 static const cllm_kernel_table table_scalar = {
-    .isa = CLLM_SIMD_SCALAR, .name = "scalar", .gemm = cllm_gemm_ref, ROW_KERNELS(ref),
+    .isa = CLLM_SIMD_SCALAR, .name = "scalar", .gemm = cllm_gemm_ref, .gemm_bf16 = cllm_gemm_bf16_ref, ROW_KERNELS(ref),
     .residual_row = cllm_residual_row_ref, .column_sums = cllm_column_sums_ref,
     .sum = cllm_sum_scalar, .sum_sq = cllm_sum_sq_scalar, .sum_adamw = cllm_sum_adamw_scalar,
     .fma_probe = cllm_fma_probe_portable, .fma_probe_flops = 2.0 * CLLM_PROBE_PORTABLE_CHAINS,
@@ -82,13 +83,32 @@ static const cllm_kernel_table table_avx2 = {
     .fma_probe = cllm_fma_probe_avx2, .fma_probe_flops = 2.0 * 8 * CLLM_PROBE_AVX2_CHAINS,
 };
 
-static const cllm_kernel_table table_avx512 = {
-    .isa = CLLM_SIMD_AVX512, .name = "avx512", .gemm = gemm_avx512, ROW_KERNELS(avx512),
-    .residual_row = cllm_residual_row_avx512, .column_sums = cllm_column_sums_avx512,
-    .sum = cllm_sum_avx512, .sum_sq = cllm_sum_sq_avx512, .sum_adamw = cllm_sum_adamw_avx512,
-    .fma_probe = cllm_fma_probe_avx512, .fma_probe_flops = 2.0 * 16 * CLLM_PROBE_AVX512_CHAINS,
-};
+#define AVX512_KERNELS                                                                                              \
+    .isa = CLLM_SIMD_AVX512, .name = "avx512", .gemm = gemm_avx512, ROW_KERNELS(avx512),                            \
+    .residual_row = cllm_residual_row_avx512, .column_sums = cllm_column_sums_avx512,                               \
+    .sum = cllm_sum_avx512, .sum_sq = cllm_sum_sq_avx512, .sum_adamw = cllm_sum_adamw_avx512,                       \
+    .fma_probe = cllm_fma_probe_avx512, .fma_probe_flops = 2.0 * 16 * CLLM_PROBE_AVX512_CHAINS
+
+static const cllm_kernel_table table_avx512 = {AVX512_KERNELS};
+
+/* AVX-512F with AVX512_BF16 (not an ISA of its own: the same fp32 kernels,
+ * plus the VDPBF16PS product, handed out as "avx512" where CPUID has it). */
+#if CLLM_KERNELS_BF16_X86
+static const cllm_kernel_table table_avx512_bf16 = {AVX512_KERNELS, .gemm_bf16 = cllm_gemm_bf16_avx512bf16};
 #endif
+#endif
+
+/* Whether the AVX512_BF16 kernels may run: built in, and the CPU has them. */
+static int bf16_x86_usable(void) { return CLLM_KERNELS_BF16_X86 && cllm_cpu()->avx512bf16; }
+
+const cllm_bf16_hw_ops *cllm_bf16_hw(void) {
+    if (!bf16_x86_usable()) return NULL;
+#if CLLM_KERNELS_BF16_X86
+    return &cllm_bf16_hw_avx512bf16;
+#else
+    return NULL;
+#endif
+}
 
 const cllm_kernel_table *cllm_kernel_table_for(cllm_simd s) {
     if (!cllm_simd_supported(s)) return NULL;
@@ -97,7 +117,11 @@ const cllm_kernel_table *cllm_kernel_table_for(cllm_simd s) {
     case CLLM_SIMD_OMP: return &table_omp;
 #if CLLM_KERNELS_X86
     case CLLM_SIMD_AVX2: return &table_avx2;
-    case CLLM_SIMD_AVX512: return &table_avx512;
+    case CLLM_SIMD_AVX512:
+#if CLLM_KERNELS_BF16_X86
+        if (bf16_x86_usable()) return &table_avx512_bf16;
+#endif
+        return &table_avx512;
 #else
     default: return NULL;
 #endif

@@ -9,6 +9,7 @@
 
 typedef struct {
     int sse42, avx, avx2, fma, avx512f; /* usable: CPUID bit and OS-enabled state */
+    int avx512bf16;                     /* VDPBF16PS/VCVTNE(2)PS2BF16: CPUID.(7,1):EAX[5] and ZMM state */
     char model[64];                     /* CPU brand string, "" if unknown */
 } cllm_cpu_features;
 

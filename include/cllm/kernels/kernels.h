@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "cllm/base/common.h"
+#include "cllm/kernels/bf16.h"
 
 typedef enum {
     CLLM_SIMD_SCALAR = 0, /* plain C reference loops */
@@ -123,6 +124,11 @@ typedef struct {
     const char *name; /* cllm_simd_name(isa) */
 
     cllm_gemm_fn gemm;
+    /* The bf16 matrix product (include/cllm/kernels/bf16.h), bitwise
+     * cllm_gemm_bf16_ref: the reference in the scalar table, the VDPBF16PS
+     * kernel in the avx512 table where the CPU has AVX512_BF16, NULL
+     * elsewhere (no fast version; callers fall back to cllm_gemm_bf16_ref). */
+    cllm_gemm_bf16_fn gemm_bf16;
 
     /* GELU, tanh approximation as GPT-2, over n floats:
      * gelu: out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), out may alias inp;

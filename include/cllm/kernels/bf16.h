@@ -1,0 +1,72 @@
+/* bfloat16: the one definition of rounding fp32 to bf16, an exact scalar
+ * model of the VDPBF16PS instruction, and the bf16 matrix product built on
+ * them (issue 15's groundwork; the training mode comes later).
+ *
+ * bf16 is the upper half of an fp32: sign, 8 exponent bits, 7 mantissa bits.
+ *
+ * cllm_bf16_from_f32 is what VCVTNEPS2BF16 / VCVTNE2PS2BF16 compute, bit for
+ * bit (test/test_bf16.c checks it against the instructions where the CPU has
+ * them):
+ *   - round to nearest, ties to even, on the 16 dropped bits; a value that
+ *     rounds past the largest bf16 becomes infinity;
+ *   - a NaN keeps its sign and upper payload bits and is made quiet (bit 6 of
+ *     the bf16 set), so a NaN never turns into an infinity;
+ *   - fp32 denormals (exponent field 0, non-zero mantissa) become a zero of
+ *     the same sign: the instructions treat input denormals as zero. So no
+ *     bf16 denormal is ever produced by rounding.
+ *
+ * cllm_dpbf16_ref is one fp32 lane of VDPBF16PS:
+ *   acc = fma(a.hi, b.hi, acc); acc = fma(a.lo, b.lo, acc)
+ * with the high pair (element 2i+1) first, each fused multiply-add rounded
+ * once to nearest-even, denormal inputs (the bf16 operands and the incoming
+ * accumulator) read as zeros of their sign, and a denormal result of either
+ * step flushed to a zero of its sign. A NaN result is the default quiet NaN
+ * bit pattern of whatever fmaf gives; callers compare NaNs as "both NaN". */
+#ifndef CLLM_KERNELS_BF16_H
+#define CLLM_KERNELS_BF16_H
+
+#include <stdint.h>
+
+uint16_t cllm_bf16_from_f32(float x);
+float cllm_bf16_to_f32(uint16_t h);
+
+/* A pair of bf16 as the instruction reads it from one dword: element 2i in
+ * the low half, element 2i+1 in the high half. */
+static inline uint32_t cllm_bf16_pair(float even, float odd) {
+    return (uint32_t)cllm_bf16_from_f32(even) | ((uint32_t)cllm_bf16_from_f32(odd) << 16);
+}
+
+/* One lane of VDPBF16PS: acc + a.hi*b.hi + a.lo*b.lo, as described above. */
+float cllm_dpbf16_ref(float acc, uint32_t a_pair, uint32_t b_pair);
+
+/* The bf16 matrix product, row-major:
+ *   C[M,N] = A[M,K] . B[K,N]           (accumulate == 0: C is not read)
+ *   C[M,N] = C + A[M,K] . B[K,N]       (accumulate != 0)
+ * A and B are fp32 and rounded to bf16 with cllm_bf16_from_f32 while
+ * packing; K is padded to even with zeros. Each C[i][j] is the sequence of
+ * VDPBF16PS lanes over the pairs p = 0, 1, ..., ceil(K/2)-1 in order:
+ *   acc = cllm_dpbf16_ref(acc, pair(A[i][2p], A[i][2p+1]), pair(B[2p][j], B[2p+1][j]))
+ * starting from acc = 0 or C[i][j]. Every build (the reference below, the
+ * AVX512_BF16 kernel) gives exactly these bits, for any shape and alignment.
+ * M, N <= 0 do nothing; K <= 0 writes zeros (or leaves C as it is when
+ * accumulating). lda >= K, ldb >= N, ldc >= N, in floats. */
+typedef void (*cllm_gemm_bf16_fn)(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                                  int ldc, int accumulate);
+
+void cllm_gemm_bf16_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        int accumulate);
+
+/* The bare instructions, for the tests that check the reference against the
+ * hardware: NULL when this CPU or build has no AVX512_BF16. n is any length.
+ *   cvtneps:  dst[i] = VCVTNEPS2BF16(src[i])
+ *   cvtne2ps: dst[i] = VCVTNE2PS2BF16 of the same floats (the two-source form)
+ *   dpbf16:   acc[i] = VDPBF16PS lane of (acc[i], a[i], b[i]) */
+typedef struct {
+    void (*cvtneps)(uint16_t *dst, const float *src, int n);
+    void (*cvtne2ps)(uint16_t *dst, const float *src, int n);
+    void (*dpbf16)(float *acc, const uint32_t *a, const uint32_t *b, int n);
+} cllm_bf16_hw_ops;
+
+const cllm_bf16_hw_ops *cllm_bf16_hw(void);
+
+#endif

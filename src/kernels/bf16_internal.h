@@ -1,0 +1,22 @@
+/* Private to src/kernels: whether this build has the AVX512_BF16 kernels
+ * (x86-64 and a compiler that knows the instructions: gcc >= 10, clang >= 9),
+ * and their entry points in x86/avx512bf16/. */
+#ifndef CLLM_KERNELS_BF16_INTERNAL_H
+#define CLLM_KERNELS_BF16_INTERNAL_H
+
+#include "cllm/kernels/bf16.h"
+
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 9) || \
+                            (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define CLLM_KERNELS_BF16_X86 1
+#else
+#define CLLM_KERNELS_BF16_X86 0
+#endif
+
+#if CLLM_KERNELS_BF16_X86
+extern const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16;
+void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                               int ldc, int accumulate);
+#endif
+
+#endif

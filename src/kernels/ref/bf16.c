@@ -1,0 +1,76 @@
+/* The scalar bf16 specification: rounding fp32 -> bf16 and one lane of
+ * VDPBF16PS, exactly as the instructions compute them (include/cllm/kernels/
+ * bf16.h states the semantics; test/test_bf16.c checks them bit for bit
+ * against the hardware where the CPU has AVX512_BF16), and the bf16 matrix
+ * product as a sequence of those lanes. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cllm/kernels/bf16.h"
+
+static uint32_t f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static float f32_from_bits(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+uint16_t cllm_bf16_from_f32(float x) {
+    uint32_t u = f32_bits(x);
+    uint32_t exponent = u & 0x7f800000u, mantissa = u & 0x007fffffu;
+    if (exponent == 0x7f800000u && mantissa != 0) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
+    if (exponent == 0) return (uint16_t)((u >> 16) & 0x8000u); /* zero or denormal: signed zero */
+    /* Nearest, ties to even: add just under half an ulp of bf16, plus one
+     * when the kept part is odd, and truncate. A carry out of the mantissa
+     * bumps the exponent, which is the right answer (up to infinity). */
+    uint32_t bias = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + bias) >> 16);
+}
+
+float cllm_bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+
+/* Denormal in, zero of the same sign out; anything else unchanged. */
+static float denormal_as_zero(float x) {
+    return (fabsf(x) < 0x1p-126f && x != 0.0f) ? copysignf(0.0f, x) : x;
+}
+
+/* One fused multiply-add as the instruction does it: operands read with DAZ,
+ * one rounding to nearest-even (fmaf), a denormal result flushed to zero. */
+static float fma_daz_ftz(float a, float b, float acc) {
+    float r = fmaf(denormal_as_zero(a), denormal_as_zero(b), denormal_as_zero(acc));
+    return denormal_as_zero(r);
+}
+
+float cllm_dpbf16_ref(float acc, uint32_t a_pair, uint32_t b_pair) {
+    float a_lo = cllm_bf16_to_f32((uint16_t)a_pair), a_hi = cllm_bf16_to_f32((uint16_t)(a_pair >> 16));
+    float b_lo = cllm_bf16_to_f32((uint16_t)b_pair), b_hi = cllm_bf16_to_f32((uint16_t)(b_pair >> 16));
+    acc = fma_daz_ftz(a_hi, b_hi, acc); /* the odd element's product first */
+    return fma_daz_ftz(a_lo, b_lo, acc);
+}
+
+/* Element k of a row (or column) as bf16, 0 past the end (K padded to even). */
+static float padded(const float *x, size_t stride, int k, int K) { return k < K ? x[(size_t)k * stride] : 0.0f; }
+
+void cllm_gemm_bf16_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        int accumulate) {
+    int pairs = K > 0 ? (K + 1) / 2 : 0;
+    for (int i = 0; i < M; i++) {
+        const float *a = A + (size_t)i * lda;
+        for (int j = 0; j < N; j++) {
+            float *c = &C[(size_t)i * ldc + j];
+            float acc = accumulate ? *c : 0.0f;
+            for (int p = 0; p < pairs; p++) {
+                uint32_t ap = cllm_bf16_pair(padded(a, 1, 2 * p, K), padded(a, 1, 2 * p + 1, K));
+                uint32_t bp = cllm_bf16_pair(padded(B + j, (size_t)ldb, 2 * p, K), padded(B + j, (size_t)ldb, 2 * p + 1, K));
+                acc = cllm_dpbf16_ref(acc, ap, bp);
+            }
+            *c = acc;
+        }
+    }
+}

@@ -1,0 +1,436 @@
+/* bf16 groundwork (issue 15): AVX512_BF16 detection agrees with the kernel's
+ * view (/proc/cpuinfo), the fp32 -> bf16 rounding and the VDPBF16PS
+ * reference equal the instructions bit for bit where this CPU has them, and
+ * equal a straightforward double-precision definition everywhere; the bf16
+ * matrix product's fast kernel equals its reference on odd, unaligned shapes. */
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cllm/base/common.h"
+#include "cllm/base/cpu.h"
+#include "cllm/kernels/bf16.h"
+#include "cllm/kernels/kernels.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static uint32_t rnd(void) { /* xorshift64*, reproducible */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+static uint32_t bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static float from_bits(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static const char *NO_BF16 = "skipped: this CPU has no AVX512_BF16\n";
+
+/* ------------------------------------------------------------ detection */
+
+/* 1 / 0 for the avx512_bf16 flag on the first "flags" line, -1 without one. */
+static int proc_cpuinfo_flag(const char *flag) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return -1;
+    char line[8192];
+    int found = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        found = 0;
+        for (char *tok = strtok(strchr(line, ':') ? strchr(line, ':') + 1 : line, " \t\n"); tok;
+             tok = strtok(NULL, " \t\n"))
+            if (strcmp(tok, flag) == 0) found = 1;
+        break;
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_detection_matches_proc_cpuinfo(void **state) {
+    (void)state;
+    int flag = proc_cpuinfo_flag("avx512_bf16");
+    if (flag < 0) {
+        print_message("skipped: no /proc/cpuinfo flags line to compare AVX512_BF16 detection with\n");
+        return;
+    }
+    print_message("avx512_bf16: cpuid %d, /proc/cpuinfo %d\n", cllm_cpu()->avx512bf16, flag);
+    assert_int_equal(cllm_cpu()->avx512bf16, flag);
+    if (cllm_cpu()->avx512bf16) assert_true(cllm_cpu()->avx512f);
+}
+
+static void test_table_offers_fast_bf16_only_with_the_instructions(void **state) {
+    (void)state;
+    assert_ptr_equal(cllm_kernel_table_for(CLLM_SIMD_SCALAR)->gemm_bf16, cllm_gemm_bf16_ref);
+    assert_null(cllm_kernel_table_for(CLLM_SIMD_OMP)->gemm_bf16);
+    const cllm_kernel_table *avx512 = cllm_kernel_table_for(CLLM_SIMD_AVX512);
+    if (avx512) assert_int_equal(avx512->gemm_bf16 != NULL, cllm_bf16_hw() != NULL);
+    if (!cllm_cpu()->avx512bf16) assert_null(cllm_bf16_hw());
+}
+
+/* ------------------------------------------------------------ fp32 -> bf16 */
+
+static int is_nan_bits(uint32_t u) { return (u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu); }
+
+/* The straightforward definition: the nearer of the two bf16 around x,
+ * measured in double, the even one on a tie; denormals to signed zero; NaN
+ * quiet with its upper bits. */
+static uint16_t bf16_definition(float x) {
+    uint32_t u = bits(x);
+    if (is_nan_bits(u)) return (uint16_t)((u >> 16) | 0x40);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    if (isinf(x)) return (uint16_t)(u >> 16);
+    uint16_t down = (uint16_t)(u >> 16); /* toward zero */
+    uint16_t up = (uint16_t)(down + 1);  /* away from zero (may be infinity) */
+    double dd = fabs((double)x - (double)cllm_bf16_to_f32(down));
+    double du = fabs((double)cllm_bf16_to_f32(up) - (double)x);
+    if ((up & 0x7fff) == 0x7f80) du = ldexp(1.0, 128) - fabs((double)x); /* "up" is the next step past max */
+    if (dd < du) return down;
+    if (du < dd) return up;
+    return (down & 1) ? up : down;
+}
+
+/* Edge values: zeros, smallest/largest denormals and normals, max, inf,
+ * NaNs (quiet, signalling, payloads), halfway cases and their neighbours. */
+static size_t edge_floats(uint32_t *out) {
+    static const uint32_t base[] = {0x00000000, 0x00000001, 0x00000fff, 0x00007fff, 0x00008000, 0x00400000,
+                                    0x007fffff, 0x00800000, 0x00807fff, 0x00808000, 0x00818000, 0x3f800000,
+                                    0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, 0x3f80ffff, 0x7f7f0000,
+                                    0x7f7f7fff, 0x7f7f8000, 0x7f7fffff, 0x7f800000, 0x7f800001, 0x7f808000,
+                                    0x7fbfffff, 0x7fc00000, 0x7fc00001, 0x7fffffff, 0x7f80ffff, 0x7f810000};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        out[n++] = base[i];
+        out[n++] = base[i] | 0x80000000u;
+    }
+    return n;
+}
+
+/* A float from random bits, biased towards the cases that matter: halfway
+ * low halves, denormals, NaNs and values next to the largest bf16. */
+static uint32_t random_float_bits(void) {
+    uint32_t u = rnd(), kind = rnd() % 8;
+    if (kind == 0) u = (u & 0xffff0000u) | 0x8000u;                   /* exact tie */
+    if (kind == 1) u = (u & 0x8000ffffu) | ((rnd() & 1) ? 0x7f7f0000u : 0x7f800000u); /* max .. NaN */
+    if (kind == 2) u &= 0x807fffffu;                                  /* denormal or zero */
+    if (kind == 3) u = (u & 0xffff0000u) | (0x7fffu + (rnd() % 3));   /* tie -1, tie, tie +1 */
+    return u;
+}
+
+static void test_bf16_from_f32_matches_definition(void **state) {
+    (void)state;
+    uint32_t edges[64];
+    size_t ne = edge_floats(edges);
+    for (size_t i = 0; i < ne; i++) assert_int_equal(cllm_bf16_from_f32(from_bits(edges[i])), bf16_definition(from_bits(edges[i])));
+    for (long i = 0; i < 2000000; i++) {
+        float x = from_bits(random_float_bits());
+        assert_int_equal(cllm_bf16_from_f32(x), bf16_definition(x));
+    }
+    /* Every bf16 that is not a NaN or denormal survives the round trip. */
+    for (uint32_t h = 0; h < 65536; h++) {
+        if (is_nan_bits(h << 16) || ((h & 0x7f80) == 0 && (h & 0x7f))) continue;
+        assert_int_equal(cllm_bf16_from_f32(cllm_bf16_to_f32((uint16_t)h)), h);
+    }
+    /* The documented cases, spelled out. */
+    assert_int_equal(cllm_bf16_from_f32(from_bits(0x3f808000u)), 0x3f80); /* tie to even (down) */
+    assert_int_equal(cllm_bf16_from_f32(from_bits(0x3f818000u)), 0x3f82); /* tie to even (up) */
+    assert_int_equal(cllm_bf16_from_f32(FLT_MAX), 0x7f80);               /* rounds to infinity */
+    assert_int_equal(cllm_bf16_from_f32(from_bits(0x7f800001u)), 0x7fc0); /* signalling NaN made quiet */
+    assert_int_equal(cllm_bf16_from_f32(from_bits(0x807fffffu)), 0x8000); /* denormal to -0 */
+}
+
+enum { CVT_RANDOM = 1 << 22 };
+
+static void test_bf16_from_f32_matches_hardware(void **state) {
+    (void)state;
+    const cllm_bf16_hw_ops *hw = cllm_bf16_hw();
+    if (!hw) {
+        print_message("%s", NO_BF16);
+        return;
+    }
+    size_t n = CVT_RANDOM;
+    float *x = cllm_alloc(n * sizeof *x);
+    uint16_t *one = cllm_alloc(n * sizeof *one), *two = cllm_alloc(n * sizeof *two);
+    uint32_t edges[64];
+    size_t ne = edge_floats(edges);
+    for (size_t i = 0; i < n; i++) x[i] = from_bits(i < ne ? edges[i] : random_float_bits());
+    /* Odd length and offset: the tails of both forms are exercised too. */
+    hw->cvtneps(one, x, (int)n - 3);
+    hw->cvtne2ps(two + 1, x + 1, (int)n - 5);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < n - 5; i++) {
+        uint16_t ref = cllm_bf16_from_f32(x[i]);
+        if (one[i] != ref || (i >= 1 && two[i] != ref)) {
+            if (mismatches++ < 5)
+                print_message("x=0x%08x ref=0x%04x cvtneps=0x%04x cvtne2ps=0x%04x\n", bits(x[i]), ref, one[i], two[i]);
+        }
+    }
+    print_message("fp32->bf16: %zu floats, reference == VCVTNEPS2BF16 == VCVTNE2PS2BF16 bit for bit: %zu mismatches\n",
+                  n - 5, mismatches);
+    assert_int_equal(mismatches, 0);
+    cllm_free(x);
+    cllm_free(one);
+    cllm_free(two);
+}
+
+/* ------------------------------------------------------------ VDPBF16PS */
+
+static float daz(float x) { return (fabsf(x) < FLT_MIN && x != 0.0f) ? copysignf(0.0f, x) : x; }
+
+/* acc + a*b rounded once to float, by hand in double: the product of two
+ * bf16 is exact in double; the sum's rounding error is recovered with
+ * two-sum, and decides the one case double rounding gets wrong (a double
+ * sum that lands exactly halfway between two floats). Then flush to zero. */
+static float fma_definition(float a, float b, float acc) {
+    double p = (double)daz(a) * (double)daz(b), c = daz(acc);
+    double s = c + p;
+    float f = (float)s;
+    if (isfinite(s)) {
+        double bv = s - c, err = (c - (s - bv)) + (p - bv);
+        double d = s - (double)f;
+        if (err != 0.0 && d != 0.0) {
+            float other = nextafterf(f, d > 0 ? INFINITY : -INFINITY);
+            if (isfinite(other) && fabs((double)other - s) == fabs(d) && ((err > 0) == (other > f))) f = other;
+        }
+    }
+    return daz(f);
+}
+
+static float dp_definition(float acc, uint32_t a, uint32_t b) {
+    acc = fma_definition(cllm_bf16_to_f32((uint16_t)(a >> 16)), cllm_bf16_to_f32((uint16_t)(b >> 16)), acc);
+    return fma_definition(cllm_bf16_to_f32((uint16_t)a), cllm_bf16_to_f32((uint16_t)b), acc);
+}
+
+/* A bf16 with an exponent in [lo, hi] (biased), or a special now and then. */
+static uint16_t random_bf16(int lo, int hi) {
+    uint32_t r = rnd(), kind = r % 64;
+    uint16_t sign = (uint16_t)((r >> 8) & 0x8000u), mant = (uint16_t)((r >> 16) & 0x7f);
+    if (kind == 0) return sign;                          /* zero */
+    if (kind == 1) return (uint16_t)(sign | (mant | 1)); /* denormal */
+    if (kind == 2) return (uint16_t)(sign | 0x7f80);     /* infinity */
+    if (kind == 3) return (uint16_t)(sign | 0x7fc0 | mant); /* NaN */
+    int e = lo + (int)(rnd() % (unsigned)(hi - lo + 1));
+    return (uint16_t)(sign | (e << 7) | mant);
+}
+
+typedef struct {
+    float *acc;
+    uint32_t *a, *b;
+} lanes;
+
+/* One random lane: exponent ranges chosen per lane so that products
+ * overflow, underflow into and below the denormal range, and cancel
+ * against the accumulator or each other. */
+static void random_lane(float *acc, uint32_t *a, uint32_t *b) {
+    static const int ranges[][2] = {{110, 144}, {1, 254}, {1, 40}, {40, 90}, {190, 254}, {120, 134}};
+    int k = (int)(rnd() % 6);
+    uint16_t ah = random_bf16(ranges[k][0], ranges[k][1]), bh = random_bf16(ranges[k][0], ranges[k][1]);
+    uint16_t al = random_bf16(ranges[k][0], ranges[k][1]), bl = random_bf16(ranges[k][0], ranges[k][1]);
+    *a = (uint32_t)al | ((uint32_t)ah << 16);
+    *b = (uint32_t)bl | ((uint32_t)bh << 16);
+    float hi = cllm_bf16_to_f32(ah) * cllm_bf16_to_f32(bh), lo = cllm_bf16_to_f32(al) * cllm_bf16_to_f32(bl);
+    switch (rnd() % 8) {
+    case 0: *acc = -hi; break;                                              /* cancels the first product */
+    case 1: *acc = -hi * (1.0f + ldexpf((float)(rnd() % 16), -20)); break; /* almost cancels */
+    case 2: *acc = -(hi + lo); break;                                       /* cancels the pair */
+    case 3: *acc = from_bits(rnd() & 0x807fffffu); break;                  /* denormal accumulator */
+    case 4: *acc = from_bits(rnd()); break;                                 /* anything, NaN included */
+    default: *acc = hi * ldexpf(1.0f, (int)(rnd() % 40) - 20) * ((rnd() & 1) ? 1.0f : -1.0f); break;
+    }
+    if (rnd() % 16 == 0) {
+        *b = (uint32_t)(*b & 0xffffu) | (uint32_t)(rnd() % 16 == 0 ? 0 : *b & 0xffff0000u);
+    }
+}
+
+/* Equal bits, or both NaN (payloads are counted separately). */
+static int same_result(float x, float y, size_t *nan_payload_differs) {
+    if (isnan(x) && isnan(y)) {
+        if (bits(x) != bits(y)) (*nan_payload_differs)++;
+        return 1;
+    }
+    return bits(x) == bits(y);
+}
+
+static void test_dpbf16_ref_matches_definition(void **state) {
+    (void)state;
+    size_t nan_payload = 0;
+    for (long i = 0; i < 2000000; i++) {
+        float acc;
+        uint32_t a, b;
+        random_lane(&acc, &a, &b);
+        float r = cllm_dpbf16_ref(acc, a, b), d = dp_definition(acc, a, b);
+        if (!same_result(r, d, &nan_payload)) fail_msg("acc=0x%08x a=0x%08x b=0x%08x: ref 0x%08x, definition 0x%08x", bits(acc), a, b, bits(r), bits(d));
+    }
+    /* Directed: the high pair goes first. 1 + 2^-24 is not a float, so the
+     * order shows: (2^-24 + 1) - 1 = 0 if the small product is added first
+     * to acc = 1 .. spelled out: acc = 1, hi = 2^-24 * 1, lo = -1 * 1.
+     * hi first: 1 + 2^-24 = 1 (tie to even), then - 1 = 0. lo first: 0 + 2^-24. */
+    uint32_t a = (uint32_t)cllm_bf16_from_f32(-1.0f) | ((uint32_t)cllm_bf16_from_f32(0x1p-24f) << 16);
+    uint32_t b = (uint32_t)cllm_bf16_from_f32(1.0f) | ((uint32_t)cllm_bf16_from_f32(1.0f) << 16);
+    assert_int_equal(bits(cllm_dpbf16_ref(1.0f, a, b)), bits(0.0f));
+    /* Denormal accumulator in is zero; denormal result out is zero. */
+    assert_int_equal(bits(cllm_dpbf16_ref(FLT_MIN / 2, 0, 0)), 0);
+    uint32_t t = cllm_bf16_from_f32(0x1p-70f);
+    assert_int_equal(bits(cllm_dpbf16_ref(0.0f, t, t)), 0); /* 2^-140: denormal, flushed */
+    assert_int_equal(bits(cllm_dpbf16_ref(0.0f, t << 16, t << 16)), 0);
+}
+
+enum { DP_LANES = 1 << 22 };
+
+static void test_dpbf16_ref_matches_hardware(void **state) {
+    (void)state;
+    const cllm_bf16_hw_ops *hw = cllm_bf16_hw();
+    if (!hw) {
+        print_message("%s", NO_BF16);
+        return;
+    }
+    const char *env = getenv("CLLM_TEST_BF16_LANES"); /* a longer one-off run: CLLM_TEST_BF16_LANES=200000000 */
+    size_t n = env ? (size_t)strtoull(env, NULL, 10) : (size_t)DP_LANES;
+    size_t batch = n < (1u << 22) ? n : (1u << 22);
+    float *acc = cllm_alloc(batch * sizeof *acc), *out = cllm_alloc(batch * sizeof *out);
+    uint32_t *a = cllm_alloc(batch * sizeof *a), *b = cllm_alloc(batch * sizeof *b);
+    size_t mismatches = 0, nan_payload = 0, nans = 0, zeros = 0, infs = 0;
+    for (size_t done = 0; done < n; done += batch) {
+        size_t m = n - done < batch ? n - done : batch;
+        for (size_t i = 0; i < m; i++) random_lane(&acc[i], &a[i], &b[i]);
+        memcpy(out, acc, m * sizeof *out);
+        hw->dpbf16(out, a, b, (int)m);
+        for (size_t i = 0; i < m; i++) {
+            float r = cllm_dpbf16_ref(acc[i], a[i], b[i]);
+            nans += isnan(out[i]) != 0;
+            zeros += out[i] == 0.0f;
+            infs += isinf(out[i]) != 0;
+            if (!same_result(r, out[i], &nan_payload) && mismatches++ < 8)
+                print_message("acc=0x%08x a=0x%08x b=0x%08x: ref 0x%08x, VDPBF16PS 0x%08x\n", bits(acc[i]), a[i], b[i],
+                              bits(r), bits(out[i]));
+        }
+    }
+    print_message("VDPBF16PS: %zu lanes (%zu NaN, %zu zero, %zu infinite results): %zu mismatches, %zu NaNs with "
+                  "another payload\n", n, nans, zeros, infs, mismatches, nan_payload);
+    assert_int_equal(mismatches, 0);
+    cllm_free(acc);
+    cllm_free(out);
+    cllm_free(a);
+    cllm_free(b);
+}
+
+/* ------------------------------------------------------------ matrix product */
+
+static float random_entry(void) {
+    float x = ((float)rnd() / 4294967296.0f * 2.0f - 1.0f) * ldexpf(1.0f, (int)(rnd() % 9) - 4);
+    return (rnd() % 97 == 0) ? 0.0f : x;
+}
+
+typedef struct {
+    int M, N, K, lda, ldb, ldc, accumulate;
+    float *A, *B, *C0;
+} problem;
+
+static problem make_problem(int M, int N, int K) {
+    problem p = {M, N, K, K + (int)(rnd() % 3), N + (int)(rnd() % 3), N + (int)(rnd() % 3), (int)(rnd() % 2), 0, 0, 0};
+    /* One float past an aligned allocation: no operand is 64-byte aligned. */
+    p.A = (float *)cllm_alloc(((size_t)M * p.lda + 2) * sizeof(float)) + 1;
+    p.B = (float *)cllm_alloc(((size_t)K * p.ldb + 2) * sizeof(float)) + 1;
+    p.C0 = (float *)cllm_alloc(((size_t)M * p.ldc + 2) * sizeof(float)) + 1;
+    for (size_t i = 0; i < (size_t)M * p.lda; i++) p.A[i] = random_entry();
+    for (size_t i = 0; i < (size_t)K * p.ldb; i++) p.B[i] = random_entry();
+    for (size_t i = 0; i < (size_t)M * p.ldc; i++) p.C0[i] = random_entry();
+    return p;
+}
+
+static void free_problem(problem *p) {
+    cllm_free(p->A - 1);
+    cllm_free(p->B - 1);
+    cllm_free(p->C0 - 1);
+}
+
+static float *run(const problem *p, cllm_gemm_bf16_fn gemm) {
+    size_t n = (size_t)p->M * p->ldc;
+    float *C = (float *)cllm_alloc((n + 2) * sizeof(float)) + 1;
+    memcpy(C, p->C0, n * sizeof *C);
+    gemm(p->M, p->N, p->K, p->A, p->lda, p->B, p->ldb, C, p->ldc, p->accumulate);
+    return C;
+}
+
+static void test_gemm_bf16_ref_matches_definition(void **state) {
+    (void)state;
+    for (int t = 0; t < 60; t++) {
+        problem p = make_problem(1 + (int)(rnd() % 67), 1 + (int)(rnd() % 67), 1 + (int)(rnd() % 67));
+        float *C = run(&p, cllm_gemm_bf16_ref);
+        for (int i = 0; i < p.M; i++)
+            for (int j = 0; j < p.ldc; j++) {
+                float want = p.C0[(size_t)i * p.ldc + j]; /* padding columns untouched */
+                if (j < p.N) {
+                    float acc = p.accumulate ? want : 0.0f;
+                    for (int k = 0; k < p.K; k += 2) {
+                        float a1 = k + 1 < p.K ? p.A[(size_t)i * p.lda + k + 1] : 0.0f;
+                        float b1 = k + 1 < p.K ? p.B[(size_t)(k + 1) * p.ldb + j] : 0.0f;
+                        acc = dp_definition(acc, cllm_bf16_pair(p.A[(size_t)i * p.lda + k], a1),
+                                            cllm_bf16_pair(p.B[(size_t)k * p.ldb + j], b1));
+                    }
+                    want = acc;
+                }
+                assert_int_equal(bits(C[(size_t)i * p.ldc + j]), bits(want));
+            }
+        cllm_free(C - 1);
+        free_problem(&p);
+    }
+}
+
+static void test_gemm_bf16_fast_equals_ref(void **state) {
+    (void)state;
+    int tested = 0;
+    for (int s = 0; s < CLLM_SIMD_COUNT; s++) {
+        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
+        if (!k || !k->gemm_bf16 || k->gemm_bf16 == cllm_gemm_bf16_ref) continue;
+        tested++;
+        for (int t = 0; t < 300; t++) {
+            /* Mostly 1..67 in each dimension, K odd half the time; a few K
+             * past the kernel's K chunk (384 floats) so the chunking shows. */
+            int M = 1 + (int)(rnd() % 67), N = 1 + (int)(rnd() % 67);
+            int K = t % 10 == 9 ? 380 + (int)(rnd() % 500) : 1 + (int)(rnd() % 67);
+            problem p = make_problem(M, N, K);
+            float *want = run(&p, cllm_gemm_bf16_ref), *got = run(&p, k->gemm_bf16);
+            size_t n = (size_t)p.M * p.ldc;
+            if (memcmp(want - 1, got - 1, (n + 2) * sizeof(float)) != 0) {
+                for (size_t i = 0; i < n; i++)
+                    if (bits(want[i]) != bits(got[i]))
+                        fail_msg("%s gemm_bf16 M=%d N=%d K=%d acc=%d: C[%zu] = %a, reference %a", k->name, M, N, K,
+                                 p.accumulate, i, (double)got[i], (double)want[i]);
+                fail_msg("%s gemm_bf16 M=%d N=%d K=%d: wrote outside C", k->name, M, N, K);
+            }
+            cllm_free(want - 1);
+            cllm_free(got - 1);
+            free_problem(&p);
+        }
+        print_message("gemm_bf16 %s: 300 random shapes, bitwise the reference\n", k->name);
+    }
+    if (!tested) print_message("%s", NO_BF16);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detection_matches_proc_cpuinfo),
+        cmocka_unit_test(test_table_offers_fast_bf16_only_with_the_instructions),
+        cmocka_unit_test(test_bf16_from_f32_matches_definition),
+        cmocka_unit_test(test_bf16_from_f32_matches_hardware),
+        cmocka_unit_test(test_dpbf16_ref_matches_definition),
+        cmocka_unit_test(test_dpbf16_ref_matches_hardware),
+        cmocka_unit_test(test_gemm_bf16_ref_matches_definition),
+        cmocka_unit_test(test_gemm_bf16_fast_equals_ref),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
