@@ -190,23 +190,34 @@ static void test_bf16_from_f32_matches_hardware(void **state) {
 
 static float daz(float x) { return (fabsf(x) < FLT_MIN && x != 0.0f) ? copysignf(0.0f, x) : x; }
 
-/* acc + a*b rounded once to float, by hand in double: the product of two
- * bf16 is exact in double; the sum's rounding error is recovered with
- * two-sum, and decides the one case double rounding gets wrong (a double
- * sum that lands exactly halfway between two floats). Then flush to zero. */
-static float fma_definition(float a, float b, float acc) {
-    double p = (double)daz(a) * (double)daz(b), c = daz(acc);
+/* The float nearest c + p (ties to even), given as doubles, by hand: the
+ * sum's rounding error is recovered with two-sum and decides the one case
+ * double rounding gets wrong (a double sum exactly halfway between two
+ * floats). Values must be in the float's normal range or beyond. */
+static float round_sum_to_float(double c, double p) {
     double s = c + p;
     float f = (float)s;
-    if (isfinite(s)) {
-        double bv = s - c, err = (c - (s - bv)) + (p - bv);
-        double d = s - (double)f;
-        if (err != 0.0 && d != 0.0) {
-            float other = nextafterf(f, d > 0 ? INFINITY : -INFINITY);
-            if (isfinite(other) && fabs((double)other - s) == fabs(d) && ((err > 0) == (other > f))) f = other;
-        }
+    if (!isfinite(s)) return f;
+    double bv = s - c, err = (c - (s - bv)) + (p - bv);
+    double d = s - (double)f;
+    if (err != 0.0 && d != 0.0) {
+        float other = nextafterf(f, d > 0 ? INFINITY : -INFINITY);
+        if (isfinite(other) && fabs((double)other - s) == fabs(d) && ((err > 0) == (other > f))) f = other;
     }
-    return daz(f);
+    return f;
+}
+
+/* acc + a*b rounded once, as specified: DAZ on the inputs; rounding to 24
+ * bits with an unbounded exponent (small sums are scaled up by 2^64, exact in
+ * double, so that no denormal grid is involved); a result below FLT_MIN after
+ * that rounding becomes a zero of its sign. The product of two bf16 is exact
+ * in double. */
+static float fma_definition(float a, float b, float acc) {
+    double p = (double)daz(a) * (double)daz(b), c = daz(acc);
+    double scale = fabs(c + p) < 0x1p-100 ? 0x1p64 : 1.0;
+    float f = round_sum_to_float(c * scale, p * scale);
+    if (fabsf(f) < FLT_MIN * (float)scale) return copysignf(0.0f, f);
+    return (float)((double)f / scale);
 }
 
 static float dp_definition(float acc, uint32_t a, uint32_t b) {
@@ -226,10 +237,19 @@ static uint16_t random_bf16(int lo, int hi) {
     return (uint16_t)(sign | (e << 7) | mant);
 }
 
-typedef struct {
-    float *acc;
-    uint32_t *a, *b;
-} lanes;
+/* A lane around the flush threshold: acc within a few ulps of +-FLT_MIN,
+ * one product of either sign between about 2^-200 and 2^-110, the other
+ * product zero or also tiny. */
+static void boundary_lane(float *acc, uint32_t *a, uint32_t *b) {
+    float m = from_bits(0x00800000u + rnd() % 4);
+    *acc = (rnd() & 1) ? -m : m;
+    uint16_t x = (uint16_t)(((127 - 55 - (int)(rnd() % 46)) << 7) | (rnd() & 0x7f));
+    uint16_t y = (uint16_t)(((127 - 55 - (int)(rnd() % 46)) << 7) | (rnd() & 0x7f) | (rnd() & 0x8000));
+    uint32_t other = rnd() % 4 == 0 ? (uint32_t)random_bf16(1, 60) : 0;
+    int high = (int)(rnd() & 1); /* which element of the pair carries the product */
+    *a = high ? ((uint32_t)x << 16) | other : x | (other << 16);
+    *b = high ? ((uint32_t)y << 16) | other : y | (other << 16);
+}
 
 /* One random lane: exponent ranges chosen per lane so that products
  * overflow, underflow into and below the denormal range, and cancel
@@ -270,7 +290,10 @@ static void test_dpbf16_ref_matches_definition(void **state) {
     for (long i = 0; i < 2000000; i++) {
         float acc;
         uint32_t a, b;
-        random_lane(&acc, &a, &b);
+        if (i % 4 == 3)
+            boundary_lane(&acc, &a, &b);
+        else
+            random_lane(&acc, &a, &b);
         float r = cllm_dpbf16_ref(acc, a, b), d = dp_definition(acc, a, b);
         if (!same_result(r, d, &nan_payload)) fail_msg("acc=0x%08x a=0x%08x b=0x%08x: ref 0x%08x, definition 0x%08x", bits(acc), a, b, bits(r), bits(d));
     }
@@ -286,6 +309,15 @@ static void test_dpbf16_ref_matches_definition(void **state) {
     uint32_t t = cllm_bf16_from_f32(0x1p-70f);
     assert_int_equal(bits(cllm_dpbf16_ref(0.0f, t, t)), 0); /* 2^-140: denormal, flushed */
     assert_int_equal(bits(cllm_dpbf16_ref(0.0f, t << 16, t << 16)), 0);
+    /* Tininess after rounding, unbounded exponent: FLT_MIN - 2^-150 is a
+     * 24-bit float under FLT_MIN, flushed; FLT_MIN - 2^-151 is a tie that
+     * rounds to FLT_MIN, kept; FLT_MIN - 2^-152 rounds to FLT_MIN, kept. */
+    uint32_t half = cllm_bf16_from_f32(0x1p-75f), neg = cllm_bf16_from_f32(-0x1p-75f);
+    uint32_t q = cllm_bf16_from_f32(0x1p-76f), q2 = cllm_bf16_from_f32(0x1p-77f);
+    assert_int_equal(bits(cllm_dpbf16_ref(FLT_MIN, half, neg)), 0);
+    assert_int_equal(bits(cllm_dpbf16_ref(FLT_MIN, q, neg)), bits(FLT_MIN));
+    assert_int_equal(bits(cllm_dpbf16_ref(FLT_MIN, q2, neg)), bits(FLT_MIN));
+    assert_int_equal(bits(cllm_dpbf16_ref(-FLT_MIN, half, half)), bits(-0.0f));
 }
 
 enum { DP_LANES = 1 << 22 };
@@ -305,7 +337,12 @@ static void test_dpbf16_ref_matches_hardware(void **state) {
     size_t mismatches = 0, nan_payload = 0, nans = 0, zeros = 0, infs = 0;
     for (size_t done = 0; done < n; done += batch) {
         size_t m = n - done < batch ? n - done : batch;
-        for (size_t i = 0; i < m; i++) random_lane(&acc[i], &a[i], &b[i]);
+        for (size_t i = 0; i < m; i++) {
+            if (i % 4 == 3)
+                boundary_lane(&acc[i], &a[i], &b[i]);
+            else
+                random_lane(&acc[i], &a[i], &b[i]);
+        }
         memcpy(out, acc, m * sizeof *out);
         hw->dpbf16(out, a, b, (int)m);
         for (size_t i = 0; i < m; i++) {

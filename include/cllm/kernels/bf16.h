@@ -19,8 +19,10 @@
  *   acc = fma(a.hi, b.hi, acc); acc = fma(a.lo, b.lo, acc)
  * with the high pair (element 2i+1) first, each fused multiply-add rounded
  * once to nearest-even, denormal inputs (the bf16 operands and the incoming
- * accumulator) read as zeros of their sign, and a denormal result of either
- * step flushed to a zero of its sign. A NaN result is the default quiet NaN
+ * accumulator) read as zeros of their sign, and a tiny result of either
+ * step flushed to a zero of its sign, tininess decided after rounding with
+ * an unbounded exponent (so an exact result just under FLT_MIN that rounds
+ * to FLT_MIN with 24 bits is kept; see ref/bf16.c for what was observed). A NaN result is the default quiet NaN
  * bit pattern of whatever fmaf gives; callers compare NaNs as "both NaN". */
 #ifndef CLLM_KERNELS_BF16_H
 #define CLLM_KERNELS_BF16_H

@@ -40,10 +40,35 @@ static float denormal_as_zero(float x) {
     return (fabsf(x) < 0x1p-126f && x != 0.0f) ? copysignf(0.0f, x) : x;
 }
 
+/* Whether the exact |a*b + acc| is below FLT_MIN - 2^-151, the smallest
+ * value that still rounds to FLT_MIN with 24 bits and an unbounded exponent.
+ * a and b are bf16 values, so a*b is exact in double; two-sum gives the sum
+ * as s + e exactly, and s - threshold is exact (Sterbenz: both are within a
+ * factor 2 of FLT_MIN when this is asked), so the comparison is exact. */
+static int below_flush_threshold(float a, float b, float acc) {
+    double p = (double)a * (double)b, c = acc;
+    double s = c + p, t = s - c, e = (c - (s - t)) + (p - t);
+    if (s < 0) {
+        s = -s;
+        e = -e;
+    }
+    double d = s - (0x1p-126 - 0x1p-151);
+    return d != 0.0 ? d < 0.0 : e < 0.0;
+}
+
 /* One fused multiply-add as the instruction does it: operands read with DAZ,
- * one rounding to nearest-even (fmaf), a denormal result flushed to zero. */
+ * one rounding to nearest-even, a tiny result flushed to a zero of its sign.
+ * "Tiny" is decided after rounding as if the exponent were unbounded (IEEE's
+ * after-rounding tininess, which x86 uses): observed on a Zen 5 EPYC, an
+ * exact result in [FLT_MIN - 2^-150, FLT_MIN - 2^-151) is flushed although
+ * fmaf, rounding on the denormal grid, returns FLT_MIN for it; one in
+ * [FLT_MIN - 2^-151, FLT_MIN) is kept as FLT_MIN. */
 static float fma_daz_ftz(float a, float b, float acc) {
-    float r = fmaf(denormal_as_zero(a), denormal_as_zero(b), denormal_as_zero(acc));
+    a = denormal_as_zero(a);
+    b = denormal_as_zero(b);
+    acc = denormal_as_zero(acc);
+    float r = fmaf(a, b, acc);
+    if (fabsf(r) == 0x1p-126f && below_flush_threshold(a, b, acc)) return copysignf(0.0f, r);
     return denormal_as_zero(r);
 }
 
