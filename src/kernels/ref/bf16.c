@@ -72,11 +72,23 @@ static float fma_daz_ftz(float a, float b, float acc) {
     return denormal_as_zero(r);
 }
 
+/* Which NaN a NaN result is, fixed here rather than left to how the
+ * compiler orders fmaf's operands: the first NaN operand in the order
+ * src1 low, src2 low, src1 high, src2 high, accumulator, made quiet; with no
+ * NaN operand (inf * 0, inf - inf) the x86 default NaN, 0xffc00000. */
+static float nan_result(float a_lo, float b_lo, float a_hi, float b_hi, float acc) {
+    const float order[5] = {a_lo, b_lo, a_hi, b_hi, acc};
+    for (int i = 0; i < 5; i++)
+        if (isnan(order[i])) return f32_from_bits(f32_bits(order[i]) | 0x00400000u);
+    return f32_from_bits(0xffc00000u);
+}
+
 float cllm_dpbf16_ref(float acc, uint32_t a_pair, uint32_t b_pair) {
     float a_lo = cllm_bf16_to_f32((uint16_t)a_pair), a_hi = cllm_bf16_to_f32((uint16_t)(a_pair >> 16));
     float b_lo = cllm_bf16_to_f32((uint16_t)b_pair), b_hi = cllm_bf16_to_f32((uint16_t)(b_pair >> 16));
-    acc = fma_daz_ftz(a_hi, b_hi, acc); /* the odd element's product first */
-    return fma_daz_ftz(a_lo, b_lo, acc);
+    float r = fma_daz_ftz(a_hi, b_hi, acc); /* the odd element's product first */
+    r = fma_daz_ftz(a_lo, b_lo, r);
+    return isnan(r) ? nan_result(a_lo, b_lo, a_hi, b_hi, acc) : r;
 }
 
 /* Element k of a row (or column) as bf16, 0 past the end (K padded to even). */
