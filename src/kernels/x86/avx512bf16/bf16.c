@@ -54,13 +54,16 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
 
 /* ------------------------------------------------------------ matrix product
  *
- * K is cut into chunks of KC_PAIRS pairs; per chunk, a 32-column panel of B
- * is packed as bf16 pairs (pair p of column c at bp[p * NR + c]), and each
- * 8-row tile of A as pairs (row r's pair p at ap[p * MR + r]). The tile keeps
- * 8 x 32 fp32 accumulators in 16 registers; between chunks they go through C
- * in fp32, which is exact, so the sequence of VDPBF16PS per output is the
- * reference's: pairs in order, one instruction each. */
-enum { MR = 8, NR = 32, KC_PAIRS = 192 };
+ * K is cut into chunks of KC_PAIRS pairs and N into blocks of NC columns;
+ * per chunk and block, B is packed once as bf16 pairs in 32-column panels
+ * (pair p of column c of a panel at panel[p * NR + c]), then each 8-row tile
+ * of A is packed once as pairs (row r's pair p at ap[p * MR + r]) and run
+ * against every panel of the block. The tile keeps 8 x 32 fp32 accumulators
+ * in 16 registers; between chunks they go through C in fp32, which is exact,
+ * so the sequence of VDPBF16PS per output is the reference's: pairs in
+ * order, one instruction each. The B block lives in a thread-local buffer
+ * (384 KiB, sized once), so no call allocates and threads may call at once. */
+enum { MR = 8, NR = 32, KC_PAIRS = 192, NC = 512 };
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
@@ -128,6 +131,8 @@ BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, flo
     }
 }
 
+static _Thread_local uint32_t b_block[KC_PAIRS * NC] __attribute__((aligned(64)));
+
 BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                            float *C, int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -137,18 +142,20 @@ BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, 
             for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
         return;
     }
-    uint32_t bp[KC_PAIRS * NR] __attribute__((aligned(64)));
     uint32_t ap[KC_PAIRS * MR] __attribute__((aligned(64)));
     for (int p0 = 0; p0 < pairs; p0 += KC_PAIRS) {
         int np = pairs - p0 < KC_PAIRS ? pairs - p0 : KC_PAIRS;
         int load_c = accumulate || p0 > 0;
-        for (int j0 = 0; j0 < N; j0 += NR) {
-            int n = N - j0 < NR ? N - j0 : NR;
-            pack_b(B, ldb, K, p0, np, j0, n, bp);
+        for (int jb = 0; jb < N; jb += NC) {
+            int nb = N - jb < NC ? N - jb : NC;
+            for (int j0 = 0; j0 < nb; j0 += NR)
+                pack_b(B, ldb, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
             for (int i0 = 0; i0 < M; i0 += MR) {
                 int m = M - i0 < MR ? M - i0 : MR;
                 pack_a(A, lda, K, p0, np, i0, m, ap);
-                tile(np, ap, bp, C + (size_t)i0 * ldc + j0, ldc, m, n, load_c);
+                for (int j0 = 0; j0 < nb; j0 += NR)
+                    tile(np, ap, b_block + (size_t)j0 * np, C + (size_t)i0 * ldc + jb + j0, ldc, m,
+                         nb - j0 < NR ? nb - j0 : NR, load_c);
             }
         }
     }
