@@ -297,10 +297,9 @@ static void test_dpbf16_ref_matches_definition(void **state) {
         float r = cllm_dpbf16_ref(acc, a, b), d = dp_definition(acc, a, b);
         if (!same_result(r, d, &nan_payload)) fail_msg("acc=0x%08x a=0x%08x b=0x%08x: ref 0x%08x, definition 0x%08x", bits(acc), a, b, bits(r), bits(d));
     }
-    /* Directed: the high pair goes first. 1 + 2^-24 is not a float, so the
-     * order shows: (2^-24 + 1) - 1 = 0 if the small product is added first
-     * to acc = 1 .. spelled out: acc = 1, hi = 2^-24 * 1, lo = -1 * 1.
-     * hi first: 1 + 2^-24 = 1 (tie to even), then - 1 = 0. lo first: 0 + 2^-24. */
+    /* Directed: the high pair goes first. acc = 1, high product 2^-24,
+     * low product -1. High first: 1 + 2^-24 rounds to 1 (a tie, to even),
+     * then 1 - 1 = 0. Low first would give 0 + 2^-24. */
     uint32_t a = (uint32_t)cllm_bf16_from_f32(-1.0f) | ((uint32_t)cllm_bf16_from_f32(0x1p-24f) << 16);
     uint32_t b = (uint32_t)cllm_bf16_from_f32(1.0f) | ((uint32_t)cllm_bf16_from_f32(1.0f) << 16);
     assert_int_equal(bits(cllm_dpbf16_ref(1.0f, a, b)), bits(0.0f));
@@ -415,7 +414,11 @@ typedef struct {
 } problem;
 
 static problem make_problem(int M, int N, int K) {
-    problem p = {M, N, K, K + (int)(rnd() % 3), N + (int)(rnd() % 3), N + (int)(rnd() % 3), (int)(rnd() % 2), 0, 0, 0};
+    problem p = {.M = M, .N = N, .K = K};
+    p.lda = K + (int)(rnd() % 3); /* one draw per statement: the same shapes under any compiler */
+    p.ldb = N + (int)(rnd() % 3);
+    p.ldc = N + (int)(rnd() % 3);
+    p.accumulate = (int)(rnd() % 2);
     /* One float past an aligned allocation: no operand is 64-byte aligned. */
     p.A = (float *)cllm_alloc(((size_t)M * p.lda + 2) * sizeof(float)) + 1;
     p.B = (float *)cllm_alloc(((size_t)K * p.ldb + 2) * sizeof(float)) + 1;

@@ -16,6 +16,8 @@
  *   x86/avx2/   "avx2": the same loops compiled for AVX2 + FMA, AVX2
  *               intrinsics where a loop needed them, the 6x16 GEMM tile.
  *   x86/avx512/ "avx512": AVX-512F intrinsics, the 12x32 GEMM tile.
+ *   x86/avx512bf16/  the VDPBF16PS bf16 product (gemm_bf16), in the
+ *               "avx512" table where the CPU has AVX512_BF16 (bf16.h).
  * The kernels' intrinsics appear only under x86/, compiled with target
  * attributes, so one binary runs on any x86-64 (other processors build ref/
  * and portable/ only).
