@@ -179,8 +179,8 @@ static void print_json(const info_report *r, FILE *out) {
     json_string(out, CLLM_VERSION);
     fputs(",\"cpu\":{\"model\":", out);
     json_string(out, c->model);
-    fprintf(out, ",\"sse4_2\":%s,\"avx2\":%s,\"fma\":%s,\"avx512f\":%s},", json_bool(c->sse42),
-            json_bool(c->avx2), json_bool(c->fma), json_bool(c->avx512f));
+    fprintf(out, ",\"sse4_2\":%s,\"avx2\":%s,\"fma\":%s,\"avx512f\":%s,\"avx512_bf16\":%s},", json_bool(c->sse42),
+            json_bool(c->avx2), json_bool(c->fma), json_bool(c->avx512f), json_bool(c->avx512bf16));
     fputs("\"simd\":", out);
     json_string(out, r->simd);
     fputs(",\"compiler\":", out);
