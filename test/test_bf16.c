@@ -18,6 +18,7 @@
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/bf16.h"
 #include "cllm/kernels/kernels.h"
+#include "support.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint32_t rnd(void) { /* xorshift64*, reproducible */
@@ -505,8 +506,25 @@ static void test_gemm_bf16_fast_equals_ref(void **state) {
     if (!tested) print_message("%s", NO_BF16);
 }
 
+/* `cllm bench matmul --bf16` times the product where the instruction exists
+ * and says there is nothing to time elsewhere; either way it succeeds. */
+static void test_bench_matmul_bf16_runs_or_says_why_not(void **state) {
+    (void)state;
+    run_result r = run_cllm("OMP_NUM_THREADS=1", "bench matmul --bf16 --preset S --rows 32 --repeats 1");
+    assert_int_equal(r.exit_code, 0);
+    if (cllm_cpu()->avx512bf16) {
+        assert_non_null(strstr(r.out, "bf16"));
+        assert_non_null(strstr(r.out, "qkv   fwd"));
+    } else {
+        assert_non_null(strstr(r.out, "nothing to time as a speed-up"));
+        print_message("bench matmul --bf16: this CPU has no AVX512_BF16, so only the refusal was checked\n");
+    }
+    run_result_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bench_matmul_bf16_runs_or_says_why_not),
         cmocka_unit_test(test_detection_matches_proc_cpuinfo),
         cmocka_unit_test(test_table_offers_fast_bf16_only_with_the_instructions),
         cmocka_unit_test(test_bf16_from_f32_matches_definition),

@@ -119,6 +119,75 @@ static cllm_status measure(const cllm_kernel_table *k, const mm_shape *s, int re
     return CLLM_OK;
 }
 
+/* ---- bf16 (issue 15's groundwork): the VDPBF16PS product against fp32 ---- */
+
+/* fp32 gemm and gemm_bf16 on one forward (NN) shape, timed alternately. */
+static cllm_status measure_bf16(const cllm_kernel_table *k, const mm_shape *s, int repeats, double *fp32,
+                                double *bf16) {
+    float *A = cllm_alloc((size_t)s->M * s->K * sizeof(float));
+    float *B = cllm_alloc((size_t)s->K * s->N * sizeof(float));
+    float *C = cllm_alloc((size_t)s->M * s->N * sizeof(float));
+    double *t32 = calloc((size_t)repeats, sizeof(double)), *t16 = calloc((size_t)repeats, sizeof(double));
+    if (!A || !B || !C || !t32 || !t16) {
+        cllm_free(A), cllm_free(B), cllm_free(C), free(t32), free(t16);
+        return cllm_fail(CLLM_ERR_INTERNAL, "bench matmul: out of memory");
+    }
+    for (size_t i = 0; i < (size_t)s->M * s->K; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)s->K * s->N; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    double flops = 2.0 * s->M * s->N * s->K;
+    k->gemm(0, 0, s->M, s->N, s->K, 1.0f, A, s->K, B, s->N, 0.0f, C, s->N); /* warm-up */
+    k->gemm_bf16(s->M, s->N, s->K, A, s->K, B, s->N, C, s->N, 0);
+    for (int r = 0; r < repeats; r++) {
+        double t0 = timer_now();
+        k->gemm(0, 0, s->M, s->N, s->K, 1.0f, A, s->K, B, s->N, 0.0f, C, s->N);
+        t32[r] = timer_now() - t0;
+        t0 = timer_now();
+        k->gemm_bf16(s->M, s->N, s->K, A, s->K, B, s->N, C, s->N, 0);
+        t16[r] = timer_now() - t0;
+    }
+    *fp32 = flops / cllm_median(t32, repeats) / 1e9;
+    *bf16 = flops / cllm_median(t16, repeats) / 1e9;
+    cllm_free(A), cllm_free(B), cllm_free(C), free(t32), free(t16);
+    return CLLM_OK;
+}
+
+/* Only where the CPU has the instruction: elsewhere gemm_bf16 is the scalar
+ * reference (or absent), and timing it as a speed-up would say nothing. */
+static int bench_bf16(const cllm_kernel_table *k, int want_s, int want_m, int rows, int repeats, double peak) {
+    if (!k->gemm_bf16 || k->isa == CLLM_SIMD_SCALAR) {
+        printf("bench matmul --bf16: the %s table has no fast bf16 product (the CPU has no AVX512_BF16, or "
+               "CLLM_SIMD chose another path): nothing to time as a speed-up\n", k->name);
+        return 0;
+    }
+    printf("%-6s %5s  %-16s %5s %5s %5s %9s %9s %7s %8s\n", "preset", "rows", "product", "M", "N", "K", "fp32",
+           "bf16", "ratio", "%fp32pk");
+    const int row_list[2] = {256, 2048};
+    for (int p = 0; p < 2; p++) {
+        if ((p == 0 && !want_s) || (p == 1 && !want_m)) continue;
+        int C = p == 0 ? 256 : 384;
+        for (int ri = 0; ri < (rows ? 1 : 2); ri++) {
+            int nrows = rows ? rows : row_list[ri];
+            mm_shape shapes[12];
+            int ns = layer_shapes(nrows, C, shapes);
+            for (int i = 0; i < ns; i++) {
+                const mm_shape *s = &shapes[i];
+                if (s->trans_a || s->trans_b) continue; /* gemm_bf16 is the forward's NN product for now */
+                double g32 = 0, g16 = 0;
+                if (measure_bf16(k, s, repeats, &g32, &g16) != CLLM_OK) {
+                    fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
+                    return 1;
+                }
+                printf("%-6c %5d  %-16s %5d %5d %5d %9.1f %9.1f %6.2fx %7.0f%%\n", p == 0 ? 'S' : 'M', nrows, s->name,
+                       s->M, s->N, s->K, g32, g16, g16 / g32, 100.0 * g16 / peak);
+            }
+        }
+    }
+    printf("\nGFLOP/s, one thread, medians of %s time, fp32 gemm and gemm_bf16 (VDPBF16PS, fp32 operands "
+           "rounded to bf16 while packing) timed alternately; %%fp32pk = bf16 / measured fp32 FMA peak (%.1f).\n",
+           use_wall_clock ? "wall" : "thread CPU", peak);
+    return 0;
+}
+
 static void print_table(const mm_result *res, int n, double peak) {
     printf("%-6s %5s  %-16s %5s %5s %5s %9s %9s %7s %7s\n", "preset", "rows", "product", "M", "N", "K",
            "ours", CLLM_HAVE_OPENBLAS ? "OpenBLAS" : "", CLLM_HAVE_OPENBLAS ? "ratio" : "", "%peak");
@@ -159,12 +228,15 @@ static void print_json(const mm_result *res, int n, double peak) {
 
 int cllm_bench_matmul(int argc, char **argv) {
     const char *preset = "all";
-    int rows = 0, repeats = 7, json = 0;
+    int rows = 0, repeats = 7, json = 0, bf16 = 0;
     const cllm_flag flags[] = {
         {"preset", CLLM_FLAG_STRING, &preset, "S|M|all", "model preset whose shapes to run (default all)", 1, 0, NULL},
         {"rows", CLLM_FLAG_INT, &rows, "N", "rows of the activations (default: 256 and 2048)", 1, 65536, NULL},
         {"repeats", CLLM_FLAG_INT, &repeats, "R", "timed repeats per shape, median kept (default 7)", 1, 1000, NULL},
         {"json", CLLM_FLAG_BOOL, &json, NULL, "print one JSON object instead of a table", 1, 0, NULL},
+        {"bf16", CLLM_FLAG_BOOL, &bf16, NULL,
+         "instead: the bf16 product (VDPBF16PS, where the CPU has AVX512_BF16) against fp32 on the forward shapes", 1,
+         0, NULL},
         {"wall", CLLM_FLAG_BOOL, &use_wall_clock, NULL,
          "time with the wall clock (default: this thread's CPU time, robust on a shared machine)", 1, 0, NULL},
     };
@@ -193,6 +265,7 @@ int cllm_bench_matmul(int argc, char **argv) {
      * and keeping the larger gives two chances at a quiet moment. */
     const cllm_kernel_table *ours = cllm_kernel_table_for(cllm_env_simd());
     double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
+    if (bf16) return bench_bf16(ours, want_s, want_m, rows, repeats, peak);
     const int row_list[2] = {256, 2048};
     mm_result res[4 * 12];
     int n = 0;
