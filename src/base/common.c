@@ -1,5 +1,6 @@
 #include "cllm/base/common.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,12 @@ double cllm_median(double *v, int n) {
         v[j] = x;
     }
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+size_t cllm_first_non_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
 }
 
 cllm_status cllm_atomic_open(cllm_atomic_file *af, const char *path) {

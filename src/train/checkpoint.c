@@ -267,15 +267,13 @@ static cllm_status check_header(const gpt2_model *m, const cllm_st_file *f, cons
 }
 
 cllm_status cllm_check_finite(const char *path, const char *tensor, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (isfinite(x[i])) continue;
-        const char *what = isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf";
-        return cllm_fail(CLLM_ERR_INPUT,
-                         "%s: tensor %s holds %s at element %zu of %zu (a diverged or damaged checkpoint; "
-                         "cllm never saves non-finite values)",
-                         path, tensor, what, i, n);
-    }
-    return CLLM_OK;
+    size_t i = cllm_first_non_finite(x, n);
+    if (i == n) return CLLM_OK;
+    const char *what = isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf";
+    return cllm_fail(CLLM_ERR_INPUT,
+                     "%s: tensor %s holds %s at element %zu of %zu (a diverged or damaged checkpoint; "
+                     "cllm never saves non-finite values)",
+                     path, tensor, what, i, n);
 }
 
 /* Copies every tensor (already checked by check_header) into the buffer and

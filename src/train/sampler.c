@@ -135,12 +135,6 @@ static void feed(context *c, int32_t token) {
     c->logits = gpt2_kv_step(c->m, c->kv, token);
 }
 
-static int all_finite(const float *x, int n) {
-    for (int i = 0; i < n; i++)
-        if (!isfinite(x[i])) return 0;
-    return 1;
-}
-
 cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prompt, int n_new,
                           const cllm_sample_settings *set, cllm_rng *rng, cllm_token_fn on_token, void *user,
                           int32_t *out) {
@@ -159,7 +153,7 @@ cllm_status cllm_generate(const gpt2_model *m, const int32_t *prompt, int n_prom
     }
     for (int i = 0; i < n_prompt; i++) feed(&c, prompt[i]);
     for (int i = 0; i < n_new; i++) {
-        if (!all_finite(c.logits, cfg->vocab_size)) {
+        if (cllm_first_non_finite(c.logits, (size_t)cfg->vocab_size) < (size_t)cfg->vocab_size) {
             /* Finite weights can still overflow the forward pass (a diverged
              * run); NaN logits would make every draw token 0, a NUL byte. */
             st = cllm_fail(CLLM_ERR_INPUT,

@@ -193,28 +193,21 @@ static cllm_status write_optimizer(trainer *t, const char *path) {
     return st;
 }
 
-/* The first non-finite value of x[0..n), or n. */
-static size_t first_non_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return i;
-    return n;
-}
-
 /* A checkpoint is the state a user goes back to: one holding NaN or inf
- * would only fail later, so it is never written. */
+ * would only fail later, so it is never written. Padding is always 0, so the
+ * tensors are all there is to check. */
 static cllm_status check_state_finite(const trainer *t) {
     const gpt2_model *m = &t->model;
-    size_t bad = first_non_finite(m->params, m->n_params);
-    if (bad < m->n_params) {
-        const char *name = "padding";
-        for (int i = 0; i < m->n_tensors; i++)
-            if (m->tensors[i].offset <= bad && bad < m->tensors[i].offset + m->tensors[i].numel) name = m->tensors[i].name;
-        return cllm_fail(CLLM_ERR_INTERNAL, "parameter %s is not finite at step %" PRId64 ": no checkpoint written; "
-                         "the last good one in %s is kept (try a lower --lr, or --clip 1)", name, t->step, t->dir);
+    const float *arrays[3] = {m->params, cllm_step_moment(t->stepper, 0), cllm_step_moment(t->stepper, 1)};
+    static const char *const what[3] = {"parameter", "AdamW m of", "AdamW v of"};
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2_tensor *tn = &m->tensors[i];
+        for (int a = 0; a < 3; a++)
+            if (cllm_first_non_finite(arrays[a] + tn->offset, tn->numel) < tn->numel)
+                return cllm_fail(CLLM_ERR_INTERNAL, "%s %s is not finite at step %" PRId64 ": no checkpoint written; "
+                                 "the last good one in %s is kept (try a lower --lr, or --clip 1)",
+                                 what[a], tn->name, t->step, t->dir);
     }
-    if (first_non_finite(t->m, m->n_params) < m->n_params || first_non_finite(t->v, m->n_params) < m->n_params)
-        return cllm_fail(CLLM_ERR_INTERNAL, "the optimizer state is not finite at step %" PRId64 ": no checkpoint "
-                         "written; the last good one in %s is kept", t->step, t->dir);
     return CLLM_OK;
 }
 

@@ -51,6 +51,9 @@ uint64_t cllm_fnv1a64(const void *data, size_t n, uint64_t h);
 /* Median of v[0..n), n > 0; sorts v in place (so v[0] and v[n-1] are then the extremes). */
 double cllm_median(double *v, int n);
 
+/* Index of the first NaN or infinity in x[0..n), or n when all are finite. */
+size_t cllm_first_non_finite(const float *x, size_t n);
+
 
 
 /* Crash-safe file writing: data goes to a temporary file in the same folder,
