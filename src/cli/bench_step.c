@@ -54,7 +54,7 @@ static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int thr
     omp_set_num_threads(threads);
     bench_data data = {tokens};
     cllm_step_config sc = {
-        .model = model, .kernels = model->kernels, .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
+        .model = model, .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
         .weight_decay = 0.1, .window = bench_window, .window_ctx = &data,
         .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
         .buffer_window = cllm_env_grad_window(),

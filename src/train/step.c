@@ -83,7 +83,7 @@ static void update_segment(void *ctx, int segment, size_t begin, size_t end, con
     for (int i = 0; i < spans->n; i++) {
         const cllm_span *sp = &spans->spans[i];
         for (int j = 0; j < k; j++) piece[j] = srcs[j] + sp->begin;
-        s->c.kernels->sum_adamw(params + sp->begin, s->m + sp->begin, s->v + sp->begin, piece, k, grad_scale,
+        s->c.model->kernels->sum_adamw(params + sp->begin, s->m + sp->begin, s->v + sp->begin, piece, k, grad_scale,
                                 sp->end - sp->begin, &s->hp, sp->decay);
     }
 }
@@ -134,7 +134,7 @@ static cllm_status alloc_per_thread(cllm_step *s) {
 
 cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
     *out = NULL;
-    CLLM_ASSERT(c->model && c->kernels && c->window && c->micro >= 1 && c->n_micro >= 1);
+    CLLM_ASSERT(c->model && c->model->kernels && c->window && c->micro >= 1 && c->n_micro >= 1);
     cllm_step *s = calloc(1, sizeof *s);
     if (!s) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     s->c = *c;
@@ -142,7 +142,7 @@ cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
     s->adam.weight_decay = c->weight_decay;
     cllm_engine_config ec = {
         .n_params = c->model->n_params, .n_micro = c->n_micro, .segments_per_thread = c->segments_per_thread,
-        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .kernels = c->kernels,
+        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .kernels = c->model->kernels,
     };
     cllm_status st = cllm_engine_create(&ec, &s->engine);
     if (st == CLLM_OK) {

@@ -61,9 +61,7 @@ typedef struct {
     cllm_dataset data;
     gpt2_model model;
     cllm_step *stepper;   /* the optimizer step: engine, per-thread arenas, AdamW moments */
-    const cllm_kernel_table *kernels; /* the model's and the step's kernels, from the options */
     int threads;           /* the step's workers */
-    float *m, *v;          /* the step's AdamW moments, same layout as params */
     int n_micro;           /* micro-batches per optimizer step */
     int seqs_per_step;     /* n_micro * micro */
     int64_t total_steps;
@@ -154,6 +152,9 @@ static uint64_t params_hash_format1(const gpt2_model *m) {
     return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET);
 }
 
+/* The step's AdamW moments (k 0: m, 1: v), in the parameters' layout. */
+static float *moments(const trainer *t, int k) { return cllm_step_moment(t->stepper, k); }
+
 static void moment_name(char *buf, size_t n, const char *moment, const gpt2_tensor *t) {
     snprintf(buf, n, "adamw.%s.%s", moment, t->name);
 }
@@ -165,9 +166,9 @@ static cllm_status add_moments(cllm_st_writer *w, const trainer *t) {
         const gpt2_tensor *tn = &m->tensors[i];
         char name[160];
         moment_name(name, sizeof name, "m", tn);
-        st = cllm_st_writer_add(w, name, CLLM_ST_F32, t->m + tn->offset, tn->ndim, tn->shape);
+        st = cllm_st_writer_add(w, name, CLLM_ST_F32, moments(t, 0) + tn->offset, tn->ndim, tn->shape);
         moment_name(name, sizeof name, "v", tn);
-        if (st == CLLM_OK) st = cllm_st_writer_add(w, name, CLLM_ST_F32, t->v + tn->offset, tn->ndim, tn->shape);
+        if (st == CLLM_OK) st = cllm_st_writer_add(w, name, CLLM_ST_F32, moments(t, 1) + tn->offset, tn->ndim, tn->shape);
     }
     return st;
 }
@@ -198,7 +199,7 @@ static cllm_status write_optimizer(trainer *t, const char *path) {
  * tensors are all there is to check. */
 static cllm_status check_state_finite(const trainer *t) {
     const gpt2_model *m = &t->model;
-    const float *arrays[3] = {m->params, cllm_step_moment(t->stepper, 0), cllm_step_moment(t->stepper, 1)};
+    const float *arrays[3] = {m->params, moments(t, 0), moments(t, 1)};
     static const char *const what[3] = {"parameter", "AdamW m of", "AdamW v of"};
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2_tensor *tn = &m->tensors[i];
@@ -249,14 +250,14 @@ static cllm_status copy_f32(const cllm_st_file *f, const char *name, float *out,
  * between tensors keeps the zero moments it always has. */
 static cllm_status read_moments(trainer *t, const cllm_st_file *f) {
     const gpt2_model *m = &t->model;
-    memset(t->m, 0, m->n_params * sizeof(float));
-    memset(t->v, 0, m->n_params * sizeof(float));
+    memset(moments(t, 0), 0, m->n_params * sizeof(float));
+    memset(moments(t, 1), 0, m->n_params * sizeof(float));
     cllm_status st = CLLM_OK;
     for (int i = 0; st == CLLM_OK && i < m->n_tensors; i++) {
         const gpt2_tensor *tn = &m->tensors[i];
         char name[160];
         for (int k = 0; st == CLLM_OK && k < 2; k++) {
-            float *dst = (k ? t->v : t->m) + tn->offset;
+            float *dst = moments(t, k) + tn->offset;
             moment_name(name, sizeof name, k ? "v" : "m", tn);
             st = copy_f32(f, name, dst, tn->numel);
             if (st == CLLM_OK) st = cllm_check_finite(f->path, name, dst, tn->numel);
@@ -267,10 +268,11 @@ static cllm_status read_moments(trainer *t, const cllm_st_file *f) {
 
 static cllm_status read_moments_format1(trainer *t, const cllm_st_file *f) {
     size_t n = t->model.n_params;
-    cllm_status st = copy_f32(f, "adamw.m", t->m, n);
-    if (st == CLLM_OK) st = copy_f32(f, "adamw.v", t->v, n);
-    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.m", t->m, n);
-    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.v", t->v, n);
+    float *m = moments(t, 0), *v = moments(t, 1);
+    cllm_status st = copy_f32(f, "adamw.m", m, n);
+    if (st == CLLM_OK) st = copy_f32(f, "adamw.v", v, n);
+    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.m", m, n);
+    if (st == CLLM_OK) st = cllm_check_finite(f->path, "adamw.v", v, n);
     return st;
 }
 
@@ -524,7 +526,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
-           t->kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+           t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
@@ -759,8 +761,7 @@ static cllm_status setup(trainer *t, int resume) {
     const cllm_train_options *o = t->o;
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
-    t->kernels = o->kernels ? o->kernels : cllm_kernel_table_best();
-    gpt2_use_kernels(&t->model, t->kernels);
+    gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
     gpt2_init_weights(&t->model, o->seed);
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
@@ -772,7 +773,7 @@ static cllm_status setup(trainer *t, int resume) {
                          o->stop_after, t->total_steps);
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_step_config sc = {
-        .model = &t->model, .kernels = t->kernels, .micro = o->micro, .n_micro = t->n_micro,
+        .model = &t->model, .micro = o->micro, .n_micro = t->n_micro,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
         .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
         .buffer_window = o->grad_window,
@@ -780,8 +781,6 @@ static cllm_status setup(trainer *t, int resume) {
     st = cllm_step_create(&sc, &t->stepper);
     if (st != CLLM_OK) return st;
     t->threads = cllm_step_threads(t->stepper);
-    t->m = cllm_step_moment(t->stepper, 0);
-    t->v = cllm_step_moment(t->stepper, 1);
     if (resume) {
         st = load_checkpoint(t);
         if (st != CLLM_OK) return st;

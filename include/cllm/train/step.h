@@ -21,8 +21,7 @@
 typedef void (*cllm_window_fn)(void *ctx, uint64_t index, int32_t *inputs, int32_t *targets);
 
 typedef struct {
-    gpt2_model *model;            /* its parameters are updated in place */
-    const cllm_kernel_table *kernels; /* the reduction and AdamW kernels (the model's own table) */
+    gpt2_model *model;            /* its parameters are updated in place; its kernel table runs the step */
     int micro;                    /* sequences per micro-batch */
     int n_micro;                  /* micro-batches per step */
     double clip;                  /* global-norm threshold; 0: off */
