@@ -181,6 +181,19 @@ static void remove_other_checkpoints(const char *dir, const char *keep) {
     closedir(d);
 }
 
+/* path becomes a symbolic link to target by one rename (a link made beside
+ * it first), so it is at every instant either what it was or the link. */
+static cllm_status replace_with_link(const char *path, const char *target) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    unlink(tmp);
+    if (symlink(target, tmp) == 0 && rename(tmp, path) == 0) return CLLM_OK;
+    cllm_status st = cllm_fail(CLLM_ERR_INTERNAL, "cannot link %s to %s: %s (a run folder needs a file system with "
+                               "symbolic links)", path, target, strerror(errno));
+    unlink(tmp);
+    return st;
+}
+
 /* DIR/name -> latest/name, replaced by a rename when it is anything else
  * (the earlier layout's plain file, a missing link after a crash). */
 static cllm_status ensure_top_level_link(const char *dir, const char *name) {
@@ -194,15 +207,7 @@ static cllm_status ensure_top_level_link(const char *dir, const char *name) {
         free(path);
         return CLLM_OK;
     }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    unlink(tmp);
-    cllm_status st = CLLM_OK;
-    if (symlink(target, tmp) != 0 || rename(tmp, path) != 0) {
-        st = cllm_fail(CLLM_ERR_INTERNAL, "cannot link %s to %s: %s (a run folder needs a file system with "
-                       "symbolic links)", path, target, strerror(errno));
-        unlink(tmp);
-    }
+    cllm_status st = replace_with_link(path, target);
     free(path);
     return st;
 }
@@ -272,19 +277,10 @@ cllm_status cllm_run_checkpoint_commit(const char *dir, int64_t step) {
     checkpoint_name(step, name, sizeof name);
     char *ckpt = cllm_path_join(dir, name);
     char *latest = cllm_path_join(dir, CLLM_RUN_LATEST);
-    char *tmp = malloc(strlen(dir) + 64);
-    cllm_status st = ckpt && latest && tmp ? CLLM_OK : oom();
+    cllm_status st = ckpt && latest ? CLLM_OK : oom();
     if (st == CLLM_OK) st = fsync_folder(ckpt);
-    if (st == CLLM_OK) {
-        sprintf(tmp, "%s/%s.tmp.%ld", dir, CLLM_RUN_LATEST, (long)getpid());
-        unlink(tmp);
-        /* The commit: before this rename the folder is the previous checkpoint, after it the new one. */
-        if (symlink(name, tmp) != 0 || rename(tmp, latest) != 0) {
-            st = cllm_fail(CLLM_ERR_INTERNAL, "cannot commit %s: %s (a run folder needs a file system with symbolic "
-                           "links)", ckpt, strerror(errno));
-            unlink(tmp);
-        }
-    }
+    /* The commit: before this rename the folder is the previous checkpoint, after it the new one. */
+    if (st == CLLM_OK) st = replace_with_link(latest, name);
     if (st == CLLM_OK) st = fsync_folder(dir);
     if (st == CLLM_OK) st = ensure_top_level_links(dir);
     if (st == CLLM_OK) {
@@ -296,6 +292,5 @@ cllm_status cllm_run_checkpoint_commit(const char *dir, int64_t step) {
     }
     free(ckpt);
     free(latest);
-    free(tmp);
     return st;
 }
