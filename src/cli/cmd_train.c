@@ -120,23 +120,30 @@ static void apply_overrides(const train_flags *f, cllm_train_options *o) {
     }
 }
 
+/* Whether the flag of the option stored at `offset` was given. */
+static int option_given(const train_flags *f, size_t offset) {
+    for (int i = 0; i < cllm_train_option_count; i++)
+        if (cllm_train_option_table[i].offset == offset) return f->seen[i];
+    CLLM_ASSERT(!"an option of cllm_train_option_table");
+    return 0;
+}
+
+#define GIVEN(field) option_given(f, offsetof(cllm_train_options, field))
+
 /* A new run: every row as given or by default, the shape from the preset. */
 static void fill_fresh(const train_flags *f, const preset *p, char **data, int n_data, cllm_train_options *o) {
     *o = f->given;
     o->data_paths = data;
     o->n_data = n_data;
-    const int shape[4] = {p->n_layer, p->n_head, p->n_embd, p->seq_len};
-    int *fields[4] = {&o->model.n_layer, &o->model.n_head, &o->model.n_embd, &o->model.seq_len};
-    const size_t offsets[4] = {offsetof(cllm_train_options, model.n_layer), offsetof(cllm_train_options, model.n_head),
-                               offsetof(cllm_train_options, model.n_embd), offsetof(cllm_train_options, model.seq_len)};
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < cllm_train_option_count; i++)
-            if (cllm_train_option_table[i].offset == offsets[k] && !f->seen[i]) *fields[k] = shape[k];
+    if (!GIVEN(model.n_layer)) o->model.n_layer = p->n_layer;
+    if (!GIVEN(model.n_head)) o->model.n_head = p->n_head;
+    if (!GIVEN(model.n_embd)) o->model.n_embd = p->n_embd;
+    if (!GIVEN(model.seq_len)) o->model.seq_len = p->seq_len;
     apply_budget(f, o, !budget_flags_given(f));
-    for (int i = 0; i < cllm_train_option_count; i++)
-        if (cllm_train_option_table[i].offset == offsetof(cllm_train_options, min_lr) && !f->seen[i])
-            o->min_lr = o->lr / 10.0;
+    if (!GIVEN(min_lr)) o->min_lr = o->lr / 10.0;
 }
+
+#undef GIVEN
 
 /* A rough peak of what a run allocates, so that a model that cannot fit is
  * refused here (exit 2, with the figure) instead of failing in malloc or being
