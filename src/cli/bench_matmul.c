@@ -60,6 +60,28 @@ static void operand_dims(const mm_shape *s, int *a_rows, int *a_cols, int *b_row
     *b_cols = s->trans_b ? s->K : s->N;
 }
 
+/* The shapes a run times: for each preset asked for (S: C = 256, M: C = 384)
+ * and each row count (--rows, or 256 and 2048), the block's 12 products. */
+static int planned_shapes(int want_s, int want_m, int rows, mm_result *out) {
+    const int row_list[2] = {256, 2048};
+    int n = 0;
+    for (int p = 0; p < 2; p++) {
+        if ((p == 0 && !want_s) || (p == 1 && !want_m)) continue;
+        for (int ri = 0; ri < (rows ? 1 : 2); ri++) {
+            int nrows = rows ? rows : row_list[ri];
+            mm_shape shapes[12];
+            int ns = layer_shapes(nrows, p == 0 ? 256 : 384, shapes);
+            for (int s = 0; s < ns; s++) out[n++] = (mm_result){p == 0 ? 'S' : 'M', nrows, shapes[s], 0.0, 0.0};
+        }
+    }
+    return n;
+}
+
+/* Deterministic operand values in [-0.5, 0.5). */
+static void fill_operand(float *x, size_t n, size_t mult) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)((i * mult) % 1000) * 1e-3f - 0.5f;
+}
+
 static void run_ours(const cllm_kernel_table *k, const mm_shape *s, const float *A, const float *B, float *C) {
     int ar, ac, br, bc;
     operand_dims(s, &ar, &ac, &br, &bc);
@@ -96,8 +118,8 @@ static cllm_status measure(const cllm_kernel_table *k, const mm_shape *s, int re
         cllm_free(A), cllm_free(B), cllm_free(C), free(t_ours), free(t_blas);
         return cllm_fail(CLLM_ERR_INTERNAL, "bench matmul: out of memory");
     }
-    for (size_t i = 0; i < (size_t)ar * ac; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < (size_t)br * bc; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    fill_operand(A, (size_t)ar * ac, 7919);
+    fill_operand(B, (size_t)br * bc, 104729);
     double flops = 2.0 * s->M * s->N * s->K;
     run_ours(k, s, A, B, C); /* warm caches and page tables for both */
 #if CLLM_HAVE_OPENBLAS
@@ -132,8 +154,8 @@ static cllm_status measure_bf16(const cllm_kernel_table *k, const mm_shape *s, i
         cllm_free(A), cllm_free(B), cllm_free(C), free(t32), free(t16);
         return cllm_fail(CLLM_ERR_INTERNAL, "bench matmul: out of memory");
     }
-    for (size_t i = 0; i < (size_t)s->M * s->K; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
-    for (size_t i = 0; i < (size_t)s->K * s->N; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    fill_operand(A, (size_t)s->M * s->K, 7919);
+    fill_operand(B, (size_t)s->K * s->N, 104729);
     double flops = 2.0 * s->M * s->N * s->K;
     k->gemm(0, 0, s->M, s->N, s->K, 1.0f, A, s->K, B, s->N, 0.0f, C, s->N); /* warm-up */
     k->gemm_bf16(s->M, s->N, s->K, A, s->K, B, s->N, C, s->N, 0);
@@ -161,26 +183,18 @@ static int bench_bf16(const cllm_kernel_table *k, int want_s, int want_m, int ro
     }
     printf("%-6s %5s  %-16s %5s %5s %5s %9s %9s %7s %8s\n", "preset", "rows", "product", "M", "N", "K", "fp32",
            "bf16", "ratio", "%fp32pk");
-    const int row_list[2] = {256, 2048};
-    for (int p = 0; p < 2; p++) {
-        if ((p == 0 && !want_s) || (p == 1 && !want_m)) continue;
-        int C = p == 0 ? 256 : 384;
-        for (int ri = 0; ri < (rows ? 1 : 2); ri++) {
-            int nrows = rows ? rows : row_list[ri];
-            mm_shape shapes[12];
-            int ns = layer_shapes(nrows, C, shapes);
-            for (int i = 0; i < ns; i++) {
-                const mm_shape *s = &shapes[i];
-                if (s->trans_a || s->trans_b) continue; /* gemm_bf16 is the forward's NN product for now */
-                double g32 = 0, g16 = 0;
-                if (measure_bf16(k, s, repeats, &g32, &g16) != CLLM_OK) {
-                    fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
-                    return 1;
-                }
-                printf("%-6c %5d  %-16s %5d %5d %5d %9.1f %9.1f %6.2fx %7.0f%%\n", p == 0 ? 'S' : 'M', nrows, s->name,
-                       s->M, s->N, s->K, g32, g16, g16 / g32, 100.0 * g16 / peak);
-            }
+    mm_result plan[4 * 12];
+    int n = planned_shapes(want_s, want_m, rows, plan);
+    for (int i = 0; i < n; i++) {
+        const mm_shape *s = &plan[i].shape;
+        if (s->trans_a || s->trans_b) continue; /* gemm_bf16 is the forward's NN product for now */
+        double g32 = 0, g16 = 0;
+        if (measure_bf16(k, s, repeats, &g32, &g16) != CLLM_OK) {
+            fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
+            return 1;
         }
+        printf("%-6c %5d  %-16s %5d %5d %5d %9.1f %9.1f %6.2fx %7.0f%%\n", plan[i].preset, plan[i].rows, s->name, s->M,
+               s->N, s->K, g32, g16, g16 / g32, 100.0 * g16 / peak);
     }
     printf("\nGFLOP/s, one thread, medians of %s time, fp32 gemm and gemm_bf16 (VDPBF16PS, fp32 operands "
            "rounded to bf16 while packing) timed alternately; %%fp32pk = bf16 / measured fp32 FMA peak (%.1f).\n",
@@ -266,26 +280,12 @@ int cllm_bench_matmul(int argc, char **argv) {
     const cllm_kernel_table *ours = cllm_kernel_table_for(cllm_env_simd());
     double peak = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
     if (bf16) return bench_bf16(ours, want_s, want_m, rows, repeats, peak);
-    const int row_list[2] = {256, 2048};
     mm_result res[4 * 12];
-    int n = 0;
-    for (int p = 0; p < 2; p++) {
-        if ((p == 0 && !want_s) || (p == 1 && !want_m)) continue;
-        int C = p == 0 ? 256 : 384;
-        for (int ri = 0; ri < (rows ? 1 : 2); ri++) {
-            int nrows = rows ? rows : row_list[ri];
-            mm_shape shapes[12];
-            int ns = layer_shapes(nrows, C, shapes);
-            for (int s = 0; s < ns; s++) {
-                mm_result *r = &res[n++];
-                r->preset = p == 0 ? 'S' : 'M';
-                r->rows = nrows;
-                r->shape = shapes[s];
-                if (measure(ours, &shapes[s], repeats, &r->ours_gflops, &r->blas_gflops) != CLLM_OK) {
-                    fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
-                    return 1;
-                }
-            }
+    int n = planned_shapes(want_s, want_m, rows, res);
+    for (int i = 0; i < n; i++) {
+        if (measure(ours, &res[i].shape, repeats, &res[i].ours_gflops, &res[i].blas_gflops) != CLLM_OK) {
+            fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
+            return 1;
         }
     }
     double peak_after = cllm_peak_measure_fma(cllm_simd_best(), 0.3);
