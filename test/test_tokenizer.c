@@ -359,35 +359,6 @@ static void test_corrupt_files_are_rejected(void **state) {
     cllm_tokenizer_free(t);
 }
 
-/* A special token renamed, with the checksum resealed, is not the end-of-text
- * token the ids promise (found by fuzz_tokenizer_file: it loaded silently). */
-static void test_renamed_special_token_is_rejected(void **state) {
-    (void)state;
-    const char *text = "aaabdaaabac";
-    cllm_tokenizer *t = train_on(text, strlen(text), 261);
-    uint8_t *good;
-    size_t n;
-    assert_int_equal(cllm_tokenizer_serialize(t, &good, &n), CLLM_OK);
-    size_t name_at = n - 8 - 13;
-    assert_memory_equal(good + name_at, "<|endoftext|>", 13);
-    uint8_t *copy = malloc(n);
-    memcpy(copy, good, n);
-    memcpy(copy + name_at, "<|endofte\x88\x82|>", 13); /* the fuzzer's input: same length */
-    reseal(copy, n);
-    assert_rejected(copy, n, "special");
-    /* A shorter name, with the lengths made consistent. */
-    size_t n_short = n - 6;
-    memcpy(copy, good, n);
-    put_u32(copy + 20, (uint32_t)(n_short - 32));
-    put_u32(copy + name_at - 4, 7);
-    memcpy(copy + name_at, "<|eot|>", 7);
-    reseal(copy, n_short);
-    assert_rejected(copy, n_short, "special");
-    free(copy);
-    free(good);
-    cllm_tokenizer_free(t);
-}
-
 /* A forged chain (x,x) -> 256, (256,256) -> 257, ... doubles the token's
  * length each merge; real tokens never exceed a chunk (128 bytes). */
 static void test_forged_long_tokens_are_rejected(void **state) {
@@ -596,6 +567,11 @@ static void test_renamed_special_token_is_refused(void **state) {
     copy[name_at + 2] = 0x01;
     reseal(copy, n);
     assert_rejected(copy, n, "named \"<|\\x01ndoftext|>\"");
+    /* the input fuzz_tokenizer_file found loading silently: same length, bytes past ASCII */
+    memcpy(copy, good, n);
+    memcpy(copy + name_at, "<|endofte\x88\x82|>", 13);
+    reseal(copy, n);
+    assert_rejected(copy, n, "named \"<|endofte\\x88\\x82|>\"");
     size_t short_n = n - 6;
     uint8_t *shorter = malloc(short_n);
     memcpy(shorter, good, name_at - 4);
@@ -642,7 +618,6 @@ int main(void) {
         cmocka_unit_test(test_decode_any_ids),
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_corrupt_files_are_rejected),
-        cmocka_unit_test(test_renamed_special_token_is_rejected),
         cmocka_unit_test(test_forged_long_tokens_are_rejected),
         cmocka_unit_test(test_load_errors_name_the_file),
         cmocka_unit_test(test_cli_train_encode_decode),
