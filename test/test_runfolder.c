@@ -312,6 +312,20 @@ static void test_out_into_a_folder_of_other_files_is_refused(void **state) {
     free(dir);
 }
 
+/* A tiny in-process run of 8 steps that saves every 2. */
+static cllm_train_options eight_steps_saving_every_two(const char *dir, int batch) {
+    static char *data[1];
+    data[0] = corpus_path;
+    cllm_train_options o = {
+        .data_paths = data, .n_data = 1, .val_fraction = 0.1,
+        .model = {.n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 16, .vocab_size = 300},
+        .batch = batch, .micro = 1, .grad_accum = 1, .steps = 8, .lr = 1e-2, .min_lr = 1e-3, .warmup = 2,
+        .weight_decay = 0.1, .clip = 1.0, .seed = 7, .eval_every = 0, .save_every = 2, .log_every = 1,
+        .sample_tokens = 0, .out_dir = dir, .quiet = 1,
+    };
+    return o;
+}
+
 /* ---- never a non-finite checkpoint ------------------------------------------------------------ */
 
 /* A parameter turns NaN after step 4 while that step's loss was finite: the
@@ -320,15 +334,7 @@ static void test_out_into_a_folder_of_other_files_is_refused(void **state) {
 static void test_no_checkpoint_from_non_finite_parameters(void **state) {
     (void)state;
     char *dir = path_in(workdir, "poisoned");
-    static char *data[1];
-    data[0] = corpus_path;
-    cllm_train_options o = {
-        .data_paths = data, .n_data = 1, .val_fraction = 0.1,
-        .model = {.n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 16, .vocab_size = 300},
-        .batch = 2, .micro = 1, .grad_accum = 1, .steps = 8, .lr = 1e-2, .min_lr = 1e-3, .warmup = 2,
-        .weight_decay = 0.1, .clip = 1.0, .seed = 7, .eval_every = 0, .save_every = 2, .log_every = 1,
-        .sample_tokens = 0, .out_dir = dir, .quiet = 1,
-    };
+    cllm_train_options o = eight_steps_saving_every_two(dir, 2);
     omp_set_num_threads(1);
     cllm_train_debug_poison_after_step(4);
     cllm_train_result res;
@@ -351,15 +357,7 @@ static void test_no_checkpoint_from_non_finite_parameters(void **state) {
 static void test_worker_failure_is_reported_as_itself(void **state) {
     (void)state;
     char *dir = path_in(workdir, "worker_failure");
-    static char *data[1];
-    data[0] = corpus_path;
-    cllm_train_options o = {
-        .data_paths = data, .n_data = 1, .val_fraction = 0.1,
-        .model = {.n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 16, .vocab_size = 300},
-        .batch = 4, .micro = 1, .grad_accum = 1, .steps = 8, .lr = 1e-2, .min_lr = 1e-3, .warmup = 2,
-        .weight_decay = 0.1, .clip = 1.0, .seed = 7, .eval_every = 0, .save_every = 2, .log_every = 1,
-        .sample_tokens = 0, .out_dir = dir, .quiet = 1,
-    };
+    cllm_train_options o = eight_steps_saving_every_two(dir, 4);
     omp_set_num_threads(2);
     cllm_train_debug_fail_at_step(3);
     cllm_train_result res;
