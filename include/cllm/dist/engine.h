@@ -1,6 +1,7 @@
 /* The data-parallel engine: knows nothing of GPT-2.
  *
- * A step is M micro-batches. Workers in one OpenMP parallel region pull
+ * A step is M micro-batches. Workers (one per team, see
+ * cllm_engine_config.teams) in one OpenMP parallel region pull
  * micro-batch indices with schedule(runtime) and compute each into a gradient
  * buffer no other thread writes meanwhile. Gradients are combined along a fixed
  * pairwise tree over micro-batch *indices* (so the float summation order never
@@ -68,6 +69,15 @@ typedef struct {
     /* The reduction kernels (sum, sum_sq, sum_adamw) the engine runs;
      * NULL: cllm_kernel_table_best(). */
     const cllm_kernel_table *kernels;
+    /* The team shape: `teams` workers (0: omp_get_max_threads()), each
+     * leading a team of `team_threads` threads (0 or 1: alone) that computes
+     * its micro-batch together (nested OpenMP: each worker sets its inner
+     * thread count, and the engine raises the runtime's active levels to 2
+     * when teams have more than one thread). Gradient buffers number teams
+     * + window; segments teams x team_threads x segments_per_thread, a
+     * worker's team sharing its merges and its owned segments' update.
+     * The results are the same bits for any shape. */
+    int teams, team_threads;
 } cllm_engine_config;
 
 typedef struct {
@@ -101,6 +111,8 @@ void cllm_engine_free(cllm_engine *e);
 /* Bytes of gradient buffers the engine holds, for the start-up report. */
 size_t cllm_engine_buffer_bytes(const cllm_engine *e);
 int cllm_engine_threads(const cllm_engine *e);
+/* Threads in each worker's team (1: flat). */
+int cllm_engine_team_threads(const cllm_engine *e);
 
 /* One optimizer step: computes all micro-batches, reduces, updates. */
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats);
