@@ -59,6 +59,7 @@ static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int thr
         .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
         .buffer_window = cllm_env_grad_window(),
     };
+    cllm_env_team(&sc.teams, &sc.team_threads);
     cllm_step *step = NULL;
     cllm_status st = cllm_step_create(&sc, &step);
     if (st != CLLM_OK) return st;

@@ -513,16 +513,21 @@ static cllm_status validate(const cllm_engine_config *cfg) {
 
 /* NB = threads + window, at least enough for progress (one more than the
  * most buffers complete prefixes can hold), never more than M. */
-static void size_pool(cllm_engine *e, int window) {
+int cllm_engine_pool_buffers(int n_micro, int workers, int window) {
     int dmax = 0;
-    for (int L = 0; L < e->M; L++) {
-        int d = held_by_prefix(0, e->M, L, e->M > 1);
+    for (int L = 0; L < n_micro; L++) {
+        int d = held_by_prefix(0, n_micro, L, n_micro > 1);
         if (d > dmax) dmax = d;
     }
     int extra = window > 0 ? window : dmax + 2;
-    int nb = e->n_threads + extra;
+    int nb = workers + extra;
     if (nb < dmax + 1) nb = dmax + 1;
-    if (nb > e->M) nb = e->M;
+    if (nb > n_micro) nb = n_micro;
+    return nb;
+}
+
+static void size_pool(cllm_engine *e, int window) {
+    int nb = cllm_engine_pool_buffers(e->M, e->n_threads, window);
     e->NB = nb;
     for (int L = 0; L <= e->M; L++) e->room[L] = nb - held_by_prefix(0, e->M, L, e->M > 1);
 }
@@ -726,32 +731,47 @@ static void record_trace(cllm_engine *e, double wall) {
     }
 }
 
+/* One step's work for worker tid of `team`: its micro-batches, the merges,
+ * its owned segments. Run by every thread of the workers' region, or, with a
+ * single worker, by the calling thread with no region at all (the
+ * worksharing, barriers and tasks then bind to that one thread): its team's
+ * regions are then top-level ones, which the runtime serves from its thread
+ * pool, where nested ones start threads (libgomp does, for every region). */
+static void worker_step(cllm_engine *e, int tid, int team) {
+    /* The nested regions this worker opens (the layers', the merges',
+     * the owners') get its team. */
+    omp_set_num_threads(e->team_threads);
+    int low = 0;
+    /* monotonic: each thread runs its iterations in increasing order, on
+     * which the progress argument of the window rests. */
+#pragma omp for schedule(monotonic : runtime) nowait
+    for (int i = 0; i < e->M; i++) compute_micro(e, i, &low);
+    if (!e->streaming) {
+#pragma omp barrier
+#pragma omp single
+        spawn_pending(e);
+    }
+    /* Every merge task of the step completes at this barrier. */
+#pragma omp barrier
+    owners_update(e, tid, team);
+}
+
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats) {
     if (!job || !job->compute || !job->update) return cllm_fail(CLLM_ERR_INPUT, "engine: job lacks compute or update");
     reset_step_state(e, job);
     int team_size = e->n_threads;
     e->t0 = cllm_now();
+    if (e->n_threads == 1) {
+        int saved = omp_get_max_threads();
+        worker_step(e, 0, 1);
+        omp_set_num_threads(saved);
+    } else {
 #pragma omp parallel num_threads(e->n_threads)
-    {
-        int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        /* The nested regions this worker opens (the layers', the merges',
-         * the owners') get its team. */
-        omp_set_num_threads(e->team_threads);
+        {
 #pragma omp single nowait
-        team_size = team;
-        int low = 0;
-        /* monotonic: each thread runs its iterations in increasing order, on
-         * which the progress argument of the window rests. */
-#pragma omp for schedule(monotonic : runtime) nowait
-        for (int i = 0; i < e->M; i++) compute_micro(e, i, &low);
-        if (!e->streaming) {
-#pragma omp barrier
-#pragma omp single
-            spawn_pending(e);
+            team_size = omp_get_num_threads();
+            worker_step(e, omp_get_thread_num(), omp_get_num_threads());
         }
-        /* Every merge task of the step completes at this barrier. */
-#pragma omp barrier
-        owners_update(e, tid, team);
     }
     if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
     if (job->params) {

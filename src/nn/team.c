@@ -4,11 +4,15 @@
 #include <omp.h>
 #include <stddef.h>
 
-/* Multiply-adds below which a job runs on one thread: starting and joining a
- * region costs a few microseconds, about what one core does in 1e5
- * multiply-adds. Any threshold gives the same bits; this one only keeps
- * tiny products (a test model's, one head of the KV step) serial. */
+/* Multiply-adds below which a job runs on one thread. A top-level region
+ * (a team led by the only worker, or sampling) comes from the runtime's
+ * thread pool and costs a few microseconds, what one core does in about 1e5
+ * multiply-adds. A nested one (teams led by several workers) costs far more
+ * under libgomp, which starts and ends its threads for every nested region:
+ * there only products of 1e7 multiply-adds and up are split. Any threshold
+ * gives the same bits. */
 #define TEAM_MIN_WORK 1e5
+#define TEAM_MIN_WORK_NESTED 1e7
 
 int nn_team_size(void) {
     if (omp_get_active_level() >= omp_get_max_active_levels()) return 1;
@@ -18,7 +22,7 @@ int nn_team_size(void) {
 
 int nn_team_threads_for(long items, double work) {
     int n = nn_team_size();
-    if (n <= 1 || items <= 1 || work < TEAM_MIN_WORK) return 1;
+    if (n <= 1 || items <= 1 || work < (omp_get_level() > 0 ? TEAM_MIN_WORK_NESTED : TEAM_MIN_WORK)) return 1;
     return items < n ? (int)items : n;
 }
 

@@ -108,6 +108,11 @@ typedef struct cllm_engine cllm_engine;
 cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out);
 void cllm_engine_free(cllm_engine *e);
 
+/* The gradient buffers an engine of `workers` (teams) with this window
+ * holds for n_micro micro-batches: workers + window (default: 2 + the
+ * tree's depth), at least what progress needs, at most n_micro. */
+int cllm_engine_pool_buffers(int n_micro, int workers, int window);
+
 /* Bytes of gradient buffers the engine holds, for the start-up report. */
 size_t cllm_engine_buffer_bytes(const cllm_engine *e);
 int cllm_engine_threads(const cllm_engine *e);
