@@ -3,7 +3,8 @@
  * of 2, 3 and 4 threads as on one, for every kernel table this CPU runs, on
  * odd sizes and unaligned, padded operands. The sizes are above the work
  * threshold below which a layer stays on one thread, so the split paths run
- * (each case asserts that a team of 2 was really available). */
+ * (each case asserts that a team of 2 was really available). Whole runs
+ * under each team shape: test_team_runs.c. */
 #include <omp.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +16,6 @@
 #include <cmocka.h>
 
 #include "cllm/base/rng.h"
-#include "support.h"
 #include "cllm/models/gpt2.h"
 #include "cllm/nn/layers.h"
 #include "cllm/nn/team.h"
@@ -364,69 +364,6 @@ static void test_team_block_partitions(void **state) {
             }
 }
 
-/* ---- whole runs ---- */
-
-/* A short run of a model wide enough that the layers really split (C = 192),
- * under the environment `env`: its model.safetensors, and the start-up
- * summary's threads line in *summary. */
-static unsigned char *train_under(const char *env, size_t *n, char **summary) {
-    char *dir = make_temp_dir(), args[768];
-    char *corpus = write_word_corpus(dir, "words.txt");
-    snprintf(args, sizeof args,
-             "train %s --layers 2 --heads 4 --embd 192 --seq 32 --vocab 300 --steps 3 --batch 4 --micro 1 --clip 1 "
-             "--eval-every 2 --sample-every 0 --out %s/run",
-             corpus, dir);
-    free(corpus);
-    run_result r = run_cllm(env, args);
-    if (r.exit_code != 0) fail_msg("%s cllm %s: exit %d: %s", env, args, r.exit_code, r.err);
-    char *line = strstr(r.out, "  threads ");
-    assert_non_null(line);
-    *summary = strndup(line, strcspn(line, "\n"));
-    char path[600];
-    snprintf(path, sizeof path, "%s/run/model.safetensors", dir);
-    unsigned char *bytes = read_whole_file(path, n);
-    assert_non_null(bytes);
-    run_result_free(&r);
-    remove_tree(dir);
-    free(dir);
-    return bytes;
-}
-
-/* model.safetensors is byte-for-byte the same for flat 2 threads, 2 x 1,
- * 1 x 2 (CLLM_TEAM and a nested OMP_NUM_THREADS list), 1 thread, and
- * oversubscribed 2 x 2 and 1 x 4; the start-up summary names each shape. */
-static void test_team_shapes_train_the_same_model(void **state) {
-    (void)state;
-    static const struct {
-        const char *env, *shape;
-    } runs[] = {
-        {"OMP_NUM_THREADS=1", "1 = 1 team x 1"},
-        {"OMP_NUM_THREADS=2", "2 = 2 teams x 1"},
-        {"OMP_NUM_THREADS=2,1", "2 = 2 teams x 1"},
-        {"OMP_NUM_THREADS=2 CLLM_TEAM=2", "2 = 1 team x 2"},
-        {"OMP_NUM_THREADS=1,2", "2 = 1 team x 2"},
-        {"OMP_NUM_THREADS=4 CLLM_TEAM=2", "4 = 2 teams x 2"},
-        {"OMP_NUM_THREADS=4 CLLM_TEAM=4", "4 = 1 team x 4"},
-    };
-    size_t n_ref = 0;
-    unsigned char *ref = NULL;
-    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        size_t n;
-        char *summary;
-        unsigned char *bytes = train_under(runs[i].env, &n, &summary);
-        if (!strstr(summary, runs[i].shape)) fail_msg("%s: summary '%s' lacks '%s'", runs[i].env, summary, runs[i].shape);
-        if (!ref) {
-            ref = bytes, n_ref = n;
-        } else {
-            if (n != n_ref || memcmp(ref, bytes, n) != 0)
-                fail_msg("%s: model.safetensors differs from %s's", runs[i].env, runs[0].env);
-            free(bytes);
-        }
-        free(summary);
-    }
-    free(ref);
-}
-
 int main(void) {
     cllm_rng_seed(&rng, 2024);
     /* The top-level thread's team is set per case with omp_set_num_threads. */
@@ -435,7 +372,6 @@ int main(void) {
         cmocka_unit_test(test_team_gemm_same_bits),
         cmocka_unit_test(test_team_layers_same_bits),
         cmocka_unit_test(test_team_model_and_kv_step_same_bits),
-        cmocka_unit_test(test_team_shapes_train_the_same_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
