@@ -73,7 +73,7 @@ static void test_team_gemm_same_bits(void **state) {
     for (int s = 0; s < CLLM_SIMD_COUNT; s++) {
         const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
         if (!k) continue;
-        for (int rep = 0; rep < 6; rep++)
+        for (int rep = 0; rep < 3; rep++)
             for (int ta = 0; ta <= 1; ta++)
                 for (int tb = 0; tb <= 1; tb++) {
                     int M = rand_in(25, 140), N = rand_in(25, 140), K = rand_in(30, 90);
