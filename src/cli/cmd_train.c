@@ -256,6 +256,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.no_streaming = !cllm_env_streaming();
     o.grad_window = cllm_env_grad_window();
     o.progress = cllm_env_progress();
+    o.columns = cllm_env_columns();
     o.peak_gflops = cllm_env_peak_gflops();
     o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
 

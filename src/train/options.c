@@ -56,6 +56,10 @@ const cllm_train_option cllm_train_option_table[] = {
      "share of windows held out for validation, 0..0.5 (default 0.05)", CLLM_OPT_FROZEN},
     {"eval-every", "eval_every", CLLM_OPT_INT64, AT(eval_every), 200, 0, 1e12, "N",
      "validation loss every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
+    {"eval-tokens", "eval_tokens", CLLM_OPT_INT64, AT(eval_tokens), -1, 0, 1e15, "N",
+     "tokens per validation pass, the same evenly spaced windows each time and at the end, 0 = all "
+     "(default: a tenth of the sequences trained between passes, ~3% of the compute)",
+     CLLM_OPT_FREE},
     {"sample-every", "sample_every", CLLM_OPT_INT64, AT(sample_every), 0, 0, 1e12, "N",
      "print a short sample every N steps, 0 = only at the end (default 0)", CLLM_OPT_FREE},
     {"save-every", "save_every", CLLM_OPT_INT64, AT(save_every), 200, 0, 1e12, "N",
@@ -156,9 +160,23 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
+/* Keys of rows added after run folders already existed: a run.json without
+ * one reads as the row's default. */
+static const char *const keys_added_later[] = {"eval_tokens", NULL};
+
+static int added_later(const cllm_train_option *opt) {
+    for (int i = 0; keys_added_later[i]; i++)
+        if (strcmp(keys_added_later[i], opt->key) == 0) return 1;
+    return 0;
+}
+
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
+    if (!v && added_later(opt)) { /* a run.json written before the setting existed */
+        cllm_train_option_set(o, opt, opt->fresh);
+        return CLLM_OK;
+    }
     if (!v || v->type != CLLM_JSON_NUMBER)
         return cllm_fail(CLLM_ERR_INPUT, "%s: missing or malformed \"%s\"", path, opt->key);
     if (opt->type != CLLM_OPT_DOUBLE && !v->is_integer)

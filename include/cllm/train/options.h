@@ -37,6 +37,7 @@ typedef struct {
     uint64_t seed;
     /* cadence, in steps; 0 = never (eval, save and sample still happen at the end) */
     int64_t eval_every, sample_every, save_every, log_every;
+    int64_t eval_tokens; /* predicted tokens per validation pass; 0: all; < 0: cllm_train_eval_cap's default */
     int sample_tokens; /* tokens of the final sample */
     const char *out_dir;
     int quiet, verbose;
@@ -46,6 +47,7 @@ typedef struct {
     int no_streaming;        /* CLLM_STREAMING=0: reduce after all compute */
     int grad_window;         /* CLLM_GRAD_WINDOW; 0: the engine's default */
     const char *progress;    /* CLLM_PROGRESS; NULL: "auto" */
+    int columns;             /* COLUMNS, for a terminal that does not say its width; 0: unset */
     double peak_gflops;      /* CLLM_PEAK_GFLOPS per core; 0: measured */
     /* The kernels the model and the engine run on (the CLI passes the table
      * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it

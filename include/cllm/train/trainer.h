@@ -43,6 +43,16 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
 /* Steps the budget amounts to, given the number of training windows. */
 int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windows);
 
+/* The validation windows one pass evaluates (cllm_eval_options.max_windows,
+ * 0 = all): --eval-tokens N as windows of the context (at least one), and by
+ * default (eval_tokens < 0) a tenth of the sequences trained between two
+ * passes (--eval-every steps, or the whole budget when it is 0). A forward
+ * pass is about a third of a training step's work per token, so a pass then
+ * costs about 3% of the training between passes. Every pass of a run, the
+ * final one included, evaluates the same windows; `cllm eval DIR` computes
+ * the same cap from run.json. */
+size_t cllm_train_eval_cap(const cllm_train_options *o, int64_t total_steps);
+
 
 
 
