@@ -140,6 +140,8 @@ cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, ui
         const cllm_train_option *opt = &cllm_train_option_table[i];
         ok = cllm_json_appendf(&buf, &len, &cap, ",\n  \"%s\": ", opt->key) && append_value(&buf, &len, &cap, o, opt);
     }
+    if (o->total_steps > 0)
+        ok = ok && cllm_json_appendf(&buf, &len, &cap, ",\n  \"total_steps\": %" PRId64, o->total_steps);
     ok = ok && cllm_json_appendf(&buf, &len, &cap, "\n}\n");
     if (!ok) {
         free(buf);
@@ -235,6 +237,9 @@ cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t 
     if (st == CLLM_OK) st = read_corpus_identity(root, path, corpus_hash, corpus_bytes);
     for (int i = 0; st == CLLM_OK && i < cllm_train_option_count; i++)
         st = read_option(root, path, &cllm_train_option_table[i], o);
+    const cllm_json *total = st == CLLM_OK ? cllm_json_get(root, "total_steps") : NULL;
+    if (total && total->type == CLLM_JSON_NUMBER && total->is_integer && total->integer > 0)
+        o->total_steps = total->integer;
     if (st == CLLM_OK && (o->steps > 0) + (o->epochs > 0) + (o->tokens > 0) != 1)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: exactly one of steps, epochs, tokens must be positive", path);
     cllm_json_free(root);

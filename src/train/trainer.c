@@ -516,6 +516,8 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
+    } else if (o->tokenizer_path) {
+        st = cllm_tokenizer_load(o->tokenizer_path, &t->tok);
     } else {
         st = cllm_tokenizer_train_stoppable(&t->corpus, o->model.vocab_size, cllm_stop_flag_ptr(), &t->tok);
     }
@@ -548,6 +550,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     if (t->requested_vocab)
         printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
                t->requested_vocab);
+    if (o->tokenizer_path) printf("            tokenizer %s (--tokenizer), not trained\n", o->tokenizer_path);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
@@ -569,9 +572,17 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
                    o->eval_tokens < 0 ? "the default; --eval-tokens 0: all" : "--eval-tokens", every);
     }
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
-    if (t->step > 0)
-        printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
+    /* The learning rate the run goes on with, said out loud: a finished run
+       extended with a larger --steps continues on the schedule of the new
+       budget, which is above the floor it ended at. */
+    cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
+    if (t->step > 0 && t->step < t->total_steps)
+        printf("  resume    from step %" PRId64 " (data window %" PRIu64 "), next lr %.3g (schedule of %" PRId64
+               " steps)%s\n",
+               t->step, t->window_base, cllm_schedule_lr(&sched, t->step + 1), t->total_steps,
                o->stop_after > 0 ? ", stopping after the step given by --stop-after" : "");
+    else if (t->step > 0)
+        printf("  resume    from step %" PRId64 ": the budget is done\n", t->step);
     else if (o->stop_after > 0)
         printf("  stop      after step %" PRId64 " (the schedule stays that of the whole budget)\n", o->stop_after);
     fflush(stdout);
@@ -845,6 +856,7 @@ static cllm_status setup(trainer *t, int resume) {
     if (t->total_steps < 1) return cllm_fail(CLLM_ERR_INPUT, "the budget is less than one step");
     t->warmup = o->warmup >= 0 ? o->warmup : t->total_steps / 20 < 100 ? t->total_steps / 20 : 100;
     t->eval_windows = cllm_train_eval_cap(o, t->total_steps);
+    t->settings.total_steps = t->total_steps; /* into run.json, for `cllm runs` */
     if (o->stop_after > t->total_steps)
         return cllm_fail(CLLM_ERR_INPUT, "--stop-after %" PRId64 " is beyond the budget of %" PRId64 " steps",
                          o->stop_after, t->total_steps);

@@ -31,6 +31,8 @@ typedef struct {
     double epochs;
     int64_t tokens;
     int64_t stop_after; /* 0: run the whole budget */
+    int64_t total_steps; /* the budget in steps as the trainer resolved it: run.json's "total_steps", for
+                            `cllm runs`; not a setting (0: not known) */
     /* optimizer */
     double lr, min_lr, weight_decay, clip; /* clip 0: off */
     int64_t warmup; /* < 0: 5% of the budget, at most 100 steps */
@@ -40,6 +42,8 @@ typedef struct {
     int64_t eval_tokens; /* predicted tokens per validation pass; 0: all; < 0: cllm_train_eval_cap's default */
     int sample_tokens; /* tokens of the final sample */
     const char *out_dir;
+    const char *tokenizer_path; /* --tokenizer: reuse this file instead of training one (fresh runs; the run keeps
+                                   a copy as tokenizer.bin); NULL: train one */
     int quiet, verbose;
     /* How this process runs, from the environment (the CLI reads it: the
      * library never calls getenv); not recorded in run.json. */
