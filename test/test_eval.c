@@ -14,6 +14,7 @@
 
 #include "cllm/base/rng.h"
 #include "cllm/train/eval.h"
+#include "cllm/train/trainer.h"
 #include "support.h"
 
 static void test_selected_windows_are_evenly_spaced_and_distinct(void **state) {
@@ -37,6 +38,40 @@ static void test_selected_windows_are_evenly_spaced_and_distinct(void **state) {
                 prev = w;
             }
         }
+}
+
+/* The passes the ETA counts: every --eval-every steps and the final one. */
+static void test_eta_counts_the_passes_left(void **state) {
+    (void)state;
+    assert_int_equal(cllm_train_evals_left(200, 0, 1200, 1200), 6); /* the final one is the pass at 1200 */
+    assert_int_equal(cllm_train_evals_left(200, 199, 1200, 1200), 6);
+    assert_int_equal(cllm_train_evals_left(200, 200, 1200, 1200), 5);
+    assert_int_equal(cllm_train_evals_left(200, 1199, 1200, 1200), 1);
+    assert_int_equal(cllm_train_evals_left(200, 1200, 1200, 1200), 0);
+    assert_int_equal(cllm_train_evals_left(200, 0, 1250, 1250), 7); /* 200..1200, then the final at 1250 */
+    assert_int_equal(cllm_train_evals_left(200, 1200, 1250, 1250), 1);
+    assert_int_equal(cllm_train_evals_left(0, 0, 100, 100), 1); /* only at the end */
+    assert_int_equal(cllm_train_evals_left(0, 100, 100, 100), 0);
+    assert_int_equal(cllm_train_evals_left(200, 0, 500, 1200), 2); /* --stop-after 500: no final pass */
+}
+
+/* --eval-tokens resolved: as given, or a tenth of the sequences between passes. */
+static void test_default_cap_is_a_tenth_of_the_sequences_between_passes(void **state) {
+    (void)state;
+    cllm_train_options o;
+    cllm_train_options_defaults(&o);
+    o.model.seq_len = 128;
+    assert_int_equal(cllm_train_eval_cap(&o, 1200), 320); /* 200 steps x 16 sequences / 10 */
+    o.grad_accum = 2;
+    assert_int_equal(cllm_train_eval_cap(&o, 1200), 640);
+    o.eval_every = 0; /* only at the end: of the whole budget */
+    assert_int_equal(cllm_train_eval_cap(&o, 50), 50 * 32 / 10);
+    o.eval_every = 500;
+    assert_int_equal(cllm_train_eval_cap(&o, 100), 100 * 32 / 10); /* a budget shorter than the interval */
+    o.eval_tokens = 20480;
+    assert_int_equal(cllm_train_eval_cap(&o, 1200), 160);
+    o.eval_tokens = 0;
+    assert_int_equal(cllm_train_eval_cap(&o, 1200), 0); /* all */
 }
 
 typedef struct {
@@ -162,6 +197,8 @@ static void test_cllm_eval_scores_the_windows_training_scored(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_selected_windows_are_evenly_spaced_and_distinct),
+        cmocka_unit_test(test_eta_counts_the_passes_left),
+        cmocka_unit_test(test_default_cap_is_a_tenth_of_the_sequences_between_passes),
         cmocka_unit_test(test_capped_pass_is_deterministic_and_is_its_windows),
         cmocka_unit_test(test_cllm_eval_scores_the_windows_training_scored),
     };

@@ -282,12 +282,13 @@ void cllm_progress_update(cllm_progress *p, const cllm_progress_info *info, int 
 
 void cllm_progress_eval(void *ctx, size_t done, size_t total) {
     cllm_progress *p = ctx;
-    if (!p || p->mode == CLLM_PROGRESS_OFF) return;
-    pthread_mutex_lock(&p->lock);
+    if (!p) return;
+    pthread_mutex_lock(&p->lock); /* before reading anything: the callers are worker threads */
     p->info.eval_done = done;
     p->info.eval_total = total;
     double now = cllm_now();
     if (p->active && p->mode == CLLM_PROGRESS_LINE && now - p->last_draw >= 0.1) draw(p, now);
+    /* plain mode: the ticker's line every plain_every_s shows the count */
     pthread_mutex_unlock(&p->lock);
 }
 

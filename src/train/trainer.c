@@ -69,6 +69,7 @@ typedef struct {
     size_t eval_windows;   /* validation windows per pass (cllm_train_eval_cap, resolved) */
     cllm_progress *display; /* the progress line while the loop runs; NULL otherwise */
     double eval_seconds;   /* wall time of the last validation pass; 0: none yet */
+    double eval_total_s;   /* of all passes this process ran */
     int64_t step;          /* optimizer steps completed */
     uint64_t window_base;  /* data-loader position: first window of the current step */
     cllm_rng rng;          /* samples printed during training */
@@ -378,6 +379,7 @@ static double evaluate(trainer *t) {
     cllm_status st = cllm_evaluate(&t->model, &src, &opt, &loss, &tokens);
     if (st != CLLM_OK) return NAN;
     t->eval_seconds = cllm_now() - t0;
+    t->eval_total_s += t->eval_seconds;
     return loss;
 }
 
@@ -635,13 +637,14 @@ static const char *describe(double x, char *buf) {
 
 static int due(int64_t step, int64_t every) { return every > 0 && step % every == 0; }
 
-/* Validation passes still to come after step s, up to step `end`: every
- * --eval-every steps, and the final one at the end of the budget. */
-static int64_t evals_after(const trainer *t, int64_t s, int64_t end) {
-    int64_t every = t->o->eval_every, n = every > 0 ? end / every - s / every : 0;
-    if (t->data.n_val == 0) return 0;
-    if (end == t->total_steps && (every <= 0 || end % every != 0) && s < end) n++;
+int64_t cllm_train_evals_left(int64_t eval_every, int64_t step, int64_t end, int64_t total) {
+    int64_t n = eval_every > 0 ? end / eval_every - step / eval_every : 0;
+    if (end == total && (eval_every <= 0 || end % eval_every != 0) && step < end) n++;
     return n;
+}
+
+static int64_t evals_after(const trainer *t, int64_t s, int64_t end) {
+    return t->data.n_val ? cllm_train_evals_left(t->o->eval_every, s, end, t->total_steps) : 0;
 }
 
 /* Seconds one validation pass takes: the last one measured, or before the
@@ -664,7 +667,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double peak = cllm_peak_gflops_per_core(o->peak_gflops) * 1e9 * t->threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
-    double train_time = 0;
+    double train_time = 0, loop_start = cllm_now();
     int64_t first = t->step;
     double val = NAN, last_loss = NAN;
     /* One line at once, before the first step (which can take long on a big
@@ -766,6 +769,9 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     res->final_loss = last_loss;
     res->final_val_loss = t->step == t->total_steps ? val : NAN;
     res->tokens_per_s = t->step > first ? (double)(t->step - first) * tokens_per_step / train_time : 0;
+    res->loop_s = cllm_now() - loop_start;
+    res->steps_s = train_time;
+    res->eval_s = t->eval_total_s;
     /* Only a stop request ends the loop early without an error; once the
      * last step is done, the run is complete whatever arrives. */
     res->interrupted = t->step < end;
@@ -822,6 +828,13 @@ static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     else
         printf("final: step %" PRId64 ", train loss %.4f (no validation split), unigram baseline %.4f\n", t->step,
                res->final_loss, t->unigram);
+    if (res->loop_s > 0) {
+        char loop[32], steps[32];
+        cllm_progress_duration(res->loop_s, loop, sizeof loop);
+        cllm_progress_duration(res->steps_s, steps, sizeof steps);
+        printf("time: %s training (%s in steps), validation %.1f s (%.1f%% of it)\n", loop, steps, res->eval_s,
+               100.0 * res->eval_s / res->loop_s);
+    }
     /* The plot takes milliseconds and completes the run folder: drawn even
      * after a stop request. */
     char *png = cllm_path_join(t->dir, "loss.png");
