@@ -33,6 +33,10 @@ static void print_row(const char *name, const cllm_run_info *r) {
     printf("\n");
 }
 
+static void print_header(void) {
+    printf("%-28s %-8s %15s %9s %9s %14s %8s\n", "run", "state", "step", "loss", "val", "tokens", "time");
+}
+
 static int is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -40,10 +44,11 @@ static int is_dir(const char *path) {
 
 /* DIR's sub-folders that are run folders, in name order; DIR itself when it
  * is one. */
-static int list_runs(const char *dir, int json) {
+static int list_runs(const char *dir) {
     cllm_run_info r;
     if (cllm_run_describe(dir, &r) == CLLM_OK) {
-        if (!json) print_row(dir, &r);
+        print_header();
+        print_row(dir, &r);
         return 0;
     }
     DIR *d = opendir(dir);
@@ -73,8 +78,7 @@ static int list_runs(const char *dir, int json) {
         char *path = malloc(len);
         if (path) snprintf(path, len, "%s/%s", dir, names[i]);
         if (path && is_dir(path) && cllm_run_describe(path, &r) == CLLM_OK) {
-            if (!shown++)
-                printf("%-28s %-8s %15s %9s %9s %14s %8s\n", "run", "state", "step", "loss", "val", "tokens", "time");
+            if (!shown++) print_header();
             print_row(names[i], &r);
         }
         free(path);
@@ -104,5 +108,5 @@ int cllm_cmd_runs(int argc, char **argv) {
         fprintf(stderr, "cllm runs: %s: no such folder%s\n", dir, npos ? "" : " (no run yet here? give DIR)");
         return 2;
     }
-    return list_runs(dir, 0);
+    return list_runs(dir);
 }
