@@ -251,7 +251,7 @@ static void check_lines_fit(const char *out, int cols, int *n_lines, int *saw_ev
     }
 }
 
-static void test_train_line_fits_40_80_120_columns_under_a_pty(void **state) {
+static void test_train_and_eval_lines_fit_40_80_120_columns_under_a_pty(void **state) {
     (void)state;
     char *dir = make_temp_dir();
     const int widths[3] = {40, 80, 120};
@@ -280,6 +280,21 @@ static void test_train_line_fits_40_80_120_columns_under_a_pty(void **state) {
             free(out);
         }
     }
+    /* cllm eval on a terminal: its own line on stderr, counting windows, then the result */
+    char args[512];
+    snprintf(args, sizeof args, "eval %s/w80-0 --eval-tokens 0", dir);
+    char *out = run_on_pty(80, NULL, args);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "\reval 0/893 windows"));
+    assert_non_null(strstr(out, "loss "));
+    assert_non_null(strstr(out, "tokens 28576"));
+    const char *p = out;
+    while ((p = strstr(p, "\reval "))) {
+        size_t n = strcspn(p + 1, "\r\n\033");
+        assert_true(n <= 79);
+        p += 1 + n;
+    }
+    free(out);
     remove_tree(dir);
     free(dir);
 }
@@ -291,7 +306,7 @@ int main(void) {
         cmocka_unit_test(test_fields_drop_in_order),
         cmocka_unit_test(test_ticker_redraws_during_a_long_step),
         cmocka_unit_test(test_plain_lines_every_interval),
-        cmocka_unit_test(test_train_line_fits_40_80_120_columns_under_a_pty),
+        cmocka_unit_test(test_train_and_eval_lines_fit_40_80_120_columns_under_a_pty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
