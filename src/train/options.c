@@ -65,7 +65,8 @@ const cllm_train_option cllm_train_option_table[] = {
     {"save-every", "save_every", CLLM_OPT_INT64, AT(save_every), 200, 0, 1e12, "N",
      "checkpoint every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
     {"log-every", "log_every", CLLM_OPT_INT64, AT(log_every), 20, 1, 1e12, "N",
-     "plain progress line every N steps when not on a terminal (default 20)", CLLM_OPT_FREE},
+     "plain progress line every N steps or 30 s, whichever comes first, when not on a terminal (default 20)",
+     CLLM_OPT_FREE},
     {"sample-tokens", "sample_tokens", CLLM_OPT_INT, AT(sample_tokens), 200, 0, 1 << 20, "N",
      "tokens in the sample printed at the end, 0 = none (default 200)", CLLM_OPT_FREE},
 };
