@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cllm: unexpected argument '%s' (usage: cllm help [COMMAND])\n", argv[3]);
         return 2;
     }
-    if (strcmp(name, "help") == 0 && argc == 3) {
+    if (strcmp(name, "help") == 0 && argc == 3 && strcmp(argv[2], "help") != 0) {
         argc = 3;
         argv = help_argv;
         name = argv[1];
