@@ -55,5 +55,8 @@ double cllm_env_peak_gflops(void);
  * OMP_NUM_THREADS=A,B list gives A teams of B threads. Both 0 when neither
  * is set or CLLM_TEAM=auto: the run chooses (cllm_step_team_default). */
 void cllm_env_team(int *teams, int *team_threads);
+/* COLUMNS: the terminal width a progress line falls back on when the
+ * terminal does not say (1..100000); 0 when unset or not a number. */
+int cllm_env_columns(void);
 
 #endif
