@@ -130,7 +130,7 @@ static void print_text(const info_report *r, FILE *out) {
         fprintf(out, "team shape:      %d team%s x %d thread%s (CLLM_TEAM / OMP_NUM_THREADS)\n", r->teams,
                 r->teams == 1 ? "" : "s", r->team_threads, r->team_threads == 1 ? "" : "s");
     else
-        fprintf(out, "team shape:      auto (per run, from the model size and memory; flat when it fits)\n");
+        fprintf(out, "team shape:      auto (chosen per run from the micro-batches per step, model size and memory)\n");
     fprintf(out, "nesting levels:  %d (omp_get_max_active_levels; a team of 2+ threads raises it to 2)\n",
             r->max_active_levels);
     fprintf(out, "schedule:        %s\n", r->schedule);
