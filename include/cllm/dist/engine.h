@@ -30,7 +30,9 @@ typedef struct {
      * the engine), or, with cllm_engine_config.compute_overwrites, writing
      * every one of its n_params floats (grad then holds the previous step's
      * leftovers on entry). Stores the micro-batch's loss in *loss (for
-     * reporting only). Must use only per-thread scratch indexed by `thread`.
+     * reporting only). Must use only per-thread scratch indexed by `thread`
+     * (the worker: 0..teams-1; its team's threads share that scratch, each
+     * layer splitting its work between them, see include/cllm/nn/team.h).
      * A status other than CLLM_OK (with its message set by cllm_fail on the
      * worker's thread) fails the step: no update is applied, and
      * cllm_engine_step returns that status and message, the first failure

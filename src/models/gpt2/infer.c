@@ -4,7 +4,6 @@
 #include "cllm/models/gpt2.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
