@@ -495,10 +495,13 @@ static void test_to_f32_reads_every_float_dtype(void **state) {
     for (int i = 0; i < 5; i++) assert_int_equal(bits_of(out[i]), bits_of(want_brain[i]));
     assert_int_equal(cllm_st_to_f32(&f, cllm_st_find(&f, "full"), out), CLLM_OK);
     for (int i = 0; i < 3; i++) assert_int_equal(bits_of(out[i]), bits_of(full[i]));
+    assert_int_equal(cllm_st_to_f32_range(&f, h, 2, 3, out), CLLM_OK); /* a part: elements 2..4 */
+    for (int i = 0; i < 3; i++) assert_int_equal(bits_of(out[i]), bits_of(want_half[2 + i]));
+    assert_int_equal(cllm_st_to_f32_range(&f, h, 4, 2, out), CLLM_ERR_INTERNAL); /* past the end */
     assert_true(cllm_st_converts_to_f32(CLLM_ST_F16) && !cllm_st_converts_to_f32(CLLM_ST_I32) &&
                 !cllm_st_converts_to_f32(CLLM_ST_F64));
     assert_int_equal(cllm_st_to_f32(&f, cllm_st_find(&f, "ints"), out), CLLM_ERR_INPUT);
-    assert_non_null(strstr(cllm_last_error(), "tensor ints is I32; cllm reads F32, F16 or BF16"));
+    assert_non_null(strstr(cllm_last_error(), "tensor ints is I32, cllm reads F32, F16 or BF16"));
     cllm_st_close(&f);
     free(path);
     remove_tree(dir);

@@ -460,15 +460,23 @@ float cllm_st_bf16_to_f32(uint16_t b) { return f32_from_bits((uint32_t)b << 16);
 
 int cllm_st_converts_to_f32(cllm_st_dtype dt) { return dt == CLLM_ST_F32 || dt == CLLM_ST_F16 || dt == CLLM_ST_BF16; }
 
-cllm_status cllm_st_to_f32(const cllm_st_file *f, const cllm_st_tensor *t, float *dst) {
+cllm_status cllm_st_to_f32_range(const cllm_st_file *f, const cllm_st_tensor *t, size_t first, size_t count,
+                                 float *dst) {
     if (!cllm_st_converts_to_f32(t->dtype))
-        return BAD("%s: tensor %s is %s; cllm reads F32, F16 or BF16", f->path, t->name, cllm_st_dtype_name(t->dtype));
-    const unsigned char *p = t->data;
+        return BAD("%s: tensor %s is %s, cllm reads F32, F16 or BF16", f->path, t->name, cllm_st_dtype_name(t->dtype));
+    if (first > t->numel || count > t->numel - first)
+        return cllm_fail(CLLM_ERR_INTERNAL, "%s: elements %zu..%zu of tensor %s are past its %zu", f->path, first,
+                         first + count, t->name, t->numel);
+    const unsigned char *p = (const unsigned char *)t->data + first * cllm_st_dtype_size(t->dtype);
     if (t->dtype == CLLM_ST_F32) {
-        memcpy(dst, p, t->numel * sizeof(float)); /* the format is little-endian, as is every target cllm builds for */
+        memcpy(dst, p, count * sizeof(float)); /* the format is little-endian, as is every target cllm builds for */
         return CLLM_OK;
     }
     float (*widen)(uint16_t) = t->dtype == CLLM_ST_F16 ? cllm_st_f16_to_f32 : cllm_st_bf16_to_f32;
-    for (size_t i = 0; i < t->numel; i++) dst[i] = widen((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    for (size_t i = 0; i < count; i++) dst[i] = widen((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
     return CLLM_OK;
+}
+
+cllm_status cllm_st_to_f32(const cllm_st_file *f, const cllm_st_tensor *t, float *dst) {
+    return cllm_st_to_f32_range(f, t, 0, t->numel, dst);
 }

@@ -109,6 +109,9 @@ int cllm_st_converts_to_f32(cllm_st_dtype dt);
  * alignment): F32 copied, F16 and BF16 widened exactly. Another dtype is
  * CLLM_ERR_INPUT naming the file (f->path), the tensor and its dtype. */
 cllm_status cllm_st_to_f32(const cllm_st_file *f, const cllm_st_tensor *t, float *dst);
+/* The same for elements [first, first + count) of t (within numel). */
+cllm_status cllm_st_to_f32_range(const cllm_st_file *f, const cllm_st_tensor *t, size_t first, size_t count,
+                                 float *dst);
 /* The exact widenings themselves, one element (IEEE binary16 and bfloat16 bits). */
 float cllm_st_f16_to_f32(uint16_t h);
 float cllm_st_bf16_to_f32(uint16_t b);
