@@ -14,6 +14,7 @@
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/memory.h"
+#include "cllm/train/pretrained.h"
 #include "cllm/train/trainer.h"
 
 typedef struct {
@@ -57,7 +58,13 @@ static int fail_line(const char *fmt, const char *a, const char *b) {
 }
 
 static cllm_flag_kind flag_kind(cllm_opt_type t) {
-    return t == CLLM_OPT_INT ? CLLM_FLAG_INT : t == CLLM_OPT_INT64 ? CLLM_FLAG_INT64 : CLLM_FLAG_DOUBLE;
+    switch (t) {
+    case CLLM_OPT_INT: return CLLM_FLAG_INT;
+    case CLLM_OPT_INT64: return CLLM_FLAG_INT64;
+    case CLLM_OPT_DOUBLE: return CLLM_FLAG_DOUBLE;
+    case CLLM_OPT_PATH: return CLLM_FLAG_STRING;
+    }
+    return CLLM_FLAG_DOUBLE;
 }
 
 /* The table's rows, then --preset, --stop-after, --out, --resume, --quiet, --verbose. */
@@ -143,6 +150,48 @@ static void fill_fresh(const train_flags *f, const preset *p, char **data, int n
     if (!GIVEN(min_lr)) o->min_lr = o->lr / 10.0;
 }
 
+/* --init: the model's shape is the folder's config.json. A shape flag that
+ * agrees with it is accepted, one that contradicts it refused, and --preset
+ * (a shape of cllm's own) too. --lr defaults lower (CLLM_INIT_LR): the
+ * model is trained already. Returns 0, or the exit status after one line. */
+static int apply_init(const train_flags *f, cllm_train_options *o) {
+    if (f->seen_preset)
+        return fail_line("--preset cannot be combined with --init: the model's shape comes from %s/config.json%s",
+                         o->init_dir, "");
+    gpt2_config cfg;
+    if (!*o->init_dir) return fail_line("--init needs a folder name, not an empty string%s%s", "", "");
+    if (cllm_pretrained_read_config(o->init_dir, &cfg, NULL) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
+    static const struct {
+        size_t offset;
+        const char *key; /* config.json's */
+    } shape[] = {
+        {offsetof(cllm_train_options, model.n_layer), "n_layer"},
+        {offsetof(cllm_train_options, model.n_head), "n_head"},
+        {offsetof(cllm_train_options, model.n_embd), "n_embd"},
+        {offsetof(cllm_train_options, model.seq_len), "n_positions"},
+        {offsetof(cllm_train_options, model.vocab_size), "vocab_size"},
+    };
+    cllm_train_options folder = *o;
+    folder.model = cfg;
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        const int given = *(const int *)((const char *)o + shape[i].offset);
+        const int has = *(const int *)((const char *)&folder + shape[i].offset);
+        if (!option_given(f, shape[i].offset) || given == has) continue;
+        for (int r = 0; r < cllm_train_option_count; r++)
+            if (cllm_train_option_table[r].offset == shape[i].offset) {
+                char a[64], b[512];
+                snprintf(a, sizeof a, "--%s %d", cllm_train_option_table[r].flag, given);
+                snprintf(b, sizeof b, "%s/config.json (%s %d): --init keeps the folder's architecture", o->init_dir,
+                         shape[i].key, has);
+                return fail_line("%s contradicts %s", a, b);
+            }
+    }
+    o->model = cfg;
+    if (!GIVEN(lr)) o->lr = CLLM_INIT_LR;
+    if (!GIVEN(min_lr)) o->min_lr = o->lr / 10.0;
+    return 0;
+}
+
 #undef GIVEN
 
 /* A rough peak of what a run allocates, so that a model that cannot fit is
@@ -197,7 +246,8 @@ int cllm_cmd_train(int argc, char **argv) {
     const cllm_command_spec spec = {
         "train", "[DATA...]",
         "Trains a byte-level BPE tokenizer and a GPT-2-style model on text files or folders (default: the\n"
-        "built-in Tiny Shakespeare), evaluates it, checkpoints it, and prints a sample. Threads come\n"
+        "built-in Tiny Shakespeare), evaluates it, checkpoints it, and prints a sample. With --init DIR it\n"
+        "fine-tunes the GPT-2 in DIR instead (its architecture, weights and tokenizer). Threads come\n"
         "from OMP_NUM_THREADS.",
         flags, n_flags, 0, -1,
     };
@@ -248,6 +298,11 @@ int cllm_cmd_train(int argc, char **argv) {
     } else {
         fill_fresh(&f, p, positional, n_pos, &o);
         o.out_dir = f.seen_out ? f.out : NULL;
+        rc = o.init_dir ? apply_init(&f, &o) : 0;
+        if (rc) {
+            free(positional);
+            return rc;
+        }
     }
     o.stop_after = f.seen_stop_after ? f.stop_after : 0;
     o.quiet = f.quiet;

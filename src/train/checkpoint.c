@@ -417,28 +417,39 @@ static cllm_status fill_from_file(gpt2_model *m, const tensor_names *n) {
     return check_lm_head_tied(m, n);
 }
 
+/* DIR/model.safetensors into m's table: checked against the table first,
+ * then, when m has no parameters yet, they are allocated, then filled. */
+static cllm_status read_model_file(const char *dir, gpt2_model *m) {
+    char *path = cllm_path_join(dir, CLLM_MODEL_FILE);
+    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    cllm_status st = missing_run_file(dir, path);
+    cllm_st_file f;
+    memset(&f, 0, sizeof f);
+    if (st == CLLM_OK) st = cllm_st_open(path, &f);
+    tensor_names names = names_of(&f, path);
+    if (st == CLLM_OK) st = check_header(m, &names);
+    if (st == CLLM_OK && !m->params) st = gpt2_alloc_params(m);
+    if (st == CLLM_OK) st = fill_from_file(m, &names);
+    cllm_st_close(&f);
+    free(path);
+    return st;
+}
+
 /* Order matters for bad input: the config is checked against memory, then
  * against the file's header, and only then is the model allocated. */
 cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     memset(m, 0, sizeof *m);
     gpt2_config cfg;
     cllm_status st = cllm_checkpoint_read_config(dir, &cfg, NULL);
-    if (st != CLLM_OK) return st;
-    char *path = cllm_path_join(dir, CLLM_MODEL_FILE);
-    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    st = missing_run_file(dir, path);
-    cllm_st_file f;
-    memset(&f, 0, sizeof f);
-    if (st == CLLM_OK) st = cllm_st_open(path, &f);
-    tensor_names names = names_of(&f, path);
     if (st == CLLM_OK) st = gpt2_describe(m, &cfg);
-    if (st == CLLM_OK) st = check_header(m, &names);
-    if (st == CLLM_OK) st = gpt2_alloc_params(m);
-    if (st == CLLM_OK) st = fill_from_file(m, &names);
-    cllm_st_close(&f);
-    free(path);
+    if (st == CLLM_OK) st = read_model_file(dir, m);
     if (st != CLLM_OK) gpt2_destroy(m);
     return st;
+}
+
+cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m) {
+    CLLM_ASSERT(m->params);
+    return read_model_file(dir, m);
 }
 
 cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer) {

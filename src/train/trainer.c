@@ -38,6 +38,7 @@
 #include "cllm/report/peak.h"
 #include "cllm/report/plot.h"
 #include "cllm/report/progress.h"
+#include "cllm/train/pretrained.h"
 #include "cllm/train/runfolder.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/train/sampler.h"
@@ -487,6 +488,8 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
+    } else if (o->init_dir) {
+        st = cllm_pretrained_load_tokenizer(o->init_dir, &t->tok); /* its ids are what the weights were trained on */
     } else {
         st = cllm_tokenizer_train_stoppable(&t->corpus, o->model.vocab_size, cllm_stop_flag_ptr(), &t->tok);
     }
@@ -521,6 +524,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
                t->requested_vocab);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
+    if (o->init_dir) printf("  init      weights and tokenizer from %s\n", o->init_dir);
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
@@ -762,7 +766,9 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
-    gpt2_init_weights(&t->model, o->seed);
+    if (o->init_dir && !resume) st = cllm_pretrained_load_weights(o->init_dir, &t->model);
+    else gpt2_init_weights(&t->model, o->seed); /* on --resume the checkpoint replaces them below */
+    if (st != CLLM_OK) return st;
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);
@@ -811,7 +817,10 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
         if (!paths[i]) paths[i] = strdup(t->o->data_paths[i]);
     }
     abs.data_paths = paths;
+    char *init = t->o->init_dir ? realpath(t->o->init_dir, NULL) : NULL;
+    if (init) abs.init_dir = init;
     st = cllm_run_json_write(t->dir, &abs, hash, t->corpus.n_bytes);
+    free(init);
     for (int i = 0; i < t->o->n_data; i++) free(paths[i]);
     free(paths);
     if (st != CLLM_OK) return st;

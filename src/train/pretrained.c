@@ -1,0 +1,62 @@
+/* A trained GPT-2 to start from (include/cllm/train/pretrained.h). */
+#include "cllm/train/pretrained.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cllm/train/checkpoint.h"
+
+/* What such a folder holds, said once for every missing piece. */
+#define FOLDER_NEEDS "a Hugging Face GPT-2 folder holds config.json, model.safetensors and the tokenizer"
+
+/* The folder and the named file in it exist: otherwise one line saying
+ * which is missing (the loaders' own messages speak of run folders). */
+static cllm_status require_file(const char *dir, const char *name) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return cllm_fail(CLLM_ERR_INPUT, "--init %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return cllm_fail(CLLM_ERR_INPUT, "--init %s: not a folder (%s)", dir, FOLDER_NEEDS);
+    char *path = cllm_path_join(dir, name);
+    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    int missing = stat(path, &sb) != 0;
+    free(path);
+    if (missing) return cllm_fail(CLLM_ERR_INPUT, "--init %s: no %s (%s)", dir, name, FOLDER_NEEDS);
+    return CLLM_OK;
+}
+
+cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id) {
+    cllm_status st = require_file(dir, CLLM_CONFIG_FILE);
+    if (st == CLLM_OK) st = require_file(dir, CLLM_MODEL_FILE);
+    if (st == CLLM_OK) st = cllm_checkpoint_read_config(dir, cfg, eot_id);
+    return st;
+}
+
+cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok) {
+    *tok = NULL;
+    gpt2_config cfg;
+    int32_t eot = -1;
+    cllm_status st = cllm_pretrained_read_config(dir, &cfg, &eot);
+    if (st == CLLM_OK) st = require_file(dir, CLLM_TOKENIZER_FILE);
+    char *path = st == CLLM_OK ? cllm_path_join(dir, CLLM_TOKENIZER_FILE) : NULL;
+    if (st == CLLM_OK && !path) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    if (st == CLLM_OK) st = cllm_tokenizer_load(path, tok);
+    if (st == CLLM_OK && cllm_tokenizer_vocab_size(*tok) != cfg.vocab_size)
+        st = cllm_fail(CLLM_ERR_INPUT, "--init %s: %s has %d tokens but config.json says vocab_size %d", dir,
+                       CLLM_TOKENIZER_FILE, cllm_tokenizer_vocab_size(*tok), cfg.vocab_size);
+    if (st == CLLM_OK && eot >= 0 && cllm_tokenizer_eot(*tok) != eot)
+        st = cllm_fail(CLLM_ERR_INPUT, "--init %s: the tokenizer's end-of-text id %d differs from config.json "
+                       "eos_token_id %d", dir, (int)cllm_tokenizer_eot(*tok), (int)eot);
+    free(path);
+    if (st != CLLM_OK && *tok) {
+        cllm_tokenizer_free(*tok);
+        *tok = NULL;
+    }
+    return st;
+}
+
+cllm_status cllm_pretrained_load_weights(const char *dir, gpt2_model *m) {
+    cllm_status st = require_file(dir, CLLM_MODEL_FILE);
+    return st == CLLM_OK ? cllm_checkpoint_fill_model(dir, m) : st;
+}
