@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cllm/io/safetensors.h"
 #include "support.h"
 
 /* ---- fixtures -------------------------------------------------------------------------------- */
@@ -328,6 +329,83 @@ static void a_folder_of_other_files(const char *d) { put(d, "mine/thesis.tex", "
  * runs the binary while holding it). */
 #define LOCK_HELD "sh -c 'd=$1; shift; exec flock -n \"$d\"/run/.cllm.lock \"$0\" \"$@\"'"
 
+/* ---- --init folders: the reference run's three files, plain copies (a run folder is a Hugging Face GPT-2 folder) */
+
+#define INIT_FLAGS "--batch 4 --steps 1 --sample-tokens 0 --quiet --out @D/never"
+
+static void an_init_folder(const char *d) {
+    a_run(d);
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char from[64], to[64];
+        snprintf(from, sizeof from, "run/%s", files[i]);
+        snprintf(to, sizeof to, "init/%s", files[i]);
+        size_t n;
+        unsigned char *data = run_file(d, from, &n);
+        free(write_file(d, to, data, n));
+        free(data);
+    }
+}
+
+static void init_without(const char *d, const char *name) {
+    an_init_folder(d);
+    char path[64];
+    snprintf(path, sizeof path, "init/%s", name);
+    remove_run_file(d, path);
+}
+
+static void init_without_config(const char *d) { init_without(d, "config.json"); }
+static void init_without_model(const char *d) { init_without(d, "model.safetensors"); }
+static void init_without_tokenizer(const char *d) { init_without(d, "tokenizer.bin"); }
+
+static void init_wrong_dtype(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/model.safetensors", "\"F32\"", "\"I32\"");
+}
+
+static void init_shape_mismatch(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"n_embd\": 16", "\"n_embd\": 32");
+}
+
+static void init_erf_gelu(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"gelu_new\"", "\"gelu\"");
+}
+
+/* model.safetensors with an lm_head.weight that is wte but for one element: an untied model. */
+static void init_untied_lm_head(const char *d) {
+    an_init_folder(d);
+    char *path = resolved(d, "init/model.safetensors");
+    cllm_st_file f;
+    if (cllm_st_open(path, &f) != CLLM_OK) fail_msg("%s", cllm_last_error());
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    for (int i = 0; i < f.n_tensors; i++)
+        cllm_st_writer_add(&w, f.tensors[i].name, f.tensors[i].dtype, f.tensors[i].data, f.tensors[i].ndim,
+                           f.tensors[i].shape);
+    const cllm_st_tensor *wte = cllm_st_find(&f, "transformer.wte.weight");
+    float *head = malloc(wte->nbytes);
+    memcpy(head, wte->data, wte->nbytes);
+    head[5] += 1.0f;
+    cllm_st_writer_add(&w, "lm_head.weight", CLLM_ST_F32, head, wte->ndim, wte->shape);
+    if (cllm_st_writer_write(&w, path) != CLLM_OK) fail_msg("%s", cllm_last_error());
+    cllm_st_writer_free(&w);
+    cllm_st_close(&f);
+    free(head);
+    free(path);
+}
+
+/* A tokenizer of another vocabulary size than config.json's. */
+static void init_other_tokenizer(const char *d) {
+    an_init_folder(d);
+    char args[8192];
+    snprintf(args, sizeof args, "tokenizer train '%s' --vocab 280 -o '%s/init/tokenizer.bin'", corpus, d);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("tokenizer train failed: %s", r.err);
+    run_result_free(&r);
+}
+
 /* ---- the table ------------------------------------------------------------------------------- */
 
 /* In `args`, `env` and `stdin_text`, @D is the row's folder, @C the shared corpus. */
@@ -547,6 +625,33 @@ static const bad_input_row rows[] = {
      "train --resume @D/empty", NULL, 2, "@D/empty: no run.json"},
     {"resume_missing_folder", "`--resume` of a folder that does not exist", NULL, NULL, NULL, NULL,
      "train --resume @D/nothing", NULL, 2, "@D/nothing: no run.json"},
+
+    /* --init folders (a Hugging Face GPT-2 to fine-tune) */
+    {"init_missing_folder", "`--init` of a folder that does not exist", NULL, NULL, NULL, NULL,
+     "train @C --init @D/nothing " INIT_FLAGS, NULL, 2, "--init @D/nothing: No such file or directory"},
+    {"init_without_config", "an `--init` folder without `config.json`", init_without_config, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no config.json"},
+    {"init_without_model", "an `--init` folder without `model.safetensors`", init_without_model, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no model.safetensors"},
+    {"init_without_tokenizer", "an `--init` folder without a tokenizer", init_without_tokenizer, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no tokenizer.bin"},
+    {"init_wrong_dtype", "an `--init` model with I32 tensors", init_wrong_dtype, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "is I32, cllm reads F32, F16 or BF16"},
+    {"init_shape_mismatch", "an `--init` config.json whose width is not the tensors'", init_shape_mismatch, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "has shape [300,16] but config.json implies [300,32]"},
+    {"init_erf_gelu", "an `--init` config.json asking for the erf GELU", init_erf_gelu, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "must be \"gelu_new\" or \"gelu_pytorch_tanh\""},
+    {"init_untied_lm_head", "an `--init` model whose `lm_head.weight` is not `wte`", init_untied_lm_head, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "lm_head.weight differs from transformer.wte.weight"},
+    {"init_tokenizer_vocabulary", "an `--init` tokenizer of another vocabulary size", init_other_tokenizer, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "tokenizer.bin has 280 tokens but config.json says vocab_size 300"},
+    {"init_contradicting_shape", "`--init` with a shape flag that contradicts the folder", an_init_folder, NULL, NULL,
+     NULL, "train @C --init @D/init --layers 2 " INIT_FLAGS, NULL, 2,
+     "--layers 2 contradicts @D/init/config.json (n_layer 1)"},
+    {"init_with_preset", "`--init` with `--preset`", an_init_folder, NULL, NULL, NULL,
+     "train @C --init @D/init --preset S " INIT_FLAGS, NULL, 2, "--preset cannot be combined with --init"},
+    {"init_on_resume", "`--init` with `--resume`", an_init_folder, NULL, NULL, NULL,
+     "train --resume @D/run --init @D/init", NULL, 2, "--init cannot change with --resume"},
 
     /* tokenizer files */
     {"tokenizer_file_missing", "a tokenizer file that does not exist", NULL, NULL, NULL, NULL,
