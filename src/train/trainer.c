@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cllm/base/build_config.h"
+#include "cllm/base/memory.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
@@ -507,6 +508,32 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     return cllm_dataset_build(&t->corpus, t->tok, o->model.seq_len, o->val_fraction, o->seed, &t->data);
 }
 
+/* What the run holds, allocated up front (so the figure is what the run
+ * needs, whatever is resident yet), and the peak resident so far (which
+ * includes reading the corpus and, with --init or --resume, the model
+ * file). */
+static void print_memory(const trainer *t, size_t buffer_bytes) {
+    double params = (double)t->model.n_params * sizeof(float), arenas = 0;
+    for (int th = 0; th < t->threads; th++) {
+        gpt2_acts *acts;
+        int32_t *in, *tg;
+        cllm_step_scratch(t->stepper, th, &acts, &in, &tg);
+        arenas += (double)gpt2_acts_bytes(acts);
+    }
+    double tokens = (double)t->data.n_tokens * sizeof(int32_t), total = 3 * params + buffer_bytes + arenas + tokens;
+    char all[32], p[32], m[32], g[32], a[32], d[32], rss[32];
+    cllm_format_bytes(total, all, sizeof all);
+    cllm_format_bytes(params, p, sizeof p);
+    cllm_format_bytes(2 * params, m, sizeof m);
+    cllm_format_bytes((double)buffer_bytes, g, sizeof g);
+    cllm_format_bytes(arenas, a, sizeof a);
+    cllm_format_bytes(tokens, d, sizeof d);
+    cllm_format_bytes((double)cllm_memory_peak_rss(), rss, sizeof rss);
+    printf("  memory    %s: parameters %s, AdamW moments %s, gradient buffers %s, activations %s (%d arena%s of %d "
+           "sequence%s), tokens %s; peak resident so far %s\n",
+           all, p, m, g, a, t->threads, t->threads == 1 ? "" : "s", t->o->micro, t->o->micro == 1 ? "" : "s", d, rss);
+}
+
 static void print_summary(const trainer *t, size_t buffer_bytes) {
     const cllm_train_options *o = t->o;
     const gpt2_config *c = &o->model;
@@ -529,8 +556,8 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
-    printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
-           t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    printf("  threads   %d (OMP_NUM_THREADS), SIMD %s\n", t->threads, t->model.kernels->name);
+    print_memory(t, buffer_bytes);
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
