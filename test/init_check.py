@@ -18,6 +18,9 @@ tokenizer made by cllm (an odd vocabulary: 301). For each folder:
    into PyTorch with matching logits; eval, sample and --resume work on it.
 
 usage: /usr/bin/python3 test/init_check.py CLLM_BINARY DATA
+       /usr/bin/python3 test/init_check.py --random-gpt2 DIR TOKENIZER [--vocab V --layers L --heads H
+                     --embd C --positions T]   (a random GPT-2 folder, GPT-2 small's shape by default, for
+                     docs/PERFORMANCE.md's measurements)
 Needs Debian's python3-torch and python3-numpy. Exit 0 when all pass.
 """
 import json
@@ -59,8 +62,10 @@ def hf_config(layers, heads, embd, positions, vocab, eot):
     }
 
 
-def random_weights(cfg, seed):
-    """Hugging Face-named float32 tensors, every one distinct and random."""
+def random_weights(cfg, seed, std=None):
+    """Hugging Face-named float32 tensors, every one distinct and random: large
+    (0.3, 0.2 for vectors) so that a swapped or transposed tensor shows in the
+    logits, or GPT-2's own initialization scale `std` (biases 0)."""
     g = torch.Generator().manual_seed(seed)
     C, V, T = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
     shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C),
@@ -74,7 +79,9 @@ def random_weights(cfg, seed):
                        p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
     out = {}
     for name, shape in shapes.items():
-        t = torch.randn(shape, generator=g) * (0.3 if len(shape) == 2 else 0.2)
+        t = torch.randn(shape, generator=g) * (std or (0.3 if len(shape) == 2 else 0.2))
+        if std and name.endswith(".bias"):
+            t = torch.zeros(shape)
         out[name] = t + 1.0 if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) else t
     return out
 
@@ -171,7 +178,28 @@ def check_variant(cllm, data, tmp, k, variant, cfg, tokenizer):
     return ok
 
 
+def write_random_gpt2(argv):
+    """A random GPT-2 folder of a given shape, GPT-2 small's by default
+    (OpenAI's config.json: 12 x 768, 12 heads, context 1024, vocabulary
+    50,257, which the tokenizer must have), at GPT-2's initialization scale,
+    F32 with the mask buffers as the checkpoint on the Hugging Face hub."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="init_check.py --random-gpt2")
+    ap.add_argument("dir")
+    ap.add_argument("tokenizer")
+    for flag, default in (("vocab", 50257), ("layers", 12), ("heads", 12), ("embd", 768), ("positions", 1024)):
+        ap.add_argument("--" + flag, type=int, default=default)
+    a = ap.parse_args(argv)
+    cfg = hf_config(layers=a.layers, heads=a.heads, embd=a.embd, positions=a.positions, vocab=a.vocab,
+                    eot=a.vocab - 1)
+    write_folder(a.dir, cfg, random_weights(cfg, 7, std=0.02), ("F32", True, False, True), a.tokenizer)
+    print(f"{a.dir}: GPT-2 {a.layers} x {a.embd}, {a.heads} heads, context {a.positions}, vocab {a.vocab}, F32")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--random-gpt2":
+        write_random_gpt2(sys.argv[2:])
+        return 0
     if len(sys.argv) != 3:
         print(__doc__.strip().splitlines()[-2], file=sys.stderr)
         return 2
