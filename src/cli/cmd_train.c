@@ -127,12 +127,17 @@ static void apply_overrides(const train_flags *f, cllm_train_options *o) {
     }
 }
 
+/* The row of the option stored at `offset`. */
+static const cllm_train_option *option_at(size_t offset) {
+    for (int i = 0; i < cllm_train_option_count; i++)
+        if (cllm_train_option_table[i].offset == offset) return &cllm_train_option_table[i];
+    CLLM_ASSERT(!"an option of cllm_train_option_table");
+    return NULL;
+}
+
 /* Whether the flag of the option stored at `offset` was given. */
 static int option_given(const train_flags *f, size_t offset) {
-    for (int i = 0; i < cllm_train_option_count; i++)
-        if (cllm_train_option_table[i].offset == offset) return f->seen[i];
-    CLLM_ASSERT(!"an option of cllm_train_option_table");
-    return 0;
+    return f->seen[option_at(offset) - cllm_train_option_table];
 }
 
 #define GIVEN(field) option_given(f, offsetof(cllm_train_options, field))
@@ -158,33 +163,28 @@ static int apply_init(const train_flags *f, cllm_train_options *o) {
     if (f->seen_preset)
         return fail_line("--preset cannot be combined with --init: the model's shape comes from %s/config.json%s",
                          o->init_dir, "");
-    gpt2_config cfg;
     if (!*o->init_dir) return fail_line("--init needs a folder name, not an empty string%s%s", "", "");
+    gpt2_config cfg;
     if (cllm_pretrained_read_config(o->init_dir, &cfg, NULL) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
-    static const struct {
-        size_t offset;
-        const char *key; /* config.json's */
+    const struct {
+        size_t at;       /* in cllm_train_options */
+        int has;         /* the folder's value */
+        const char *key; /* config.json's name for it */
     } shape[] = {
-        {offsetof(cllm_train_options, model.n_layer), "n_layer"},
-        {offsetof(cllm_train_options, model.n_head), "n_head"},
-        {offsetof(cllm_train_options, model.n_embd), "n_embd"},
-        {offsetof(cllm_train_options, model.seq_len), "n_positions"},
-        {offsetof(cllm_train_options, model.vocab_size), "vocab_size"},
+        {offsetof(cllm_train_options, model.n_layer), cfg.n_layer, "n_layer"},
+        {offsetof(cllm_train_options, model.n_head), cfg.n_head, "n_head"},
+        {offsetof(cllm_train_options, model.n_embd), cfg.n_embd, "n_embd"},
+        {offsetof(cllm_train_options, model.seq_len), cfg.seq_len, "n_positions"},
+        {offsetof(cllm_train_options, model.vocab_size), cfg.vocab_size, "vocab_size"},
     };
-    cllm_train_options folder = *o;
-    folder.model = cfg;
     for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
-        const int given = *(const int *)((const char *)o + shape[i].offset);
-        const int has = *(const int *)((const char *)&folder + shape[i].offset);
-        if (!option_given(f, shape[i].offset) || given == has) continue;
-        for (int r = 0; r < cllm_train_option_count; r++)
-            if (cllm_train_option_table[r].offset == shape[i].offset) {
-                char a[64], b[512];
-                snprintf(a, sizeof a, "--%s %d", cllm_train_option_table[r].flag, given);
-                snprintf(b, sizeof b, "%s/config.json (%s %d): --init keeps the folder's architecture", o->init_dir,
-                         shape[i].key, has);
-                return fail_line("%s contradicts %s", a, b);
-            }
+        int given = *(const int *)((const char *)o + shape[i].at);
+        if (!option_given(f, shape[i].at) || given == shape[i].has) continue;
+        char a[64], b[512];
+        snprintf(a, sizeof a, "--%s %d", option_at(shape[i].at)->flag, given);
+        snprintf(b, sizeof b, "%s/config.json (%s %d): --init keeps the folder's architecture", o->init_dir,
+                 shape[i].key, shape[i].has);
+        return fail_line("%s contradicts %s", a, b);
     }
     o->model = cfg;
     if (!GIVEN(lr)) o->lr = CLLM_INIT_LR;

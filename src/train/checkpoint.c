@@ -288,7 +288,7 @@ typedef struct {
 } tensor_names;
 
 static tensor_names names_of(const cllm_st_file *f, const char *path) {
-    int bare = !cllm_st_find(f, "transformer.wte.weight") && cllm_st_find(f, "wte.weight");
+    int bare = !cllm_st_find(f, WTE) && cllm_st_find(f, WTE + strlen(model_prefix));
     return (tensor_names){f, path, !bare};
 }
 
@@ -301,14 +301,16 @@ static const cllm_st_tensor *find_tensor(const tensor_names *n, const char *name
     return cllm_st_find(n->f, file_name(n, name));
 }
 
-static int is_attention_buffer(const tensor_names *n, const char *name) {
+/* h.N.attn.bias or h.N.attn.masked_bias of one of the model's layers. */
+static int is_attention_buffer(const tensor_names *n, const char *name, int n_layer) {
     if (n->prefixed) {
         if (strncmp(name, model_prefix, strlen(model_prefix)) != 0) return 0;
         name += strlen(model_prefix);
     }
     unsigned layer;
     int end = 0;
-    if (sscanf(name, "h.%u.attn.%*[a-z_]%n", &layer, &end) != 1 || name[end] != '\0') return 0;
+    if (sscanf(name, "h.%u.attn.%*[a-z_]%n", &layer, &end) != 1 || name[end] != '\0' || layer >= (unsigned)n_layer)
+        return 0;
     const char *last = strrchr(name, '.') + 1;
     return strcmp(last, "bias") == 0 || strcmp(last, "masked_bias") == 0;
 }
@@ -355,7 +357,7 @@ static cllm_status check_header(const gpt2_model *m, const tensor_names *n) {
             if (st != CLLM_OK) return st;
             continue;
         }
-        if (is_attention_buffer(n, s->name)) continue;
+        if (is_attention_buffer(n, s->name, m->cfg.n_layer)) continue;
         const char *model_name = s->name;
         char prefixed[256];
         if (!n->prefixed) {
