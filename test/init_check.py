@@ -6,7 +6,10 @@ lay them out (no `transformers` needed): config.json with the GPT2Config keys
 transformers writes (dropout rates, n_inner null, ...), model.safetensors in
 F32, F16 or BF16, with or without the `transformer.` prefix, with or without
 `lm_head.weight` (= wte), with or without the old causal-mask buffers, and a
-tokenizer made by cllm (an odd vocabulary: 301). For each folder:
+tokenizer made by cllm (an odd vocabulary: 301) as cllm's tokenizer.bin, as
+Hugging Face's tokenizer.json, or as GPT-2's vocab.json + merges.txt (once
+with the ids shuffled, as GPT-2's own vocabulary does not put the bytes at
+0..255). For each folder:
 
 1. cllm loads it: its logits (`cllm eval DIR --dump-logits`) match a plain
    PyTorch GPT-2 (test/interop_check.py's) run in float64 on the same
@@ -14,8 +17,10 @@ tokenizer made by cllm (an odd vocabulary: 301). For each folder:
 2. `cllm train DATA --init DIR --lr 0` carries the weights into the run
    folder bit for bit: F16 and BF16 are widened exactly;
 3. a real fine-tuning run (a few steps at the --init default lr) changes
-   them, keeps the architecture and tokenizer, and its run folder loads again
-   into PyTorch with matching logits; eval, sample and --resume work on it.
+   them, keeps the architecture and tokenizer (the run encodes a varied text
+   to the folder's ids, which for the shuffled vocabulary are the shuffled
+   ones), and its run folder loads again into PyTorch with matching logits;
+   eval, sample and --resume work on it.
 
 usage: /usr/bin/python3 test/init_check.py CLLM_BINARY DATA
        /usr/bin/python3 test/init_check.py --random-gpt2 DIR TOKENIZER [--vocab V --layers L --heads H
@@ -38,14 +43,16 @@ from interop_check import GPT2, compare, read_safetensors  # noqa: E402
 
 TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
-# (dtype, "transformer." prefix, lm_head.weight stored, attn.bias buffers)
+# (dtype, "transformer." prefix, lm_head.weight stored, attn.bias buffers, tokenizer files)
 VARIANTS = [
-    ("F32", True, True, False),
-    ("F16", True, False, True),
-    ("F16", False, True, False),
-    ("BF16", True, True, True),
-    ("BF16", False, False, False),
+    ("F32", True, True, False, "bin"),
+    ("F16", True, False, True, "json"),
+    ("F16", False, True, False, "vocab"),
+    ("BF16", True, True, True, "shuffled"),
+    ("BF16", False, False, False, "bin"),
 ]
+HF_FILES = ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
+SAMPLE = "Hello, wörld! It's 2024: naïve café, 東京, 🙂\n\n   spaces   and\ttabs don't stop.\n"
 
 
 def hf_config(layers, heads, embd, positions, vocab, eot):
@@ -104,10 +111,47 @@ def write_safetensors(path, tensors):
         f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 
 
-def write_folder(folder, cfg, weights, variant, tokenizer):
+def shuffled_vocab(src, dst, seed):
+    """GPT-2-format files whose ids are a permutation of src's (the
+    end-of-text id kept last): the token numbering is the file's to choose.
+    Returns old id -> new id."""
+    with open(os.path.join(src, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    ids = sorted(vocab.values())
+    eot = vocab["<|endoftext|>"]
+    movable = [i for i in ids if i != eot]
+    perm = list(movable)
+    np.random.default_rng(seed).shuffle(perm)
+    new_id = dict(zip(movable, perm))
+    new_id[eot] = eot
+    with open(os.path.join(dst, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({tok: new_id[i] for tok, i in vocab.items()}, f, ensure_ascii=False)
+    shutil.copy(os.path.join(src, "merges.txt"), dst)
+    return new_id
+
+
+def copy_tokenizer(tokdir, folder, kind, seed):
+    """The tokenizer files of one kind into folder; the id map (None: ids as they are)."""
+    if kind == "none":
+        pass
+    elif kind == "bin":
+        shutil.copy(os.path.join(tokdir, "tokenizer.bin"), folder)
+    elif kind == "json":
+        for name in HF_FILES:
+            shutil.copy(os.path.join(tokdir, name), folder)
+    elif kind == "vocab":
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(tokdir, name), folder)
+    else:
+        return shuffled_vocab(tokdir, folder, seed)
+    return None
+
+
+def write_folder(folder, cfg, weights, variant, tokdir, seed=1):
     """The HF folder for one variant; returns the weights as cllm should read
-    them (float32 after the dtype round trip), under the prefixed names."""
-    dtype, prefixed, lm_head, buffers = variant
+    them (float32 after the dtype round trip), under the prefixed names, and
+    the tokenizer's id map (None: cllm's ids)."""
+    dtype, prefixed, lm_head, buffers, tok_kind = variant
     os.makedirs(folder)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
@@ -124,8 +168,8 @@ def write_folder(folder, cfg, weights, variant, tokenizer):
         stored[p + "bias"] = torch.tril(torch.ones(T, T)).view(1, 1, T, T)
         stored[p + "masked_bias"] = torch.tensor(-1e4)
     write_safetensors(os.path.join(folder, "model.safetensors"), stored)
-    shutil.copy(tokenizer, os.path.join(folder, "tokenizer.bin"))
-    return {k: v.numpy() for k, v in expect.items()}
+    id_map = copy_tokenizer(tokdir, folder, tok_kind, seed)
+    return {k: v.numpy() for k, v in expect.items()}, id_map
 
 
 def run(cmd, **kw):
@@ -136,12 +180,27 @@ def run(cmd, **kw):
     return r.stdout.decode("utf-8", "replace")
 
 
-def check_variant(cllm, data, tmp, k, variant, cfg, tokenizer):
+def encode(cllm, tokenizer):
+    """The ids cllm gives SAMPLE with a tokenizer (a folder: tokenizer.bin, else its Hugging Face files)."""
+    out = subprocess.run([cllm, "tokenizer", "encode", tokenizer], input=SAMPLE.encode(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    if out.returncode != 0:
+        raise SystemExit(f"init: tokenizer encode {tokenizer}: {out.stderr.decode('utf-8', 'replace')}")
+    return [int(x) for x in out.stdout.split()]
+
+
+def check_variant(cllm, data, tmp, k, variant, cfg, tokdir):
     name = f"{variant[0]}{'' if variant[1] else ', no prefix'}{', lm_head' if variant[2] else ''}" \
-           f"{', mask buffers' if variant[3] else ''}"
+           f"{', mask buffers' if variant[3] else ''}, tokenizer {variant[4]}"
     init = os.path.join(tmp, f"init{k}")
-    expect = write_folder(init, cfg, random_weights(cfg, 100 + k), variant, tokenizer)
-    ok = compare(cllm, init, cfg, expect, f"--init folder {name}")
+    expect, id_map = write_folder(init, cfg, random_weights(cfg, 100 + k), variant, tokdir, seed=k)
+    ids = encode(cllm, init)
+    base = encode(cllm, os.path.join(tokdir, "tokenizer.bin"))
+    read_right = ids == (base if id_map is None else [id_map[i] for i in base])
+    print(f"init ({name}): the folder's tokenizer gives {'the' if read_right else 'NOT the'} expected ids "
+          f"({len(ids)} tokens{', shuffled' if id_map else ''})")
+    ok = read_right
+    ok = compare(cllm, init, cfg, expect, f"--init folder {name}") and ok
 
     # The weights carried into a run bit for bit: --lr 0 changes nothing.
     small = ["--batch", "2", "--eval-every", "0", "--sample-tokens", "0", "--quiet"]
@@ -165,7 +224,7 @@ def check_variant(cllm, data, tmp, k, variant, cfg, tokenizer):
         run_json = json.load(f)
     same_shape = all(ft_cfg[key] == cfg[key] for key in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"))
     moved = any(not np.array_equal(tuned[n], expect[n]) for n in expect)
-    same_tok = open(os.path.join(ft, "tokenizer.bin"), "rb").read() == open(tokenizer, "rb").read()
+    same_tok = encode(cllm, ft) == ids
     default_lr = run_json["lr"] == 1e-4 and bool(lr_line) and "lr 0.0001" in lr_line[0]
     recorded = run_json["init"] == os.path.realpath(init)
     print(f"init ({name}): fine-tuned 4 steps (2 + resume): shape kept {same_shape}, weights moved {moved}, "
@@ -192,7 +251,8 @@ def write_random_gpt2(argv):
     a = ap.parse_args(argv)
     cfg = hf_config(layers=a.layers, heads=a.heads, embd=a.embd, positions=a.positions, vocab=a.vocab,
                     eot=a.vocab - 1)
-    write_folder(a.dir, cfg, random_weights(cfg, 7, std=0.02), ("F32", True, False, True), a.tokenizer)
+    write_folder(a.dir, cfg, random_weights(cfg, 7, std=0.02), ("F32", True, False, True, "none"), None)
+    shutil.copy(a.tokenizer, os.path.join(a.dir, "tokenizer.bin"))
     print(f"{a.dir}: GPT-2 {a.layers} x {a.embd}, {a.heads} heads, context {a.positions}, vocab {a.vocab}, F32")
 
 
@@ -206,12 +266,19 @@ def main():
     cllm, data = sys.argv[1], sys.argv[2]
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = os.path.join(tmp, "tokenizer.bin")
-        run([cllm, "tokenizer", "train", data, "--vocab", "301", "-o", tokenizer])
+        # The tokenizer of a 1-step run: tokenizer.bin and its Hugging Face files.
+        tokdir = os.path.join(tmp, "tokenizer-run")
+        run([cllm, "train", data, "--preset", "tiny", "--vocab", "301", "--steps", "1", "--sample-tokens", "0",
+             "--quiet", "--out", tokdir])
+        variants = VARIANTS
+        if not os.path.exists(os.path.join(tokdir, "tokenizer.json")):
+            print("init: SKIPPED the Hugging Face tokenizer variants: this cllm writes no tokenizer.json "
+                  "(built without libutf8proc, so no GPT-2 pre-tokenization)")
+            variants = [v for v in VARIANTS if v[4] == "bin"]
         # An odd vocabulary, width and context: nothing may rely on multiples of 16.
         cfg = hf_config(layers=2, heads=3, embd=36, positions=40, vocab=301, eot=300)
-        for k, variant in enumerate(VARIANTS):
-            ok = check_variant(cllm, data, tmp, k, variant, cfg, tokenizer) and ok
+        for k, variant in enumerate(variants):
+            ok = check_variant(cllm, data, tmp, k, variant, cfg, tokdir) and ok
     if not ok:
         print("init: FAILED (see above)", file=sys.stderr)
         return 1

@@ -63,6 +63,7 @@ static cllm_flag_kind flag_kind(cllm_opt_type t) {
     case CLLM_OPT_INT64: return CLLM_FLAG_INT64;
     case CLLM_OPT_DOUBLE: return CLLM_FLAG_DOUBLE;
     case CLLM_OPT_PATH: return CLLM_FLAG_STRING;
+    case CLLM_OPT_CHOICE: return CLLM_FLAG_CHOICE;
     }
     return CLLM_FLAG_DOUBLE;
 }
@@ -157,13 +158,16 @@ static void fill_fresh(const train_flags *f, const preset *p, char **data, int n
 
 /* --init: the model's shape is the folder's config.json. A shape flag that
  * agrees with it is accepted, one that contradicts it refused, and --preset
- * (a shape of cllm's own) too. --lr defaults lower (CLLM_INIT_LR): the
+ * (a shape of cllm's own) and --pretokenize (the tokenizer is the folder's)
+ * too. --lr defaults lower (CLLM_INIT_LR): the
  * model is trained already. Returns 0, or the exit status after one line. */
 static int apply_init(const train_flags *f, cllm_train_options *o) {
     if (f->seen_preset)
         return fail_line("--preset cannot be combined with --init: the model's shape comes from %s/config.json%s",
                          o->init_dir, "");
     if (!*o->init_dir) return fail_line("--init needs a folder name, not an empty string%s%s", "", "");
+    if (GIVEN(pretokenize))
+        return fail_line("--pretokenize cannot be combined with --init: the tokenizer comes from %s%s", o->init_dir, "");
     gpt2_config cfg;
     if (cllm_pretrained_read_config(o->init_dir, &cfg, NULL) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
     const struct {

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cllm/base/build_config.h"
 #include "cllm/base/json.h"
 #include "cllm/base/memory.h"
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/io/safetensors.h"
 
 
@@ -55,6 +57,12 @@ static char *config_json(const gpt2_config *c, int32_t eot_id) {
         "  \"layer_norm_epsilon\": 1e-05,\n"
         "  \"tie_word_embeddings\": true,\n"
         "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
+        /* The rest of what GPT2Config reads, at the values cllm's model has (so that
+           transformers never falls back on a default that could differ). */
+        "  \"n_inner\": null,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n"
+        "  \"scale_attn_by_inverse_layer_idx\": false,\n  \"reorder_and_upcast_attn\": false,\n"
+        "  \"use_cache\": true,\n  \"summary_type\": \"cls_index\",\n  \"summary_use_proj\": true,\n"
+        "  \"summary_activation\": null,\n  \"summary_proj_to_labels\": true,\n  \"summary_first_dropout\": 0.1,\n"
         "  \"torch_dtype\": \"float32\",\n"
         "  \"cllm_version\": \"%s\"\n"
         "}\n",
@@ -454,6 +462,20 @@ cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m) {
     return read_model_file(dir, m);
 }
 
+static int has_file(const char *dir, const char *name) {
+    char *path = cllm_path_join(dir, name);
+    int yes = path && access(path, F_OK) == 0;
+    free(path);
+    return yes;
+}
+
+/* A folder cllm trained in (run.json); not one from elsewhere. */
+static int is_run_folder(const char *dir) { return has_file(dir, CLLM_RUN_FILE); }
+
+static int has_hf_tokenizer(const char *dir) {
+    return has_file(dir, "tokenizer.json") || (has_file(dir, "vocab.json") && has_file(dir, "merges.txt"));
+}
+
 cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer) {
     *tokenizer = NULL;
     int32_t eot = -1;
@@ -464,8 +486,12 @@ cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **token
     if (st != CLLM_OK) return st;
     char *path = cllm_path_join(dir, CLLM_TOKENIZER_FILE);
     if (!path) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    if (st == CLLM_OK) st = missing_run_file(dir, path);
-    if (st == CLLM_OK) st = cllm_tokenizer_load(path, tokenizer);
+    if (st == CLLM_OK && !is_run_folder(dir) && access(path, F_OK) != 0 && has_hf_tokenizer(dir)) {
+        st = cllm_hf_tokenizer_load(dir, tokenizer); /* a Hugging Face folder: tokenizer.json or vocab.json + merges.txt */
+    } else {
+        if (st == CLLM_OK) st = missing_run_file(dir, path); /* a run's own tokenizer is tokenizer.bin */
+        if (st == CLLM_OK) st = cllm_tokenizer_load(path, tokenizer);
+    }
     if (st == CLLM_OK && cllm_tokenizer_vocab_size(*tokenizer) != cfg.vocab_size)
         st = cllm_fail(CLLM_ERR_INPUT, "%s has %d tokens but config.json says vocab_size %d", path,
                        cllm_tokenizer_vocab_size(*tokenizer), cfg.vocab_size);

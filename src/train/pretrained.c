@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/train/checkpoint.h"
 
 /* What such a folder holds, said once for every missing piece. */
@@ -33,22 +34,32 @@ cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32
     return st;
 }
 
+static int has_file(const char *dir, const char *name) {
+    char *path = cllm_path_join(dir, name);
+    struct stat sb;
+    int yes = path && stat(path, &sb) == 0;
+    free(path);
+    return yes;
+}
+
+/* cllm's tokenizer.bin when there is one, else the Hugging Face files
+ * (tokenizer.json, or vocab.json + merges.txt: OpenAI's GPT-2 files). */
 cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok) {
     *tok = NULL;
     gpt2_config cfg;
     int32_t eot = -1;
     cllm_status st = cllm_pretrained_read_config(dir, &cfg, &eot);
-    if (st == CLLM_OK) st = require_file(dir, CLLM_TOKENIZER_FILE);
-    char *path = st == CLLM_OK ? cllm_path_join(dir, CLLM_TOKENIZER_FILE) : NULL;
-    if (st == CLLM_OK && !path) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    if (st == CLLM_OK) st = cllm_tokenizer_load(path, tok);
+    if (st == CLLM_OK && !has_file(dir, CLLM_TOKENIZER_FILE) && !has_file(dir, "tokenizer.json") &&
+        !(has_file(dir, "vocab.json") && has_file(dir, "merges.txt")))
+        st = cllm_fail(CLLM_ERR_INPUT, "--init %s: no tokenizer: neither tokenizer.bin, tokenizer.json nor vocab.json "
+                       "+ merges.txt (%s)", dir, FOLDER_NEEDS);
+    if (st == CLLM_OK) st = cllm_tokenizer_load_any(dir, tok);
     if (st == CLLM_OK && cllm_tokenizer_vocab_size(*tok) != cfg.vocab_size)
-        st = cllm_fail(CLLM_ERR_INPUT, "--init %s: %s has %d tokens but config.json says vocab_size %d", dir,
-                       CLLM_TOKENIZER_FILE, cllm_tokenizer_vocab_size(*tok), cfg.vocab_size);
+        st = cllm_fail(CLLM_ERR_INPUT, "--init %s: the tokenizer has %d tokens but config.json says vocab_size %d", dir,
+                       cllm_tokenizer_vocab_size(*tok), cfg.vocab_size);
     if (st == CLLM_OK && eot >= 0 && cllm_tokenizer_eot(*tok) != eot)
         st = cllm_fail(CLLM_ERR_INPUT, "--init %s: the tokenizer's end-of-text id %d differs from config.json "
                        "eos_token_id %d", dir, (int)cllm_tokenizer_eot(*tok), (int)eot);
-    free(path);
     if (st != CLLM_OK && *tok) {
         cllm_tokenizer_free(*tok);
         *tok = NULL;

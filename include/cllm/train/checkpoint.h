@@ -75,7 +75,9 @@ cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m);
 cllm_status cllm_check_finite(const char *path, const char *tensor, const float *x, size_t n);
 
 /* The model and the tokenizer of a run folder, checked against each other
- * (vocabulary size, end-of-text id). A missing folder or file is one clear
+ * (vocabulary size, end-of-text id). A run's tokenizer is its tokenizer.bin;
+ * a folder that is not a cllm run (no run.json: a Hugging Face GPT-2) and
+ * has no tokenizer.bin gives its tokenizer.json or vocab.json + merges.txt. A missing folder or file is one clear
  * CLLM_ERR_INPUT. On failure nothing is left allocated. */
 cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer);
 

@@ -21,8 +21,10 @@
  * eos_token_id, -1 when the config has none. */
 cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id);
 
-/* DIR's tokenizer (tokenizer.bin, cllm's format), checked against its
- * config.json: the same vocabulary size and end-of-text id. */
+/* DIR's tokenizer, checked against its config.json (the same vocabulary
+ * size and end-of-text id): tokenizer.bin (cllm's format) when present, else
+ * the Hugging Face files, tokenizer.json or vocab.json + merges.txt
+ * (cllm_tokenizer_load_any), with their token ids as they are. */
 cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok);
 
 /* DIR's weights into m, created for the config cllm_pretrained_read_config
