@@ -287,7 +287,7 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
  * architecture, not parameters, which transformers itself ignores on load. */
 static const char model_prefix[] = "transformer.";
 #define LM_HEAD "lm_head.weight"
-#define WTE "transformer.wte.weight"
+static const char WTE[] = "transformer.wte.weight";
 
 typedef struct {
     const cllm_st_file *f;
