@@ -20,7 +20,8 @@ with the ids shuffled, as GPT-2's own vocabulary does not put the bytes at
    them, keeps the architecture and tokenizer (the run encodes a varied text
    to the folder's ids, which for the shuffled vocabulary are the shuffled
    ones), and its run folder loads again into PyTorch with matching logits;
-   eval, sample and --resume work on it.
+   eval, sample and --resume work on it, and so does `cllm export --gguf`
+   (test/gguf_check.py, when this cllm and tree have them).
 
 usage: /usr/bin/python3 test/init_check.py CLLM_BINARY DATA
        /usr/bin/python3 test/init_check.py --random-gpt2 DIR TOKENIZER [--vocab V --layers L --heads H
@@ -234,7 +235,23 @@ def check_variant(cllm, data, tmp, k, variant, cfg, tokdir):
     run([cllm, "eval", ft])
     sample = run([cllm, "sample", ft, "--tokens", "8", "--seed", "5"])
     ok = ok and len(sample) > 0
-    return ok
+    return check_export(cllm, ft, name) and ok
+
+
+def check_export(cllm, run_dir, name):
+    """The fine-tuned run through `cllm export --gguf`, read back from the GGUF spec by gguf_check.py."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gguf_check.py")
+    has_export = subprocess.run([cllm, "export", "--help"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0
+    if not (has_export and os.path.exists(script)):
+        print(f"init ({name}): export check SKIPPED: this cllm has no `export` command or the tree no "
+              f"test/gguf_check.py")
+        return True
+    r = subprocess.run([sys.executable, script, cllm, run_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(f"init ({name}): cllm export --gguf of the fine-tuned run: gguf_check.py exit {r.returncode}")
+    if r.returncode not in (0, 77):
+        print(r.stdout.decode("utf-8", "replace"))
+    return r.returncode in (0, 77)
 
 
 def write_random_gpt2(argv):
