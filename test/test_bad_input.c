@@ -429,6 +429,11 @@ static void init_shape_mismatch(const char *d) {
     edit_run_file(d, "init/config.json", "\"n_embd\": 16", "\"n_embd\": 32");
 }
 
+static void init_too_deep(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"n_layer\": 1", "\"n_layer\": 200");
+}
+
 static void init_erf_gelu(const char *d) {
     an_init_folder(d);
     edit_run_file(d, "init/config.json", "\"gelu_new\"", "\"gelu\"");
@@ -700,6 +705,9 @@ static const bad_input_row rows[] = {
      "train @C --init @D/init " INIT_FLAGS, NULL, 2, "is I32, cllm reads F32, F16 or BF16"},
     {"init_shape_mismatch", "an `--init` config.json whose width is not the tensors'", init_shape_mismatch, NULL, NULL,
      NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "has shape [300,16] but config.json implies [300,32]"},
+    {"init_beyond_the_options", "an `--init` config.json deeper than `--layers` allows", init_too_deep, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2,
+     "@D/init/config.json: n_layer 200 is outside what cllm train takes (1..128)"},
     {"init_erf_gelu", "an `--init` config.json asking for the erf GELU", init_erf_gelu, NULL, NULL, NULL,
      "train @C --init @D/init " INIT_FLAGS, NULL, 2, "must be \"gelu_new\" or \"gelu_pytorch_tanh\""},
     {"init_untied_lm_head", "an `--init` model whose `lm_head.weight` is not `wte`", init_untied_lm_head, NULL, NULL,

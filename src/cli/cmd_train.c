@@ -182,10 +182,17 @@ static int apply_init(const train_flags *f, cllm_train_options *o) {
         {offsetof(cllm_train_options, model.vocab_size), cfg.vocab_size, "vocab_size"},
     };
     for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        const cllm_train_option *opt = option_at(shape[i].at);
+        char a[512], b[512];
+        /* run.json holds the shape in the rows' ranges: a folder outside them could not resume */
+        if (shape[i].has < opt->min || shape[i].has > opt->max) {
+            snprintf(a, sizeof a, "%s/config.json: %s %d", o->init_dir, shape[i].key, shape[i].has);
+            snprintf(b, sizeof b, "%.0f..%.0f", opt->min, opt->max);
+            return fail_line("%s is outside what cllm train takes (%s)", a, b);
+        }
         int given = *(const int *)((const char *)o + shape[i].at);
         if (!option_given(f, shape[i].at) || given == shape[i].has) continue;
-        char a[64], b[512];
-        snprintf(a, sizeof a, "--%s %d", option_at(shape[i].at)->flag, given);
+        snprintf(a, sizeof a, "--%s %d", opt->flag, given);
         snprintf(b, sizeof b, "%s/config.json (%s %d): --init keeps the folder's architecture", o->init_dir,
                  shape[i].key, shape[i].has);
         return fail_line("%s contradicts %s", a, b);
