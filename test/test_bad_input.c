@@ -419,6 +419,12 @@ static void init_without_config(const char *d) { init_without(d, "config.json");
 static void init_without_model(const char *d) { init_without(d, "model.safetensors"); }
 static void init_without_tokenizer(const char *d) { init_without(d, "tokenizer.bin"); }
 
+/* The weights as PyTorch's pickle only, as older hub folders have them. */
+static void init_pickle_only(const char *d) {
+    init_without(d, "model.safetensors");
+    put(d, "init/pytorch_model.bin", "PK\3\4 (a zip of pickles)\n");
+}
+
 static void init_wrong_dtype(const char *d) {
     an_init_folder(d);
     edit_run_file(d, "init/model.safetensors", "\"F32\"", "\"I32\"");
@@ -699,6 +705,8 @@ static const bad_input_row rows[] = {
      "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no config.json"},
     {"init_without_model", "an `--init` folder without `model.safetensors`", init_without_model, NULL, NULL, NULL,
      "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no model.safetensors"},
+    {"init_pickle_only", "an `--init` folder with `pytorch_model.bin` instead of `model.safetensors`", init_pickle_only,
+     NULL, NULL, NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "pytorch_model.bin is not read"},
     {"init_without_tokenizer", "an `--init` folder without a tokenizer", init_without_tokenizer, NULL, NULL, NULL,
      "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no tokenizer: neither tokenizer.bin, tokenizer.json nor"},
     {"init_wrong_dtype", "an `--init` model with I32 tensors", init_wrong_dtype, NULL, NULL, NULL,

@@ -13,18 +13,30 @@
 /* What such a folder holds, said once for every missing piece. */
 #define FOLDER_NEEDS "a Hugging Face GPT-2 folder holds config.json, model.safetensors and the tokenizer"
 
+static int has_file(const char *dir, const char *name) {
+    char *path = cllm_path_join(dir, name);
+    struct stat sb;
+    int yes = path && stat(path, &sb) == 0;
+    free(path);
+    return yes;
+}
+
 /* The folder and the named file in it exist: otherwise one line saying
- * which is missing (the loaders' own messages speak of run folders). */
+ * which is missing (the loaders' own messages speak of run folders). The
+ * weights only as PyTorch's pickle, or split in shards, get a hint. */
 static cllm_status require_file(const char *dir, const char *name) {
     struct stat sb;
     if (stat(dir, &sb) != 0) return cllm_fail(CLLM_ERR_INPUT, "--init %s: %s", dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) return cllm_fail(CLLM_ERR_INPUT, "--init %s: not a folder (%s)", dir, FOLDER_NEEDS);
-    char *path = cllm_path_join(dir, name);
-    if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    int missing = stat(path, &sb) != 0;
-    free(path);
-    if (missing) return cllm_fail(CLLM_ERR_INPUT, "--init %s: no %s (%s)", dir, name, FOLDER_NEEDS);
-    return CLLM_OK;
+    if (has_file(dir, name)) return CLLM_OK;
+    const char *hint = strcmp(name, CLLM_MODEL_FILE) != 0 ? FOLDER_NEEDS
+                       : has_file(dir, "model.safetensors.index.json")
+                           ? "the weights are split in shards: cllm reads one model.safetensors"
+                       : has_file(dir, "pytorch_model.bin")
+                           ? "pytorch_model.bin is not read: save the model with safe_serialization to get "
+                             "model.safetensors"
+                           : FOLDER_NEEDS;
+    return cllm_fail(CLLM_ERR_INPUT, "--init %s: no %s (%s)", dir, name, hint);
 }
 
 cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id) {
@@ -32,14 +44,6 @@ cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32
     if (st == CLLM_OK) st = require_file(dir, CLLM_MODEL_FILE);
     if (st == CLLM_OK) st = cllm_checkpoint_read_config(dir, cfg, eot_id);
     return st;
-}
-
-static int has_file(const char *dir, const char *name) {
-    char *path = cllm_path_join(dir, name);
-    struct stat sb;
-    int yes = path && stat(path, &sb) == 0;
-    free(path);
-    return yes;
 }
 
 /* cllm's tokenizer.bin when there is one, else the Hugging Face files
