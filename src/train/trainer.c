@@ -566,7 +566,8 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
-    printf("  threads   %d (OMP_NUM_THREADS), SIMD %s\n", t->threads, t->model.kernels->name);
+    printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
+           t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
     print_memory(t, buffer_bytes);
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
