@@ -21,7 +21,9 @@
 4. The same vocabulary renumbered as OpenAI's GPT-2 files number theirs
    (bytes in byte-to-unicode order), and once shuffled at random, written as
    vocab.json + merges.txt alone: cllm loads the folder and encodes as the
-   reference does with that numbering.
+   reference does with that numbering. And a vocabulary of GPT-2's size
+   (50,257 tokens: 50,000 merges drawn at random, GPT-2's numbering; OpenAI's
+   own files cannot be fetched here) the same way.
 
 usage: /usr/bin/python3 test/hf_tokenizer_check.py CLLM_BINARY
 Needs Debian's python3-regex. Exit 0 when all holds, 1 otherwise, 77 (a skip)
@@ -225,6 +227,25 @@ def write_gpt2_style(folder, vocab, merges):
         f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
 
 
+def gpt2_sized(seed=1):
+    """50,000 random merges over GPT-2's byte tokens, numbered as OpenAI's files (bytes, merges, EOT)."""
+    rng = random.Random(seed)
+    tokens = [BYTE_ENCODER[b] for b in GPT2_BYTE_ORDER]
+    have, merges = set(tokens), []
+    common = [BYTE_ENCODER[b] for b in b" etaoinshrdlucmfwypvbgkqjxz\n.,'"]  # so that merges apply to text
+    while len(merges) < 50000:
+        a = rng.choice(tokens[-2000:] + common) if rng.random() < 0.7 else rng.choice(tokens)
+        b = rng.choice(common) if rng.random() < 0.8 else rng.choice(tokens)
+        if a + b in have or len(a + b) > 12:
+            continue
+        have.add(a + b)
+        tokens.append(a + b)
+        merges.append((a, b))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    vocab[EOT] = len(vocab)
+    return vocab, merges
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -263,6 +284,10 @@ def main():
         shuffled = renumbered(vocab, merges, order)
         write_gpt2_style(os.path.join(tmp, "shuffled"), shuffled, merges)
         check_encoding(cllm, os.path.join(tmp, "shuffled"), shuffled, merges, c, "shuffled ids")
+        big_vocab, big_merges = gpt2_sized()
+        write_gpt2_style(os.path.join(tmp, "gpt2-sized"), big_vocab, big_merges)
+        check_encoding(cllm, os.path.join(tmp, "gpt2-sized"), big_vocab, big_merges, c,
+                       f"GPT-2-sized vocabulary ({len(big_vocab)} tokens)")
     finally:
         shutil.rmtree(tmp)
     if c.failures:

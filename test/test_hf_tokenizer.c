@@ -400,6 +400,65 @@ static void test_json_duplicates_in_big_objects(void **state) {
     }
 }
 
+/* Runs of both modes from the command line: the files each folder gets, what the summary says,
+ * run.json's record, --resume refusing a new --pretokenize, and a run.json from before the
+ * setting existed resuming with the cllm chunker. */
+static void test_run_folders_of_both_modes(void **state) {
+    (void)state;
+    char *dir = make_temp_dir(), args[4096];
+    snprintf(args, sizeof args, "train --preset tiny --steps 2 --sample-tokens 0 --pretokenize cllm --out '%s/old'", dir);
+    run_result r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "tokenizer.bin only, no Hugging Face files: the cllm pre-tokenizer"));
+    run_result_free(&r);
+    char *old = path_in(dir, "old");
+    assert_true(path_exists(old, "tokenizer.bin"));
+    for (int f = 0; f < CLLM_HF_TOKENIZER_N_FILES; f++) assert_false(path_exists(old, cllm_hf_tokenizer_files[f]));
+    /* run.json as an earlier version wrote it: no "pretokenize" key; --resume still works */
+    char *run_json = path_in(old, "run.json");
+    size_t n;
+    char *text = (char *)read_whole_file(run_json, &n), *key = strstr(text, "\"pretokenize\": \"cllm\",");
+    assert_non_null(key);
+    memmove(key, key + strlen("\"pretokenize\": \"cllm\","), strlen(key + strlen("\"pretokenize\": \"cllm\",")) + 1);
+    free(write_file(old, "run.json", text, strlen(text)));
+    free(text);
+    snprintf(args, sizeof args, "train --resume '%s' --steps 3 --sample-tokens 0", old);
+    r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 0);
+    run_result_free(&r);
+    snprintf(args, sizeof args, "train --resume '%s' --steps 4 --pretokenize gpt2", old);
+    r = run_cllm(NULL, args);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--pretokenize cannot change with --resume"));
+    run_result_free(&r);
+    if (!skip_without_utf8proc()) {
+        snprintf(args, sizeof args, "train --preset tiny --steps 2 --sample-tokens 0 --out '%s/new'", dir);
+        r = run_cllm(NULL, args);
+        assert_int_equal(r.exit_code, 0);
+        assert_non_null(strstr(r.out, "gpt2 pre-tokenization; tokenizer.bin and Hugging Face tokenizer.json"));
+        run_result_free(&r);
+        char *fresh = path_in(dir, "new");
+        for (int f = 0; f < CLLM_HF_TOKENIZER_N_FILES; f++) assert_true(path_exists(fresh, cllm_hf_tokenizer_files[f]));
+        char *json = path_in(fresh, "run.json");
+        text = (char *)read_whole_file(json, &n);
+        assert_non_null(strstr(text, "\"pretokenize\": \"gpt2\""));
+        free(text);
+        free(json);
+        /* the folder's tokenizer.bin and its Hugging Face files give the same ids */
+        cllm_tokenizer *bin = NULL, *hf = NULL;
+        assert_int_equal(cllm_tokenizer_load_any(fresh, &bin), CLLM_OK);
+        assert_int_equal(cllm_hf_tokenizer_load(fresh, &hf), CLLM_OK);
+        assert_same_tokenizer(bin, hf);
+        cllm_tokenizer_free(bin);
+        cllm_tokenizer_free(hf);
+        free(fresh);
+    }
+    free(run_json);
+    free(old);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_pretokenizer_cases),
@@ -411,6 +470,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2_training_keeps_tokens_short_and_distinct),
         cmocka_unit_test(test_build_refuses_inconsistent_parts),
         cmocka_unit_test(test_json_duplicates_in_big_objects),
+        cmocka_unit_test(test_run_folders_of_both_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

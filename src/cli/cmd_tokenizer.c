@@ -24,8 +24,8 @@ static void usage(FILE *out) {
                  "A byte-level BPE tokenizer: 256 byte tokens, learned merges, and an end-of-document token.\n\n"
                  "subcommands:\n"
                  "  train [DATA...] --vocab N -o FILE  learn a tokenizer from files/folders (none: the built-in corpus)\n"
-                 "  encode FILE                        read bytes on stdin, print token ids one per line\n"
-                 "  decode FILE                        read token ids one per line on stdin, write the bytes\n"
+                 "  encode FILE|DIR                    read bytes on stdin, print token ids one per line\n"
+                 "  decode FILE|DIR                    read token ids one per line on stdin, write the bytes\n"
                  "  split [--pretokenize MODE]         print the byte length of each pre-tokenizer chunk of stdin\n\n"
                  "Run 'cllm tokenizer SUBCOMMAND --help' for its options.\n");
 }
@@ -142,7 +142,12 @@ static int cmd_train(int argc, char **argv) {
 
 /* Parses the positional FILE of encode/decode and loads it. */
 static int load_for(const char *cmd, int argc, char **argv, const char *summary, cllm_tokenizer **tok) {
-    const cllm_command_spec spec = {cmd, "FILE", summary, NULL, 0, 1, 1};
+    char text[512];
+    snprintf(text, sizeof text,
+             "%s\nFILE: a tokenizer.bin or a Hugging Face tokenizer.json; DIR: a folder with tokenizer.bin, else\n"
+             "tokenizer.json, else vocab.json + merges.txt (a run folder, or e.g. OpenAI's GPT-2 files).",
+             summary);
+    const cllm_command_spec spec = {cmd, "FILE|DIR", text, NULL, 0, 1, 1};
     char *positional[2];
     char **pos = argc <= 2 ? positional : malloc((size_t)argc * sizeof *pos);
     if (!pos) return 1;

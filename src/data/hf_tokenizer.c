@@ -99,8 +99,7 @@ static void put_string(text_buf *b, const char *s) {
 }
 static void put_int(text_buf *b, long v) { b->ok = b->ok && cllm_json_appendf(&b->buf, &b->len, &b->cap, "%ld", v); }
 
-/* Token id's text as the files write it: byte-level, or a special's name. */
-static void token_string(const cllm_tokenizer *t, int32_t id, char *out) {
+void cllm_hf_token_text(const cllm_tokenizer *t, int32_t id, char *out) {
     size_t len;
     const uint8_t *p = cllm_tokenizer_token_text(t, id, &len);
     if (cllm_tokenizer_is_special(t, id)) {
@@ -111,7 +110,7 @@ static void token_string(const cllm_tokenizer *t, int32_t id, char *out) {
     }
 }
 
-#define TOKEN_STRING_MAX (2 * CLLM_TOKENIZER_MAX_TOKEN_BYTES + 1)
+#define TOKEN_STRING_MAX CLLM_HF_TOKEN_TEXT_MAX
 
 /* Special names must be valid JSON text: printable ASCII (cllm's own is). */
 static int plain_name(const uint8_t *p, size_t len) {
@@ -142,7 +141,7 @@ int cllm_hf_tokenizer_expressible(const cllm_tokenizer *t, char *why, size_t n) 
         }
         keys[id] = malloc(TOKEN_STRING_MAX);
         if (!keys[id]) ok = 0;
-        else token_string(t, id, keys[id]);
+        else cllm_hf_token_text(t, id, keys[id]);
     }
     if (!keys) snprintf(why, n, "out of memory");
     if (ok) {
@@ -162,7 +161,7 @@ int cllm_hf_tokenizer_expressible(const cllm_tokenizer *t, char *why, size_t n) 
 static void put_vocab(text_buf *b, const cllm_tokenizer *t, char *key) {
     put_text(b, "{");
     for (int32_t id = 0; id < cllm_tokenizer_vocab_size(t); id++) {
-        token_string(t, id, key);
+        cllm_hf_token_text(t, id, key);
         put_text(b, id ? ",\n" : "\n");
         put_string(b, key);
         put_text(b, ": ");
@@ -175,10 +174,10 @@ static void put_vocab(text_buf *b, const cllm_tokenizer *t, char *key) {
 static void merge_line(const cllm_tokenizer *t, int i, char *out) {
     int32_t left, right;
     cllm_tokenizer_merge(t, i, &left, &right);
-    token_string(t, left, out);
+    cllm_hf_token_text(t, left, out);
     size_t k = strlen(out);
     out[k] = ' ';
-    token_string(t, right, out + k + 1);
+    cllm_hf_token_text(t, right, out + k + 1);
 }
 
 static void put_added_token(text_buf *b, const char *name, int32_t id, int with_id) {
@@ -199,7 +198,7 @@ static void build_tokenizer_json(text_buf *b, const cllm_tokenizer *t, char *key
     int first = 1;
     for (int32_t id = 0; id < cllm_tokenizer_vocab_size(t); id++) {
         if (!cllm_tokenizer_is_special(t, id)) continue;
-        token_string(t, id, key);
+        cllm_hf_token_text(t, id, key);
         put_text(b, first ? "\n" : ",\n");
         put_added_token(b, key, id, 1);
         first = 0;
@@ -234,7 +233,7 @@ static void build_merges_txt(text_buf *b, const cllm_tokenizer *t, char *line) {
 }
 
 static void build_config(text_buf *b, const cllm_tokenizer *t, char *key, int model_max_length) {
-    token_string(t, cllm_tokenizer_eot(t), key);
+    cllm_hf_token_text(t, cllm_tokenizer_eot(t), key);
     put_text(b, "{\n\"tokenizer_class\": \"GPT2Tokenizer\",\n\"add_prefix_space\": false,\n"
                 "\"add_bos_token\": false,\n\"clean_up_tokenization_spaces\": false,\n\"errors\": \"replace\",\n"
                 "\"model_max_length\": ");
@@ -252,7 +251,7 @@ static void build_config(text_buf *b, const cllm_tokenizer *t, char *key, int mo
         if (!cllm_tokenizer_is_special(t, id)) continue;
         char num[16];
         snprintf(num, sizeof num, "%d", (int)id);
-        token_string(t, id, key);
+        cllm_hf_token_text(t, id, key);
         put_text(b, first ? "\n" : ",\n");
         put_string(b, num);
         put_text(b, ": ");
@@ -263,7 +262,7 @@ static void build_config(text_buf *b, const cllm_tokenizer *t, char *key, int mo
 }
 
 static void build_special_map(text_buf *b, const cllm_tokenizer *t, char *key) {
-    token_string(t, cllm_tokenizer_eot(t), key);
+    cllm_hf_token_text(t, cllm_tokenizer_eot(t), key);
     put_text(b, "{\"bos_token\": ");
     put_string(b, key);
     put_text(b, ", \"eos_token\": ");

@@ -22,6 +22,12 @@
 #define CLLM_HF_TOKENIZER_N_FILES 5
 extern const char *const cllm_hf_tokenizer_files[CLLM_HF_TOKENIZER_N_FILES];
 
+/* Token id's text as these files (and GGUF's tokenizer.ggml.tokens) write
+ * it: its bytes in GPT-2's byte-to-unicode form, a special token's name as
+ * it is. NUL-terminated into out, which needs CLLM_HF_TOKEN_TEXT_MAX bytes. */
+#define CLLM_HF_TOKEN_TEXT_MAX (2 * CLLM_TOKENIZER_MAX_TOKEN_BYTES + 1)
+void cllm_hf_token_text(const cllm_tokenizer *t, int32_t id, char *out);
+
 /* 1 when the files can express t exactly; else 0 and why (one phrase) in why. */
 int cllm_hf_tokenizer_expressible(const cllm_tokenizer *t, char *why, size_t n);
 
