@@ -142,8 +142,15 @@ static void test_weights_reach_the_run_exactly(void **state) {
     gpt2_destroy(&want);
 
     char *folder = bf16_folder(&want), *out2 = path_in(workdir, "still-bf16");
-    snprintf(args, sizeof args, "train '%s' --init '%s' --lr 0 --steps 1 " TINY " --out '%s'", corpus, folder, out2);
-    train_ok(args);
+    snprintf(args, sizeof args, "train '%s' --init '%s' --lr 0 --steps 1 --batch 4 --sample-tokens 0 --out '%s'",
+             corpus, folder, out2);
+    run_result r = run_cllm("OMP_NUM_THREADS=2", args);
+    if (r.exit_code != 0) fail_msg("cllm %s: %s", args, r.err);
+    /* the summary says what was read */
+    if (!strstr(r.out, "BF16 tensors (widened exactly to F32), names without transformer., lm_head.weight = wte; "
+                       "tokenizer tokenizer.bin"))
+        fail_msg("the start-up summary does not describe the folder:\n%s", r.out);
+    run_result_free(&r);
     load(out2, &got);
     assert_same_weights(&want, &got);
     gpt2_destroy(&got);
@@ -232,7 +239,10 @@ static void test_pretrained_api(void **state) {
     cllm_tokenizer_free(tok);
     gpt2_model m;
     assert_int_equal(gpt2_create(&m, &cfg), CLLM_OK);
-    assert_int_equal(cllm_pretrained_load_weights(base, &m), CLLM_OK);
+    char what[256];
+    assert_int_equal(cllm_pretrained_load_weights(base, &m, what, sizeof what), CLLM_OK);
+    assert_string_equal(what, "F32 tensors");
+    assert_string_equal(cllm_pretrained_tokenizer_file(base), "tokenizer.bin");
     gpt2_model ref;
     load(base, &ref);
     assert_same_weights(&ref, &m);

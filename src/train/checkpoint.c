@@ -427,9 +427,29 @@ static cllm_status fill_from_file(gpt2_model *m, const tensor_names *n) {
     return check_lm_head_tied(m, n);
 }
 
+/* What the file held, in a few words: the dtypes of the model's tensors
+ * (widened on read), and what differs from cllm's own layout. */
+static void describe_layout(const gpt2_model *m, const tensor_names *n, char *what, size_t len) {
+    int seen[3] = {0}; /* F32, F16, BF16 */
+    for (int i = 0; i < m->n_tensors; i++) {
+        cllm_st_dtype dt = find_tensor(n, m->tensors[i].name)->dtype;
+        seen[dt == CLLM_ST_F32 ? 0 : dt == CLLM_ST_F16 ? 1 : 2] = 1;
+    }
+    int buffers = 0;
+    for (int i = 0; i < n->f->n_tensors; i++) buffers += is_attention_buffer(n, n->f->tensors[i].name, m->cfg.n_layer);
+    size_t k = (size_t)snprintf(what, len, "%s%s%s%s tensors%s", seen[0] ? "F32" : "",
+                                seen[0] && (seen[1] || seen[2]) ? "+" : "", seen[1] ? "F16" : "",
+                                seen[2] ? (seen[1] ? "+BF16" : "BF16") : "",
+                                seen[1] || seen[2] ? " (widened exactly to F32)" : "");
+    if (!n->prefixed && k < len) k += (size_t)snprintf(what + k, len - k, ", names without %s", model_prefix);
+    if (cllm_st_find(n->f, LM_HEAD) && k < len) k += (size_t)snprintf(what + k, len - k, ", %s = wte", LM_HEAD);
+    if (buffers && k < len) snprintf(what + k, len - k, ", %d mask buffers ignored", buffers);
+}
+
 /* DIR/model.safetensors into m's table: checked against the table first,
- * then, when m has no parameters yet, they are allocated, then filled. */
-static cllm_status read_model_file(const char *dir, gpt2_model *m) {
+ * then, when m has no parameters yet, they are allocated, then filled.
+ * what (may be NULL): describe_layout's words. */
+static cllm_status read_model_file(const char *dir, gpt2_model *m, char *what, size_t what_len) {
     char *path = cllm_path_join(dir, CLLM_MODEL_FILE);
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     cllm_status st = missing_run_file(dir, path);
@@ -440,6 +460,7 @@ static cllm_status read_model_file(const char *dir, gpt2_model *m) {
     if (st == CLLM_OK) st = check_header(m, &names);
     if (st == CLLM_OK && !m->params) st = gpt2_alloc_params(m);
     if (st == CLLM_OK) st = fill_from_file(m, &names);
+    if (st == CLLM_OK && what) describe_layout(m, &names, what, what_len);
     cllm_st_close(&f);
     free(path);
     return st;
@@ -452,14 +473,14 @@ cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m) {
     gpt2_config cfg;
     cllm_status st = cllm_checkpoint_read_config(dir, &cfg, NULL);
     if (st == CLLM_OK) st = gpt2_describe(m, &cfg);
-    if (st == CLLM_OK) st = read_model_file(dir, m);
+    if (st == CLLM_OK) st = read_model_file(dir, m, NULL, 0);
     if (st != CLLM_OK) gpt2_destroy(m);
     return st;
 }
 
-cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m) {
+cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m, char *what, size_t what_len) {
     CLLM_ASSERT(m->params);
-    return read_model_file(dir, m);
+    return read_model_file(dir, m, what, what_len);
 }
 
 static int has_file(const char *dir, const char *name) {

@@ -46,6 +46,13 @@ cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32
     return st;
 }
 
+const char *cllm_pretrained_tokenizer_file(const char *dir) {
+    if (has_file(dir, CLLM_TOKENIZER_FILE)) return CLLM_TOKENIZER_FILE;
+    if (has_file(dir, "tokenizer.json")) return "tokenizer.json";
+    if (has_file(dir, "vocab.json") && has_file(dir, "merges.txt")) return "vocab.json + merges.txt";
+    return NULL;
+}
+
 /* cllm's tokenizer.bin when there is one, else the Hugging Face files
  * (tokenizer.json, or vocab.json + merges.txt: OpenAI's GPT-2 files). */
 cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok) {
@@ -53,8 +60,7 @@ cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok
     gpt2_config cfg;
     int32_t eot = -1;
     cllm_status st = cllm_pretrained_read_config(dir, &cfg, &eot);
-    if (st == CLLM_OK && !has_file(dir, CLLM_TOKENIZER_FILE) && !has_file(dir, "tokenizer.json") &&
-        !(has_file(dir, "vocab.json") && has_file(dir, "merges.txt")))
+    if (st == CLLM_OK && !cllm_pretrained_tokenizer_file(dir))
         st = cllm_fail(CLLM_ERR_INPUT, "--init %s: no tokenizer: neither tokenizer.bin, tokenizer.json nor vocab.json "
                        "+ merges.txt (%s)", dir, FOLDER_NEEDS);
     if (st == CLLM_OK) st = cllm_tokenizer_load_any(dir, tok);
@@ -71,7 +77,7 @@ cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok
     return st;
 }
 
-cllm_status cllm_pretrained_load_weights(const char *dir, gpt2_model *m) {
+cllm_status cllm_pretrained_load_weights(const char *dir, gpt2_model *m, char *what, size_t what_len) {
     cllm_status st = require_file(dir, CLLM_MODEL_FILE);
-    return st == CLLM_OK ? cllm_checkpoint_fill_model(dir, m) : st;
+    return st == CLLM_OK ? cllm_checkpoint_fill_model(dir, m, what, what_len) : st;
 }

@@ -78,6 +78,7 @@ typedef struct {
     cllm_rng rng;          /* samples printed during training */
     double grad_norm;      /* of the last step */
     double unigram;
+    char init_layout[256]; /* --init: the folder's model file in a few words (summary) */
 } trainer;
 
 static int64_t debug_nan_step = 0;
@@ -595,7 +596,11 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
                cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)), why);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
-    if (o->init_dir) printf("  init      weights and tokenizer from %s\n", o->init_dir);
+    if (o->init_dir && t->init_layout[0])
+        printf("  init      %s: %s; tokenizer %s\n", o->init_dir, t->init_layout,
+               cllm_pretrained_tokenizer_file(o->init_dir));
+    else if (o->init_dir) /* resumed: the weights are the checkpoint's */
+        printf("  init      the run started from %s\n", o->init_dir);
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
@@ -904,7 +909,8 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
-    if (o->init_dir && !resume) st = cllm_pretrained_load_weights(o->init_dir, &t->model);
+    if (o->init_dir && !resume)
+        st = cllm_pretrained_load_weights(o->init_dir, &t->model, t->init_layout, sizeof t->init_layout);
     else gpt2_init_weights(&t->model, o->seed); /* on --resume the checkpoint replaces them below */
     if (st != CLLM_OK) return st;
     t->n_micro = o->batch / o->micro * o->grad_accum;

@@ -66,8 +66,10 @@ cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m);
 /* The same into a model already created (parameters allocated) for the
  * config DIR/config.json describes: DIR/model.safetensors replaces its
  * parameters, with the same checks. On failure the parameters are partly
- * overwritten: the caller discards the model. */
-cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m);
+ * overwritten: the caller discards the model. what (may be NULL) gets a few
+ * words on the file's layout ("BF16 tensors (widened exactly to F32), names
+ * without transformer., lm_head.weight = wte"). */
+cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m, char *what, size_t what_len);
 
 /* CLLM_OK when x[0..n) are all finite; else CLLM_ERR_INPUT "<path>: tensor
  * <tensor> holds NaN at element i of n ...". For every loader of float

@@ -27,8 +27,13 @@ cllm_status cllm_pretrained_read_config(const char *dir, gpt2_config *cfg, int32
  * (cllm_tokenizer_load_any), with their token ids as they are. */
 cllm_status cllm_pretrained_load_tokenizer(const char *dir, cllm_tokenizer **tok);
 
+/* Which of DIR's tokenizer files cllm_pretrained_load_tokenizer reads:
+ * "tokenizer.bin", "tokenizer.json" or "vocab.json + merges.txt" (NULL: none). */
+const char *cllm_pretrained_tokenizer_file(const char *dir);
+
 /* DIR's weights into m, created for the config cllm_pretrained_read_config
- * gave (the parameters are replaced; on failure m is to be discarded). */
-cllm_status cllm_pretrained_load_weights(const char *dir, gpt2_model *m);
+ * gave (the parameters are replaced; on failure m is to be discarded);
+ * what (may be NULL): the file's layout in a few words, for the summary. */
+cllm_status cllm_pretrained_load_weights(const char *dir, gpt2_model *m, char *what, size_t what_len);
 
 #endif
