@@ -57,7 +57,10 @@ static int fail_line(const char *fmt, const char *a, const char *b) {
 }
 
 static cllm_flag_kind flag_kind(cllm_opt_type t) {
-    return t == CLLM_OPT_INT ? CLLM_FLAG_INT : t == CLLM_OPT_INT64 ? CLLM_FLAG_INT64 : CLLM_FLAG_DOUBLE;
+    return t == CLLM_OPT_INT      ? CLLM_FLAG_INT
+           : t == CLLM_OPT_INT64  ? CLLM_FLAG_INT64
+           : t == CLLM_OPT_CHOICE ? CLLM_FLAG_CHOICE
+                                  : CLLM_FLAG_DOUBLE;
 }
 
 /* The table's rows, then --preset, --stop-after, --out, --resume, --quiet, --verbose. */

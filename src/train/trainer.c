@@ -488,7 +488,8 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
     } else {
-        st = cllm_tokenizer_train_stoppable(&t->corpus, o->model.vocab_size, cllm_stop_flag_ptr(), &t->tok);
+        st = cllm_tokenizer_train_mode(&t->corpus, o->model.vocab_size, (cllm_pretok)o->pretokenize,
+                                       cllm_stop_flag_ptr(), &t->tok);
     }
     if (st != CLLM_OK) return st;
     int learned = cllm_tokenizer_vocab_size(t->tok);

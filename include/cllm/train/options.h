@@ -23,6 +23,7 @@ typedef struct {
     double val_fraction;
     /* model */
     gpt2_config model;
+    int pretokenize; /* cllm_pretok of a new run's tokenizer (a resumed run keeps tokenizer.bin's) */
     /* batch: one optimizer step sees batch * grad_accum sequences, computed as
      * (batch / micro) * grad_accum micro-batches of `micro` sequences */
     int batch, micro, grad_accum;
@@ -56,7 +57,9 @@ typedef struct {
 typedef enum {
     CLLM_OPT_INT,    /* int */
     CLLM_OPT_INT64,  /* int64_t (uint64_t for the seed: its range keeps it non-negative) */
-    CLLM_OPT_DOUBLE  /* double */
+    CLLM_OPT_DOUBLE, /* double */
+    CLLM_OPT_CHOICE  /* int: the index of one of the names "a|b|c" in metavar, written by name in run.json; a
+                        run.json from before the row existed means the first name */
 } cllm_opt_type;
 
 typedef enum {
@@ -88,6 +91,9 @@ extern const int cllm_train_option_count;
 void *cllm_train_option_field(cllm_train_options *o, const cllm_train_option *opt);
 double cllm_train_option_get(const cllm_train_options *o, const cllm_train_option *opt);
 void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, double v);
+/* The index-th name of a CLLM_OPT_CHOICE row into buf ("" when out of range); and a name's index, or -1. */
+void cllm_train_option_choice_name(const cllm_train_option *opt, int index, char *buf, size_t n);
+int cllm_train_option_choice_index(const cllm_train_option *opt, const char *name);
 
 /* Defaults of a new run for every option that has a number of its own. */
 void cllm_train_options_defaults(cllm_train_options *o);
