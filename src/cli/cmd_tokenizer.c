@@ -9,6 +9,7 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/corpus.h"
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 
 static int exit_code(cllm_status s) { return s == CLLM_ERR_INPUT ? 2 : s == CLLM_ERR_INTERRUPTED ? 130 : 1; }
@@ -148,7 +149,7 @@ static int load_for(const char *cmd, int argc, char **argv, const char *summary,
     int n_pos = 0;
     int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, pos, &n_pos));
     if (rc < 0) {
-        cllm_status s = cllm_tokenizer_load(pos[0], tok);
+        cllm_status s = cllm_tokenizer_load_any(pos[0], tok);
         if (s != CLLM_OK) {
             fprintf(stderr, "cllm %s: %s\n", cmd, cllm_last_error());
             rc = exit_code(s);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/io/gguf.h"
 #include "cllm/train/checkpoint.h"
 
@@ -14,20 +15,11 @@
 #define FILE_TYPE_ALL_F32 0u
 #define FILE_TYPE_MOSTLY_F16 1u
 
-uint32_t cllm_gpt2_byte_char(uint8_t b) {
-    int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
-    if (printable) return b;
-    uint32_t n = 0; /* the others are numbered in byte order from U+0100 */
-    for (int c = 0; c < b; c++) n += !((c >= '!' && c <= '~') || (c >= 0xa1 && c <= 0xac) || c >= 0xae);
-    return 0x100 + n;
-}
-
 /* ---- the vocabulary as strings -------------------------------------------------------------------- */
 
-/* Every token's text and every merge's "left right", in one arena. */
+/* Every token's text and every merge's "left right", each list in one arena. */
 typedef struct {
-    char *arena;
-    size_t used, cap;
+    char *token_arena, *merge_arena;
     const char **tokens, **merges;
     size_t *token_len, *merge_len;
     int32_t *types;
@@ -35,7 +27,8 @@ typedef struct {
 } vocab_strings;
 
 static void vocab_free(vocab_strings *v) {
-    free(v->arena);
+    free(v->token_arena);
+    free(v->merge_arena);
     free(v->tokens);
     free(v->merges);
     free(v->token_len);
@@ -44,104 +37,59 @@ static void vocab_free(vocab_strings *v) {
     memset(v, 0, sizeof *v);
 }
 
-/* Appends the byte-to-unicode UTF-8 of bytes[0..n) to the arena (room reserved by the caller). */
-static size_t put_token_text(vocab_strings *v, const uint8_t *bytes, size_t n) {
-    size_t start = v->used;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t cp = cllm_gpt2_byte_char(bytes[i]); /* < U+0800: one or two UTF-8 bytes */
-        if (cp < 0x80) {
-            v->arena[v->used++] = (char)cp;
-        } else {
-            v->arena[v->used++] = (char)(0xc0 | (cp >> 6));
-            v->arena[v->used++] = (char)(0x80 | (cp & 0x3f));
-        }
-    }
-    return v->used - start;
-}
-
+/* Token texts as the Hugging Face files write them (byte-to-unicode form, a
+ * special token's name as it is), each merge as "left right" of those. */
 static cllm_status build_vocab(const cllm_tokenizer *tok, vocab_strings *v) {
     memset(v, 0, sizeof *v);
     v->n_tokens = cllm_tokenizer_vocab_size(tok);
     v->n_merges = cllm_tokenizer_n_merges(tok);
-    size_t bytes = 0;
-    for (int32_t id = 0; id < v->n_tokens; id++) {
-        size_t len;
-        cllm_tokenizer_token_text(tok, id, &len);
-        bytes += 2 * len;
-    }
-    /* A merge's text is its two parts' texts and a space: at most its token's text + 1. */
-    v->cap = 2 * bytes + (size_t)v->n_merges;
-    v->arena = malloc(v->cap);
+    char *text = malloc(CLLM_HF_TOKEN_TEXT_MAX);
     v->tokens = malloc((size_t)v->n_tokens * sizeof *v->tokens);
     v->token_len = malloc((size_t)v->n_tokens * sizeof *v->token_len);
     v->types = malloc((size_t)v->n_tokens * sizeof *v->types);
     v->merges = malloc(((size_t)v->n_merges + 1) * sizeof *v->merges);
     v->merge_len = malloc(((size_t)v->n_merges + 1) * sizeof *v->merge_len);
-    if (!v->arena || !v->tokens || !v->token_len || !v->types || !v->merges || !v->merge_len) {
+    int ok = text && v->tokens && v->token_len && v->types && v->merges && v->merge_len;
+    size_t total = 0;
+    for (int32_t id = 0; ok && id < v->n_tokens; id++) {
+        cllm_hf_token_text(tok, id, text);
+        v->token_len[id] = strlen(text);
+        total += v->token_len[id];
+    }
+    ok = ok && (v->token_arena = malloc(total + 1)) != NULL;
+    size_t used = 0;
+    for (int32_t id = 0; ok && id < v->n_tokens; id++) {
+        cllm_hf_token_text(tok, id, text);
+        v->tokens[id] = v->token_arena + used;
+        memcpy(v->token_arena + used, text, v->token_len[id]);
+        used += v->token_len[id];
+        v->types[id] = cllm_tokenizer_is_special(tok, id) ? GGUF_TOKEN_CONTROL : GGUF_TOKEN_NORMAL;
+    }
+    free(text);
+    total = 0;
+    for (int i = 0; ok && i < v->n_merges; i++) {
+        int32_t left, right;
+        cllm_tokenizer_merge(tok, i, &left, &right);
+        v->merge_len[i] = v->token_len[left] + 1 + v->token_len[right];
+        total += v->merge_len[i];
+    }
+    ok = ok && (v->merge_arena = malloc(total + 1)) != NULL;
+    used = 0;
+    for (int i = 0; ok && i < v->n_merges; i++) {
+        int32_t left, right;
+        cllm_tokenizer_merge(tok, i, &left, &right);
+        char *m = v->merge_arena + used;
+        memcpy(m, v->tokens[left], v->token_len[left]);
+        m[v->token_len[left]] = ' ';
+        memcpy(m + v->token_len[left] + 1, v->tokens[right], v->token_len[right]);
+        v->merges[i] = m;
+        used += v->merge_len[i];
+    }
+    if (!ok) {
         vocab_free(v);
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     }
-    for (int32_t id = 0; id < v->n_tokens; id++) {
-        size_t len;
-        const uint8_t *text = cllm_tokenizer_token_text(tok, id, &len);
-        v->tokens[id] = v->arena + v->used;
-        if (cllm_tokenizer_is_special(tok, id)) { /* its name as it is: "<|endoftext|>" */
-            memcpy(v->arena + v->used, text, len);
-            v->used += len;
-            v->token_len[id] = len;
-            v->types[id] = GGUF_TOKEN_CONTROL;
-        } else {
-            v->token_len[id] = put_token_text(v, text, len);
-            v->types[id] = GGUF_TOKEN_NORMAL;
-        }
-    }
-    for (int i = 0; i < v->n_merges; i++) {
-        int32_t left, right;
-        cllm_tokenizer_merge(tok, i, &left, &right);
-        v->merges[i] = v->arena + v->used;
-        memcpy(v->arena + v->used, v->tokens[left], v->token_len[left]);
-        v->used += v->token_len[left];
-        v->arena[v->used++] = ' ';
-        memcpy(v->arena + v->used, v->tokens[right], v->token_len[right]);
-        v->used += v->token_len[right];
-        v->merge_len[i] = v->token_len[left] + 1 + v->token_len[right];
-    }
-    CLLM_ASSERT(v->used <= v->cap);
     return CLLM_OK;
-}
-
-/* llama.cpp maps each token's text to one id (and aborts on a repeat), so
- * two merges that build the same bytes from different parts, (ab)(c) and
- * (a)(bc), cannot both be exported. Finds such a pair by sorting. */
-static const vocab_strings *sort_vocab;
-
-static int by_text(const void *a, const void *b) {
-    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    size_t li = sort_vocab->token_len[i], lj = sort_vocab->token_len[j];
-    int c = memcmp(sort_vocab->tokens[i], sort_vocab->tokens[j], li < lj ? li : lj);
-    if (c) return c;
-    if (li != lj) return li < lj ? -1 : 1;
-    return i < j ? -1 : i > j;
-}
-
-static cllm_status check_distinct(const vocab_strings *v, const char *tok_path) {
-    int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
-    if (!ids) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    for (int32_t i = 0; i < v->n_tokens; i++) ids[i] = i;
-    sort_vocab = v;
-    qsort(ids, (size_t)v->n_tokens, sizeof *ids, by_text);
-    sort_vocab = NULL;
-    cllm_status st = CLLM_OK;
-    for (int32_t k = 1; k < v->n_tokens && st == CLLM_OK; k++) {
-        int32_t a = ids[k - 1], b = ids[k];
-        if (v->token_len[a] == v->token_len[b] && memcmp(v->tokens[a], v->tokens[b], v->token_len[a]) == 0)
-            st = cllm_fail(CLLM_ERR_INPUT,
-                           "%s: tokens %d and %d are the same bytes, built by two different merges; llama.cpp needs "
-                           "every token distinct, so this tokenizer cannot be exported (retrain it)",
-                           tok_path, (int)a, (int)b);
-    }
-    free(ids);
-    return st;
 }
 
 /* ---- tensors -------------------------------------------------------------------------------------- */
@@ -302,10 +250,14 @@ cllm_status cllm_export_gguf(const char *run_dir, const char *path, cllm_export_
                        "%s splits text with the %s chunker, not GPT-2's pre-tokenization, so llama.cpp could not "
                        "reproduce its token ids; retrain with: cllm train DATA --pretokenize gpt2",
                        tok_path, cllm_pretok_name(cllm_tokenizer_pretokenizer(tok)));
+    /* The rest of what the Hugging Face files need too: llama.cpp keeps one id
+     * per token text (and aborts on a repeat), its merges are those texts. */
+    char why[256];
+    if (st == CLLM_OK && !cllm_hf_tokenizer_expressible(tok, why, sizeof why))
+        st = cllm_fail(CLLM_ERR_INPUT, "%s cannot be exported for llama.cpp: %s", tok_path, why);
     vocab_strings v;
     memset(&v, 0, sizeof v);
     if (st == CLLM_OK) st = build_vocab(tok, &v);
-    if (st == CLLM_OK) st = check_distinct(&v, tok_path);
     cllm_gguf_writer w;
     buffers b = {NULL, 0};
     int f16 = dtype == CLLM_EXPORT_F16;

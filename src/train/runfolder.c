@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cllm/data/hf_tokenizer.h"
+
 /* The files a checkpoint folder holds, each reachable from DIR by a fixed
  * link through `latest`. */
 static const char *const checkpoint_files[] = {"optimizer.safetensors", "model.safetensors", "config.json"};
@@ -121,6 +123,8 @@ int cllm_run_folder_is_ours(const char *dir) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         int known = is_temporary(e->d_name) || is_checkpoint_name(e->d_name);
         for (size_t i = 0; !known && i < sizeof ours / sizeof ours[0]; i++) known = strcmp(e->d_name, ours[i]) == 0;
+        for (int i = 0; !known && i < CLLM_HF_TOKENIZER_N_FILES; i++)
+            known = strcmp(e->d_name, cllm_hf_tokenizer_files[i]) == 0;
         only_ours = known;
     }
     closedir(d);

@@ -26,6 +26,7 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/dist/engine.h"
@@ -520,6 +521,13 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     if (t->requested_vocab)
         printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
                t->requested_vocab);
+    char why[160];
+    if (cllm_hf_tokenizer_expressible(t->tok, why, sizeof why))
+        printf("  tokenizer %s pre-tokenization; tokenizer.bin and Hugging Face tokenizer.json, vocab.json, merges.txt\n",
+               cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)));
+    else
+        printf("  tokenizer %s pre-tokenization; tokenizer.bin only, no Hugging Face files: %s\n",
+               cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)), why);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
@@ -819,6 +827,10 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     char *tok = cllm_path_join(t->dir, "tokenizer.bin");
     st = tok ? cllm_tokenizer_save(t->tok, tok) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(tok);
+    /* Beside it, the same tokenizer as Hugging Face files (when they can express it: the summary says if not). */
+    char why[160];
+    if (st == CLLM_OK && cllm_hf_tokenizer_expressible(t->tok, why, sizeof why))
+        st = cllm_hf_tokenizer_write(t->tok, t->dir, t->o->model.seq_len);
     if (st == CLLM_OK) t->folder_written = 1;
     return st;
 }

@@ -46,15 +46,10 @@ typedef struct {
 
 /* Loads the run folder `run_dir` (model and tokenizer, fully validated) and
  * writes `path` crash-safely. A tokenizer that does not pre-tokenize as
- * GPT-2 does, or whose tokens are not all distinct byte strings, cannot be
- * reproduced by llama.cpp: CLLM_ERR_INPUT saying so and how to retrain.
- * summary may be NULL. */
+ * GPT-2 does, or that the Hugging Face files cannot express either (two
+ * tokens of the same text), cannot be reproduced by llama.cpp:
+ * CLLM_ERR_INPUT saying so and how to retrain. summary may be NULL. */
 cllm_status cllm_export_gguf(const char *run_dir, const char *path, cllm_export_dtype dtype,
                              cllm_export_summary *summary);
-
-/* GPT-2's byte-to-unicode mapping: the code point that stands for byte b in
- * tokens and merges (printable Latin-1 bytes stand for themselves, the
- * others for U+0100 onwards, in byte order). */
-uint32_t cllm_gpt2_byte_char(uint8_t b);
 
 #endif
