@@ -296,19 +296,8 @@ def to_hf(meta, tensors):
 
 def compare_logits(cllm, run, meta, tensors, rel_bound, what):
     cfg, hf = to_hf(meta, tensors)
-    model = interop_check.GPT2(cfg, hf)
-    V, T = cfg["vocab_size"], cfg["n_positions"]
-    ids = [(7 * i * i + 3 * i + 1) % V for i in range(min(T, 32))]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "logits.f32")
-        subprocess.run([cllm, "eval", run, "--dump-logits", out, "--tokens", " ".join(map(str, ids))], check=True)
-        ours = np.fromfile(out, dtype="<f4").reshape(len(ids), V).astype(np.float64)
-    ref = model.logits(ids).numpy()
-    err, scale = float(np.max(np.abs(ours - ref))), float(np.max(np.abs(ref)))
-    bound = rel_bound * max(1.0, scale)
-    print(f"gguf ({what}): {len(tensors)} tensors, {len(ids)} tokens x {V} logits; max |cllm - torch on GGUF| = "
-          f"{err:.3e}, max |torch| = {scale:.3f} (bound {bound:.1e}): {'OK' if err <= bound else 'MISMATCH'}")
-    expect(err <= bound, f"{what}: logits differ by {err:.3e} > {bound:.1e}")
+    expect(interop_check.compare(cllm, run, cfg, hf, f"GGUF, {what}", rel_bound),
+           f"{what}: cllm's logits and PyTorch's on the GGUF tensors differ")
 
 
 def check_export(cllm, run, tmp, what):
