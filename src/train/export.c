@@ -120,7 +120,9 @@ static const tensor_map block_tensors[] = {
 
 /* What llama.cpp's converter keeps in F32 whatever the file type: anything
  * 1-D (norms, biases) and the position embedding. */
-static int stays_f32(const char *gguf_name, int ndim) { return ndim == 1 || strcmp(gguf_name, "position_embd.weight") == 0; }
+static int stays_f32(const char *gguf_name, int ndim) {
+    return ndim == 1 || strcmp(gguf_name, "position_embd.weight") == 0;
+}
 
 typedef struct {
     void **owned; /* converted copies, freed after the write */
