@@ -84,7 +84,8 @@ static cllm_status begin_kv(cllm_gguf_writer *w, const char *key, cllm_gguf_valu
     if (strcmp(key, "general.alignment") == 0)
         return cllm_fail(CLLM_ERR_INTERNAL, "GGUF: general.alignment is the writer's (set it at init)");
     for (uint64_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->keys[i], key) == 0) return cllm_fail(CLLM_ERR_INTERNAL, "GGUF: metadata key '%s' added twice", key);
+        if (strcmp(w->keys[i], key) == 0)
+            return cllm_fail(CLLM_ERR_INTERNAL, "GGUF: metadata key '%s' added twice", key);
     char **keys = realloc(w->keys, (size_t)(w->n_kv + 1) * sizeof *keys);
     if (!keys) return oom();
     w->keys = keys;
@@ -234,7 +235,8 @@ cllm_status cllm_gguf_add_tensor(cllm_gguf_writer *w, const char *name, cllm_ggm
 static cllm_status build_head(const cllm_gguf_writer *w, cllm_gguf_bytes *head) {
     memset(head, 0, sizeof *head);
     int ok = put_bytes(head, CLLM_GGUF_MAGIC, 4) && put_u32(head, CLLM_GGUF_VERSION) &&
-             put_u64(head, (uint64_t)w->n_tensors) && put_u64(head, w->n_kv + 1) && put_bytes(head, w->kv.data, w->kv.len);
+             put_u64(head, (uint64_t)w->n_tensors) && put_u64(head, w->n_kv + 1) &&
+             put_bytes(head, w->kv.data, w->kv.len);
     static const char align_key[] = "general.alignment";
     ok = ok && put_string(head, align_key, sizeof align_key - 1) && put_u32(head, CLLM_GGUF_UINT32) &&
          put_u32(head, w->alignment);
