@@ -66,12 +66,17 @@ const cllm_train_option cllm_train_option_table[] = {
      "share of windows held out for validation, 0..0.5 (default 0.05)", CLLM_OPT_FROZEN},
     {"eval-every", "eval_every", CLLM_OPT_INT64, AT(eval_every), 200, 0, 1e12, "N",
      "validation loss every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
+    {"eval-tokens", "eval_tokens", CLLM_OPT_INT64, AT(eval_tokens), -1, 0, 1e15, "N",
+     "tokens per validation pass, the same evenly spaced windows each time and at the end, 0 = all "
+     "(default: a tenth of the sequences trained between passes, ~3% of the compute)",
+     CLLM_OPT_FREE},
     {"sample-every", "sample_every", CLLM_OPT_INT64, AT(sample_every), 0, 0, 1e12, "N",
      "print a short sample every N steps, 0 = only at the end (default 0)", CLLM_OPT_FREE},
     {"save-every", "save_every", CLLM_OPT_INT64, AT(save_every), 200, 0, 1e12, "N",
      "checkpoint every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
     {"log-every", "log_every", CLLM_OPT_INT64, AT(log_every), 20, 1, 1e12, "N",
-     "plain progress line every N steps when not on a terminal (default 20)", CLLM_OPT_FREE},
+     "plain progress line every N steps or 30 s, whichever comes first, when not on a terminal (default 20)",
+     CLLM_OPT_FREE},
     {"sample-tokens", "sample_tokens", CLLM_OPT_INT, AT(sample_tokens), 200, 0, 1 << 20, "N",
      "tokens in the sample printed at the end, 0 = none (default 200)", CLLM_OPT_FREE},
 };
@@ -173,6 +178,8 @@ cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, ui
         const cllm_train_option *opt = &cllm_train_option_table[i];
         ok = cllm_json_appendf(&buf, &len, &cap, ",\n  \"%s\": ", opt->key) && append_value(&buf, &len, &cap, o, opt);
     }
+    if (o->total_steps > 0)
+        ok = ok && cllm_json_appendf(&buf, &len, &cap, ",\n  \"total_steps\": %" PRId64, o->total_steps);
     ok = ok && cllm_json_appendf(&buf, &len, &cap, "\n}\n");
     if (!ok) {
         free(buf);
@@ -193,6 +200,16 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
+/* Keys of rows added after run folders already existed: a run.json without
+ * one reads as the row's default. */
+static const char *const keys_added_later[] = {"eval_tokens", NULL};
+
+static int added_later(const cllm_train_option *opt) {
+    for (int i = 0; keys_added_later[i]; i++)
+        if (strcmp(keys_added_later[i], opt->key) == 0) return 1;
+    return 0;
+}
+
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
@@ -200,6 +217,10 @@ static cllm_status read_option(const cllm_json *root, const char *path, const cl
         int index = !v ? 0 : v->type == CLLM_JSON_STRING ? cllm_train_option_choice_index(opt, v->string) : -1;
         if (index < 0) return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
         cllm_train_option_set(o, opt, index);
+        return CLLM_OK;
+    }
+    if (!v && added_later(opt)) { /* a run.json written before the setting existed */
+        cllm_train_option_set(o, opt, opt->fresh);
         return CLLM_OK;
     }
     if (!v || v->type != CLLM_JSON_NUMBER)
@@ -260,6 +281,9 @@ cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t 
     if (st == CLLM_OK) st = read_corpus_identity(root, path, corpus_hash, corpus_bytes);
     for (int i = 0; st == CLLM_OK && i < cllm_train_option_count; i++)
         st = read_option(root, path, &cllm_train_option_table[i], o);
+    const cllm_json *total = st == CLLM_OK ? cllm_json_get(root, "total_steps") : NULL;
+    if (total && total->type == CLLM_JSON_NUMBER && total->is_integer && total->integer > 0)
+        o->total_steps = total->integer;
     if (st == CLLM_OK && (o->steps > 0) + (o->epochs > 0) + (o->tokens > 0) != 1)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: exactly one of steps, epochs, tokens must be positive", path);
     cllm_json_free(root);
