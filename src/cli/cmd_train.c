@@ -174,7 +174,16 @@ static int use_tokenizer_file(const train_flags *f, cllm_train_options *o) {
     if (!*f->tokenizer) return fail_line("--tokenizer needs a file name, not an empty string%s%s", "", "");
     if (cllm_tokenizer_load(f->tokenizer, &tok) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
     int vocab = cllm_tokenizer_vocab_size(tok);
+    cllm_pretok mode = cllm_tokenizer_pretokenizer(tok);
     cllm_tokenizer_free(tok);
+    /* The file's tokenizer keeps the pre-tokenization it was trained with, and
+       run.json records that one. */
+    if (GIVEN(pretokenize) && o->pretokenize != (int)mode) {
+        fprintf(stderr, "cllm train: --pretokenize %s does not match --tokenizer %s (trained with %s): drop --pretokenize\n",
+                cllm_pretok_name((cllm_pretok)o->pretokenize), f->tokenizer, cllm_pretok_name(mode));
+        return 2;
+    }
+    o->pretokenize = (int)mode;
     if (GIVEN(model.vocab_size) && o->model.vocab_size != vocab) {
         char given[32], has[64];
         snprintf(given, sizeof given, "%d", o->model.vocab_size);
