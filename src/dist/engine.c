@@ -54,6 +54,7 @@ struct cllm_engine {
     size_t n_params;
     int M, n_threads, spt, S, NB, streaming; /* micro-batches, workers, segments per worker, segments, buffers */
     int team_threads; /* threads per worker's team (nested OpenMP); 1: flat */
+    int worker_level; /* omp_get_level() of the workers during a step */
     int compute_overwrites; /* the job writes whole buffers: no zeroing */
     int n_nodes, root; /* internal nodes (M - 1), root = n_nodes - 1; root = -1 when M == 1 */
     tree_node *nodes;
@@ -166,7 +167,13 @@ static inline int atomic_load(const int *x) {
 
 static inline void cpu_relax(void) { sched_yield(); }
 
-static thread_acct *my_acct(cllm_engine *e) { return &e->acct[omp_get_thread_num()]; }
+/* The calling worker: its thread number at the workers' level, also when
+ * the caller is a thread of a region its team opened (a team member never
+ * runs the engine's own code today, but the worker's account and scratch
+ * then stay its worker's). */
+static int worker_id(const cllm_engine *e) { return omp_get_ancestor_thread_num(e->worker_level); }
+
+static thread_acct *my_acct(cllm_engine *e) { return &e->acct[worker_id(e)]; }
 
 /* ---- teams ------------------------------------------------------------- */
 
@@ -321,7 +328,7 @@ static void compute_micro(cllm_engine *e, int i, int *low) {
     double t = cllm_now();
     if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
     double t1 = cllm_now();
-    cllm_status st = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
+    cllm_status st = e->job->compute(e->job->ctx, i, worker_id(e), e->bufs[b], &e->losses[i]);
     if (st != CLLM_OK) record_failure(e, st);
     double t2 = cllm_now();
     a->zero += t1 - t;
@@ -761,6 +768,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
     reset_step_state(e, job);
     int team_size = e->n_threads;
     e->t0 = cllm_now();
+    e->worker_level = omp_get_level() + (e->n_threads > 1);
     if (e->n_threads == 1) {
         int saved = omp_get_max_threads();
         worker_step(e, 0, 1);
