@@ -5,6 +5,7 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
+#include "cllm/cli/ranks.h"
 #include "cllm/base/common.h"
 #include "cllm/base/build_config.h"
 
@@ -78,7 +79,15 @@ int main(int argc, char **argv) {
             return 2;
         }
         cllm_env_apply_openmp_defaults();
-        return commands[i].run(argc - 2, argv + 2);
+        /* Under mpirun: MPI starts here, on the thread that will make every MPI call. */
+        if (cllm_ranks_start() != CLLM_OK) {
+            fprintf(stderr, "cllm: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            cllm_ranks_finish(2);
+            return 2;
+        }
+        int rc = commands[i].run(argc - 2, argv + 2);
+        cllm_ranks_finish(rc);
+        return rc;
     }
     fprintf(stderr, "cllm: unknown command '%s' (see cllm --help)\n", name);
     return 2;

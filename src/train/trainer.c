@@ -71,6 +71,9 @@ typedef struct {
     cllm_rng rng;          /* samples printed during training */
     double grad_norm;      /* of the last step */
     double unigram;
+    const cllm_comm *comm; /* the job's ranks (one: this process) */
+    int lead;              /* rank 0: the only one that writes the run folder and prints */
+    float *full[2];        /* with several ranks: every rank's moments, for a save (rank 0) or a load */
 } trainer;
 
 static int64_t debug_nan_step = 0;
@@ -152,8 +155,54 @@ static uint64_t params_hash_format1(const gpt2_model *m) {
     return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET);
 }
 
-/* The step's AdamW moments (k 0: m, 1: v), in the parameters' layout. */
-static float *moments(const trainer *t, int k) { return cllm_step_moment(t->stepper, k); }
+/* The AdamW moments (k 0: m, 1: v) of every parameter, in the parameters'
+ * layout: the step's own with one rank; with several, the gathered copy
+ * that a save or a load has made (full_moments_alloc). */
+static float *moments(const trainer *t, int k) { return t->full[k] ? t->full[k] : cllm_step_moment(t->stepper, k); }
+
+/* The same answer on every rank: st, or when another rank failed, a
+ * failure naming that rank (its own message is on its stderr). */
+static cllm_status agree(const trainer *t, cllm_status st, const char *when) {
+    int failed = t->comm->first_flagged(t->comm, st != CLLM_OK);
+    if (failed < 0 || st != CLLM_OK) return st;
+    return cllm_fail(CLLM_ERR_INTERNAL, "stopped: rank %d failed %s", failed, when);
+}
+
+/* Every rank agrees whether any has a stop request: all finish the same step. */
+static int agreed_stop(const trainer *t) { return t->comm->first_flagged(t->comm, stop_requested()) >= 0; }
+
+/* ZeRO-1: each rank holds the moments of its span only. A save gathers them
+ * onto rank 0 by span (then written by tensor name as one process writes
+ * them); a load reads the whole file into these and keeps its span. */
+static cllm_status full_moments_alloc(trainer *t) {
+    if (t->comm->size == 1) return CLLM_OK;
+    for (int k = 0; k < 2; k++) {
+        t->full[k] = cllm_alloc(t->model.n_params * sizeof(float));
+        if (!t->full[k]) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the gathered optimizer state");
+    }
+    return CLLM_OK;
+}
+
+static void full_moments_free(trainer *t) {
+    for (int k = 0; k < 2; k++) {
+        cllm_free(t->full[k]);
+        t->full[k] = NULL;
+    }
+}
+
+static cllm_status gather_moments(trainer *t) {
+    if (t->comm->size == 1) return CLLM_OK;
+    cllm_status st = t->lead ? full_moments_alloc(t) : CLLM_OK;
+    for (int k = 0; k < 2 && st == CLLM_OK; k++)
+        st = t->comm->gather(t->comm, cllm_step_moment(t->stepper, k), t->model.n_params, t->full[k]);
+    return st;
+}
+
+static void keep_own_moments(trainer *t) {
+    size_t b, e;
+    cllm_step_owned(t->stepper, &b, &e);
+    for (int k = 0; k < 2; k++) memcpy(cllm_step_moment(t->stepper, k), t->full[k] + b, (e - b) * sizeof(float));
+}
 
 static void moment_name(char *buf, size_t n, const char *moment, const gpt2_tensor *t) {
     snprintf(buf, n, "adamw.%s.%s", moment, t->name);
@@ -212,7 +261,7 @@ static cllm_status check_state_finite(const trainer *t) {
     return CLLM_OK;
 }
 
-static cllm_status save_checkpoint(trainer *t) {
+static cllm_status write_checkpoint(trainer *t) {
     cllm_status st = check_state_finite(t);
     char *ckpt = NULL;
     if (st == CLLM_OK) st = cllm_run_checkpoint_begin(t->dir, t->step, &ckpt);
@@ -227,6 +276,14 @@ static cllm_status save_checkpoint(trainer *t) {
     free(opt);
     free(ckpt);
     return st;
+}
+
+/* Every rank takes part (the moments are gathered); rank 0 writes. */
+static cllm_status save_checkpoint(trainer *t) {
+    cllm_status st = gather_moments(t);
+    if (st == CLLM_OK && t->lead) st = write_checkpoint(t);
+    full_moments_free(t);
+    return agree(t, st, "while the checkpoint was saved");
 }
 
 static cllm_status copy_u64(const cllm_st_file *f, const char *name, uint64_t *out, size_t n) {
@@ -332,9 +389,12 @@ static cllm_status load_checkpoint(trainer *t) {
     memcpy(t->model.params, loaded.params, loaded.n_params * sizeof(float));
     gpt2_destroy(&loaded);
     int matched = 0;
-    st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
+    st = full_moments_alloc(t);
+    if (st == CLLM_OK) st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
     if (st == CLLM_OK && !matched && strcmp(ckpt, t->dir) == 0)
         st = load_optimizer_file(t, t->dir, "optimizer.prev.safetensors", &matched);
+    if (st == CLLM_OK && matched && t->full[0]) keep_own_moments(t);
+    full_moments_free(t);
     free(ckpt);
     if (st == CLLM_OK && !matched)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: optimizer.safetensors does not belong to model.safetensors "
@@ -394,6 +454,7 @@ static cllm_status unigram_entropy(trainer *t) {
 /* ---- set-up and tear-down ----------------------------------------------------- */
 
 static void trainer_free(trainer *t) {
+    full_moments_free(t);
     cllm_step_free(t->stepper);
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
@@ -442,6 +503,10 @@ static cllm_status claim_run_dir(trainer *t, int resume) {
 /* Chooses and locks the run folder before anything is read, so a folder that
  * cannot be used is said at once, and a second writer is refused. */
 static cllm_status pick_run_dir(trainer *t, int resume) {
+    if (!t->lead) { /* other ranks only read the folder, to resume */
+        t->dir = strdup(t->o->out_dir ? t->o->out_dir : "(rank 0's run folder)");
+        return t->dir ? CLLM_OK : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
     cllm_status st = claim_run_dir(t, resume);
     if (st == CLLM_OK) st = cllm_run_lock_acquire(t->dir, &t->lock);
     if (st != CLLM_OK) return st;
@@ -504,6 +569,24 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     return cllm_dataset_build(&t->corpus, t->tok, o->model.seq_len, o->val_fraction, o->seed, &t->data);
 }
 
+/* The optimizer state each rank holds (ZeRO-1: its span's moments) and,
+ * with several ranks, how the step is split. */
+static void print_ranks(const trainer *t) {
+    size_t b, e;
+    cllm_step_owned(t->stepper, &b, &e);
+    double mib = (double)cllm_step_optimizer_bytes(t->stepper) / (1024.0 * 1024.0);
+    if (t->comm->size == 1) {
+        printf("  optimizer AdamW moments %.3f MiB (%zu parameters)\n", mib, e - b);
+        return;
+    }
+    int first, n;
+    cllm_step_block(t->stepper, &first, &n);
+    printf("  ranks     %d (MPI), %d threads each; rank 0 computes micro-batches %d..%d of %d per step (a node of "
+           "the reduction tree)\n", t->comm->size, t->threads, first, first + n - 1, t->n_micro);
+    printf("  optimizer AdamW moments %.3f MiB per rank (rank 0: %zu of %zu parameters, 1/%d), gathered to rank 0 "
+           "to save\n", mib, e - b, t->model.n_params, t->comm->size);
+}
+
 static void print_summary(const trainer *t, size_t buffer_bytes) {
     const cllm_train_options *o = t->o;
     const gpt2_config *c = &o->model;
@@ -527,6 +610,7 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
            t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    print_ranks(t);
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
@@ -586,8 +670,10 @@ static int due(int64_t step, int64_t every) { return every > 0 && step % every =
 static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
     cllm_progress_mode mode = cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO));
-    cllm_metrics_log log;
-    cllm_status st = cllm_metrics_open(&log, t->dir, t->step);
+    if (!t->lead) mode = CLLM_PROGRESS_OFF;
+    cllm_metrics_log log = {0};
+    cllm_status st = t->lead ? cllm_metrics_open(&log, t->dir, t->step) : CLLM_OK;
+    st = agree(t, st, "to open metrics.jsonl");
     if (st != CLLM_OK) return st;
     cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
     int64_t end = o->stop_after > 0 && o->stop_after < t->total_steps ? o->stop_after : t->total_steps;
@@ -597,7 +683,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double train_time = 0;
     int64_t first = t->step;
     double val = NAN, last_loss = NAN, last_draw = 0;
-    while (t->step < end && !stop_requested()) {
+    while (t->step < end && !agreed_stop(t)) {
         if (stdout_gone()) mode = CLLM_PROGRESS_OFF;
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
@@ -628,7 +714,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         if (s == debug_poison_step) t->model.params[t->model.tensors[0].offset] = NAN;
         last_loss = loss;
         int eval_now = due(s, o->eval_every) || s == t->total_steps;
-        if (eval_now) val = evaluate(t);
+        if (eval_now && t->lead) val = evaluate(t); /* the same model on every rank: rank 0 alone evaluates */
         double tps = tokens_per_step / stats.wall;
         cllm_metrics_row row = {
             .step = s, .tokens = (int64_t)(s * tokens_per_step), .loss = loss, .has_val = eval_now && isfinite(val),
@@ -637,7 +723,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .compute_min = stats.compute_min, .compute_median = stats.compute_median,
             .compute_max = stats.compute_max, .reduce = stats.reduce,
         };
-        st = cllm_metrics_append(&log, &row);
+        st = t->lead ? cllm_metrics_append(&log, &row) : CLLM_OK;
         if (st != CLLM_OK) break;
         double avg_tps = (double)(s - first) * tokens_per_step / train_time;
         cllm_progress_info pi = {
@@ -652,11 +738,11 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             cllm_progress_show(mode, &pi, due(s, o->log_every) || s == end, stdout);
             last_draw = now;
         }
-        if (o->verbose && !stdout_gone()) {
+        if (o->verbose && t->lead && !stdout_gone()) {
             cllm_progress_end(mode, stdout);
             print_verbose(t, &stats);
         }
-        if (due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
+        if (t->lead && due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
             cllm_progress_end(mode, stdout);
             char title[64];
             snprintf(title, sizeof title, "--- sample at step %" PRId64 " ---", s);
@@ -694,6 +780,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
  * something asked for was skipped. */
 static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
+    if (!t->lead) return CLLM_OK; /* rank 0 evaluates, plots, samples and says so */
     if (res->interrupted) {
         if (t->step == 0)
             printf("interrupted by %s before step 1: no checkpoint saved; %s never reached a checkpoint (start "
@@ -773,7 +860,7 @@ static cllm_status setup(trainer *t, int resume) {
                          o->stop_after, t->total_steps);
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_step_config sc = {
-        .model = &t->model, .micro = o->micro, .n_micro = t->n_micro,
+        .model = &t->model, .micro = o->micro, .n_micro = t->n_micro, .comm = t->comm,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
         .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
         .buffer_window = o->grad_window,
@@ -852,6 +939,8 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     t.lock.fd = -1;
     t.settings = *o;
     t.o = &t.settings;
+    t.comm = o->comm ? o->comm : cllm_comm_single();
+    t.lead = t.comm->rank == 0;
     uint64_t expect_hash = 0;
     size_t expect_bytes = 0;
     if (resume) {
@@ -869,13 +958,14 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     t.folder_written = resume;
     /* The last moment a stop request leaves nothing behind. */
     if ((st == CLLM_OK && stop_requested()) || st == CLLM_ERR_INTERRUPTED) st = interrupted_at_start(&t, resume, st);
-    if (st == CLLM_OK && !resume) st = create_run_folder(&t, t.corpus_hash);
-    else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    if (st == CLLM_OK && t.lead && !resume) st = create_run_folder(&t, t.corpus_hash);
+    else if (st == CLLM_OK && t.lead) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    st = agree(&t, st, "during start-up");
     if (st != CLLM_OK) undo_run_dir(&t);
     if (st == CLLM_OK) {
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;
-        if (!o->quiet) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
+        if (!o->quiet && t.lead) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
         st = train_loop(&t, res);
         res->unigram_entropy = t.unigram;
         if (st == CLLM_OK) st = finish_run(&t, res);

@@ -51,4 +51,8 @@ const char *cllm_env_progress(void);
 /* CLLM_PEAK_GFLOPS: per-core FMA peak for MFU; 0 = measure it. */
 double cllm_env_peak_gflops(void);
 
+/* The job size an MPI launcher announced to this process (Open MPI's
+ * OMPI_COMM_WORLD_SIZE, PMI_SIZE from MPICH's Hydra); 0 when started alone. */
+int cllm_env_launcher_ranks(void);
+
 #endif
