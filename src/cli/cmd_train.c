@@ -266,7 +266,9 @@ int cllm_cmd_train(int argc, char **argv) {
         cllm_train_result res;
         cllm_status st = cllm_train(&o, resume, &res);
         if (st != CLLM_OK) {
-            fprintf(stderr, "cllm train: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            if (!res.same_on_all_ranks || cllm_ranks_comm()->rank == 0)
+                fprintf(stderr, "cllm train: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            if (res.same_on_all_ranks) cllm_ranks_agreed_failure();
             rc = (int)st;
         } else {
             rc = res.interrupted ? 130 : 0;

@@ -7,13 +7,16 @@
 #include "cllm/dist/comm_mpi.h"
 
 static const cllm_comm *job;
+static int agreed;
 
 cllm_status cllm_ranks_start(void) { return cllm_mpi_start(cllm_env_launcher_ranks(), &job); }
 
 const cllm_comm *cllm_ranks_comm(void) { return job ? job : cllm_comm_single(); }
 
+void cllm_ranks_agreed_failure(void) { agreed = 1; }
+
 void cllm_ranks_finish(int rc) {
-    if (rc != 0 && rc != 130) {
+    if (rc != 0 && rc != 130 && !agreed) {
         fflush(stdout);
         fflush(stderr);
         cllm_mpi_abort(rc);

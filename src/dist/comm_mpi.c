@@ -15,6 +15,7 @@ typedef struct {
     int *rcounts, *rdispls;
     void *scratch;              /* gathered chunk squares or losses */
     size_t scratch_bytes;
+    uint64_t sent; /* bytes_sent */
 } mpi_state;
 
 static mpi_state state;
@@ -55,6 +56,7 @@ static void *allgather_items(const cllm_comm *c, const void *mine, int n, MPI_Da
                              int *total) {
     *total = 0;
     if (MPI_Allgather(&n, 1, MPI_INT, state.rcounts, 1, MPI_INT, state.world) != MPI_SUCCESS) return NULL;
+    state.sent += (uint64_t)(c->size - 1) * (sizeof(int) + (uint64_t)n * size);
     for (int r = 0; r < c->size; r++) {
         state.rdispls[r] = *total;
         *total += state.rcounts[r];
@@ -90,6 +92,7 @@ static cllm_status mpi_params_updated(const cllm_comm *c, float *params, size_t 
     if (st != CLLM_OK) return st;
     int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, state.counts, state.displs, MPI_FLOAT,
                             state.world);
+    state.sent += (uint64_t)(c->size - 1) * (uint64_t)state.counts[c->rank] * sizeof(float);
     return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Allgatherv (parameters)", rc);
 }
 
@@ -101,6 +104,7 @@ static cllm_status mpi_exchange(const cllm_comm *c, const float *partial, size_t
         state.rcounts[r] = own;
         state.rdispls[r] = r * own;
     }
+    state.sent += ((uint64_t)n - (uint64_t)own) * sizeof(float);
     int rc = MPI_Alltoallv(partial, state.counts, state.displs, MPI_FLOAT, recv, state.rcounts, state.rdispls,
                            MPI_FLOAT, state.world);
     return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Alltoallv (gradient spans)", rc);
@@ -109,6 +113,7 @@ static cllm_status mpi_exchange(const cllm_comm *c, const float *partial, size_t
 static cllm_status mpi_gather(const cllm_comm *c, const float *own, size_t n, float *full) {
     cllm_status st = span_layout(c, n);
     if (st != CLLM_OK) return st;
+    if (c->rank != 0) state.sent += (uint64_t)state.counts[c->rank] * sizeof(float);
     int rc = MPI_Gatherv(own, state.counts[c->rank], MPI_FLOAT, full, state.counts, state.displs, MPI_FLOAT, 0,
                          state.world);
     return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Gatherv (optimizer state)", rc);
@@ -116,11 +121,17 @@ static cllm_status mpi_gather(const cllm_comm *c, const float *own, size_t n, fl
 
 static int mpi_first_flagged(const cllm_comm *c, int flag) {
     int f = flag != 0;
+    state.sent += (uint64_t)(c->size - 1) * sizeof f;
     if (MPI_Allgather(&f, 1, MPI_INT, state.rcounts, 1, MPI_INT, state.world) != MPI_SUCCESS)
         return c->rank; /* cannot agree: this rank stops, naming itself */
     for (int r = 0; r < c->size; r++)
         if (state.rcounts[r]) return r;
     return -1;
+}
+
+static uint64_t mpi_bytes_sent(const cllm_comm *c) {
+    (void)c;
+    return state.sent;
 }
 
 int cllm_mpi_built(void) { return 1; }
@@ -157,7 +168,7 @@ cllm_status cllm_mpi_start(int launcher_ranks, const cllm_comm **out) {
     if (!state.counts || !state.displs || !state.rcounts || !state.rdispls)
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     mpi_comm = (cllm_comm){rank,          size,         mpi_norm2,         mpi_mean_loss, mpi_params_updated,
-                           mpi_exchange, mpi_gather, mpi_first_flagged, &state};
+                           mpi_exchange, mpi_gather, mpi_first_flagged, mpi_bytes_sent, &state};
     *out = &mpi_comm;
     return CLLM_OK;
 }

@@ -79,6 +79,7 @@ struct cllm_engine {
     size_t own_begin, own_end;
     float *recv; /* R x own length: every rank's partial sum of this rank's span */
     double comm_time; /* seconds in the step's exchanges */
+    uint64_t sent_before; /* comm->bytes_sent at the step's start */
 
     /* per-step state */
     node_state *ns;
@@ -773,6 +774,7 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     e->job = job;
     e->failed = 0;
     e->comm_time = 0.0;
+    e->sent_before = e->comm->bytes_sent(e->comm);
 }
 
 /* When the last of micro-batches [lo, hi) finished computing. */
@@ -825,6 +827,7 @@ static void fill_stats(cllm_engine *e, int team, double wall, double loss, cllm_
     st->loss = loss;
     st->comm = e->comm_time;
     st->comm_share = wall > 0 ? e->comm_time / wall : 0.0;
+    st->comm_bytes = e->comm->bytes_sent(e->comm) - e->sent_before;
     double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
     st->exposed_reduction = reduced - last_compute;
     st->exposed_share = wall > 0 ? st->exposed_reduction / wall : 0.0;

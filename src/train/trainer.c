@@ -630,6 +630,9 @@ static void print_verbose(const trainer *t, const cllm_engine_stats *s) {
            t->step, 1e3 * s->compute_min, 1e3 * s->compute_median, 1e3 * s->compute_max, 1e3 * s->reduce,
            100.0 * s->exposed_share, 100.0 * s->update_share, s->atomics, s->atomics - s->atomics_extra,
            s->atomics_extra, s->folded_nodes, 100.0 * s->utilisation);
+    if (t->comm->size > 1)
+        printf("  step %" PRId64 ": rank 0 of %d: communication %.1f ms exposed (%.1f%% of the step), %.1f KiB sent\n",
+               t->step, t->comm->size, 1e3 * s->comm, 100.0 * s->comm_share, (double)s->comm_bytes / 1024.0);
 }
 
 /* ---- samples ------------------------------------------------------------------- */
@@ -707,6 +710,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
                            "training diverged at step %" PRId64 " (loss %s, gradient norm %s): stopped; %s "
                            "(try a lower --lr, or --clip 1)",
                            s, describe(loss, buf_loss), describe(t->grad_norm, buf_norm), kept);
+            res->same_on_all_ranks = 1; /* loss and norm are the same numbers on every rank */
             break;
         }
         t->step = s;
@@ -721,7 +725,8 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .val_loss = val, .lr = lr, .grad_norm = t->grad_norm, .tokens_per_s = tps,
             .exposed_reduction = stats.exposed_share, .utilisation = stats.utilisation, .atomics = stats.atomics,
             .compute_min = stats.compute_min, .compute_median = stats.compute_median,
-            .compute_max = stats.compute_max, .reduce = stats.reduce,
+            .compute_max = stats.compute_max, .reduce = stats.reduce, .exposed_comm = stats.comm_share,
+            .comm_bytes = (int64_t)stats.comm_bytes,
         };
         st = t->lead ? cllm_metrics_append(&log, &row) : CLLM_OK;
         if (st != CLLM_OK) break;
@@ -960,6 +965,8 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     if ((st == CLLM_OK && stop_requested()) || st == CLLM_ERR_INTERRUPTED) st = interrupted_at_start(&t, resume, st);
     if (st == CLLM_OK && t.lead && !resume) st = create_run_folder(&t, t.corpus_hash);
     else if (st == CLLM_OK && t.lead) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    /* The same input fails the same way on every rank: then rank 0 alone says so. */
+    res->same_on_all_ranks = st != CLLM_OK && t.comm->first_flagged(t.comm, st == CLLM_OK) < 0;
     st = agree(&t, st, "during start-up");
     if (st != CLLM_OK) undo_run_dir(&t);
     if (st == CLLM_OK) {

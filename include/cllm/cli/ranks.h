@@ -18,6 +18,10 @@ const cllm_comm *cllm_ranks_comm(void);
  * whole job (MPI_Abort), so no rank is left waiting for this one. */
 void cllm_ranks_finish(int rc);
 
+/* The command's failure is every rank's own (they agreed on it): the job
+ * ends with its status on every rank, without MPI_Abort. */
+void cllm_ranks_agreed_failure(void);
+
 /* "rank K: " with several ranks, "" with one: the prefix of a message on
  * stderr, so that an error names the rank it happened on. */
 const char *cllm_ranks_prefix(void);

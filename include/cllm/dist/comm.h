@@ -17,6 +17,7 @@
 #define CLLM_DIST_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cllm/base/common.h"
 
@@ -47,6 +48,10 @@ struct cllm_comm {
      * answer on every rank (flags are exchanged, not reduced). How ranks
      * agree to stop together (a signal, a failure on one rank). */
     int (*first_flagged)(const cllm_comm *c, int flag);
+    /* Payload bytes this rank has handed over for other ranks so far, each
+     * destination counted once (what a direct exchange moves; an MPI
+     * library's algorithm may forward more). Local: not a collective. */
+    uint64_t (*bytes_sent)(const cllm_comm *c);
     void *impl;
 };
 

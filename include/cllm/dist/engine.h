@@ -94,6 +94,7 @@ typedef struct {
      * others (agreement, gradient spans, norm, parameters, loss), all of it
      * after its last compute, and its share of the step. 0 with one rank. */
     double comm, comm_share;
+    uint64_t comm_bytes;       /* bytes this rank sent to the others this step (comm->bytes_sent) */
 } cllm_engine_stats;
 
 typedef struct cllm_engine cllm_engine;

@@ -31,6 +31,8 @@ typedef struct {
     double final_val_loss;  /* NAN if there is no validation split */
     double unigram_entropy; /* nats/token of the training split */
     double tokens_per_s;    /* over the whole run */
+    int same_on_all_ranks;  /* the error returned is every rank's own (all failed start-up alike, or the
+                               run diverged): rank 0 alone needs to report it, and no rank need abort the job */
     int interrupted;        /* a stop request (SIGINT/SIGTERM/SIGHUP) ended training early (after saving) or
                                skipped the final evaluation or sample of a complete run: exit 130 */
 } cllm_train_result;
