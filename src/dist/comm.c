@@ -33,9 +33,22 @@ static cllm_status single_params_updated(const cllm_comm *c, float *params, size
     return CLLM_OK;
 }
 
-static cllm_status single_exchange(const cllm_comm *c, const float *partial, size_t n, float *recv) {
+static cllm_status single_exchange_begin(const cllm_comm *c, size_t n, float *recv) {
+    (void)c, (void)n, (void)recv;
+    return CLLM_OK;
+}
+
+static cllm_status single_exchange_send(const cllm_comm *c, const float *partial, size_t n, int q, float *recv) {
     (void)c;
+    CLLM_ASSERT(q == 0);
     if (recv != partial) memcpy(recv, partial, n * sizeof *recv); /* its own span is the whole vector */
+    return CLLM_OK;
+}
+
+static void single_exchange_poll(const cllm_comm *c) { (void)c; }
+
+static cllm_status single_exchange_end(const cllm_comm *c) {
+    (void)c;
     return CLLM_OK;
 }
 
@@ -60,7 +73,10 @@ static const cllm_comm single = {0,
                                  single_norm2,
                                  single_mean_loss,
                                  single_params_updated,
-                                 single_exchange,
+                                 single_exchange_begin,
+                                 single_exchange_send,
+                                 single_exchange_poll,
+                                 single_exchange_end,
                                  single_gather,
                                  single_first_flagged,
                                  single_bytes_sent,

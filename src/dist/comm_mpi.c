@@ -16,7 +16,13 @@ typedef struct {
     void *scratch;              /* gathered chunk squares or losses */
     size_t scratch_bytes;
     uint64_t sent; /* bytes_sent */
+    MPI_Request *reqs;          /* the exchange in flight: receipts, then sends */
+    int n_reqs;
+    float *recv;
+    size_t n;
 } mpi_state;
+
+enum { TAG_SPAN = 12 };
 
 static mpi_state state;
 static cllm_comm mpi_comm;
@@ -96,18 +102,46 @@ static cllm_status mpi_params_updated(const cllm_comm *c, float *params, size_t 
     return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Allgatherv (parameters)", rc);
 }
 
-static cllm_status mpi_exchange(const cllm_comm *c, const float *partial, size_t n, float *recv) {
+static cllm_status mpi_exchange_begin(const cllm_comm *c, size_t n, float *recv) {
     cllm_status st = span_layout(c, n);
     if (st != CLLM_OK) return st;
+    state.recv = recv;
+    state.n = n;
+    state.n_reqs = 0;
     int own = state.counts[c->rank];
     for (int r = 0; r < c->size; r++) {
-        state.rcounts[r] = own;
-        state.rdispls[r] = r * own;
+        if (r == c->rank) continue;
+        int rc = MPI_Irecv(recv + (size_t)r * (size_t)own, own, MPI_FLOAT, r, TAG_SPAN, state.world,
+                           &state.reqs[state.n_reqs++]);
+        if (rc != MPI_SUCCESS) return mpi_failed(c, "MPI_Irecv (gradient span)", rc);
     }
-    state.sent += ((uint64_t)n - (uint64_t)own) * sizeof(float);
-    int rc = MPI_Alltoallv(partial, state.counts, state.displs, MPI_FLOAT, recv, state.rcounts, state.rdispls,
-                           MPI_FLOAT, state.world);
-    return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Alltoallv (gradient spans)", rc);
+    return CLLM_OK;
+}
+
+static cllm_status mpi_exchange_send(const cllm_comm *c, const float *partial, size_t n, int q, float *recv) {
+    CLLM_ASSERT(n == state.n && recv == state.recv && q >= 0 && q < c->size);
+    const float *span = partial + state.displs[q];
+    if (q == c->rank) {
+        memcpy(recv + (size_t)q * (size_t)state.counts[q], span, (size_t)state.counts[q] * sizeof(float));
+        return CLLM_OK;
+    }
+    state.sent += (uint64_t)state.counts[q] * sizeof(float);
+    int rc = MPI_Isend(span, state.counts[q], MPI_FLOAT, q, TAG_SPAN, state.world, &state.reqs[state.n_reqs++]);
+    return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Isend (gradient span)", rc);
+}
+
+/* MPI progresses transfers only inside its calls: a test now and then keeps
+ * them moving while this thread does its share of the fold. */
+static void mpi_exchange_poll(const cllm_comm *c) {
+    (void)c;
+    int done = 0;
+    MPI_Testall(state.n_reqs, state.reqs, &done, MPI_STATUSES_IGNORE);
+}
+
+static cllm_status mpi_exchange_end(const cllm_comm *c) {
+    int rc = MPI_Waitall(state.n_reqs, state.reqs, MPI_STATUSES_IGNORE);
+    state.n_reqs = 0;
+    return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Waitall (gradient spans)", rc);
 }
 
 static cllm_status mpi_gather(const cllm_comm *c, const float *own, size_t n, float *full) {
@@ -165,10 +199,22 @@ cllm_status cllm_mpi_start(int launcher_ranks, const cllm_comm **out) {
     state.displs = calloc((size_t)size, sizeof(int));
     state.rcounts = calloc((size_t)size, sizeof(int));
     state.rdispls = calloc((size_t)size, sizeof(int));
-    if (!state.counts || !state.displs || !state.rcounts || !state.rdispls)
+    state.reqs = calloc(2 * (size_t)size, sizeof(MPI_Request));
+    if (!state.counts || !state.displs || !state.rcounts || !state.rdispls || !state.reqs)
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    mpi_comm = (cllm_comm){rank,          size,         mpi_norm2,         mpi_mean_loss, mpi_params_updated,
-                           mpi_exchange, mpi_gather, mpi_first_flagged, mpi_bytes_sent, &state};
+    mpi_comm = (cllm_comm){rank,
+                           size,
+                           mpi_norm2,
+                           mpi_mean_loss,
+                           mpi_params_updated,
+                           mpi_exchange_begin,
+                           mpi_exchange_send,
+                           mpi_exchange_poll,
+                           mpi_exchange_end,
+                           mpi_gather,
+                           mpi_first_flagged,
+                           mpi_bytes_sent,
+                           &state};
     *out = &mpi_comm;
     return CLLM_OK;
 }
@@ -183,6 +229,7 @@ void cllm_mpi_finish(void) {
     free(state.displs);
     free(state.rcounts);
     free(state.rdispls);
+    free(state.reqs);
     free(state.scratch);
     memset(&state, 0, sizeof state);
 }

@@ -78,6 +78,10 @@ struct cllm_engine {
     int *block_lo, *block_hi;
     size_t own_begin, own_end;
     float *recv; /* R x own length: every rank's partial sum of this rank's span */
+    int *span_folded; /* per destination rank: segments of its span folded this step (hand-over counters) */
+    int *span_sent;   /* per destination rank: sent (primary thread only) */
+    int n_sent;
+    cllm_status send_status; /* the first failed send, on the primary thread */
     double comm_time; /* seconds in the step's exchanges */
     uint64_t sent_before; /* comm->bytes_sent at the step's start */
 
@@ -504,18 +508,47 @@ static cllm_status ranks_setup(cllm_engine *e, const cllm_engine_config *cfg) {
     return CLLM_OK;
 }
 
-/* After the local tree: this rank's node of the global tree, folded into
- * one buffer (the local root's left child's), every segment. */
-static void ranks_fold_local(cllm_engine *e, int tid, int team) {
-    if (e->failed || e->M == 1) return;
-    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
-    double t = cllm_now();
-    for (int s = tid; s < e->S; s += team) fold_root_chunked(e, &e->segs[s], tmp, NULL);
-    e->acct[tid].merge += cllm_now() - t;
-}
-
 static float *local_partial(const cllm_engine *e) {
     return (float *)(e->M > 1 ? child_buffer(e, e->nodes[e->root].left) : child_buffer(e, -1));
+}
+
+/* Primary thread: sends every span whose segments are all folded and that
+ * has not left yet (the transfer then runs while the fold goes on). */
+static void ranks_send_ready(cllm_engine *e, const float *partial) {
+    for (int q = 0; q < e->R; q++) {
+        if (e->span_sent[q] || atomic_load(&e->span_folded[q]) < e->S_local) continue;
+        e->span_sent[q] = 1;
+        e->n_sent++;
+        cllm_status st = e->comm->exchange_send(e->comm, partial, e->n_params, q, e->recv);
+        if (st != CLLM_OK && e->send_status == CLLM_OK) e->send_status = st;
+    }
+    if (e->n_sent < e->R) e->comm->exchange_poll(e->comm);
+}
+
+/* After the local tree: this rank's node of the global tree, folded into
+ * one buffer (the local root's left child's) segment by segment, the spans
+ * in the order the ranks' right-hand neighbours come (rank r first folds
+ * rank r + 1's span, so the ranks do not all send to one rank at once, and
+ * its own last). The primary thread, which alone calls MPI, sends each span
+ * as soon as its last segment is folded and keeps the transfers moving while
+ * it folds its share; it returns once every span has left. */
+static void ranks_fold_local(cllm_engine *e, const float *partial, int tid, int team) {
+    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
+    thread_acct *a = &e->acct[tid];
+    int rank = e->comm->rank;
+    double t = cllm_now();
+    for (int k = tid; k < e->S; k += team) {
+        int s = (k + (rank + 1) * e->S_local) % e->S;
+        if (e->M > 1) fold_root_chunked(e, &e->segs[s], tmp, NULL);
+        atomic_inc(&e->span_folded[s / e->S_local], a);
+        if (tid == 0) ranks_send_ready(e, partial);
+    }
+    a->merge += cllm_now() - t;
+    if (tid != 0) return;
+    while (e->n_sent < e->R) {
+        ranks_send_ready(e, partial);
+        if (e->n_sent < e->R) cpu_relax();
+    }
 }
 
 /* Node (lo, hi) of the upper tree over [off, off + len) of this rank's span:
@@ -564,8 +597,20 @@ static cllm_status ranks_reduce_update(cllm_engine *e, const cllm_engine_job *jo
                          "applied", failed_rank);
     }
     float *partial = local_partial(e);
-    cllm_status st = c->exchange(c, partial, e->n_params, e->recv);
-    e->comm_time += cllm_now() - t;
+    cllm_status st = c->exchange_begin(c, e->n_params, e->recv);
+    if (st != CLLM_OK) return st;
+    memset(e->span_folded, 0, sizeof(int) * (size_t)e->R);
+    memset(e->span_sent, 0, sizeof(int) * (size_t)e->R);
+    e->n_sent = 0;
+    e->send_status = CLLM_OK;
+    double t_fold = cllm_now();
+#pragma omp parallel num_threads(e->n_threads)
+    ranks_fold_local(e, partial, omp_get_thread_num(), omp_get_num_threads());
+    double t_end = cllm_now();
+    st = c->exchange_end(c);
+    /* Exchanges: before the fold, and whatever of the transfers the fold did not hide. */
+    e->comm_time += (t_fold - t) + (cllm_now() - t_end);
+    if (st == CLLM_OK) st = e->send_status;
     if (st != CLLM_OK) return st;
     int with_sq = job->grad_scale != NULL;
 #pragma omp parallel num_threads(e->n_threads)
@@ -695,6 +740,8 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
         for (int k = 0; k < e->S_local; k++) mine[k].begin += b, mine[k].end += b;
     }
     ALLOC(recv, e->R > 1 ? (e->own_end - e->own_begin) * (size_t)e->R : 1);
+    ALLOC(span_folded, e->R);
+    ALLOC(span_sent, e->R);
     /* Each buffer rounded up to whole lines, so every one starts 64-byte aligned. */
     size_t stride = (e->n_params + 15) / 16 * 16;
     if (stride > SIZE_MAX / sizeof(float) / (size_t)e->NB) {
@@ -745,6 +792,8 @@ void cllm_engine_free(cllm_engine *e) {
     cllm_free(e->block_lo);
     cllm_free(e->block_hi);
     cllm_free(e->recv);
+    cllm_free(e->span_folded);
+    cllm_free(e->span_sent);
     cllm_free(e);
 }
 
@@ -878,8 +927,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
         }
         /* Every merge task of the step completes at this barrier. */
 #pragma omp barrier
-        if (e->R > 1) ranks_fold_local(e, tid, team);
-        else owners_update(e, tid, team);
+        if (e->R == 1) owners_update(e, tid, team);
     }
     if (e->R > 1) {
         cllm_status st = ranks_reduce_update(e, job);

@@ -35,11 +35,20 @@ struct cllm_comm {
     /* Called once the owners have updated their spans: afterwards every
      * rank holds all n parameters (an all-gather of owned spans). */
     cllm_status (*params_updated)(const cllm_comm *c, float *params, size_t n);
-    /* The reduce-scatter as pure data movement: span r (cllm_comm_span) of
-     * this rank's `partial` (n floats) goes to rank r, and `recv` receives
-     * every rank's piece of this rank's span, rank after rank (size x span
-     * length floats). The owner adds them itself, in tree order. */
-    cllm_status (*exchange)(const cllm_comm *c, const float *partial, size_t n, float *recv);
+    /* The reduce-scatter as pure data movement, in parts so that a span can
+     * leave as soon as it is reduced: span q (cllm_comm_span) of this rank's
+     * `partial` (n floats) goes to rank q, and `recv` receives every rank's
+     * piece of this rank's span, rank after rank (size x span length
+     * floats); the owner adds them itself, in tree order.
+     * exchange_begin posts the receipts; exchange_send sends span q, once
+     * for each q (this rank's own: copied into recv), without waiting;
+     * exchange_poll lets transfers progress between other work;
+     * exchange_end returns once every piece has arrived and every send has
+     * left. Called in that order by every rank. */
+    cllm_status (*exchange_begin)(const cllm_comm *c, size_t n, float *recv);
+    cllm_status (*exchange_send)(const cllm_comm *c, const float *partial, size_t n, int q, float *recv);
+    void (*exchange_poll)(const cllm_comm *c);
+    cllm_status (*exchange_end)(const cllm_comm *c);
     /* Rank 0's `full` (n floats) receives every rank's span; `own` is this
      * rank's span (its length from cllm_comm_span). Other ranks' `full` is
      * not touched (may be NULL). */
