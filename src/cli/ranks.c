@@ -16,11 +16,11 @@ const cllm_comm *cllm_ranks_comm(void) { return job ? job : cllm_comm_single(); 
 void cllm_ranks_agreed_failure(void) { agreed = 1; }
 
 void cllm_ranks_finish(int rc) {
-    if (rc != 0 && rc != 130 && !agreed) {
-        fflush(stdout);
-        fflush(stderr);
-        cllm_mpi_abort(rc);
-    }
+    /* Before anything can end the process: once one rank has exited
+     * non-zero (130 included), Open MPI may kill the others at any moment. */
+    fflush(stdout);
+    fflush(stderr);
+    if (rc != 0 && rc != 130 && !agreed) cllm_mpi_abort(rc);
     cllm_mpi_finish();
 }
 

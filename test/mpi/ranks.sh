@@ -8,8 +8,9 @@
 #   memory    the start-up report's AdamW moments per rank are 1/R of the
 #             single-process figure (to within one 256-float grain)
 #   kill      a rank killed mid-run ends the job, nonzero, within 30 s
-#   signal    SIGTERM to mpirun: every rank finishes the step and rank 0 saves (the
-#             ranks exit 130; Open MPI 4's mpirun then reports 1 itself), and the
+#   signal    SIGTERM to mpirun: every rank finishes the step, rank 0 saves, the ranks
+#             exit 130 (one may be ended by Open MPI on its way out, once another
+#             has exited non-zero; mpirun reports 1 itself), and the
 #             saved run resumes to the uninterrupted run's bits
 # usage: ranks.sh CLLM MPIRUN WORKDIR [part...]   (no part: all)
 set -euo pipefail
@@ -108,7 +109,12 @@ signal)
     set +e
     # Open MPI 4's mpirun sends the ranks SIGCONT, SIGTERM and SIGKILL, this many seconds apart (default 1):
     # the ranks must finish the step and save within it.
-    OMPI_MCA_odls_base_sigkill_timeout=3 exec_np 2 1 "${common[@]}" --steps 600 --clip 0.05 --out sig >sig.out 2>sig.err &
+    # Each rank's own exit status, from a shell around it (which waits for cllm before its trap runs).
+    # Files, not stderr: mpirun may stop forwarding output once it has signalled the job.
+    printf '%s\n' 'trap true TERM CONT' '"$@"' 'echo $? >"exit.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"' >rank-status.sh
+    (export OMPI_MCA_odls_base_sigkill_timeout=3 OMP_NUM_THREADS=1
+     exec "${launch[@]}" -np 2 -x OMP_NUM_THREADS sh rank-status.sh "$cllm" "${common[@]}" --steps 600 --clip 0.05 \
+         --out sig >sig.out 2>sig.err) &
     pid=$!
     for _ in $(seq 100); do [ -s sig/metrics.jsonl ] && break; sleep 0.1; done
     kill -TERM "$pid"
@@ -116,9 +122,15 @@ signal)
     set -e
     [ "$rc" -ne 0 ] || fail "signal: mpirun exit status 0 after SIGTERM"
     grep -q "interrupted at step" sig.out || fail "signal: no interruption line: $(cat sig.out)"
+    # Every rank exits 130 after the save, but Open MPI ends a job as soon as one of its processes
+    # exits non-zero: the rank that is a moment later (it took part in the save, a collective, and
+    # is on its way out) may be killed before its status is written. Each one written must be 130,
+    # and at least one must be.
+    statuses=$(cat exit.* 2>/dev/null | sort -u | tr '\n' ' ')
+    [ "$statuses" = "130 " ] || fail "signal: rank exit statuses '$statuses', not 130"
     run_np 2 1 train --resume sig --quiet --sample-tokens 0 >/dev/null
     [ "$(hash_of sig)" = "$(hash_of sig-whole)" ] || fail "signal: the resumed run differs from the uninterrupted one"
-    echo "signal: SIGTERM to mpirun: status $rc, saved, resumed bitwise ($(grep -o 'interrupted at step [0-9]*' sig.out))"
+    echo "signal: SIGTERM to mpirun: $(ls exit.* | wc -l) rank(s) seen exiting 130 (mpirun $rc), saved, resumed bitwise ($(grep -o 'interrupted at step [0-9]*' sig.out))"
     ;;
 *) fail "unknown part $part" ;;
 esac
