@@ -7,6 +7,8 @@
 #             bitwise the uninterrupted run
 #   memory    the start-up report's AdamW moments per rank are 1/R of the
 #             single-process figure (to within one 256-float grain)
+#   refuse    more ranks than micro-batches per step: one line naming both, on rank 0
+#             only, a non-zero status, nothing written
 #   kill      a rank killed mid-run ends the job, nonzero, within 30 s
 #   signal    SIGTERM to mpirun: every rank finishes the step, rank 0 saves, the ranks
 #             exit 130 (one may be ended by Open MPI on its way out, once another
@@ -16,7 +18,7 @@
 set -euo pipefail
 cllm=$1 mpirun=$2 work=$3
 shift 3
-parts=${*:-bitwise resume memory kill signal}
+parts=${*:-bitwise resume memory refuse kill signal}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 # As root (CI), Open MPI refuses to start without these; in containers its
 # shared-memory single copy (CMA) may be refused by the kernel.
@@ -83,6 +85,17 @@ memory)
         [ "$diff" -le $(( 256 * np )) ] || fail "-np $np: rank 0 holds $mine of $one parameters' moments"
         echo "memory: -np $np: rank 0 holds the moments of $mine of $one parameters (1/$np)"
     done
+    ;;
+refuse)
+    set +e
+    run_np 3 1 train --preset tiny --batch 2 --micro 1 --steps 1 --out refused >refused.out 2>refused.err
+    rc=$?
+    set -e
+    [ "$rc" -ne 0 ] || fail "refuse: 3 ranks for 2 micro-batches ran"
+    [ "$(grep -c 'cllm train: ' refused.err)" = 1 ] || fail "refuse: not one line from cllm: $(cat refused.err)"
+    grep -q "cllm train: rank 0: 3 ranks but 2 micro-batches per step" refused.err || fail "refuse: $(cat refused.err)"
+    [ ! -e refused ] || fail "refuse: the run folder was created"
+    echo "refuse: $(grep 'cllm train: ' refused.err)"
     ;;
 kill)
     start=$SECONDS
