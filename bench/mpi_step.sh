@@ -38,8 +38,8 @@ out, rounds = sys.argv[1], int(sys.argv[2])
 def load(config):
     return [json.load(open(f"{out}/{config}.{r}.json")) for r in range(1, rounds + 1)]
 plain = statistics.median(j["results"][0]["tokens_per_s"] for j in load("plain"))
-print("| configuration | ranks | tokens/s (median of rounds) | / plain | per-round ratios | exposed comm (rank 0) | sent per rank per step | 2(R-1)/R x 4P |")
-print("|---|---|---|---|---|---|---|---|")
+print("| configuration | ranks | tokens/s (median of rounds) | / plain | per-round ratios | rank 0 wait | exposed comm (rank 0) | sent per rank per step | 2(R-1)/R x 4P |")
+print("|---|---|---|---|---|---|---|---|---|")
 plains = [j["results"][0]["tokens_per_s"] for j in load("plain")]
 for config in ["plain", "alone", "np1", "np2", "np4"]:
     js = load(config)
@@ -47,8 +47,9 @@ for config in ["plain", "alone", "np1", "np2", "np4"]:
     ratios = ", ".join(f"{t / p:.3f}" for t, p in zip(tps, plains))
     R = js[0].get("ranks", 1)
     comm = statistics.median(j["results"][0].get("comm_share", 0) for j in js)
+    wait = statistics.median(j["results"][0].get("rank_wait_share", 0) for j in js)
     sent = js[0]["results"][0].get("comm_bytes_per_rank", 0)
     formula = js[0].get("formula_bytes_per_rank", 0)
     print(f"| {config} | {R} | {statistics.median(tps):.0f} | {statistics.median(tps) / plain:.3f} | {ratios} | "
-          f"{100 * comm:.1f}% | {sent / 1024:.1f} KiB | {formula / 1024:.1f} KiB |")
+          f"{100 * wait:.1f}% | {100 * comm:.1f}% | {sent / 1024:.1f} KiB | {formula / 1024:.1f} KiB |")
 PY

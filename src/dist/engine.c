@@ -82,7 +82,8 @@ struct cllm_engine {
     int *span_sent;   /* per destination rank: sent (primary thread only) */
     int n_sent;
     cllm_status send_status; /* the first failed send, on the primary thread */
-    double comm_time; /* seconds in the step's exchanges */
+    double comm_time; /* seconds in the step's exchanges, after the ranks' agreement */
+    double wait_time; /* seconds in the agreement: waiting for the slowest rank's compute */
     uint64_t sent_before; /* comm->bytes_sent at the step's start */
 
     /* per-step state */
@@ -591,6 +592,9 @@ static cllm_status ranks_reduce_update(cllm_engine *e, const cllm_engine_job *jo
     const cllm_comm *c = e->comm;
     double t = cllm_now();
     int failed_rank = c->first_flagged(c, e->failed);
+    double t_agreed = cllm_now();
+    e->wait_time = t_agreed - t;
+    t = t_agreed;
     if (failed_rank >= 0) {
         if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
         return cllm_fail(CLLM_ERR_INTERNAL, "rank %d failed in this step (its message is on its stderr): no update "
@@ -823,6 +827,7 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     e->job = job;
     e->failed = 0;
     e->comm_time = 0.0;
+    e->wait_time = 0.0;
     e->sent_before = e->comm->bytes_sent(e->comm);
 }
 
@@ -876,6 +881,8 @@ static void fill_stats(cllm_engine *e, int team, double wall, double loss, cllm_
     st->loss = loss;
     st->comm = e->comm_time;
     st->comm_share = wall > 0 ? e->comm_time / wall : 0.0;
+    st->rank_wait = e->wait_time;
+    st->rank_wait_share = wall > 0 ? e->wait_time / wall : 0.0;
     st->comm_bytes = e->comm->bytes_sent(e->comm) - e->sent_before;
     double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
     st->exposed_reduction = reduced - last_compute;

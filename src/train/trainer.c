@@ -631,8 +631,10 @@ static void print_verbose(const trainer *t, const cllm_engine_stats *s) {
            100.0 * s->exposed_share, 100.0 * s->update_share, s->atomics, s->atomics - s->atomics_extra,
            s->atomics_extra, s->folded_nodes, 100.0 * s->utilisation);
     if (t->comm->size > 1)
-        printf("  step %" PRId64 ": rank 0 of %d: communication %.1f ms exposed (%.1f%% of the step), %.1f KiB sent\n",
-               t->step, t->comm->size, 1e3 * s->comm, 100.0 * s->comm_share, (double)s->comm_bytes / 1024.0);
+        printf("  step %" PRId64 ": rank 0 of %d: waited %.1f ms (%.1f%%) for the other ranks' compute, then "
+               "communication %.1f ms exposed (%.1f%% of the step), %.1f KiB sent\n",
+               t->step, t->comm->size, 1e3 * s->rank_wait, 100.0 * s->rank_wait_share, 1e3 * s->comm,
+               100.0 * s->comm_share, (double)s->comm_bytes / 1024.0);
 }
 
 /* ---- samples ------------------------------------------------------------------- */

@@ -90,9 +90,13 @@ typedef struct {
     double buffer_zero;        /* seconds zeroing gradient buffers, summed over threads */
     double grad_norm;          /* sqrt of the gradient norm2 (0 if not computed) */
     double loss;               /* mean of the micro-batch losses, in index order */
-    /* With several ranks: seconds this rank spent in exchanges with the
-     * others (agreement, gradient spans, norm, parameters, loss), all of it
-     * after its last compute, and its share of the step. 0 with one rank. */
+    /* With several ranks (0 with one): rank_wait, the seconds this rank
+     * waited for the others to finish computing (the agreement that every
+     * compute succeeded: load imbalance and skew, not transfers), and comm,
+     * the seconds of exchanges after it that nothing hid (gradient spans not
+     * hidden by the fold, norm, parameters, loss); each also as a share of
+     * the step. */
+    double rank_wait, rank_wait_share;
     double comm, comm_share;
     uint64_t comm_bytes;       /* bytes this rank sent to the others this step (comm->bytes_sent) */
 } cllm_engine_stats;
