@@ -728,6 +728,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .exposed_reduction = stats.exposed_share, .utilisation = stats.utilisation, .atomics = stats.atomics,
             .compute_min = stats.compute_min, .compute_median = stats.compute_median,
             .compute_max = stats.compute_max, .reduce = stats.reduce, .exposed_comm = stats.comm_share,
+            .rank_wait = stats.rank_wait_share,
             .comm_bytes = (int64_t)stats.comm_bytes,
         };
         st = t->lead ? cllm_metrics_append(&log, &row) : CLLM_OK;

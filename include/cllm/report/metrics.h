@@ -3,8 +3,9 @@
  * evaluation steps only), lr, grad_norm, tokens_per_s, exposed_reduction
  * (share of the step), utilisation, atomics, the engine's timings
  * compute_min/compute_median/compute_max/reduce (seconds), and with MPI
- * ranks exposed_comm (share of the step this rank spent in exchanges after
- * its last compute) and comm_bytes (bytes it sent; both 0 with one rank). */
+ * ranks rank_wait (share of the step rank 0 waited for the others'
+ * compute), exposed_comm (share in exchanges nothing hid) and comm_bytes
+ * (bytes it sent; all 0 with one rank). */
 #ifndef CLLM_REPORT_METRICS_H
 #define CLLM_REPORT_METRICS_H
 
@@ -23,7 +24,7 @@ typedef struct {
     double exposed_reduction, utilisation;
     int64_t atomics;
     double compute_min, compute_median, compute_max, reduce;
-    double exposed_comm;
+    double rank_wait, exposed_comm;
     int64_t comm_bytes;
 } cllm_metrics_row;
 
