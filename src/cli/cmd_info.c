@@ -139,8 +139,8 @@ static void print_text(const info_report *r, FILE *out) {
         any = 1;
     }
     if (!any) fprintf(out, "CLLM_* set:      none\n");
-    fprintf(out, "built with:      openblas %s, cairo %s, mpi %s\n", yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO),
-            yes_no(cllm_mpi_built()));
+    fprintf(out, "built with:      openblas %s, cairo %s, utf8proc %s (GPT-2 pre-tokenization), mpi %s\n",
+            yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO), yes_no(CLLM_HAVE_UTF8PROC), yes_no(cllm_mpi_built()));
     fprintf(out, "mpi:             %s\n", r->mpi_library);
     fprintf(out, "ranks:           %d%s, %d threads per rank\n", r->ranks,
             r->ranks > 1 ? " (MPI)" : cllm_mpi_built() ? " (not started by mpirun)" : "", r->max_threads);
@@ -211,8 +211,9 @@ static void print_json(const info_report *r, FILE *out) {
     json_string_or_null(out, r->env_places);
     fputs("},\"env\":", out);
     json_cllm_variables(out);
-    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s,\"mpi\":%s},\"mpi\":{\"library\":",
-            json_bool(CLLM_HAVE_OPENBLAS), json_bool(CLLM_HAVE_CAIRO), json_bool(cllm_mpi_built()));
+    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s,\"utf8proc\":%s,\"mpi\":%s},\"mpi\":{\"library\":",
+            json_bool(CLLM_HAVE_OPENBLAS), json_bool(CLLM_HAVE_CAIRO), json_bool(CLLM_HAVE_UTF8PROC),
+            json_bool(cllm_mpi_built()));
     json_string(out, r->mpi_library);
     fprintf(out, ",\"ranks\":%d,\"threads_per_rank\":%d}}\n", r->ranks, r->max_threads);
 }

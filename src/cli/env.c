@@ -396,3 +396,11 @@ int cllm_env_launcher_ranks(void) {
     }
     return 0;
 }
+
+/* COLUMNS is the shell's, not ours: a malformed value is not an error, just
+ * no width (the terminal's own size, TIOCGWINSZ, comes first anyway). */
+int cllm_env_columns(void) {
+    long n;
+    const char *v = getenv("COLUMNS");
+    return v && parse_int_in(v, 1, 100000, &n) ? (int)n : 0;
+}
