@@ -17,6 +17,7 @@ typedef struct {
     size_t scratch_bytes;
     uint64_t sent; /* bytes_sent */
     MPI_Request *reqs;          /* the exchange in flight: receipts, then sends */
+    MPI_Status *statuses;       /* theirs (MPICH's MPI_STATUSES_IGNORE trips gcc's access checks) */
     int n_reqs;
     float *recv;
     size_t n;
@@ -135,11 +136,11 @@ static cllm_status mpi_exchange_send(const cllm_comm *c, const float *partial, s
 static void mpi_exchange_poll(const cllm_comm *c) {
     (void)c;
     int done = 0;
-    MPI_Testall(state.n_reqs, state.reqs, &done, MPI_STATUSES_IGNORE);
+    MPI_Testall(state.n_reqs, state.reqs, &done, state.statuses);
 }
 
 static cllm_status mpi_exchange_end(const cllm_comm *c) {
-    int rc = MPI_Waitall(state.n_reqs, state.reqs, MPI_STATUSES_IGNORE);
+    int rc = MPI_Waitall(state.n_reqs, state.reqs, state.statuses);
     state.n_reqs = 0;
     return rc == MPI_SUCCESS ? CLLM_OK : mpi_failed(c, "MPI_Waitall (gradient spans)", rc);
 }
@@ -175,7 +176,9 @@ void cllm_mpi_library(char *buf, size_t n) {
     int len = 0, version = 0, subversion = 0;
     MPI_Get_library_version(lib, &len);
     MPI_Get_version(&version, &subversion);
-    lib[strcspn(lib, "\n,")] = '\0'; /* Open MPI adds build details after a comma */
+    lib[strcspn(lib, "\n,")] = '\0'; /* Open MPI adds build details after a comma, MPICH lines */
+    for (char *p = lib; *p; p++)
+        if (*p == '\t') *p = ' '; /* MPICH: "MPICH Version:<tab>4.0.2" */
     snprintf(buf, n, "%s (MPI %d.%d)", lib, version, subversion);
 }
 
@@ -200,7 +203,8 @@ cllm_status cllm_mpi_start(int launcher_ranks, const cllm_comm **out) {
     state.rcounts = calloc((size_t)size, sizeof(int));
     state.rdispls = calloc((size_t)size, sizeof(int));
     state.reqs = calloc(2 * (size_t)size, sizeof(MPI_Request));
-    if (!state.counts || !state.displs || !state.rcounts || !state.rdispls || !state.reqs)
+    state.statuses = calloc(2 * (size_t)size, sizeof(MPI_Status));
+    if (!state.counts || !state.displs || !state.rcounts || !state.rdispls || !state.reqs || !state.statuses)
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     mpi_comm = (cllm_comm){rank,
                            size,
@@ -230,6 +234,7 @@ void cllm_mpi_finish(void) {
     free(state.rcounts);
     free(state.rdispls);
     free(state.reqs);
+    free(state.statuses);
     free(state.scratch);
     memset(&state, 0, sizeof state);
 }
