@@ -465,8 +465,8 @@ static void owners_update(cllm_engine *e, int tid, int team) {
  * cut into R nodes (rank_blocks), and rank r computes node r with the local
  * engine above (the subtree of node (lo, hi) is the tree over hi - lo leaves:
  * `mid` depends only on the width). Its partial sum moves as data: span q of
- * it to rank q (comm->exchange). Rank q then adds the R partials of its span
- * along the tree's upper nodes, exactly the additions one process would do
+ * it to rank q (comm->exchange_send, as soon as the span is folded). Rank q
+ * then adds the R partials of its span along the tree's upper nodes, exactly the additions one process would do
  * (element for element left + right), takes the norm's chunk squares in the
  * root's fold, and updates its span; the parameters are all-gathered. */
 
