@@ -351,6 +351,39 @@ static void test_ranks_are_bitwise_one_engine(void **state) {
                     if (R <= Ms[mi]) check_ranks_equal_one_engine(R, threads, Ms[mi], clip);
 }
 
+/* 300 parameters over 4 ranks: two 256-float grains, so two ranks own
+ * nothing; they still take part in every exchange. */
+static void test_ranks_with_empty_spans(void **state) {
+    (void)state;
+    const size_t P = 300;
+    rank_run alone = {.comm = NULL, .threads = 1, .M = 4, .clip = 1, .P = P};
+    run_rank(&alone);
+    assert_int_equal(alone.status, CLLM_OK);
+    shared_seam seam;
+    thread_rank ranks[MAX_RANKS];
+    seam_init(&seam, ranks, 4);
+    rank_run runs[4];
+    for (int r = 0; r < 4; r++) runs[r] = (rank_run){.comm = &ranks[r].base, .threads = 1, .M = 4, .clip = 1, .P = P};
+    int team = 0, empty = 0;
+    omp_set_max_active_levels(2);
+#pragma omp parallel num_threads(4)
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+        if (team == 4) run_rank(&runs[omp_get_thread_num()]);
+    }
+    assert_int_equal(team, 4);
+    for (int r = 0; r < 4; r++) {
+        assert_int_equal(runs[r].status, CLLM_OK);
+        assert_memory_equal(runs[r].job.params, alone.job.params, P * sizeof(float));
+        empty += runs[r].job.own_begin == runs[r].job.own_end;
+        job_free(&runs[r].job);
+    }
+    assert_int_equal(empty, 2);
+    pthread_barrier_destroy(&seam.barrier);
+    job_free(&alone.job);
+}
+
 static void test_more_ranks_than_micro_batches_is_refused(void **state) {
     (void)state;
     shared_seam seam;
@@ -367,6 +400,7 @@ static void test_more_ranks_than_micro_batches_is_refused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ranks_are_bitwise_one_engine),
+        cmocka_unit_test(test_ranks_with_empty_spans),
         cmocka_unit_test(test_more_ranks_than_micro_batches_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

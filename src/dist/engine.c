@@ -743,7 +743,9 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
         cllm_segments_split(end - b, e->S_local, CLLM_SEGMENT_GRAIN, mine);
         for (int k = 0; k < e->S_local; k++) mine[k].begin += b, mine[k].end += b;
     }
-    ALLOC(recv, e->R > 1 ? (e->own_end - e->own_begin) * (size_t)e->R : 1);
+    /* A tiny vector can leave a rank an empty span: still one float, so the allocation is not of 0 bytes. */
+    size_t own = e->own_end - e->own_begin;
+    ALLOC(recv, e->R > 1 && own > 0 ? own * (size_t)e->R : 1);
     ALLOC(span_folded, e->R);
     ALLOC(span_sent, e->R);
     /* Each buffer rounded up to whole lines, so every one starts 64-byte aligned. */
@@ -945,7 +947,7 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
     if (job->params) {
         double t = cllm_now();
         cllm_status st = e->comm->params_updated(e->comm, job->params, e->n_params);
-        e->comm_time += cllm_now() - t;
+        if (e->R > 1) e->comm_time += cllm_now() - t;
         if (st != CLLM_OK) return st;
     }
     double t = cllm_now();
