@@ -4,9 +4,10 @@
 // cllm's ids and decode them back to the same text.
 //
 // usage: node test/hf_tokenizers_node_check.js CLLM_BINARY
-// The package is not installed by the README (CI has no network): install it
-// with `npm install tokenizers` somewhere and point NODE_PATH at that
-// node_modules. Without it this prints SKIP and exits 77.
+// .ci/run.d/hf_tokenizers.sh installs the package into a temporary folder
+// (npm) and runs this; elsewhere install it with `npm install tokenizers` and
+// point NODE_PATH at that node_modules. Without it this prints SKIP and exits
+// 77 (CTest shows it as skipped).
 'use strict';
 const { execFileSync } = require('child_process');
 const fs = require('fs');

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"train", cllm_cmd_train, "train a tokenizer and a GPT-2-style model on text files or folders", 1},
     {"eval", cllm_cmd_eval, "loss and perplexity of a saved model on text", 0},
     {"sample", cllm_cmd_sample, "generate text from a saved model", 0},
+    {"export", cllm_cmd_export, "write a run's model and tokenizer as a GGUF file for llama.cpp", 0},
     {"tokenizer", cllm_cmd_tokenizer, "train, encode with, or decode with a byte-level BPE tokenizer", 0},
     {"plot", cllm_cmd_plot, "draw the loss curves of one or more runs to a PNG", 0},
     {"runs", cllm_cmd_runs, "list run folders: state, step, losses, tokens, time", 0},

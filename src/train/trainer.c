@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cllm/base/build_config.h"
+#include "cllm/base/memory.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
@@ -39,6 +40,7 @@
 #include "cllm/report/peak.h"
 #include "cllm/report/plot.h"
 #include "cllm/report/progress.h"
+#include "cllm/train/pretrained.h"
 #include "cllm/train/runfolder.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/train/sampler.h"
@@ -79,6 +81,7 @@ typedef struct {
     const cllm_comm *comm; /* the job's ranks (one: this process) */
     int lead;              /* rank 0: the only one that writes the run folder and prints */
     float *full[2];        /* with several ranks: every rank's moments, for a save (rank 0) or a load */
+    char init_layout[256]; /* --init: the folder's model file in a few words (summary) */
 } trainer;
 
 static int64_t debug_nan_step = 0;
@@ -584,6 +587,9 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
+    } else if (o->init_dir) {
+        st = cllm_pretrained_load_tokenizer(o->init_dir, &t->tok); /* its ids are what the weights were trained on */
+        if (st == CLLM_OK) t->settings.pretokenize = (int)cllm_tokenizer_pretokenizer(t->tok); /* run.json: the truth */
     } else if (o->tokenizer_path) {
         st = cllm_tokenizer_load(o->tokenizer_path, &t->tok);
     } else {
@@ -622,6 +628,33 @@ static void print_ranks(const trainer *t) {
            "to save\n", mib, e - b, t->model.n_params, t->comm->size);
 }
 
+/* What the run holds, allocated up front (so the figure is what the run
+ * needs, whatever is resident yet), and the peak resident so far (which
+ * includes reading the corpus and, with --init or --resume, the model
+ * file). */
+static void print_memory(const trainer *t, size_t buffer_bytes) {
+    double params = (double)t->model.n_params * sizeof(float), arenas = 0;
+    for (int th = 0; th < t->threads; th++) {
+        gpt2_acts *acts;
+        int32_t *in, *tg;
+        cllm_step_scratch(t->stepper, th, &acts, &in, &tg);
+        arenas += (double)gpt2_acts_bytes(acts);
+    }
+    double moments = (double)cllm_step_optimizer_bytes(t->stepper); /* this rank's span: 1/R with R ranks */
+    double tokens = (double)t->data.n_tokens * sizeof(int32_t), total = params + moments + buffer_bytes + arenas + tokens;
+    char all[32], p[32], m[32], g[32], a[32], d[32], rss[32];
+    cllm_format_bytes(total, all, sizeof all);
+    cllm_format_bytes(params, p, sizeof p);
+    cllm_format_bytes(moments, m, sizeof m);
+    cllm_format_bytes((double)buffer_bytes, g, sizeof g);
+    cllm_format_bytes(arenas, a, sizeof a);
+    cllm_format_bytes(tokens, d, sizeof d);
+    cllm_format_bytes((double)cllm_memory_peak_rss(), rss, sizeof rss);
+    printf("  memory    %s: parameters %s, AdamW moments %s, gradient buffers %s, activations %s (%d arena%s of %d "
+           "sequence%s), tokens %s; peak resident so far %s\n",
+           all, p, m, g, a, t->threads, t->threads == 1 ? "" : "s", t->o->micro, t->o->micro == 1 ? "" : "s", d, rss);
+}
+
 static void print_summary(const trainer *t, size_t buffer_bytes) {
     const cllm_train_options *o = t->o;
     const gpt2_config *c = &o->model;
@@ -647,12 +680,18 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
                cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)), why);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
+    if (o->init_dir && t->init_layout[0])
+        printf("  init      %s: %s; tokenizer %s\n", o->init_dir, t->init_layout,
+               cllm_pretrained_tokenizer_file(o->init_dir));
+    else if (o->init_dir) /* resumed: the weights are the checkpoint's */
+        printf("  init      the run started from %s\n", o->init_dir);
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
            t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    print_memory(t, buffer_bytes);
     print_ranks(t);
     if (t->data.n_val > 0) {
         char k[32], n[32], tokens[32], every[64] = "at the end";
@@ -967,7 +1006,10 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
-    gpt2_init_weights(&t->model, o->seed);
+    if (o->init_dir && !resume)
+        st = cllm_pretrained_load_weights(o->init_dir, &t->model, t->init_layout, sizeof t->init_layout);
+    else gpt2_init_weights(&t->model, o->seed); /* on --resume the checkpoint replaces them below */
+    if (st != CLLM_OK) return st;
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);
@@ -1018,7 +1060,10 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
         if (!paths[i]) paths[i] = strdup(t->o->data_paths[i]);
     }
     abs.data_paths = paths;
+    char *init = t->o->init_dir ? realpath(t->o->init_dir, NULL) : NULL;
+    if (init) abs.init_dir = init;
     st = cllm_run_json_write(t->dir, &abs, hash, t->corpus.n_bytes);
+    free(init);
     for (int i = 0; i < t->o->n_data; i++) free(paths[i]);
     free(paths);
     if (st != CLLM_OK) return st;
