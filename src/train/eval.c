@@ -96,9 +96,10 @@ cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, cons
     if (team_threads > 1 && omp_get_max_active_levels() < 2) omp_set_max_active_levels(2);
     int failed = 0;
     size_t done = 0, finished = 0;
-    if (threads == 1) {
+    if (threads == 1 && !omp_in_parallel()) {
         /* No region: the team's regions are then top-level ones, which the
-         * runtime serves from its pool (see cllm_engine_step). */
+         * runtime serves from its pool (see cllm_engine_step); not inside
+         * another active region, to which the worksharing would bind. */
         int saved = omp_get_max_threads();
         done = eval_worker(m, src, opt, all, cap, n, team_threads, sums, lens, &failed, &finished);
         omp_set_num_threads(saved);

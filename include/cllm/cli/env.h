@@ -59,4 +59,8 @@ void cllm_env_team(int *teams, int *team_threads);
  * terminal does not say (1..100000); 0 when unset or not a number. */
 int cllm_env_columns(void);
 
+/* The job size an MPI launcher announced to this process (Open MPI's
+ * OMPI_COMM_WORLD_SIZE, PMI_SIZE from MPICH's Hydra); 0 when started alone. */
+int cllm_env_launcher_ranks(void);
+
 #endif
