@@ -24,6 +24,14 @@ cllm_status cllm_tokenizer_train(const cllm_corpus *c, int vocab_size, cllm_toke
 /* The same, abandoned within milliseconds of *stop becoming non-zero: CLLM_ERR_INTERRUPTED, *out NULL. stop may be NULL. */
 cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size, const cllm_stop_flag *stop,
                                            cllm_tokenizer **out);
+/* The same, fed one document at a time, so that a corpus of any size is never held whole: create, add every
+   document in order (the bytes are not kept), then finish, which learns the merges and frees the trainer (also on
+   failure). The result equals cllm_tokenizer_train's on the same documents. */
+typedef struct cllm_tokenizer_trainer cllm_tokenizer_trainer;
+cllm_status cllm_tokenizer_trainer_create(int vocab_size, const cllm_stop_flag *stop, cllm_tokenizer_trainer **out);
+cllm_status cllm_tokenizer_trainer_add(cllm_tokenizer_trainer *b, const uint8_t *text, size_t n);
+cllm_status cllm_tokenizer_trainer_finish(cllm_tokenizer_trainer *b, cllm_tokenizer **out);
+void cllm_tokenizer_trainer_free(cllm_tokenizer_trainer *b); /* abandons a trainer not finished */
 int cllm_tokenizer_vocab_size(const cllm_tokenizer *t);
 int32_t cllm_tokenizer_eot(const cllm_tokenizer *t);          /* the end-of-document id */
 cllm_status cllm_tokenizer_encode(const cllm_tokenizer *t, const uint8_t *bytes, size_t n, int32_t **ids, size_t *n_ids); /* *ids malloc'd */

@@ -1,0 +1,240 @@
+/* Parallel, deterministic encoding (include/cllm/data/encoder.h).
+ *
+ * Why pieces and not documents: a corpus may be one 1 GB file or 100,000
+ * small ones; pieces of ~64 KiB cut at chunk boundaries balance both. Why
+ * the cut is sequential: a chunk boundary is defined by the pre-tokenizer's
+ * scan from the start of the document, so only that scan knows where one
+ * may cut; from a known chunk start, a thread's own scan finds the same
+ * chunks again. The per-thread memo is only a memo: its hits and misses,
+ * and when it is emptied, never change an id. */
+#include "cllm/data/encoder.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer_internal.h"
+
+#define DEFAULT_BATCH_BYTES (8u << 20)
+#define PIECE_BYTES (64u << 10)
+#define MEMO_SLOTS (1u << 18)          /* per thread; a power of two */
+#define MEMO_MAX_ENTRIES (MEMO_SLOTS / 2)
+#define MEMO_POOL_BYTES (8u << 20)     /* chunk bytes and ids kept per thread before the memo is emptied */
+
+static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory encoding the corpus"); }
+
+/* One thread's memo of encoded chunks: open addressing on the chunk's hash. */
+typedef struct {
+    uint64_t *hash;     /* per slot; 0 = empty */
+    uint32_t *entry;    /* per slot */
+    uint32_t *byte_off, *byte_len, *ids_off, *ids_len; /* per entry */
+    uint8_t *bytes;     /* chunk bytes, MEMO_POOL_BYTES */
+    int32_t *ids;       /* chunk ids, MEMO_POOL_BYTES / 4 */
+    size_t n_entries, n_bytes, n_ids;
+} memo;
+
+typedef struct { size_t start, end; size_t doc; int ends_doc; } piece; /* [start, end) in the batch */
+
+struct cllm_encoder {
+    const cllm_tokenizer *tok;
+    int threads;
+    size_t batch_bytes;
+    cllm_ids_sink sink;
+    void *sink_ctx;
+    memo *memos;                 /* one per thread */
+    uint8_t *bytes; size_t n_bytes, bytes_cap;
+    size_t *doc_start; size_t n_docs, docs_cap; /* doc d is bytes[doc_start[d] .. doc_start[d+1] or n_bytes) */
+    piece *pieces; size_t n_pieces, pieces_cap;
+    int32_t *ids; size_t ids_cap;
+};
+
+static void memo_free(memo *m) {
+    free(m->hash);
+    free(m->entry);
+    free(m->byte_off);
+    free(m->byte_len);
+    free(m->ids_off);
+    free(m->ids_len);
+    free(m->bytes);
+    free(m->ids);
+}
+
+static int memo_init(memo *m) {
+    memset(m, 0, sizeof *m);
+    m->hash = calloc(MEMO_SLOTS, sizeof *m->hash);
+    m->entry = malloc(MEMO_SLOTS * sizeof *m->entry);
+    m->byte_off = malloc(MEMO_MAX_ENTRIES * sizeof *m->byte_off);
+    m->byte_len = malloc(MEMO_MAX_ENTRIES * sizeof *m->byte_len);
+    m->ids_off = malloc(MEMO_MAX_ENTRIES * sizeof *m->ids_off);
+    m->ids_len = malloc(MEMO_MAX_ENTRIES * sizeof *m->ids_len);
+    m->bytes = malloc(MEMO_POOL_BYTES);
+    m->ids = malloc(MEMO_POOL_BYTES / 4 * sizeof *m->ids);
+    return m->hash && m->entry && m->byte_off && m->byte_len && m->ids_off && m->ids_len && m->bytes && m->ids;
+}
+
+static void memo_clear(memo *m) {
+    memset(m->hash, 0, MEMO_SLOTS * sizeof *m->hash);
+    m->n_entries = m->n_bytes = m->n_ids = 0;
+}
+
+static uint64_t chunk_hash(const uint8_t *c, size_t len) {
+    uint64_t h = cllm_fnv1a64(c, len, CLLM_FNV1A64_OFFSET);
+    return h ? h : 1;
+}
+
+/* Writes the chunk's ids to out; returns how many. Chunks too long for the
+ * pool are encoded without the memo. */
+static size_t encode_chunk(const cllm_tokenizer *t, memo *m, const uint8_t *c, size_t len, int32_t *out) {
+    if (len == 1) {
+        out[0] = c[0];
+        return 1;
+    }
+    uint64_t h = chunk_hash(c, len);
+    size_t slot = (size_t)h & (MEMO_SLOTS - 1);
+    for (; m->hash[slot]; slot = (slot + 1) & (MEMO_SLOTS - 1)) {
+        if (m->hash[slot] != h) continue;
+        uint32_t e = m->entry[slot];
+        if (m->byte_len[e] == len && memcmp(m->bytes + m->byte_off[e], c, len) == 0) {
+            memcpy(out, m->ids + m->ids_off[e], m->ids_len[e] * sizeof *out);
+            return m->ids_len[e];
+        }
+    }
+    size_t n = cllm_tokenizer_encode_chunk(t, c, len, out);
+    if (len > PIECE_BYTES) return n;
+    if (m->n_entries == MEMO_MAX_ENTRIES || m->n_bytes + len > MEMO_POOL_BYTES || m->n_ids + n > MEMO_POOL_BYTES / 4) {
+        memo_clear(m);
+        slot = (size_t)h & (MEMO_SLOTS - 1);
+    }
+    size_t e = m->n_entries++;
+    m->hash[slot] = h;
+    m->entry[slot] = (uint32_t)e;
+    m->byte_off[e] = (uint32_t)m->n_bytes;
+    m->byte_len[e] = (uint32_t)len;
+    m->ids_off[e] = (uint32_t)m->n_ids;
+    m->ids_len[e] = (uint32_t)n;
+    memcpy(m->bytes + m->n_bytes, c, len);
+    memcpy(m->ids + m->n_ids, out, n * sizeof *out);
+    m->n_bytes += len;
+    m->n_ids += n;
+    return n;
+}
+
+cllm_status cllm_encoder_create(const cllm_tokenizer *t, int threads, size_t batch_bytes, cllm_ids_sink sink,
+                                void *sink_ctx, cllm_encoder **out) {
+    *out = NULL;
+    cllm_encoder *e = calloc(1, sizeof *e);
+    if (!e) return oom();
+    e->tok = t;
+    e->threads = threads > 0 ? threads : omp_get_max_threads();
+    e->batch_bytes = batch_bytes ? batch_bytes : DEFAULT_BATCH_BYTES;
+    e->sink = sink;
+    e->sink_ctx = sink_ctx;
+    e->memos = calloc((size_t)e->threads, sizeof *e->memos);
+    int ok = e->memos != NULL;
+    for (int i = 0; ok && i < e->threads; i++) ok = memo_init(&e->memos[i]);
+    if (!ok) {
+        cllm_encoder_free(e);
+        return oom();
+    }
+    *out = e;
+    return CLLM_OK;
+}
+
+void cllm_encoder_free(cllm_encoder *e) {
+    if (!e) return;
+    for (int i = 0; e->memos && i < e->threads; i++) memo_free(&e->memos[i]);
+    free(e->memos);
+    free(e->bytes);
+    free(e->doc_start);
+    free(e->pieces);
+    free(e->ids);
+    free(e);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return 0;
+    *p = q;
+    *cap = c;
+    return 1;
+}
+
+static int add_piece(cllm_encoder *e, size_t start, size_t end, size_t doc, int ends_doc) {
+    if (!grow((void **)&e->pieces, &e->pieces_cap, e->n_pieces + 1, sizeof *e->pieces)) return 0;
+    e->pieces[e->n_pieces++] = (piece){start, end, doc, ends_doc};
+    return 1;
+}
+
+/* The sequential part: every document's chunks from its start, cut into pieces. */
+static int cut_pieces(cllm_encoder *e) {
+    e->n_pieces = 0;
+    for (size_t d = 0; d < e->n_docs; d++) {
+        size_t start = e->doc_start[d], end = d + 1 < e->n_docs ? e->doc_start[d + 1] : e->n_bytes;
+        const uint8_t *s = e->bytes + start;
+        size_t n = end - start, from = 0;
+        for (size_t i = 0; i < n;) {
+            i = cllm_tokenizer_chunk_end(s, n, i);
+            if (i - from >= PIECE_BYTES && i < n) {
+                if (!add_piece(e, start + from, start + i, d, 0)) return 0;
+                from = i;
+            }
+        }
+        if (!add_piece(e, start + from, end, d, 1)) return 0;
+    }
+    return 1;
+}
+
+/* Piece p's ids into out (room for end - start ids); returns how many. */
+static size_t encode_piece(const cllm_encoder *e, memo *m, const piece *p, int32_t *out) {
+    size_t doc_start = e->doc_start[p->doc];
+    size_t doc_end = p->doc + 1 < e->n_docs ? e->doc_start[p->doc + 1] : e->n_bytes;
+    const uint8_t *s = e->bytes + doc_start;
+    size_t n = doc_end - doc_start, k = 0;
+    for (size_t i = p->start - doc_start, stop = p->end - doc_start; i < stop;) {
+        size_t end = cllm_tokenizer_chunk_end(s, n, i);
+        k += encode_chunk(e->tok, m, s + i, end - i, out + k);
+        i = end;
+    }
+    return k;
+}
+
+static cllm_status encode_batch(cllm_encoder *e) {
+    if (e->n_docs == 0) return CLLM_OK;
+    /* A piece of b bytes makes at most b ids, and piece p's room starts at its first byte plus one EOT slot
+       per document before it: the pieces write in parallel without overlapping. */
+    if (!cut_pieces(e) || !grow((void **)&e->ids, &e->ids_cap, e->n_bytes + e->n_docs, sizeof *e->ids)) return oom();
+    size_t *counts = malloc(e->n_pieces * sizeof *counts);
+    if (!counts) return oom();
+    long n_pieces = (long)e->n_pieces;
+#pragma omp parallel for num_threads(e->threads) schedule(dynamic, 1)
+    for (long p = 0; p < n_pieces; p++) {
+        const piece *pc = &e->pieces[p];
+        counts[p] = encode_piece(e, &e->memos[omp_get_thread_num()], pc, e->ids + pc->start + pc->doc);
+    }
+    size_t k = 0;
+    int32_t eot = cllm_tokenizer_eot(e->tok);
+    for (size_t p = 0; p < e->n_pieces; p++) {
+        const piece *pc = &e->pieces[p];
+        memmove(e->ids + k, e->ids + pc->start + pc->doc, counts[p] * sizeof *e->ids);
+        k += counts[p];
+        if (pc->ends_doc) e->ids[k++] = eot;
+    }
+    free(counts);
+    e->n_bytes = e->n_docs = 0;
+    return e->sink(e->sink_ctx, e->ids, k);
+}
+
+cllm_status cllm_encoder_add(cllm_encoder *e, const uint8_t *bytes, size_t n) {
+    if (!grow((void **)&e->bytes, &e->bytes_cap, e->n_bytes + n, 1) ||
+        !grow((void **)&e->doc_start, &e->docs_cap, e->n_docs + 1, sizeof *e->doc_start))
+        return oom();
+    e->doc_start[e->n_docs++] = e->n_bytes;
+    memcpy(e->bytes + e->n_bytes, bytes, n);
+    e->n_bytes += n;
+    return e->n_bytes >= e->batch_bytes ? encode_batch(e) : CLLM_OK;
+}
+
+cllm_status cllm_encoder_flush(cllm_encoder *e) { return encode_batch(e); }
