@@ -2,10 +2,10 @@
  *
  * Why pieces and not documents: a corpus may be one 1 GB file or 100,000
  * small ones; pieces of ~64 KiB cut at chunk boundaries balance both. Why
- * the cut is sequential: a chunk boundary is defined by the pre-tokenizer's
- * scan from the start of the document, so only that scan knows where one
- * may cut; from a known chunk start, a thread's own scan finds the same
- * chunks again. The per-thread memo is only a memo: its hits and misses,
+ * the scan is sequential: a chunk boundary is defined by the pre-tokenizer's
+ * scan from the start of the document, so only that scan knows where
+ * chunks are; it records every chunk's end (relative to its piece, 4 bytes
+ * a chunk), and the threads encode those chunks. The per-thread memo is only a memo: its hits and misses,
  * and when it is emptied, never change an id. */
 #include "cllm/data/encoder.h"
 
@@ -33,7 +33,9 @@ typedef struct {
     size_t n_entries, n_bytes, n_ids;
 } memo;
 
-typedef struct { size_t start, end; size_t doc; int ends_doc; } piece; /* [start, end) in the batch */
+/* Bytes [start, end) of the batch, in document doc; its chunks end at start + chunk_end[first_chunk ..
+ * first_chunk + n_chunks). */
+typedef struct { size_t start, end, doc, first_chunk, n_chunks; int ends_doc; } piece;
 
 struct cllm_encoder {
     const cllm_tokenizer *tok;
@@ -45,6 +47,7 @@ struct cllm_encoder {
     uint8_t *bytes; size_t n_bytes, bytes_cap;
     size_t *doc_start; size_t n_docs, docs_cap; /* doc d is bytes[doc_start[d] .. doc_start[d+1] or n_bytes) */
     piece *pieces; size_t n_pieces, pieces_cap;
+    uint32_t *chunk_end; size_t n_chunks, chunks_cap; /* relative to the piece's start */
     int32_t *ids; size_t ids_cap;
 };
 
@@ -77,8 +80,20 @@ static void memo_clear(memo *m) {
     m->n_entries = m->n_bytes = m->n_ids = 0;
 }
 
+/* A memo key only (equal keys are compared byte for byte), so speed matters more than quality: eight bytes
+ * per multiplication. Never 0, which marks an empty slot. */
 static uint64_t chunk_hash(const uint8_t *c, size_t len) {
-    uint64_t h = cllm_fnv1a64(c, len, CLLM_FNV1A64_OFFSET);
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, c + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, c + i, len - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
     return h ? h : 1;
 }
 
@@ -147,6 +162,7 @@ void cllm_encoder_free(cllm_encoder *e) {
     free(e->bytes);
     free(e->doc_start);
     free(e->pieces);
+    free(e->chunk_end);
     free(e->ids);
     free(e);
 }
@@ -162,41 +178,44 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return 1;
 }
 
-static int add_piece(cllm_encoder *e, size_t start, size_t end, size_t doc, int ends_doc) {
+static int add_piece(cllm_encoder *e, size_t start, size_t end, size_t doc, int ends_doc, size_t first_chunk) {
     if (!grow((void **)&e->pieces, &e->pieces_cap, e->n_pieces + 1, sizeof *e->pieces)) return 0;
-    e->pieces[e->n_pieces++] = (piece){start, end, doc, ends_doc};
+    e->pieces[e->n_pieces++] = (piece){start, end, doc, first_chunk, e->n_chunks - first_chunk, ends_doc};
     return 1;
 }
 
-/* The sequential part: every document's chunks from its start, cut into pieces. */
+/* The sequential part: every document's chunks, scanned from its start, recorded and cut into pieces. */
 static int cut_pieces(cllm_encoder *e) {
-    e->n_pieces = 0;
+    e->n_pieces = e->n_chunks = 0;
     for (size_t d = 0; d < e->n_docs; d++) {
         size_t start = e->doc_start[d], end = d + 1 < e->n_docs ? e->doc_start[d + 1] : e->n_bytes;
         const uint8_t *s = e->bytes + start;
-        size_t n = end - start, from = 0;
+        size_t n = end - start, from = 0, first = e->n_chunks;
         for (size_t i = 0; i < n;) {
             i = cllm_tokenizer_chunk_end(s, n, i);
+            if (e->n_chunks == e->chunks_cap &&
+                !grow((void **)&e->chunk_end, &e->chunks_cap, e->n_chunks + 1, sizeof *e->chunk_end))
+                return 0;
+            e->chunk_end[e->n_chunks++] = (uint32_t)(i - from);
             if (i - from >= PIECE_BYTES && i < n) {
-                if (!add_piece(e, start + from, start + i, d, 0)) return 0;
+                if (!add_piece(e, start + from, start + i, d, 0, first)) return 0;
                 from = i;
+                first = e->n_chunks;
             }
         }
-        if (!add_piece(e, start + from, end, d, 1)) return 0;
+        if (!add_piece(e, start + from, end, d, 1, first)) return 0;
     }
     return 1;
 }
 
 /* Piece p's ids into out (room for end - start ids); returns how many. */
 static size_t encode_piece(const cllm_encoder *e, memo *m, const piece *p, int32_t *out) {
-    size_t doc_start = e->doc_start[p->doc];
-    size_t doc_end = p->doc + 1 < e->n_docs ? e->doc_start[p->doc + 1] : e->n_bytes;
-    const uint8_t *s = e->bytes + doc_start;
-    size_t n = doc_end - doc_start, k = 0;
-    for (size_t i = p->start - doc_start, stop = p->end - doc_start; i < stop;) {
-        size_t end = cllm_tokenizer_chunk_end(s, n, i);
-        k += encode_chunk(e->tok, m, s + i, end - i, out + k);
-        i = end;
+    const uint8_t *s = e->bytes + p->start;
+    const uint32_t *ends = e->chunk_end + p->first_chunk;
+    size_t k = 0, i = 0;
+    for (size_t c = 0; c < p->n_chunks; c++) {
+        k += encode_chunk(e->tok, m, s + i, ends[c] - i, out + k);
+        i = ends[c];
     }
     return k;
 }
