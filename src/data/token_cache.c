@@ -26,6 +26,7 @@
 #include "cllm/data/token_cache.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,26 +329,37 @@ static cllm_status encode_stream(cllm_token_cache_writer *w, const cllm_corpus_f
     return s;
 }
 
-cllm_status cllm_token_cache_build(const char *path, const cllm_corpus_files *files, const cllm_tokenizer *t,
-                                   int threads, const cllm_stop_flag *stop, const cllm_data_progress *progress,
-                                   cllm_token_cache_writer **wp, cllm_token_cache *out) {
+cllm_status cllm_token_cache_begin(const char *path, int vocab, cllm_token_cache_writer **wp) {
     *wp = NULL;
-    memset(out, 0, sizeof *out);
     cllm_token_cache_writer *w = calloc(1, sizeof *w);
     if (!w) return oom();
-    int vocab = cllm_tokenizer_vocab_size(t);
     w->id_bytes = vocab <= 65536 ? 2 : 4;
     sum_init(&w->sum);
-    cllm_token_cache_info info = {.id_bytes = w->id_bytes};
-    cllm_status s = cllm_token_cache_tokenizer_hash(t, &info.tokenizer_hash);
-    if (s == CLLM_OK) s = cllm_atomic_open(&w->af, path);
+    cllm_status s = cllm_atomic_open(&w->af, path);
     if (s != CLLM_OK) {
         free(w);
         return s;
     }
     w->path = w->af.final_path;
+    /* The header's place, written through at once: a folder that cannot take a file says so now. */
     uint8_t header[HEADER_BYTES] = {0};
-    if (fwrite(header, 1, HEADER_BYTES, w->af.f) != HEADER_BYTES) s = write_failed(w);
+    if (fwrite(header, 1, HEADER_BYTES, w->af.f) != HEADER_BYTES || fflush(w->af.f) != 0) {
+        s = write_failed(w);
+        cllm_token_cache_abort(w);
+        return s;
+    }
+    *wp = w;
+    return CLLM_OK;
+}
+
+cllm_status cllm_token_cache_encode(cllm_token_cache_writer *w, const cllm_corpus_files *files,
+                                    const cllm_tokenizer *t, int threads, const cllm_stop_flag *stop,
+                                    const cllm_data_progress *progress, cllm_token_cache *out) {
+    memset(out, 0, sizeof *out);
+    cllm_token_cache_info info = {.id_bytes = w->id_bytes};
+    cllm_status s = cllm_tokenizer_vocab_size(t) <= (w->id_bytes == 2 ? 65536 : INT32_MAX)
+                        ? cllm_token_cache_tokenizer_hash(t, &info.tokenizer_hash)
+                        : cllm_fail(CLLM_ERR_INTERNAL, "%s: the vocabulary outgrew the ids' width", w->path);
     cllm_corpus_reader r;
     if (s == CLLM_OK) s = encode_stream(w, files, t, threads, stop, progress, &r);
     if (s == CLLM_OK) {
@@ -355,6 +367,7 @@ cllm_status cllm_token_cache_build(const char *path, const cllm_corpus_files *fi
         info.corpus_bytes = r.n_bytes;
         info.n_docs = r.n_docs;
         info.n_tokens = w->n_tokens;
+        uint8_t header[HEADER_BYTES];
         header_write(header, &info, sum_end(&w->sum));
         if (fseek(w->af.f, 0, SEEK_SET) != 0 || fwrite(header, 1, HEADER_BYTES, w->af.f) != HEADER_BYTES ||
             fflush(w->af.f) != 0)
@@ -366,10 +379,18 @@ cllm_status cllm_token_cache_build(const char *path, const cllm_corpus_files *fi
                    : map_ids(w->af.tmp_path, fd, &info, out);
         if (fd >= 0) close(fd);
     }
+    return s;
+}
+
+cllm_status cllm_token_cache_build(const char *path, const cllm_corpus_files *files, const cllm_tokenizer *t,
+                                   int threads, const cllm_stop_flag *stop, const cllm_data_progress *progress,
+                                   cllm_token_cache_writer **wp, cllm_token_cache *out) {
+    memset(out, 0, sizeof *out);
+    cllm_status s = cllm_token_cache_begin(path, cllm_tokenizer_vocab_size(t), wp);
+    if (s == CLLM_OK) s = cllm_token_cache_encode(*wp, files, t, threads, stop, progress, out);
     if (s != CLLM_OK) {
-        cllm_token_cache_abort(w);
-        return s;
+        cllm_token_cache_abort(*wp);
+        *wp = NULL;
     }
-    *wp = w;
-    return CLLM_OK;
+    return s;
 }

@@ -61,10 +61,14 @@ cllm_status cllm_run_tokens_build(const char *dir, const cllm_corpus_files *file
     if (!path) return oom();
     int have_figures = rt->corpus_bytes > 0;
     uint64_t hash = rt->corpus_hash, bytes = rt->corpus_bytes;
-    cllm_status s = cllm_token_cache_build(path, files, tok, o->threads, o->stop, &o->progress, &rt->pending,
-                                           &rt->cache);
+    cllm_status s = rt->pending ? CLLM_OK : cllm_token_cache_begin(path, cllm_tokenizer_vocab_size(tok), &rt->pending);
     free(path);
-    if (s != CLLM_OK) return s;
+    if (s == CLLM_OK) s = cllm_token_cache_encode(rt->pending, files, tok, o->threads, o->stop, &o->progress, &rt->cache);
+    if (s != CLLM_OK) {
+        cllm_token_cache_abort(rt->pending);
+        rt->pending = NULL;
+        return s;
+    }
     const cllm_token_cache_info *in = &rt->cache.info;
     if (have_figures && (in->corpus_hash != hash || in->corpus_bytes != bytes))
         return cllm_fail(CLLM_ERR_INPUT, "the training data changed while it was read (%llu bytes, then %llu): "
@@ -75,6 +79,14 @@ cllm_status cllm_run_tokens_build(const char *dir, const cllm_corpus_files *file
     rt->n_docs = in->n_docs;
     use_cache(rt);
     return CLLM_OK;
+}
+
+cllm_status cllm_run_tokens_begin(const char *dir, int vocab, cllm_run_tokens *rt) {
+    char *path = tokens_path(dir);
+    if (!path) return oom();
+    cllm_status s = cllm_token_cache_begin(path, vocab, &rt->pending);
+    free(path);
+    return s;
 }
 
 cllm_status cllm_run_tokens_commit(cllm_run_tokens *rt) {

@@ -543,6 +543,7 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
                            NULL, 0, 0};
     cllm_run_tokens_options to = {0, cllm_stop_flag_ptr(), {startup_show, &sp}};
     cllm_status st = cllm_corpus_list(paths, o->n_data, cllm_stop_flag_ptr(), &t->files);
+    if (st == CLLM_OK && !resume) st = cllm_run_tokens_begin(t->dir, o->model.vocab_size, &t->tokens);
     if (st != CLLM_OK) return st;
     if (sp.mode != CLLM_PROGRESS_OFF) {
         printf("cllm train: reading %s: %zu file%s, %.1f MB\n", o->n_data ? paths[0] : CLLM_DEFAULT_CORPUS_NAME,

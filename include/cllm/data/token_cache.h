@@ -60,6 +60,13 @@ typedef struct cllm_token_cache_writer cllm_token_cache_writer;
 cllm_status cllm_token_cache_build(const char *path, const cllm_corpus_files *files, const cllm_tokenizer *t,
                                    int threads, const cllm_stop_flag *stop, const cllm_data_progress *progress,
                                    cllm_token_cache_writer **w, cllm_token_cache *out);
+/* The same in two steps: begin opens PATH.tmp.PID and writes the header's place through (a folder that cannot
+   take the file says so before any reading; ids will be 2 bytes when vocab <= 65536); encode streams the files
+   (on failure w stays to be aborted). */
+cllm_status cllm_token_cache_begin(const char *path, int vocab, cllm_token_cache_writer **w);
+cllm_status cllm_token_cache_encode(cllm_token_cache_writer *w, const cllm_corpus_files *files,
+                                    const cllm_tokenizer *t, int threads, const cllm_stop_flag *stop,
+                                    const cllm_data_progress *progress, cllm_token_cache *out);
 cllm_status cllm_token_cache_commit(cllm_token_cache_writer *w); /* frees w */
 void cllm_token_cache_abort(cllm_token_cache_writer *w);         /* frees w; NULL is fine */
 

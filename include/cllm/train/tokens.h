@@ -45,7 +45,10 @@ typedef struct {
 cllm_status cllm_run_tokenizer_train(const cllm_corpus_files *files, const char *const *paths, int n_paths,
                                      int vocab, const cllm_run_tokens_options *o, cllm_tokenizer **tok,
                                      cllm_run_tokens *rt);
-/* Pass 2: the files encoded into DIR/tokens.bin, mapped, not yet committed. When rt already holds corpus figures
+/* Before pass 1: DIR/tokens.bin's temporary opened and its header's place written, so that a folder that cannot
+   take it fails before the corpus is read. vocab: the largest the tokenizer may have. */
+cllm_status cllm_run_tokens_begin(const char *dir, int vocab, cllm_run_tokens *rt);
+/* Pass 2: the files encoded into DIR/tokens.bin (begun, or begun now), mapped, not yet committed. When rt already holds corpus figures
    (from pass 1), the two reads must agree: else CLLM_ERR_INPUT "the training data changed while it was read". */
 cllm_status cllm_run_tokens_build(const char *dir, const cllm_corpus_files *files, const cllm_tokenizer *tok,
                                   const cllm_run_tokens_options *o, cllm_run_tokens *rt);
