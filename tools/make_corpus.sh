@@ -14,7 +14,8 @@
 #   /usr/share/perl*, /usr/lib/x86_64-linux-gnu/perl*   Perl modules (*.pm, *.pl)
 #   /root/.pyenv, /usr/lib/gcc   more Python sources and GCC's plugin headers
 # Files are copied (one file of the corpus per source file, its path kept under
-# OUT_DIR/<source>/) until MEGABYTES * 10^6 bytes are reached. Skipped: empty
+# OUT_DIR/<source>/, a leading dot of a name made "_" since cllm skips hidden
+# entries) until MEGABYTES * 10^6 bytes are reached. Skipped: empty
 # files, files over 4 MB, files with a NUL byte in their first 8 KiB (binary),
 # symbolic links. The same machine gives the same corpus.
 set -eu
@@ -87,6 +88,8 @@ for name, roots, suffixes in sources:
             rel = os.path.relpath(path, "/")
             if rel.endswith(".gz"):
                 rel = rel[:-3]
+            # cllm skips hidden entries (.pyenv): keep the names visible
+            rel = os.path.join(*("_" + p if p.startswith(".") else p for p in rel.split(os.sep)))
             dest = os.path.join(out, name, rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             if os.path.exists(dest):

@@ -27,7 +27,7 @@ if(CLLM_HAVE_CAIRO)
   target_link_libraries(cllm_fuzz_core PUBLIC PkgConfig::CAIRO)
 endif()
 
-set(CLLM_FUZZ_TARGETS safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train json config metrics plot)
+set(CLLM_FUZZ_TARGETS safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train token_cache json config metrics plot)
 foreach(t ${CLLM_FUZZ_TARGETS})
   add_executable(fuzz_${t} test/fuzz/fuzz_${t}.c test/fuzz/fuzz_support.c)
   target_compile_options(fuzz_${t} PRIVATE ${CLLM_FUZZ_FLAGS})

@@ -21,7 +21,7 @@ head -c 3000 "$here/../../data/tinyshakespeare.txt" >"$work/text.txt"
 "$cllm" tokenizer train "$work/text.txt" --vocab 270 -o "$work/small.bin" >/dev/null
 
 rm -rf "$out"
-for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train json config metrics plot; do
+for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train token_cache json config metrics plot; do
     mkdir -p "$out/$t"
 done
 split=$'\n--cllm-fuzz-part--\n' # FUZZ_SPLIT in fuzz_support.h
@@ -33,6 +33,15 @@ cp "$run/optimizer.safetensors" "$out/safetensors/optimizer"
   cat "$run/tokenizer.bin"; } >"$out/checkpoint/run"
 
 cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
+
+# token_cache: the tokens.bin of a run on two small files (vocabulary 300, as fuzz_token_cache.c expects)
+mkdir -p "$work/two"
+head -c 1500 "$work/text.txt" >"$work/two/a.txt"
+tail -c 1500 "$work/text.txt" >"$work/two/b.txt"
+"$cllm" train "$work/two" --preset tiny --steps 1 --layers 1 --heads 2 --embd 8 --seq 8 --vocab 300 \
+    --val-fraction 0 --sample-tokens 0 --out "$work/small-run" --quiet >/dev/null
+cp "$work/small-run/tokens.bin" "$out/token_cache/run"
+head -c 128 "$work/small-run/tokens.bin" >"$out/token_cache/header"
 cp "$work/small.bin" "$out/tokenizer_file/small"
 
 head -c 400 "$work/text.txt" >"$out/tokenizer_roundtrip/text"
