@@ -17,20 +17,26 @@
 
 #define DEFAULT_BATCH_BYTES (8u << 20)
 #define PIECE_BYTES (64u << 10)
-#define MEMO_SLOTS (1u << 18)          /* per thread; a power of two */
+#define MEMO_SLOTS (1u << 16)          /* per thread; a power of two */
 #define MEMO_MAX_ENTRIES (MEMO_SLOTS / 2)
-#define MEMO_POOL_BYTES (8u << 20)     /* chunk bytes and ids kept per thread before the memo is emptied */
+#define MEMO_POOL_BYTES (2u << 20)     /* chunk bytes and ids kept per thread before the memo is emptied */
+#define MEMO_MAX_CHUNK 4096            /* longer chunks are encoded without the memo */
 
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory encoding the corpus"); }
 
-/* One thread's memo of encoded chunks: open addressing on the chunk's hash. */
+/* One thread's memo of encoded chunks: open addressing on the chunk's hash.
+ * A slot holds all a lookup needs besides the pool, where a chunk's bytes
+ * are followed by its ids: a hit touches two or three cache lines. */
 typedef struct {
-    uint64_t *hash;     /* per slot; 0 = empty */
-    uint32_t *entry;    /* per slot */
-    uint32_t *byte_off, *byte_len, *ids_off, *ids_len; /* per entry */
-    uint8_t *bytes;     /* chunk bytes, MEMO_POOL_BYTES */
-    int32_t *ids;       /* chunk ids, MEMO_POOL_BYTES / 4 */
-    size_t n_entries, n_bytes, n_ids;
+    uint64_t hash; /* 0: empty */
+    uint32_t off;  /* in the pool: len bytes, then (4-aligned) n_ids int32 */
+    uint16_t len, n_ids;
+} memo_slot;
+
+typedef struct {
+    memo_slot *slots;
+    uint8_t *pool;
+    size_t n_entries, used;
 } memo;
 
 /* Bytes [start, end) of the batch, in document doc; its chunks end at start + chunk_end[first_chunk ..
@@ -52,32 +58,20 @@ struct cllm_encoder {
 };
 
 static void memo_free(memo *m) {
-    free(m->hash);
-    free(m->entry);
-    free(m->byte_off);
-    free(m->byte_len);
-    free(m->ids_off);
-    free(m->ids_len);
-    free(m->bytes);
-    free(m->ids);
+    free(m->slots);
+    free(m->pool);
 }
 
 static int memo_init(memo *m) {
-    memset(m, 0, sizeof *m);
-    m->hash = calloc(MEMO_SLOTS, sizeof *m->hash);
-    m->entry = malloc(MEMO_SLOTS * sizeof *m->entry);
-    m->byte_off = malloc(MEMO_MAX_ENTRIES * sizeof *m->byte_off);
-    m->byte_len = malloc(MEMO_MAX_ENTRIES * sizeof *m->byte_len);
-    m->ids_off = malloc(MEMO_MAX_ENTRIES * sizeof *m->ids_off);
-    m->ids_len = malloc(MEMO_MAX_ENTRIES * sizeof *m->ids_len);
-    m->bytes = malloc(MEMO_POOL_BYTES);
-    m->ids = malloc(MEMO_POOL_BYTES / 4 * sizeof *m->ids);
-    return m->hash && m->entry && m->byte_off && m->byte_len && m->ids_off && m->ids_len && m->bytes && m->ids;
+    m->slots = calloc(MEMO_SLOTS, sizeof *m->slots);
+    m->pool = malloc(MEMO_POOL_BYTES);
+    m->n_entries = m->used = 0;
+    return m->slots && m->pool;
 }
 
 static void memo_clear(memo *m) {
-    memset(m->hash, 0, MEMO_SLOTS * sizeof *m->hash);
-    m->n_entries = m->n_bytes = m->n_ids = 0;
+    memset(m->slots, 0, MEMO_SLOTS * sizeof *m->slots);
+    m->n_entries = m->used = 0;
 }
 
 /* A memo key only (equal keys are compared byte for byte), so speed matters more than quality: eight bytes
@@ -97,40 +91,34 @@ static uint64_t chunk_hash(const uint8_t *c, size_t len) {
     return h ? h : 1;
 }
 
-/* Writes the chunk's ids to out; returns how many. Chunks too long for the
- * pool are encoded without the memo. */
+static size_t ids_at(size_t len) { return (len + 3) & ~(size_t)3; }
+
+/* Writes the chunk's ids to out; returns how many. */
 static size_t encode_chunk(const cllm_tokenizer *t, memo *m, const uint8_t *c, size_t len, int32_t *out) {
     if (len == 1) {
         out[0] = c[0];
         return 1;
     }
+    if (len > MEMO_MAX_CHUNK) return cllm_tokenizer_encode_chunk(t, c, len, out);
     uint64_t h = chunk_hash(c, len);
-    size_t slot = (size_t)h & (MEMO_SLOTS - 1);
-    for (; m->hash[slot]; slot = (slot + 1) & (MEMO_SLOTS - 1)) {
-        if (m->hash[slot] != h) continue;
-        uint32_t e = m->entry[slot];
-        if (m->byte_len[e] == len && memcmp(m->bytes + m->byte_off[e], c, len) == 0) {
-            memcpy(out, m->ids + m->ids_off[e], m->ids_len[e] * sizeof *out);
-            return m->ids_len[e];
-        }
+    size_t i = (size_t)h & (MEMO_SLOTS - 1);
+    for (; m->slots[i].hash; i = (i + 1) & (MEMO_SLOTS - 1)) {
+        const memo_slot *sl = &m->slots[i];
+        if (sl->hash != h || sl->len != len || memcmp(m->pool + sl->off, c, len) != 0) continue;
+        memcpy(out, m->pool + sl->off + ids_at(len), sl->n_ids * sizeof *out);
+        return sl->n_ids;
     }
     size_t n = cllm_tokenizer_encode_chunk(t, c, len, out);
-    if (len > PIECE_BYTES) return n;
-    if (m->n_entries == MEMO_MAX_ENTRIES || m->n_bytes + len > MEMO_POOL_BYTES || m->n_ids + n > MEMO_POOL_BYTES / 4) {
+    size_t need = ids_at(len) + n * sizeof *out;
+    if (m->n_entries == MEMO_MAX_ENTRIES || m->used + need > MEMO_POOL_BYTES) {
         memo_clear(m);
-        slot = (size_t)h & (MEMO_SLOTS - 1);
+        i = (size_t)h & (MEMO_SLOTS - 1);
     }
-    size_t e = m->n_entries++;
-    m->hash[slot] = h;
-    m->entry[slot] = (uint32_t)e;
-    m->byte_off[e] = (uint32_t)m->n_bytes;
-    m->byte_len[e] = (uint32_t)len;
-    m->ids_off[e] = (uint32_t)m->n_ids;
-    m->ids_len[e] = (uint32_t)n;
-    memcpy(m->bytes + m->n_bytes, c, len);
-    memcpy(m->ids + m->n_ids, out, n * sizeof *out);
-    m->n_bytes += len;
-    m->n_ids += n;
+    m->slots[i] = (memo_slot){h, (uint32_t)m->used, (uint16_t)len, (uint16_t)n};
+    memcpy(m->pool + m->used, c, len);
+    memcpy(m->pool + m->used + ids_at(len), out, n * sizeof *out);
+    m->used += need;
+    m->n_entries++;
     return n;
 }
 
