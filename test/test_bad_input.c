@@ -443,6 +443,8 @@ static const bad_input_row rows[] = {
      "bench matmul --preset Q", NULL, 2, "--preset must be S, M or all, not 'Q'"},
     {"bench_reduce_one_source", "`bench reduce --sources 1`", NULL, NULL, NULL, NULL, "bench reduce --sources 1", NULL,
      2, "--sources 1 is out of range"},
+    {"bench_encode_missing_data", "`bench encode` on a path that does not exist", NULL, NULL, NULL, NULL,
+     "bench encode @D/nothing", NULL, 2, "no such file or folder"},
     {"bench_peak_zero_seconds", "`bench peak --seconds 0`", NULL, NULL, NULL, NULL, "bench peak --seconds 0", NULL, 2,
      "--seconds 0 is out of range"},
     {"info_unknown_flag", "`info` with an unknown flag", NULL, NULL, NULL, NULL, "info --frob", NULL, 2,

@@ -475,6 +475,23 @@ static void test_cache_file_is_the_same_for_any_thread_count(void **state) {
     free(tmp);
 }
 
+/* `cllm bench encode` compares the paths' ids as it times them. */
+static void test_bench_encode_finds_the_same_ids(void **state) {
+    (void)state;
+    char *tmp = make_temp_dir();
+    char *data = write_word_corpus(tmp, "words.txt");
+    char args[512];
+    snprintf(args, sizeof args, "bench encode %s --vocab 300 --repeats 1 --json", data);
+    run_result r = run_cllm("OMP_NUM_THREADS=3", args);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"same_ids\":true"));
+    assert_non_null(strstr(r.out, "\"threads\":3"));
+    run_result_free(&r);
+    free(data);
+    remove_tree(tmp);
+    free(tmp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encoder_equals_the_reference_for_any_thread_count),
@@ -486,6 +503,7 @@ int main(void) {
         cmocka_unit_test(test_stale_cache_is_told_apart),
         cmocka_unit_test(test_resume_rebuilds_and_eval_works_around_a_bad_cache),
         cmocka_unit_test(test_cache_file_is_the_same_for_any_thread_count),
+        cmocka_unit_test(test_bench_encode_finds_the_same_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
