@@ -1,15 +1,18 @@
 /* Parallel, deterministic encoding (include/cllm/data/encoder.h).
  *
  * Why pieces and not documents: a corpus may be one 1 GB file or 100,000
- * small ones; pieces of ~64 KiB cut at chunk boundaries balance both. Why
- * the scan is sequential: a chunk boundary is defined by the pre-tokenizer's
- * scan from the start of the document, so only that scan knows where
- * chunks are; it records every chunk's end (relative to its piece, 4 bytes
- * a chunk), and the threads encode those chunks. The per-thread memo is only a memo: its hits and misses,
+ * small ones. A document of up to 256 KiB is one piece, and the thread that
+ * encodes it also scans it for chunks (its scan from 0, as anywhere else).
+ * A bigger one is cut into pieces of ~64 KiB at chunk boundaries; only the
+ * pre-tokenizer's scan from the start of the document knows where those
+ * are, so that scan runs first, on one thread, recording every chunk's end
+ * (relative to its piece, 4 bytes a chunk), and the threads encode those
+ * chunks. The per-thread memo is only a memo: its hits and misses,
  * and when it is emptied, never change an id. */
 #include "cllm/data/encoder.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +20,8 @@
 
 #define DEFAULT_BATCH_BYTES (8u << 20)
 #define PIECE_BYTES (64u << 10)
+#define WHOLE_DOC_BYTES (4 * PIECE_BYTES) /* documents up to this size are one piece each */
+#define SCAN_ITSELF SIZE_MAX              /* piece.first_chunk of such a piece: no recorded chunks */
 #define MEMO_SLOTS (1u << 16)          /* per thread; a power of two */
 #define MEMO_MAX_ENTRIES (MEMO_SLOTS / 2)
 #define MEMO_POOL_BYTES (2u << 20)     /* chunk bytes and ids kept per thread before the memo is emptied */
@@ -168,7 +173,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 static int add_piece(cllm_encoder *e, size_t start, size_t end, size_t doc, int ends_doc, size_t first_chunk) {
     if (!grow((void **)&e->pieces, &e->pieces_cap, e->n_pieces + 1, sizeof *e->pieces)) return 0;
-    e->pieces[e->n_pieces++] = (piece){start, end, doc, first_chunk, e->n_chunks - first_chunk, ends_doc};
+    size_t n_chunks = first_chunk == SCAN_ITSELF ? 0 : e->n_chunks - first_chunk;
+    e->pieces[e->n_pieces++] = (piece){start, end, doc, first_chunk, n_chunks, ends_doc};
     return 1;
 }
 
@@ -177,6 +183,10 @@ static int cut_pieces(cllm_encoder *e) {
     e->n_pieces = e->n_chunks = 0;
     for (size_t d = 0; d < e->n_docs; d++) {
         size_t start = e->doc_start[d], end = d + 1 < e->n_docs ? e->doc_start[d + 1] : e->n_bytes;
+        if (end - start <= WHOLE_DOC_BYTES) { /* a piece of its own, scanned by the thread that encodes it */
+            if (!add_piece(e, start, end, d, 1, SCAN_ITSELF)) return 0;
+            continue;
+        }
         const uint8_t *s = e->bytes + start;
         size_t n = end - start, from = 0, first = e->n_chunks;
         for (size_t i = 0; i < n;) {
@@ -199,6 +209,15 @@ static int cut_pieces(cllm_encoder *e) {
 /* Piece p's ids into out (room for end - start ids); returns how many. */
 static size_t encode_piece(const cllm_encoder *e, memo *m, const piece *p, int32_t *out) {
     const uint8_t *s = e->bytes + p->start;
+    if (p->first_chunk == SCAN_ITSELF) { /* a whole document: its scan from 0, here */
+        size_t n = p->end - p->start, k = 0;
+        for (size_t i = 0; i < n;) {
+            size_t end = cllm_tokenizer_chunk_end(s, n, i);
+            k += encode_chunk(e->tok, m, s + i, end - i, out + k);
+            i = end;
+        }
+        return k;
+    }
     const uint32_t *ends = e->chunk_end + p->first_chunk;
     size_t k = 0, i = 0;
     for (size_t c = 0; c < p->n_chunks; c++) {
