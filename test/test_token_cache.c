@@ -203,6 +203,14 @@ static char *build_cache(const fixture *f, const char *dir, const cllm_corpus_fi
     return path;
 }
 
+/* read_upto of hold_validation: positions never go back. */
+static void note_position(void *ctx, size_t pos) {
+    size_t *upto = ctx;
+    assert_true(pos >= upto[0]);
+    upto[0] = pos;
+    upto[1]++;
+}
+
 static void test_cache_round_trip(void **state) {
     fixture *f = *state;
     cllm_corpus_files files;
@@ -233,6 +241,17 @@ static void test_cache_round_trip(void **state) {
     for (uint64_t w = 0; w < 3 * a.n_train; w += 101) {
         cllm_dataset_train_window(&a, w, in_a, tg_a);
         cllm_dataset_train_window(&b, w, in_b, tg_b);
+        assert_memory_equal(in_a, in_b, sizeof in_a);
+        assert_memory_equal(tg_a, tg_b, sizeof tg_a);
+    }
+    /* Validation windows held in memory are those read from the map, and the pass reports its progress in order. */
+    size_t upto[2] = {0, 0};
+    assert_int_equal(cllm_dataset_hold_validation(&a, note_position, upto), CLLM_OK);
+    assert_non_null(a.val_ids);
+    assert_int_equal(upto[0], a.n_tokens);
+    for (size_t w = 0; w < a.n_val; w++) {
+        cllm_dataset_val_window(&a, w, in_a, tg_a);
+        cllm_dataset_val_window(&b, w, in_b, tg_b);
         assert_memory_equal(in_a, in_b, sizeof in_a);
         assert_memory_equal(tg_a, tg_b, sizeof tg_a);
     }

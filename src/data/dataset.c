@@ -164,19 +164,43 @@ static uint64_t permute_index(uint64_t i, uint64_t n, const uint64_t keys[FEISTE
     return x;
 }
 
-void cllm_dataset_read(const cllm_dataset *d, size_t start, size_t n, int32_t *out) {
-    if (d->id_bytes == 4) {
-        memcpy(out, (const int32_t *)d->ids + start, n * sizeof *out);
+static void read_ids(const void *base, int id_bytes, size_t start, size_t n, int32_t *out) {
+    if (id_bytes == 4) {
+        memcpy(out, (const int32_t *)base + start, n * sizeof *out);
         return;
     }
-    const uint16_t *ids = (const uint16_t *)d->ids + start;
+    const uint16_t *ids = (const uint16_t *)base + start;
     for (size_t i = 0; i < n; i++) out[i] = ids[i];
 }
 
+void cllm_dataset_read(const cllm_dataset *d, size_t start, size_t n, int32_t *out) {
+    read_ids(d->ids, d->id_bytes, start, n, out);
+}
+
+/* seq_len + 1 ids from base at start, as inputs and targets shifted by one. */
+static void split_window(const void *base, int id_bytes, int seq_len, size_t start, int32_t *inputs,
+                         int32_t *targets) {
+    read_ids(base, id_bytes, start, (size_t)seq_len, inputs);
+    memmove(targets, inputs + 1, ((size_t)seq_len - 1) * sizeof *targets);
+    read_ids(base, id_bytes, start + (size_t)seq_len, 1, targets + seq_len - 1);
+}
+
 static void copy_window(const cllm_dataset *d, size_t start, int32_t *inputs, int32_t *targets) {
-    cllm_dataset_read(d, start, (size_t)d->seq_len, inputs);
-    memmove(targets, inputs + 1, ((size_t)d->seq_len - 1) * sizeof *targets);
-    cllm_dataset_read(d, start + (size_t)d->seq_len, 1, targets + d->seq_len - 1);
+    split_window(d->ids, d->id_bytes, d->seq_len, start, inputs, targets);
+}
+
+cllm_status cllm_dataset_hold_validation(cllm_dataset *d, void (*read_upto)(void *ctx, size_t pos), void *ctx) {
+    if (d->n_val == 0 || d->val_ids) return CLLM_OK;
+    size_t w = (size_t)d->seq_len + 1, bytes = (size_t)d->id_bytes;
+    uint8_t *held = malloc(d->n_val * w * bytes);
+    if (!held) return oom();
+    for (size_t i = 0; i < d->n_val; i++) { /* val_starts ascending: one pass over the stream */
+        memcpy(held + i * w * bytes, (const uint8_t *)d->ids + d->val_starts[i] * bytes, w * bytes);
+        if (read_upto && i % 4096 == 4095) read_upto(ctx, d->val_starts[i]);
+    }
+    if (read_upto) read_upto(ctx, d->n_tokens);
+    d->val_ids = held;
+    return CLLM_OK;
 }
 
 size_t cllm_dataset_train_start(const cllm_dataset *d, uint64_t index) {
@@ -193,7 +217,8 @@ void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *i
 }
 
 void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets) {
-    copy_window(d, d->val_starts[index], inputs, targets);
+    if (d->val_ids) split_window(d->val_ids, d->id_bytes, d->seq_len, index * ((size_t)d->seq_len + 1), inputs, targets);
+    else copy_window(d, d->val_starts[index], inputs, targets);
 }
 
 void cllm_dataset_free(cllm_dataset *d) {
@@ -201,5 +226,6 @@ void cllm_dataset_free(cllm_dataset *d) {
     free(d->tokens);
     free(d->train_starts);
     free(d->val_starts);
+    free(d->val_ids);
     memset(d, 0, sizeof *d);
 }

@@ -364,11 +364,8 @@ static double evaluate(trainer *t) {
                              .stop = cllm_stop_flag_ptr()};
     double loss = NAN;
     size_t tokens = 0;
-    cllm_status st = cllm_evaluate(&t->model, &src, &opt, &loss, &tokens);
-    /* The validation windows are spread over the whole stream: give their pages back, or a big corpus's
-       cache would stay resident after the first evaluation. */
-    cllm_run_tokens_release(&t->tokens, 0, t->tokens.n_tokens);
-    return st == CLLM_OK ? loss : NAN;
+    if (cllm_evaluate(&t->model, &src, &opt, &loss, &tokens) != CLLM_OK) return NAN;
+    return loss;
 }
 
 /* Pages of the mapped stream handed back during a sequential pass. */
@@ -493,6 +490,19 @@ static void undo_run_dir(trainer *t) {
     if (t->created_dir) rmdir(t->dir);
 }
 
+/* Hands back the pages of the mapped stream behind a sequential pass. */
+typedef struct {
+    const cllm_run_tokens *tokens;
+    size_t released;
+} release_state;
+
+static void release_read(void *ctx, size_t pos) {
+    release_state *r = ctx;
+    if (pos <= r->released) return;
+    cllm_run_tokens_release(r->tokens, r->released, pos);
+    r->released = pos;
+}
+
 /* What start-up says while it reads: the corpus at once, then on a terminal the bytes done and the rate. */
 typedef struct {
     cllm_progress_mode mode;
@@ -572,7 +582,7 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     if (learned != o->model.vocab_size)
         return cllm_fail(CLLM_ERR_INPUT, "tokenizer has %d tokens, run.json says %d",
                          cllm_tokenizer_vocab_size(t->tok), o->model.vocab_size);
-    startup_phase(&sp, "encoding");
+    startup_phase(&sp, resume ? "checking" : "encoding"); /* resume: the data's hash, and the cache's */
     if (resume) {
         st = cllm_run_tokens_reuse(t->dir, &t->files, t->tok, expect_hash, expect_bytes, 1, &to, &t->tokens);
         if (st != CLLM_OK && t->tokens.changed) return data_changed(t, expect_bytes);
@@ -590,8 +600,13 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         snprintf(extra, sizeof extra, ", %d thread%s", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
         startup_done(&sp, "tokens", what, t->tokens.corpus_bytes, extra);
     }
-    return cllm_dataset_from_ids(t->tokens.ids, t->tokens.id_bytes, t->tokens.n_tokens, o->model.seq_len,
-                                 o->val_fraction, o->seed, &t->data);
+    st = cllm_dataset_from_ids(t->tokens.ids, t->tokens.id_bytes, t->tokens.n_tokens, o->model.seq_len,
+                               o->val_fraction, o->seed, &t->data);
+    /* Every evaluation reads all the validation windows, spread over the whole stream: held in memory (a
+       val_fraction of the stream's bytes), they keep the map's pages from being resident after every pass. */
+    release_state rs = {&t->tokens, 0};
+    if (st == CLLM_OK) st = cllm_dataset_hold_validation(&t->data, release_read, &rs);
+    return st;
 }
 
 static void print_summary(const trainer *t, size_t buffer_bytes) {

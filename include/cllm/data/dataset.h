@@ -16,6 +16,7 @@ typedef struct {
                                               included, is followed by one EOT: doc0 EOT doc1 EOT ...) */
     const void *ids; int id_bytes;         /* the stream: n_tokens ids of 2 (uint16) or 4 bytes (int32), native order */
     int32_t *tokens;                       /* cllm_dataset_build: the stream it owns (ids points here); else NULL */
+    void *val_ids;                         /* cllm_dataset_hold_validation: the validation windows' ids, in order */
     size_t *train_starts; size_t n_train;  /* start offsets of training windows of seq_len+1 tokens */
     size_t *val_starts; size_t n_val;      /* held-out windows */
     uint64_t seed;
@@ -35,6 +36,10 @@ cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, in
    ids[0..n_tokens) of id_bytes 2 (uint16) or 4 (int32) each. */
 cllm_status cllm_dataset_from_ids(const void *ids, int id_bytes, size_t n_tokens, int seq_len, double val_fraction,
                                   uint64_t seed, cllm_dataset *out);
+/* Copies the validation windows (n_val x (seq_len + 1) ids, a val_fraction of the stream) into memory the dataset
+   owns, read in one pass in stream order, calling read_upto(ctx, pos) now and then with the position reached (NULL:
+   never): evaluations then never read the stream, so a mapped stream's pages need not stay resident. */
+cllm_status cllm_dataset_hold_validation(cllm_dataset *d, void (*read_upto)(void *ctx, size_t pos), void *ctx);
 /* Tokens [start, start + n) of the stream as int32. */
 void cllm_dataset_read(const cllm_dataset *d, size_t start, size_t n, int32_t *out);
 /* The index-th training window of an endless, deterministic sequence: epoch = index / n_train, and within an epoch
