@@ -144,11 +144,11 @@ static cllm_status header_read(const char *path, const uint8_t *p, uint64_t file
 /* One pass over the ids with pread: checksum, range, end-of-text count. */
 static cllm_status check_ids(const char *path, int fd, const cllm_token_cache_info *in, uint64_t want_sum, int vocab,
                              int32_t eot) {
-    uint8_t *buf = malloc(CHECK_PIECE_BYTES);
+    uint64_t left = in->n_tokens * (uint64_t)in->id_bytes, at = HEADER_BYTES, eots = 0;
+    uint8_t *buf = malloc(left < CHECK_PIECE_BYTES ? (size_t)left + 1 : CHECK_PIECE_BYTES);
     if (!buf) return oom();
     ids_sum sum;
     sum_init(&sum);
-    uint64_t left = in->n_tokens * (uint64_t)in->id_bytes, at = HEADER_BYTES, eots = 0;
     uint32_t max_id = 0;
     cllm_status st = CLLM_OK;
     while (left > 0 && st == CLLM_OK) {
