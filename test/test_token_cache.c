@@ -1,9 +1,9 @@
-/* The token cache and the streaming, parallel encoding behind it: the
- * encoder's ids equal the one-document encoder's for any thread count and
- * batch size; the streaming tokenizer trainer equals the in-memory one; the
- * cache file round-trips, and every kind of damage or staleness is caught;
- * through the binary, --resume rebuilds a bad cache and eval works around it,
- * and the cache is byte-identical at 1 and 3 threads. */
+/* The token cache: the file round-trips (ids equal to the one-document
+ * encoder's, windows equal to those over the stream in memory), every kind of
+ * damage or staleness is caught, the documented format reads; through the
+ * binary, --resume rebuilds a bad cache and eval works around it, and the
+ * cache is byte-identical at 1 and 3 threads. (The encoder's own tests:
+ * test_encoder.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +19,6 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
-#include "cllm/data/encoder.h"
 #include "cllm/data/token_cache.h"
 #include "cllm/data/tokenizer.h"
 #include "support.h"
@@ -95,83 +94,6 @@ static int32_t *reference_stream(const fixture *f, size_t *n) {
     }
     *n = k;
     return out;
-}
-
-typedef struct { int32_t *v; size_t n, cap, calls; } sink_buf;
-
-static cllm_status collect(void *ctx, const int32_t *ids, size_t n) {
-    sink_buf *b = ctx;
-    assert_true(b->n + n <= b->cap);
-    memcpy(b->v + b->n, ids, n * sizeof *ids);
-    b->n += n;
-    b->calls++;
-    return CLLM_OK;
-}
-
-/* Bitwise the reference at 1..4 threads and for batches from one document at a time to everything at once. */
-static void test_encoder_equals_the_reference_for_any_thread_count(void **state) {
-    fixture *f = *state;
-    size_t n_ref;
-    int32_t *ref = reference_stream(f, &n_ref);
-    const size_t batches[] = {1, 100000, 1u << 20, 0};
-    for (int threads = 1; threads <= 4; threads++) {
-        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
-            sink_buf buf = {malloc((n_ref + 1) * sizeof(int32_t)), 0, n_ref + 1, 0};
-            cllm_encoder *e;
-            assert_int_equal(cllm_encoder_create(f->tok, threads, batches[b], collect, &buf, &e), CLLM_OK);
-            for (size_t d = 0; d < f->corpus.n_docs; d++)
-                assert_int_equal(cllm_encoder_add(e, f->corpus.bytes + f->corpus.docs[d].offset,
-                                                  f->corpus.docs[d].length),
-                                 CLLM_OK);
-            assert_int_equal(cllm_encoder_flush(e), CLLM_OK);
-            cllm_encoder_free(e);
-            assert_int_equal(buf.n, n_ref);
-            assert_memory_equal(buf.v, ref, n_ref * sizeof *ref);
-            if (batches[b] == 1) assert_int_equal(buf.calls, f->corpus.n_docs); /* one batch per document */
-            free(buf.v);
-        }
-    }
-    free(ref);
-}
-
-/* An empty document is just its EOT, as cllm_dataset_tokenize has always made it. */
-static void test_encoder_empty_document(void **state) {
-    fixture *f = *state;
-    int32_t v[4];
-    sink_buf buf = {v, 0, 4, 0};
-    cllm_encoder *e;
-    assert_int_equal(cllm_encoder_create(f->tok, 2, 0, collect, &buf, &e), CLLM_OK);
-    assert_int_equal(cllm_encoder_add(e, (const uint8_t *)"", 0), CLLM_OK);
-    assert_int_equal(cllm_encoder_add(e, (const uint8_t *)"a", 1), CLLM_OK);
-    assert_int_equal(cllm_encoder_flush(e), CLLM_OK);
-    cllm_encoder_free(e);
-    int32_t eot = cllm_tokenizer_eot(f->tok);
-    assert_int_equal(buf.n, 3);
-    assert_int_equal(v[0], eot);
-    assert_int_equal(v[1], 'a');
-    assert_int_equal(v[2], eot);
-}
-
-/* Fed a document at a time, the trainer learns the merges it learns from the whole corpus. */
-static void test_streaming_trainer_equals_in_memory(void **state) {
-    fixture *f = *state;
-    cllm_tokenizer_trainer *b;
-    assert_int_equal(cllm_tokenizer_trainer_create(600, NULL, &b), CLLM_OK);
-    for (size_t d = 0; d < f->corpus.n_docs; d++)
-        assert_int_equal(cllm_tokenizer_trainer_add(b, f->corpus.bytes + f->corpus.docs[d].offset,
-                                                    f->corpus.docs[d].length),
-                         CLLM_OK);
-    cllm_tokenizer *t;
-    assert_int_equal(cllm_tokenizer_trainer_finish(b, &t), CLLM_OK);
-    uint8_t *x, *y;
-    size_t nx, ny;
-    assert_int_equal(cllm_tokenizer_serialize(t, &x, &nx), CLLM_OK);
-    assert_int_equal(cllm_tokenizer_serialize(f->tok, &y, &ny), CLLM_OK);
-    assert_int_equal(nx, ny);
-    assert_memory_equal(x, y, nx);
-    free(x);
-    free(y);
-    cllm_tokenizer_free(t);
 }
 
 /* ---- the file ----------------------------------------------------------------------------- */
@@ -513,9 +435,6 @@ static void test_bench_encode_finds_the_same_ids(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_encoder_equals_the_reference_for_any_thread_count),
-        cmocka_unit_test(test_encoder_empty_document),
-        cmocka_unit_test(test_streaming_trainer_equals_in_memory),
         cmocka_unit_test(test_cache_round_trip),
         cmocka_unit_test(test_damaged_cache_is_refused),
         cmocka_unit_test(test_documented_format_with_uint32_ids),

@@ -56,6 +56,8 @@ static cllm_status data_changed(const char *dir, const cllm_train_options *o, co
                      dir, what, o->n_data ? ", first path " : "", o->n_data ? o->data_paths[0] : "", dir);
 }
 
+static void release_read(void *ctx, size_t pos) { cllm_run_tokens_release(ctx, 0, pos); }
+
 /* The run's validation split, rebuilt exactly as training built it from the
  * settings in run.json, over the run's token cache (DIR/tokens.bin) when it
  * is that data's; eval never writes to a run folder, so without a usable
@@ -94,6 +96,8 @@ static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, 
         if (st == CLLM_OK && rt->note[0]) fprintf(stderr, "cllm eval: %s: encoded the data in memory\n", rt->note);
         if (st == CLLM_OK)
             st = cllm_dataset_from_ids(rt->ids, rt->id_bytes, rt->n_tokens, seq_len, o.val_fraction, o.seed, val);
+        /* the windows copied out in one pass that hands the map's pages back: the map never becomes resident */
+        if (st == CLLM_OK) st = cllm_dataset_hold_validation(val, release_read, rt);
         cllm_corpus_files_free(&files);
     }
     cllm_train_options_free_paths(&o);

@@ -196,7 +196,7 @@ cllm_status cllm_dataset_hold_validation(cllm_dataset *d, void (*read_upto)(void
     if (!held) return oom();
     for (size_t i = 0; i < d->n_val; i++) { /* val_starts ascending: one pass over the stream */
         memcpy(held + i * w * bytes, (const uint8_t *)d->ids + d->val_starts[i] * bytes, w * bytes);
-        if (read_upto && i % 4096 == 4095) read_upto(ctx, d->val_starts[i]);
+        if (read_upto && i % 256 == 255) read_upto(ctx, d->val_starts[i]);
     }
     if (read_upto) read_upto(ctx, d->n_tokens);
     d->val_ids = held;

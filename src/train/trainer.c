@@ -369,7 +369,7 @@ static double evaluate(trainer *t) {
 }
 
 /* Pages of the mapped stream handed back during a sequential pass. */
-#define RELEASE_EVERY_TOKENS ((size_t)16 << 20)
+#define RELEASE_EVERY_TOKENS ((size_t)1 << 20)
 
 /* The entropy of the training split's token distribution (nats/token): the
  * loss of the best model that ignores context, which training must beat. */
@@ -710,6 +710,10 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         double t0 = cllm_now();
         st = cllm_step_run(t->stepper, s, lr, t->window_base, &r);
         train_time += cllm_now() - t0;
+        /* A read of the map maps the whole page-cache folio around it (up to megabytes, whatever the madvise):
+           the step's windows are not read again soon, so their pages go back, or the resident size would grow
+           by ~16 MB a step until the whole cache is in it. */
+        cllm_run_tokens_release(&t->tokens, 0, t->tokens.n_tokens);
         if (st != CLLM_OK) break;
         const cllm_engine_stats stats = r.engine;
         t->grad_norm = r.grad_norm;
