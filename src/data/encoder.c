@@ -42,7 +42,7 @@ typedef struct {
     memo_slot *slots;
     uint8_t *pool;
     size_t n_entries, used;
-} memo;
+} __attribute__((aligned(64))) memo; /* a cache line each: the counters change on every miss */
 
 /* Bytes [start, end) of the batch, in document doc; its chunks end at start + chunk_end[first_chunk ..
  * first_chunk + n_chunks). */
@@ -137,7 +137,7 @@ cllm_status cllm_encoder_create(const cllm_tokenizer *t, int threads, size_t bat
     e->batch_bytes = batch_bytes ? batch_bytes : DEFAULT_BATCH_BYTES;
     e->sink = sink;
     e->sink_ctx = sink_ctx;
-    e->memos = calloc((size_t)e->threads, sizeof *e->memos);
+    e->memos = cllm_alloc((size_t)e->threads * sizeof *e->memos); /* zeroed, 64-byte aligned */
     int ok = e->memos != NULL;
     for (int i = 0; ok && i < e->threads; i++) ok = memo_init(&e->memos[i]);
     if (!ok) {
@@ -151,7 +151,7 @@ cllm_status cllm_encoder_create(const cllm_tokenizer *t, int threads, size_t bat
 void cllm_encoder_free(cllm_encoder *e) {
     if (!e) return;
     for (int i = 0; e->memos && i < e->threads; i++) memo_free(&e->memos[i]);
-    free(e->memos);
+    cllm_free(e->memos);
     free(e->bytes);
     free(e->doc_start);
     free(e->pieces);
