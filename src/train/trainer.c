@@ -552,13 +552,20 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     startup_progress sp = {cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO)),
                            NULL, 0, 0};
     cllm_run_tokens_options to = {0, cllm_stop_flag_ptr(), {startup_show, &sp}};
+    if (sp.mode != CLLM_PROGRESS_OFF) { /* at once: listing a big tree alone can take a second */
+        printf("cllm train: reading %s", o->n_data ? paths[0] : CLLM_DEFAULT_CORPUS_NAME);
+        if (o->n_data > 1) printf(" and %d more path%s", o->n_data - 1, o->n_data > 2 ? "s" : "");
+        printf("\n");
+        fflush(stdout);
+    }
+    startup_phase(&sp, "listed");
     cllm_status st = cllm_corpus_list(paths, o->n_data, cllm_stop_flag_ptr(), &t->files);
     if (st == CLLM_OK && !resume) st = cllm_run_tokens_begin(t->dir, o->model.vocab_size, &t->tokens);
     if (st != CLLM_OK) return st;
     if (sp.mode != CLLM_PROGRESS_OFF) {
-        printf("cllm train: reading %s: %zu file%s, %.1f MB\n", o->n_data ? paths[0] : CLLM_DEFAULT_CORPUS_NAME,
-               t->files.builtin ? (size_t)1 : t->files.n_files, t->files.n_files == 1 || t->files.builtin ? "" : "s",
-               (double)t->files.total_bytes / 1e6);
+        size_t n = t->files.builtin ? 1 : t->files.n_files;
+        printf("  listed    %zu file%s, %.1f MB in %.1f s\n", n, n == 1 ? "" : "s", (double)t->files.total_bytes / 1e6,
+               cllm_now() - sp.t0);
         fflush(stdout);
     }
     if (resume) {
