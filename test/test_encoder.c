@@ -23,7 +23,8 @@
 
 typedef struct {
     cllm_corpus corpus;
-    cllm_tokenizer *tok;
+    cllm_tokenizer *tok;                    /* the default pre-tokenizer's */
+    cllm_tokenizer *by_mode[CLLM_PRETOK_COUNT]; /* each pre-tokenizer this build has, else NULL */
 } fixture;
 
 /* The built-in text cut into documents of random sizes (1 byte to 300 KB, so that some are cut into pieces),
@@ -61,6 +62,10 @@ static int setup(void **state) {
     c.n_docs = k;
     f->corpus = c;
     if (cllm_tokenizer_train(&f->corpus, 600, &f->tok) != CLLM_OK) return -1;
+    for (int m = 0; m < CLLM_PRETOK_COUNT; m++)
+        if (cllm_pretok_available((cllm_pretok)m) &&
+            cllm_tokenizer_train_mode(&f->corpus, 600, (cllm_pretok)m, NULL, &f->by_mode[m]) != CLLM_OK)
+            return -1;
     *state = f;
     return 0;
 }
@@ -68,25 +73,26 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     cllm_tokenizer_free(f->tok);
+    for (int m = 0; m < CLLM_PRETOK_COUNT; m++) cllm_tokenizer_free(f->by_mode[m]);
     cllm_corpus_free(&f->corpus);
     free(f);
     return 0;
 }
 
 /* The reference: each document through cllm_tokenizer_encode, then EOT. */
-static int32_t *reference_stream(const fixture *f, size_t *n) {
+static int32_t *reference_stream(const fixture *f, const cllm_tokenizer *tok, size_t *n) {
     int32_t *out = malloc((f->corpus.n_bytes + f->corpus.n_docs) * sizeof *out);
     size_t k = 0;
     for (size_t d = 0; d < f->corpus.n_docs; d++) {
         int32_t *ids;
         size_t m;
-        assert_int_equal(cllm_tokenizer_encode(f->tok, f->corpus.bytes + f->corpus.docs[d].offset,
+        assert_int_equal(cllm_tokenizer_encode(tok, f->corpus.bytes + f->corpus.docs[d].offset,
                                                f->corpus.docs[d].length, &ids, &m),
                          CLLM_OK);
         memcpy(out + k, ids, m * sizeof *ids);
         free(ids);
         k += m;
-        out[k++] = cllm_tokenizer_eot(f->tok);
+        out[k++] = cllm_tokenizer_eot(tok);
     }
     *n = k;
     return out;
@@ -106,27 +112,37 @@ static cllm_status collect(void *ctx, const int32_t *ids, size_t n) {
 /* Bitwise the reference at 1..4 threads and for batches from one document at a time to everything at once. */
 static void test_encoder_equals_the_reference_for_any_thread_count(void **state) {
     fixture *f = *state;
-    size_t n_ref;
-    int32_t *ref = reference_stream(f, &n_ref);
     const size_t batches[] = {1, 100000, 1u << 20, 0};
-    for (int threads = 1; threads <= 4; threads++) {
-        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
-            sink_buf buf = {malloc((n_ref + 1) * sizeof(int32_t)), 0, n_ref + 1, 0};
-            cllm_encoder *e;
-            assert_int_equal(cllm_encoder_create(f->tok, threads, batches[b], collect, &buf, &e), CLLM_OK);
-            for (size_t d = 0; d < f->corpus.n_docs; d++)
-                assert_int_equal(cllm_encoder_add(e, f->corpus.bytes + f->corpus.docs[d].offset,
-                                                  f->corpus.docs[d].length),
-                                 CLLM_OK);
-            assert_int_equal(cllm_encoder_flush(e), CLLM_OK);
-            cllm_encoder_free(e);
-            assert_int_equal(buf.n, n_ref);
-            assert_memory_equal(buf.v, ref, n_ref * sizeof *ref);
-            if (batches[b] == 1) assert_int_equal(buf.calls, f->corpus.n_docs); /* one batch per document */
-            free(buf.v);
+    int modes = 0;
+    for (int mode = 0; mode < CLLM_PRETOK_COUNT; mode++) {
+        const cllm_tokenizer *tok = f->by_mode[mode];
+        if (!tok) {
+            printf("pre-tokenizer %s: not in this build, skipped\n", cllm_pretok_name((cllm_pretok)mode));
+            continue;
         }
+        modes++;
+        size_t n_ref;
+        int32_t *ref = reference_stream(f, tok, &n_ref);
+        for (int threads = 1; threads <= 4; threads++) {
+            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                sink_buf buf = {malloc((n_ref + 1) * sizeof(int32_t)), 0, n_ref + 1, 0};
+                cllm_encoder *e;
+                assert_int_equal(cllm_encoder_create(tok, threads, batches[b], collect, &buf, &e), CLLM_OK);
+                for (size_t d = 0; d < f->corpus.n_docs; d++)
+                    assert_int_equal(cllm_encoder_add(e, f->corpus.bytes + f->corpus.docs[d].offset,
+                                                      f->corpus.docs[d].length),
+                                     CLLM_OK);
+                assert_int_equal(cllm_encoder_flush(e), CLLM_OK);
+                cllm_encoder_free(e);
+                assert_int_equal(buf.n, n_ref);
+                assert_memory_equal(buf.v, ref, n_ref * sizeof *ref);
+                if (batches[b] == 1) assert_int_equal(buf.calls, f->corpus.n_docs); /* one batch per document */
+                free(buf.v);
+            }
+        }
+        free(ref);
     }
-    free(ref);
+    assert_true(modes >= 1);
 }
 
 /* An empty document is just its EOT, as cllm_dataset_tokenize has always made it. */
@@ -143,7 +159,12 @@ static void test_encoder_empty_document(void **state) {
     int32_t eot = cllm_tokenizer_eot(f->tok);
     assert_int_equal(buf.n, 3);
     assert_int_equal(v[0], eot);
-    assert_int_equal(v[1], 'a');
+    int32_t *a_ids;
+    size_t n_a;
+    assert_int_equal(cllm_tokenizer_encode(f->tok, (const uint8_t *)"a", 1, &a_ids, &n_a), CLLM_OK);
+    assert_int_equal(n_a, 1);
+    assert_int_equal(v[1], a_ids[0]);
+    free(a_ids);
     assert_int_equal(v[2], eot);
 }
 
@@ -151,7 +172,7 @@ static void test_encoder_empty_document(void **state) {
 static void test_streaming_trainer_equals_in_memory(void **state) {
     fixture *f = *state;
     cllm_tokenizer_trainer *b;
-    assert_int_equal(cllm_tokenizer_trainer_create(600, NULL, &b), CLLM_OK);
+    assert_int_equal(cllm_tokenizer_trainer_create(600, cllm_tokenizer_pretokenizer(f->tok), NULL, &b), CLLM_OK);
     for (size_t d = 0; d < f->corpus.n_docs; d++)
         assert_int_equal(cllm_tokenizer_trainer_add(b, f->corpus.bytes + f->corpus.docs[d].offset,
                                                     f->corpus.docs[d].length),

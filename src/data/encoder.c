@@ -42,6 +42,8 @@ typedef struct {
     memo_slot *slots;
     uint8_t *pool;
     size_t n_entries, used;
+    cllm_bpe_scratch *scratch; /* the BPE's working memory */
+    int failed;                /* out of memory in the BPE */
 } __attribute__((aligned(64))) memo; /* a cache line each: the counters change on every miss */
 
 /* Bytes [start, end) of the batch, in document doc; its chunks end at start + chunk_end[first_chunk ..
@@ -65,13 +67,24 @@ struct cllm_encoder {
 static void memo_free(memo *m) {
     free(m->slots);
     free(m->pool);
+    cllm_bpe_scratch_free(m->scratch);
 }
 
 static int memo_init(memo *m) {
     m->slots = calloc(MEMO_SLOTS, sizeof *m->slots);
     m->pool = malloc(MEMO_POOL_BYTES);
+    m->scratch = cllm_bpe_scratch_create();
     m->n_entries = m->used = 0;
-    return m->slots && m->pool;
+    m->failed = 0;
+    return m->slots && m->pool && m->scratch;
+}
+
+/* The BPE of a chunk; on out of memory the memo is marked failed and the chunk gives no ids. */
+static size_t bpe(const cllm_tokenizer *t, memo *m, const uint8_t *c, size_t len, int32_t *out) {
+    size_t n = cllm_tokenizer_encode_chunk(t, m->scratch, c, len, out);
+    if (n != SIZE_MAX) return n;
+    m->failed = 1;
+    return 0;
 }
 
 static void memo_clear(memo *m) {
@@ -101,10 +114,10 @@ static size_t ids_at(size_t len) { return (len + 3) & ~(size_t)3; }
 /* Writes the chunk's ids to out; returns how many. */
 static size_t encode_chunk(const cllm_tokenizer *t, memo *m, const uint8_t *c, size_t len, int32_t *out) {
     if (len == 1) {
-        out[0] = c[0];
+        out[0] = cllm_tokenizer_byte_id(t, c[0]);
         return 1;
     }
-    if (len > MEMO_MAX_CHUNK) return cllm_tokenizer_encode_chunk(t, c, len, out);
+    if (len > MEMO_MAX_CHUNK) return bpe(t, m, c, len, out);
     uint64_t h = chunk_hash(c, len);
     size_t i = (size_t)h & (MEMO_SLOTS - 1);
     for (; m->slots[i].hash; i = (i + 1) & (MEMO_SLOTS - 1)) {
@@ -113,7 +126,8 @@ static size_t encode_chunk(const cllm_tokenizer *t, memo *m, const uint8_t *c, s
         memcpy(out, m->pool + sl->off + ids_at(len), sl->n_ids * sizeof *out);
         return sl->n_ids;
     }
-    size_t n = cllm_tokenizer_encode_chunk(t, c, len, out);
+    size_t n = bpe(t, m, c, len, out);
+    if (m->failed) return 0;
     size_t need = ids_at(len) + n * sizeof *out;
     if (m->n_entries == MEMO_MAX_ENTRIES || m->used + need > MEMO_POOL_BYTES) {
         memo_clear(m);
@@ -180,6 +194,7 @@ static int add_piece(cllm_encoder *e, size_t start, size_t end, size_t doc, int 
 
 /* The sequential part: every document's chunks, scanned from its start, recorded and cut into pieces. */
 static int cut_pieces(cllm_encoder *e) {
+    cllm_pretok pretok = cllm_tokenizer_pretokenizer(e->tok);
     e->n_pieces = e->n_chunks = 0;
     for (size_t d = 0; d < e->n_docs; d++) {
         size_t start = e->doc_start[d], end = d + 1 < e->n_docs ? e->doc_start[d + 1] : e->n_bytes;
@@ -190,7 +205,7 @@ static int cut_pieces(cllm_encoder *e) {
         const uint8_t *s = e->bytes + start;
         size_t n = end - start, from = 0, first = e->n_chunks;
         for (size_t i = 0; i < n;) {
-            i = cllm_tokenizer_chunk_end(s, n, i);
+            i = cllm_pretok_chunk_end(pretok, s, n, i);
             if (e->n_chunks == e->chunks_cap &&
                 !grow((void **)&e->chunk_end, &e->chunks_cap, e->n_chunks + 1, sizeof *e->chunk_end))
                 return 0;
@@ -208,11 +223,12 @@ static int cut_pieces(cllm_encoder *e) {
 
 /* Piece p's ids into out (room for end - start ids); returns how many. */
 static size_t encode_piece(const cllm_encoder *e, memo *m, const piece *p, int32_t *out) {
+    cllm_pretok pretok = cllm_tokenizer_pretokenizer(e->tok);
     const uint8_t *s = e->bytes + p->start;
     if (p->first_chunk == SCAN_ITSELF) { /* a whole document: its scan from 0, here */
         size_t n = p->end - p->start, k = 0;
         for (size_t i = 0; i < n;) {
-            size_t end = cllm_tokenizer_chunk_end(s, n, i);
+            size_t end = cllm_pretok_chunk_end(pretok, s, n, i);
             k += encode_chunk(e->tok, m, s + i, end - i, out + k);
             i = end;
         }
@@ -239,6 +255,12 @@ static cllm_status encode_batch(cllm_encoder *e) {
     for (long p = 0; p < n_pieces; p++) {
         const piece *pc = &e->pieces[p];
         counts[p] = encode_piece(e, &e->memos[omp_get_thread_num()], pc, e->ids + pc->start + pc->doc);
+    }
+    int failed = 0;
+    for (int i = 0; i < e->threads; i++) failed |= e->memos[i].failed;
+    if (failed) {
+        free(counts);
+        return oom();
     }
     size_t k = 0;
     int32_t eot = cllm_tokenizer_eot(e->tok);

@@ -1,5 +1,6 @@
-/* What the parallel encoder (src/data/encoder.c) needs of the tokenizer:
- * the pre-tokenizer and the BPE of one chunk. Private to src/data. */
+/* What the parallel encoder (src/data/encoder.c) needs of the tokenizer: the
+ * BPE of one chunk, with per-thread scratch. The pre-tokenizer that finds the
+ * chunks is cllm_pretok_chunk_end (pretokenize.h). Private to src/data. */
 #ifndef CLLM_DATA_TOKENIZER_INTERNAL_H
 #define CLLM_DATA_TOKENIZER_INTERNAL_H
 
@@ -8,11 +9,15 @@
 
 #include "cllm/data/tokenizer.h"
 
-/* The pre-tokenizer: the end of the chunk that starts at s[i] (i < n) in the document s[0..n). A document's
-   chunks are those found by scanning this from 0; it depends on (s, n, i) alone, so a scan started at any chunk
-   start finds the same chunks after it. */
-size_t cllm_tokenizer_chunk_end(const uint8_t *s, size_t n, size_t i);
-/* The ids of one chunk (its bytes with every merge applied by rank) into ids[0..len); returns how many. */
-size_t cllm_tokenizer_encode_chunk(const cllm_tokenizer *t, const uint8_t *chunk, size_t len, int32_t *ids);
+/* One thread's working memory for cllm_tokenizer_encode_chunk. */
+typedef struct cllm_bpe_scratch cllm_bpe_scratch;
+cllm_bpe_scratch *cllm_bpe_scratch_create(void); /* NULL: out of memory */
+void cllm_bpe_scratch_free(cllm_bpe_scratch *s);
+/* The token of a one-byte chunk. */
+int32_t cllm_tokenizer_byte_id(const cllm_tokenizer *t, uint8_t b);
+/* The ids of one chunk (every merge applied by rank) into ids[0..len); returns how many, SIZE_MAX when out of
+   memory. */
+size_t cllm_tokenizer_encode_chunk(const cllm_tokenizer *t, cllm_bpe_scratch *s, const uint8_t *chunk, size_t len,
+                                   int32_t *ids);
 
 #endif

@@ -23,11 +23,11 @@ static void note_corpus(cllm_run_tokens *rt, const cllm_corpus_reader *r) {
 }
 
 cllm_status cllm_run_tokenizer_train(const cllm_corpus_files *files, const char *const *paths, int n_paths,
-                                     int vocab, const cllm_run_tokens_options *o, cllm_tokenizer **tok,
-                                     cllm_run_tokens *rt) {
+                                     int vocab, cllm_pretok pretok, const cllm_run_tokens_options *o,
+                                     cllm_tokenizer **tok, cllm_run_tokens *rt) {
     *tok = NULL;
     cllm_tokenizer_trainer *b;
-    cllm_status s = cllm_tokenizer_trainer_create(vocab, o->stop, &b);
+    cllm_status s = cllm_tokenizer_trainer_create(vocab, pretok, o->stop, &b);
     if (s != CLLM_OK) return s;
     cllm_corpus_reader r;
     cllm_corpus_reader_init(&r, files, o->stop);

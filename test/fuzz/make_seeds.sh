@@ -19,9 +19,10 @@ trap 'rm -rf "$work"' EXIT
 run=$work/run
 head -c 3000 "$here/../../data/tinyshakespeare.txt" >"$work/text.txt"
 "$cllm" tokenizer train "$work/text.txt" --vocab 270 -o "$work/small.bin" >/dev/null
+"$cllm" tokenizer train "$work/text.txt" --vocab 270 --pretokenize cllm -o "$work/small_v1.bin" >/dev/null
 
 rm -rf "$out"
-for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train token_cache json config metrics plot; do
+for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer token_cache json config metrics plot; do
     mkdir -p "$out/$t"
 done
 split=$'\n--cllm-fuzz-part--\n' # FUZZ_SPLIT in fuzz_support.h
@@ -31,6 +32,34 @@ cp "$run/optimizer.safetensors" "$out/safetensors/optimizer"
 
 { cat "$run/config.json"; printf '%s' "$split"; cat "$run/model.safetensors"; printf '%s' "$split"
   cat "$run/tokenizer.bin"; } >"$out/checkpoint/run"
+
+# The same run as another Hugging Face GPT-2 saver could write it (the layouts --init reads):
+# F16 tensors named without "transformer.", lm_head.weight beside wte, the old mask buffers.
+/usr/bin/python3 - "$run/model.safetensors" "$work/hf.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+header.pop("__metadata__", None)
+out = {}
+for name, info in header.items():
+    b, e = info["data_offsets"]
+    t = np.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).astype("<f2")
+    out[name[len("transformer."):]] = t
+out["lm_head.weight"] = out["wte.weight"]
+out["h.0.attn.bias"] = np.tril(np.ones((8, 8), dtype="<f2")).reshape(1, 1, 8, 8)
+hdr, blobs, off = {}, [], 0
+for name in sorted(out):
+    raw = np.ascontiguousarray(out[name]).tobytes()
+    hdr[name] = {"dtype": "F16", "shape": list(out[name].shape), "data_offsets": [off, off + len(raw)]}
+    off += len(raw)
+    blobs.append(raw)
+text = json.dumps(hdr).encode()
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+PY
+{ cat "$run/config.json"; printf '%s' "$split"; cat "$work/hf.safetensors"; printf '%s' "$split"
+  cat "$run/tokenizer.bin"; } >"$out/checkpoint/hugging_face_f16"
 
 cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
 
@@ -43,6 +72,11 @@ tail -c 1500 "$work/text.txt" >"$work/two/b.txt"
 cp "$work/small-run/tokens.bin" "$out/token_cache/run"
 head -c 128 "$work/small-run/tokens.bin" >"$out/token_cache/header"
 cp "$work/small.bin" "$out/tokenizer_file/small"
+cp "$work/small_v1.bin" "$out/tokenizer_file/small_v1"
+
+# Hugging Face files (the run's tokenizer uses GPT-2 pre-tokenization: a build with libutf8proc).
+cp "$run/tokenizer.json" "$out/hf_tokenizer/tokenizer_json"
+{ cat "$run/vocab.json"; printf '%s' "$split"; cat "$run/merges.txt"; } >"$out/hf_tokenizer/vocab_merges"
 
 head -c 400 "$work/text.txt" >"$out/tokenizer_roundtrip/text"
 printf 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n\t\r\x00\x01\xff\xfe  end' >"$out/tokenizer_roundtrip/bytes"

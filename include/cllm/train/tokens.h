@@ -43,8 +43,8 @@ typedef struct {
 /* Pass 1 of a fresh run: the tokenizer trained on the files, streamed; rt's corpus figures filled. No text at all:
    CLLM_ERR_INPUT "no text in PATH (...)" (paths as given, for the message). */
 cllm_status cllm_run_tokenizer_train(const cllm_corpus_files *files, const char *const *paths, int n_paths,
-                                     int vocab, const cllm_run_tokens_options *o, cllm_tokenizer **tok,
-                                     cllm_run_tokens *rt);
+                                     int vocab, cllm_pretok pretok, const cllm_run_tokens_options *o,
+                                     cllm_tokenizer **tok, cllm_run_tokens *rt);
 /* Before pass 1: DIR/tokens.bin's temporary opened and its header's place written, so that a folder that cannot
    take it fails before the corpus is read. vocab: the largest the tokenizer may have. */
 cllm_status cllm_run_tokens_begin(const char *dir, int vocab, cllm_run_tokens *rt);
