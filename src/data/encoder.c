@@ -276,11 +276,11 @@ static cllm_status encode_batch(cllm_encoder *e) {
 }
 
 cllm_status cllm_encoder_add(cllm_encoder *e, const uint8_t *bytes, size_t n) {
-    if (!grow((void **)&e->bytes, &e->bytes_cap, e->n_bytes + n, 1) ||
+    if (!grow((void **)&e->bytes, &e->bytes_cap, e->n_bytes + n + 1, 1) || /* never NULL once a document came */
         !grow((void **)&e->doc_start, &e->docs_cap, e->n_docs + 1, sizeof *e->doc_start))
         return oom();
     e->doc_start[e->n_docs++] = e->n_bytes;
-    memcpy(e->bytes + e->n_bytes, bytes, n);
+    if (n) memcpy(e->bytes + e->n_bytes, bytes, n); /* an empty document may come before any byte */
     e->n_bytes += n;
     return e->n_bytes >= e->batch_bytes ? encode_batch(e) : CLLM_OK;
 }
