@@ -11,6 +11,7 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
+#include "cllm/cli/ranks.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/memory.h"
@@ -387,13 +388,16 @@ int cllm_cmd_train(int argc, char **argv) {
     o.columns = cllm_env_columns();
     o.peak_gflops = cllm_env_peak_gflops();
     o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
+    o.comm = cllm_ranks_comm(); /* mpirun's ranks, or this process alone */
 
     rc = check_combination(&o, resume);
     if (rc == 0) {
         cllm_train_result res;
         cllm_status st = cllm_train(&o, resume, &res);
         if (st != CLLM_OK) {
-            fprintf(stderr, "cllm train: %s\n", cllm_last_error());
+            if (!res.same_on_all_ranks || cllm_ranks_comm()->rank == 0)
+                fprintf(stderr, "cllm train: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            if (res.same_on_all_ranks) cllm_ranks_agreed_failure();
             rc = (int)st;
         } else {
             rc = res.interrupted ? 130 : 0;

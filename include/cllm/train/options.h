@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cllm/base/common.h"
+#include "cllm/dist/comm.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/models/gpt2.h"
 
@@ -60,6 +61,10 @@ typedef struct {
      * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it
      * belongs to the machine, not to the run. */
     const cllm_kernel_table *kernels;
+    /* The job's ranks (the CLI passes MPI's under mpirun); NULL: this
+     * process alone. Rank 0 writes the run folder and prints; every rank
+     * reads the data and trains the same tokenizer. Not in run.json. */
+    const cllm_comm *comm;
 } cllm_train_options;
 
 typedef enum {
