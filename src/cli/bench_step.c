@@ -62,10 +62,11 @@ static cllm_status run_threads(gpt2_model *model, const int32_t *tokens, int thr
         .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
         .buffer_window = cllm_env_grad_window(), .comm = cllm_ranks_comm(),
     };
+    cllm_env_team(&sc.teams, &sc.team_threads);
     cllm_step *step = NULL;
     cllm_status st = cllm_step_create(&sc, &step);
     if (st != CLLM_OK) return st;
-    int nt = cllm_step_threads(step);
+    int nt = cllm_step_threads(step) * cllm_step_team_threads(step); /* all the threads, in teams or not */
     double *wall = calloc((size_t)repeats, sizeof(double)), *exposed = calloc((size_t)repeats, sizeof(double));
     double *util = calloc((size_t)repeats, sizeof(double)), *update = calloc((size_t)repeats, sizeof(double));
     double *comm = calloc((size_t)repeats, sizeof(double)), *wait = calloc((size_t)repeats, sizeof(double));
@@ -165,7 +166,8 @@ int cllm_bench_step(int argc, char **argv) {
         "Tokens/s of a full training step (B = 8 random sequences of T = 256 tokens: forward, backward, "
         "reduction, clipping, AdamW) at 1, 2, ... OMP_NUM_THREADS threads: scaling efficiency, model FLOPs "
         "utilisation against the measured FMA peak (CLLM_PEAK_GFLOPS overrides), exposed reduction share and "
-        "thread utilisation from the engine; under mpirun, the tokens/s of all ranks together, each rank's share of "
+        "thread utilisation from the engine (each thread count in the default team shape, flat here: 8 "
+        "micro-batches, or in teams of K with CLLM_TEAM=K); under mpirun, the tokens/s of all ranks together, each rank's share of "
         "the step in exchanges and its bytes sent against 2(R-1)/R x 4P. With --against-torch, PyTorch at each thread count with its best "
         "of torch n threads + OPENBLAS_NUM_THREADS=n and torch 1 thread + OPENBLAS_NUM_THREADS=n.",
         flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};

@@ -120,18 +120,22 @@ kill)
     echo "kill: rank $victim killed: the job ended in $((SECONDS - start)) s with status $rc and: $(cat killed.err killed.out | grep -v '^ *$' | head -c 300 | tr '\n' ' ')"
     ;;
 signal)
-    OMP_NUM_THREADS=1 "$cllm" "${common[@]}" --steps 600 --clip 0.05 --out sig-whole >/dev/null
+    # mpirun sends SIGCONT first and SIGTERM only sigkill_timeout seconds later (5 here): the
+    # budget must outlast that by far (4000 tiny steps: ~10 s on one core).
+    slow=(--steps 4000 --clip 0.05)
+    OMP_NUM_THREADS=1 "$cllm" "${common[@]}" "${slow[@]}" --out sig-whole >/dev/null
     set +e
     # Open MPI 4's mpirun sends the ranks SIGCONT, SIGTERM and SIGKILL, this many seconds apart (default 1):
-    # the ranks must finish the step and save within it.
+    # the ranks must finish the step and save within it (5 s here: on a loaded 2-core machine a step
+    # and a save can take seconds; the README advises more than one step plus a save).
     # Each rank's own exit status, from a shell around it (which waits for cllm before its trap runs).
     # Files, not stderr: mpirun may stop forwarding output once it has signalled the job.
     printf '%s\n' 'trap true TERM CONT' '"$@"' 'echo $? >"exit.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"' >rank-status.sh
-    (export OMPI_MCA_odls_base_sigkill_timeout=3 OMP_NUM_THREADS=1
-     exec "${launch[@]}" -np 2 "${pass[@]}" sh rank-status.sh "$cllm" "${common[@]}" --steps 600 --clip 0.05 \
+    (export OMPI_MCA_odls_base_sigkill_timeout=5 OMP_NUM_THREADS=1
+     exec "${launch[@]}" -np 2 "${pass[@]}" sh rank-status.sh "$cllm" "${common[@]}" "${slow[@]}" \
          --out sig >sig.out 2>sig.err) &
     pid=$!
-    for _ in $(seq 100); do [ -s sig/metrics.jsonl ] && break; sleep 0.1; done
+    for _ in $(seq 600); do [ -s sig/metrics.jsonl ] && break; sleep 0.1; done
     kill -TERM "$pid"
     wait "$pid"; rc=$?
     set -e
