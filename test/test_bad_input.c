@@ -385,6 +385,14 @@ static void run_whose_data_changed(const char *d) {
     free(path);
 }
 
+/* The same, with no token cache to compare against: the data itself must be hashed and refused. */
+static void run_whose_data_changed_without_cache(const char *d) {
+    run_whose_data_changed(d);
+    char *path = join(d, "run/tokens.bin");
+    if (unlink(path) != 0) fail_msg("cannot remove %s", path);
+    free(path);
+}
+
 static void a_folder_of_other_files(const char *d) { put(d, "mine/thesis.tex", "chapter one\n"); }
 
 /* A run whose tokenizer uses the cllm chunker, which llama.cpp cannot reproduce. */
@@ -647,6 +655,8 @@ static const bad_input_row rows[] = {
      "bench matmul --preset Q", NULL, 2, "--preset must be S, M or all, not 'Q'"},
     {"bench_reduce_one_source", "`bench reduce --sources 1`", NULL, NULL, NULL, NULL, "bench reduce --sources 1", NULL,
      2, "--sources 1 is out of range"},
+    {"bench_encode_missing_data", "`bench encode` on a path that does not exist", NULL, NULL, NULL, NULL,
+     "bench encode @D/nothing", NULL, 2, "no such file or folder"},
     {"bench_peak_zero_seconds", "`bench peak --seconds 0`", NULL, NULL, NULL, NULL, "bench peak --seconds 0", NULL, 2,
      "--seconds 0 is out of range"},
     {"info_unknown_flag", "`info` with an unknown flag", NULL, NULL, NULL, NULL, "info --frob", NULL, 2,
@@ -753,6 +763,12 @@ static const bad_input_row rows[] = {
      NULL, NULL, "eval @D/run", NULL, 2, "available"},
     {"eval_data_changed", "`eval` without DATA after the training data changed", run_whose_data_changed, NULL, NULL,
      NULL, "eval @D/run", NULL, 2, "changed since the run was trained"},
+    {"eval_data_changed_no_cache", "the same, `tokens.bin` removed", run_whose_data_changed_without_cache, NULL,
+     NULL, NULL, "eval @D/run", NULL, 2, "changed since the run was trained"},
+    {"resume_data_changed", "`train --resume` after the training data changed", run_whose_data_changed, NULL, NULL,
+     NULL, "train --resume @D/run --steps 4", NULL, 2, "changed since the run started"},
+    {"resume_data_changed_no_cache", "the same, `tokens.bin` removed", run_whose_data_changed_without_cache, NULL,
+     NULL, NULL, "train --resume @D/run --steps 4", NULL, 2, "changed since the run started"},
     {"run_tokenizer_missing", "a run folder without `tokenizer.bin`", tokenizer_missing, NULL, NULL, NULL,
      "eval @D/run", NULL, 2, "tokenizer.bin is missing"},
     {"run_tokenizer_truncated", "a run's `tokenizer.bin` cut short", tokenizer_truncated, NULL, NULL, NULL,

@@ -14,6 +14,7 @@ static const bench_command benches[] = {
     {"matmul", cllm_bench_matmul, "GFLOP/s of the matmul kernels vs OpenBLAS on the model's shapes"},
     {"peak", cllm_bench_peak, "the core's measured FMA peak and memory bandwidth"},
     {"step", cllm_bench_step, "tokens/s of a full training step at 1..N threads (and vs PyTorch)"},
+    {"encode", cllm_bench_encode, "MB/s of encoding a corpus on 1 and N threads vs one call per document"},
 };
 static const int n_benches = (int)(sizeof benches / sizeof benches[0]);
 

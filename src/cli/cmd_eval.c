@@ -19,21 +19,25 @@
 #include "cllm/base/json.h"
 #include "cllm/base/memory.h"
 #include "cllm/report/progress.h"
+#include "cllm/train/runfolder.h"
+#include "cllm/train/tokens.h"
 #include "cllm/train/trainer.h"
 
 /* DATA files tokenized with the run's tokenizer into the very stream training
- * builds (cllm_dataset_tokenize: every document followed by EOT). */
-static cllm_status tokenize_data(const cllm_tokenizer *tok, char **paths, int n_paths, int32_t **stream, size_t *n) {
-    cllm_corpus c;
-    cllm_status st = cllm_corpus_load((const char *const *)paths, n_paths, &c);
+ * builds (every document followed by EOT), streamed a file at a time. */
+static cllm_status tokenize_data(const cllm_tokenizer *tok, char **paths, int n_paths, cllm_run_tokens *rt) {
+    cllm_corpus_files files;
+    cllm_status st = cllm_corpus_list((const char *const *)paths, n_paths, NULL, &files);
     if (st != CLLM_OK) return st;
-    st = cllm_dataset_tokenize(&c, tok, stream, n);
-    cllm_corpus_free(&c);
-    if (st == CLLM_OK && *n < 2) {
-        st = cllm_fail(CLLM_ERR_INPUT, "the data has %zu token(s): need at least 2", *n);
-        free(*stream);
-        *stream = NULL;
+    cllm_run_tokens_options to = {0, NULL, {NULL, NULL}};
+    st = cllm_run_tokens_in_memory(&files, tok, &to, rt);
+    if (st == CLLM_OK && rt->corpus_bytes == 0) {
+        st = cllm_fail(CLLM_ERR_INPUT, "no text in %s%s (%zu empty text files, %zu binary files skipped)", paths[0],
+                       n_paths > 1 ? " and the other paths" : "", rt->n_files_read, rt->n_binary_skipped);
+    } else if (st == CLLM_OK && rt->n_tokens < 2) {
+        st = cllm_fail(CLLM_ERR_INPUT, "the data has %zu token(s): need at least 2", rt->n_tokens);
     }
+    cllm_corpus_files_free(&files);
     return st;
 }
 
@@ -41,23 +45,29 @@ static cllm_status tokenize_data(const cllm_tokenizer *tok, char **paths, int n_
  * is not the data the run trained on (run.json's corpus size and hash, the
  * check --resume makes), the windows held out would be different ones,
  * possibly seen in training, and the figure would mean nothing. */
-static cllm_status check_same_data(const char *dir, const cllm_train_options *o, const cllm_corpus *c,
-                                   uint64_t hash, size_t bytes) {
-    if (c->n_bytes == bytes && cllm_fnv1a64(c->bytes, c->n_bytes, CLLM_FNV1A64_OFFSET) == hash) return CLLM_OK;
+static cllm_status data_changed(const char *dir, const cllm_train_options *o, const cllm_run_tokens *rt,
+                                uint64_t bytes) {
     char what[96];
-    if (c->n_bytes != bytes) snprintf(what, sizeof what, "%zu bytes when trained, %zu now", bytes, c->n_bytes);
-    else snprintf(what, sizeof what, "same size, %zu bytes, different contents", bytes);
+    if (rt->corpus_bytes != bytes)
+        snprintf(what, sizeof what, "%llu bytes when trained, %llu now", (unsigned long long)bytes,
+                 (unsigned long long)rt->corpus_bytes);
+    else snprintf(what, sizeof what, "same size, %llu bytes, different contents", (unsigned long long)bytes);
     return cllm_fail(CLLM_ERR_INPUT,
                      "the training data of %s changed since the run was trained (%s%s%s): its validation split "
                      "cannot be rebuilt; evaluate on other data explicitly with: cllm eval %s DATA",
                      dir, what, o->n_data ? ", first path " : "", o->n_data ? o->data_paths[0] : "", dir);
 }
 
+static void release_read(void *ctx, size_t pos) { cllm_run_tokens_release(ctx, 0, pos); }
+
 /* The run's validation split, rebuilt exactly as training built it from the
- * settings in run.json, and the windows training's passes evaluated
- * (*run_cap, 0 = all: the run's --eval-tokens). */
-static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, int seq_len, cllm_dataset *val,
-                                    size_t *run_cap) {
+ * settings in run.json, over the run's token cache (DIR/tokens.bin) when it
+ * is that data's (eval never writes to a run folder, so without a usable
+ * cache the data is encoded in memory, with a note on stderr), and the
+ * windows training's passes evaluated (*run_cap, 0 = all: the run's
+ * --eval-tokens). */
+static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, int seq_len, cllm_run_tokens *rt,
+                                    cllm_dataset *val, size_t *run_cap) {
     char *path = cllm_path_join(dir, CLLM_RUN_FILE);
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     struct stat sb;
@@ -81,13 +91,19 @@ static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, 
         return cllm_fail(CLLM_ERR_INPUT, "%s was trained without a validation split: give DATA files to evaluate on",
                          dir);
     }
-    cllm_corpus c;
-    st = cllm_corpus_load((const char *const *)o.data_paths, o.n_data, &c);
+    cllm_corpus_files files;
+    st = cllm_corpus_list((const char *const *)o.data_paths, o.n_data, NULL, &files);
     if (st == CLLM_OK) {
-        st = check_same_data(dir, &o, &c, hash, bytes);
-        if (st == CLLM_OK) st = cllm_dataset_build(&c, tok, seq_len, o.val_fraction, o.seed, val);
+        cllm_run_tokens_options to = {0, NULL, {NULL, NULL}};
+        st = cllm_run_tokens_reuse(dir, &files, tok, hash, bytes, 0, &to, rt);
+        if (st != CLLM_OK && rt->changed) st = data_changed(dir, &o, rt, bytes);
+        if (st == CLLM_OK && rt->note[0]) fprintf(stderr, "cllm eval: %s: encoded the data in memory\n", rt->note);
+        if (st == CLLM_OK)
+            st = cllm_dataset_from_ids(rt->ids, rt->id_bytes, rt->n_tokens, seq_len, o.val_fraction, o.seed, val);
+        /* the windows copied out in one pass that hands the map's pages back: the map never becomes resident */
+        if (st == CLLM_OK) st = cllm_dataset_hold_validation(val, release_read, rt);
         if (st == CLLM_OK) *run_cap = cllm_train_eval_cap(&o, cllm_train_total_steps(&o, val->n_train));
-        cllm_corpus_free(&c);
+        cllm_corpus_files_free(&files);
     }
     cllm_train_options_free_paths(&o);
     return st;
@@ -181,15 +197,17 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
         return (int)st;
     }
     cllm_eval_source src = {NULL, NULL, 0, m.cfg.seq_len};
-    int32_t *stream = NULL;
+    cllm_run_tokens rt;
+    memset(&rt, 0, sizeof rt);
     cllm_dataset val;
     memset(&val, 0, sizeof val);
     size_t cap = 0; /* DATA: every window unless --eval-tokens says */
     if (n_data > 0) {
-        st = tokenize_data(tok, data, n_data, &stream, &src.n_stream);
-        src.stream = stream;
+        st = tokenize_data(tok, data, n_data, &rt);
+        src.stream = rt.memory;
+        src.n_stream = rt.n_tokens;
     } else {
-        st = build_validation(dir, tok, m.cfg.seq_len, &val, &cap);
+        st = build_validation(dir, tok, m.cfg.seq_len, &rt, &val, &cap);
         src.val = &val;
     }
     if (eval_tokens >= 0) cap = cllm_eval_cap_windows(eval_tokens, m.cfg.seq_len);
@@ -202,7 +220,7 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
     size_t all = st == CLLM_OK ? cllm_eval_windows(&src) : 0;
     if (st == CLLM_OK) print_result(loss, tokens, cllm_eval_selected(all, cap), all, n_data > 0, json);
     if (!n_data) cllm_dataset_free(&val);
-    free(stream);
+    cllm_run_tokens_free(&rt);
     gpt2_destroy(&m);
     cllm_tokenizer_free(tok);
     return (int)st;

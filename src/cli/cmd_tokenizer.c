@@ -11,6 +11,7 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/hf_tokenizer.h"
 #include "cllm/data/tokenizer.h"
+#include "cllm/train/tokens.h"
 
 static int exit_code(cllm_status s) { return s == CLLM_ERR_INPUT ? 2 : s == CLLM_ERR_INTERRUPTED ? 130 : 1; }
 
@@ -101,33 +102,38 @@ static int cmd_train(int argc, char **argv) {
         return rc;
     }
     double t0 = cllm_now();
-    cllm_corpus corpus;
+    cllm_corpus_files files;
+    cllm_run_tokens corpus; /* only the corpus figures: the files are streamed, never held */
+    memset(&corpus, 0, sizeof corpus);
     cllm_tokenizer *tok = NULL;
     /* A stop request abandons the work and the file: -o FILE is then as it
      * was, with no temporary left beside it (exit 130). */
     cllm_stop_catch(1);
     const cllm_stop_flag *stop = cllm_stop_flag_ptr();
-    cllm_status s = cllm_corpus_load_stoppable((const char *const *)positional, n_pos, stop, &corpus);
-    free(positional);
+    cllm_status s = cllm_corpus_list((const char *const *)positional, n_pos, stop, &files);
     if (s != CLLM_OK) {
+        free(positional);
         cllm_stop_release();
         if (s != CLLM_ERR_INTERRUPTED) return report("train", s);
         fprintf(stderr, "cllm tokenizer train: interrupted by %s while reading the corpus: %s not written\n",
                 cllm_signal_name(cllm_stop_signal()), out);
         return exit_code(s);
     }
-    s = cllm_tokenizer_train_mode(&corpus, vocab, (cllm_pretok)pretok, stop, &tok);
+    cllm_run_tokens_options to = {0, stop, {NULL, NULL}};
+    s = cllm_run_tokenizer_train(&files, (const char *const *)positional, n_pos, vocab, (cllm_pretok)pretok, &to, &tok, &corpus);
+    free(positional);
+    cllm_corpus_files_free(&files);
     if (s == CLLM_OK) s = cllm_tokenizer_save(tok, out);
     cllm_stop_release();
     if (s == CLLM_OK) {
         int got = cllm_tokenizer_vocab_size(tok);
         printf("tokenizer: %zu bytes from %zu files (%zu binary skipped), vocab %d (%d merges + 1 end-of-document)%s, "
                "%.2f s -> %s\n",
-               corpus.n_bytes, corpus.n_files_read, corpus.n_binary_skipped, got, cllm_tokenizer_n_merges(tok),
+               (size_t)corpus.corpus_bytes, corpus.n_files_read, corpus.n_binary_skipped, got,
+               cllm_tokenizer_n_merges(tok),
                got < vocab ? " [corpus has no more pairs to merge]" : "", cllm_now() - t0, out);
     }
     cllm_tokenizer_free(tok);
-    cllm_corpus_free(&corpus);
     if (s == CLLM_ERR_INTERRUPTED && strncmp(cllm_last_error(), "interrupted while", 17) == 0) {
         /* the data layer names the phase, not the signal or the file */
         fprintf(stderr, "cllm tokenizer train: interrupted by %s %s: %s not written\n",

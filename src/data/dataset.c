@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cllm/base/rng.h"
+#include "cllm/data/encoder.h"
 
 #define SPLIT_SALT 0x73706c6974ULL /* "split": the split never reuses the order's random stream */
 #define ORDER_SALT 0x6f72646572ULL /* "order" */
@@ -25,29 +26,34 @@
 
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory building the dataset"); }
 
+typedef struct { int32_t *out; size_t n, cap; } stream_buffer;
+
+static cllm_status append_ids(void *ctx, const int32_t *ids, size_t n) {
+    stream_buffer *b = ctx;
+    CLLM_ASSERT(b->n + n <= b->cap);
+    memcpy(b->out + b->n, ids, n * sizeof *ids);
+    b->n += n;
+    return CLLM_OK;
+}
+
 cllm_status cllm_dataset_tokenize(const cllm_corpus *c, const cllm_tokenizer *t, int32_t **tokens, size_t *n_tokens) {
     *tokens = NULL;
     *n_tokens = 0;
     /* byte-level BPE never makes more tokens than bytes: one allocation holds every document and its EOT */
-    int32_t *out = malloc((c->n_bytes + c->n_docs + 1) * sizeof *out);
-    if (!out) return oom();
-    int32_t eot = cllm_tokenizer_eot(t);
-    size_t n_out = 0;
-    for (size_t i = 0; i < c->n_docs; i++) {
-        int32_t *ids;
-        size_t n;
-        cllm_status s = cllm_tokenizer_encode(t, c->bytes + c->docs[i].offset, c->docs[i].length, &ids, &n);
-        if (s != CLLM_OK) {
-            free(out);
-            return s;
-        }
-        memcpy(out + n_out, ids, n * sizeof *ids);
-        free(ids);
-        n_out += n;
-        out[n_out++] = eot;
+    stream_buffer b = {malloc((c->n_bytes + c->n_docs + 1) * sizeof *b.out), 0, c->n_bytes + c->n_docs + 1};
+    if (!b.out) return oom();
+    cllm_encoder *e;
+    cllm_status s = cllm_encoder_create(t, 0, 0, append_ids, &b, &e);
+    for (size_t i = 0; s == CLLM_OK && i < c->n_docs; i++)
+        s = cllm_encoder_add(e, c->bytes + c->docs[i].offset, c->docs[i].length);
+    if (s == CLLM_OK) s = cllm_encoder_flush(e);
+    cllm_encoder_free(e);
+    if (s != CLLM_OK) {
+        free(b.out);
+        return s;
     }
-    *tokens = out;
-    *n_tokens = n_out;
+    *tokens = b.out;
+    *n_tokens = b.n;
     return CLLM_OK;
 }
 
@@ -94,25 +100,45 @@ static cllm_status split_windows(cllm_dataset *d, size_t n_windows, double val_f
     return CLLM_OK;
 }
 
-cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, int seq_len, double val_fraction,
-                               uint64_t seed, cllm_dataset *out) {
-    memset(out, 0, sizeof *out);
+/* The windows of a stream already in place (d->ids, d->n_tokens). */
+static cllm_status cut_windows(cllm_dataset *d, int seq_len, double val_fraction, uint64_t seed) {
+    d->seq_len = seq_len;
+    d->seed = seed;
     if (seq_len < 1) return cllm_fail(CLLM_ERR_INPUT, "sequence length must be at least 1, got %d", seq_len);
     if (!(val_fraction >= 0 && val_fraction < 1))
         return cllm_fail(CLLM_ERR_INPUT, "validation fraction must be in [0, 1), got %g", val_fraction);
-    out->seq_len = seq_len;
-    out->seed = seed;
-    cllm_status s = cllm_dataset_tokenize(c, t, &out->tokens, &out->n_tokens);
+    size_t n_windows = d->n_tokens > 0 ? (d->n_tokens - 1) / (size_t)seq_len : 0;
+    size_t need_windows = val_fraction > 0 ? 2 : 1;
+    if (n_windows < need_windows)
+        return cllm_fail(CLLM_ERR_INPUT, "corpus too short: %zu tokens, need %zu (%zu window%s of %d+1 tokens)",
+                         d->n_tokens, need_windows * (size_t)seq_len + 1, need_windows, need_windows > 1 ? "s" : "",
+                         seq_len);
+    return split_windows(d, n_windows, val_fraction);
+}
+
+cllm_status cllm_dataset_build(const cllm_corpus *c, const cllm_tokenizer *t, int seq_len, double val_fraction,
+                               uint64_t seed, cllm_dataset *out) {
+    memset(out, 0, sizeof *out);
+    cllm_status s = CLLM_OK;
+    if (seq_len < 1 || !(val_fraction >= 0 && val_fraction < 1)) s = cut_windows(out, seq_len, val_fraction, seed);
+    if (s == CLLM_OK) s = cllm_dataset_tokenize(c, t, &out->tokens, &out->n_tokens);
     if (s == CLLM_OK) {
-        size_t n_windows = out->n_tokens > 0 ? (out->n_tokens - 1) / (size_t)seq_len : 0;
-        size_t need_windows = val_fraction > 0 ? 2 : 1;
-        if (n_windows < need_windows)
-            s = cllm_fail(CLLM_ERR_INPUT, "corpus too short: %zu tokens, need %zu (%zu window%s of %d+1 tokens)",
-                          out->n_tokens, need_windows * (size_t)seq_len + 1, need_windows,
-                          need_windows > 1 ? "s" : "", seq_len);
-        else
-            s = split_windows(out, n_windows, val_fraction);
+        out->ids = out->tokens;
+        out->id_bytes = 4;
+        s = cut_windows(out, seq_len, val_fraction, seed);
     }
+    if (s != CLLM_OK) cllm_dataset_free(out);
+    return s;
+}
+
+cllm_status cllm_dataset_from_ids(const void *ids, int id_bytes, size_t n_tokens, int seq_len, double val_fraction,
+                                  uint64_t seed, cllm_dataset *out) {
+    memset(out, 0, sizeof *out);
+    CLLM_ASSERT(id_bytes == 2 || id_bytes == 4);
+    out->ids = ids;
+    out->id_bytes = id_bytes;
+    out->n_tokens = n_tokens;
+    cllm_status s = cut_windows(out, seq_len, val_fraction, seed);
     if (s != CLLM_OK) cllm_dataset_free(out);
     return s;
 }
@@ -138,9 +164,43 @@ static uint64_t permute_index(uint64_t i, uint64_t n, const uint64_t keys[FEISTE
     return x;
 }
 
+static void read_ids(const void *base, int id_bytes, size_t start, size_t n, int32_t *out) {
+    if (id_bytes == 4) {
+        memcpy(out, (const int32_t *)base + start, n * sizeof *out);
+        return;
+    }
+    const uint16_t *ids = (const uint16_t *)base + start;
+    for (size_t i = 0; i < n; i++) out[i] = ids[i];
+}
+
+void cllm_dataset_read(const cllm_dataset *d, size_t start, size_t n, int32_t *out) {
+    read_ids(d->ids, d->id_bytes, start, n, out);
+}
+
+/* seq_len + 1 ids from base at start, as inputs and targets shifted by one. */
+static void split_window(const void *base, int id_bytes, int seq_len, size_t start, int32_t *inputs,
+                         int32_t *targets) {
+    read_ids(base, id_bytes, start, (size_t)seq_len, inputs);
+    memmove(targets, inputs + 1, ((size_t)seq_len - 1) * sizeof *targets);
+    read_ids(base, id_bytes, start + (size_t)seq_len, 1, targets + seq_len - 1);
+}
+
 static void copy_window(const cllm_dataset *d, size_t start, int32_t *inputs, int32_t *targets) {
-    memcpy(inputs, d->tokens + start, (size_t)d->seq_len * sizeof *inputs);
-    memcpy(targets, d->tokens + start + 1, (size_t)d->seq_len * sizeof *targets);
+    split_window(d->ids, d->id_bytes, d->seq_len, start, inputs, targets);
+}
+
+cllm_status cllm_dataset_hold_validation(cllm_dataset *d, void (*read_upto)(void *ctx, size_t pos), void *ctx) {
+    if (d->n_val == 0 || d->val_ids) return CLLM_OK;
+    size_t w = (size_t)d->seq_len + 1, bytes = (size_t)d->id_bytes;
+    uint8_t *held = malloc(d->n_val * w * bytes);
+    if (!held) return oom();
+    for (size_t i = 0; i < d->n_val; i++) { /* val_starts ascending: one pass over the stream */
+        memcpy(held + i * w * bytes, (const uint8_t *)d->ids + d->val_starts[i] * bytes, w * bytes);
+        if (read_upto && i % 256 == 255) read_upto(ctx, d->val_starts[i]);
+    }
+    if (read_upto) read_upto(ctx, d->n_tokens);
+    d->val_ids = held;
+    return CLLM_OK;
 }
 
 size_t cllm_dataset_train_start(const cllm_dataset *d, uint64_t index) {
@@ -157,7 +217,8 @@ void cllm_dataset_train_window(const cllm_dataset *d, uint64_t index, int32_t *i
 }
 
 void cllm_dataset_val_window(const cllm_dataset *d, size_t index, int32_t *inputs, int32_t *targets) {
-    copy_window(d, d->val_starts[index], inputs, targets);
+    if (d->val_ids) split_window(d->val_ids, d->id_bytes, d->seq_len, index * ((size_t)d->seq_len + 1), inputs, targets);
+    else copy_window(d, d->val_starts[index], inputs, targets);
 }
 
 void cllm_dataset_free(cllm_dataset *d) {
@@ -165,5 +226,6 @@ void cllm_dataset_free(cllm_dataset *d) {
     free(d->tokens);
     free(d->train_starts);
     free(d->val_starts);
+    free(d->val_ids);
     memset(d, 0, sizeof *d);
 }

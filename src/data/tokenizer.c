@@ -36,6 +36,8 @@
  * most chunks repeat. */
 #include "cllm/data/tokenizer.h"
 
+#include "tokenizer_internal.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -386,7 +388,26 @@ typedef struct {
     u64_map text_index; /* FNV of a token's bytes -> id, collisions probed on */
 
     const cllm_stop_flag *stop; /* polled between chunks, words and merges; NULL: never */
+    size_t polled;
+
+    /* while documents come in: the unique chunks so far */
+    u64_map seen; /* chunk hash -> word index; collisions resolved by comparing bytes */
+    size_t words_cap, n_syms, syms_cap;
+    int vocab_size;
 } trainer;
+
+struct cllm_tokenizer_trainer {
+    trainer tr;
+};
+
+/* A chunk seen before is recognised by its symbols, which are still its bytes: merges only start once every
+   document is in. */
+static int same_bytes(const int32_t *sym, uint32_t n_sym, const uint8_t *chunk, size_t len) {
+    if (n_sym != len) return 0;
+    for (size_t k = 0; k < len; k++)
+        if (sym[k] != chunk[k]) return 0;
+    return 1;
+}
 
 static cllm_status interrupted(void) {
     return cllm_fail(CLLM_ERR_INTERRUPTED, "interrupted while training the tokenizer");
@@ -408,6 +429,7 @@ static void trainer_free(trainer *tr) {
     free(tr->dirty.v);
     free(tr->text);
     u64_map_free(&tr->text_index);
+    u64_map_free(&tr->seen);
 }
 
 /* Higher count first; on a tie, the smaller (left, right) pair. */
@@ -475,76 +497,52 @@ static cllm_status add_pair(trainer *tr, int32_t a, int32_t b, int64_t delta, in
     return CLLM_OK;
 }
 
-/* Collects the unique chunks of every document with their counts. */
-static cllm_status collect_words(trainer *tr, const cllm_corpus *c) {
-    u64_map seen; /* chunk hash -> word index; collisions resolved by comparing bytes */
-    size_t cap = 1024, total_syms = 0, syms_cap = 1 << 16;
-    size_t *src_off = malloc(cap * sizeof *src_off);
-    tr->sym_len = malloc(cap * sizeof *tr->sym_len);
-    tr->word_count = malloc(cap * sizeof *tr->word_count);
-    tr->sym_off = malloc(cap * sizeof *tr->sym_off);
-    tr->sym = malloc(syms_cap * sizeof *tr->sym);
-    cllm_status s = u64_map_init(&seen, 1 << 15);
-    if (!src_off || !tr->sym_len || !tr->word_count || !tr->sym_off || !tr->sym || s != CLLM_OK) goto fail;
-    size_t polled = 0;
-    for (size_t d = 0; d < c->n_docs; d++) {
-        const uint8_t *text = c->bytes + c->docs[d].offset;
-        size_t n = c->docs[d].length;
-        for (size_t i = 0; i < n;) {
-            if (++polled % STOP_POLL == 0 && cllm_stop_requested(tr->stop)) {
-                s = interrupted();
-                goto fail;
-            }
-            size_t end = cllm_pretok_chunk_end(tr->pretok, text, n, i), len = end - i;
-            const uint8_t *chunk = text + i;
-            /* Probe by hash; equal hashes with different bytes move on by
-             * perturbing the key, so distinct chunks never share a slot. */
-            uint64_t key = cllm_fnv1a64(chunk, len, CLLM_FNV1A64_OFFSET) & ~(1ULL << 63);
-            int32_t w;
-            for (;;) {
-                if ((s = u64_map_put_new(&seen, key, (int32_t)tr->n_words, &w)) != CLLM_OK) goto fail;
-                if ((size_t)w == tr->n_words) break;
-                if (tr->sym_len[w] == len && memcmp(c->bytes + src_off[w], chunk, len) == 0) break;
-                key = (key + 1) & ~(1ULL << 63);
-            }
-            if ((size_t)w == tr->n_words) {
-                if (tr->n_words == cap) {
-                    cap *= 2;
-                    size_t *a = realloc(src_off, cap * sizeof *a);
-                    if (a) src_off = a;
-                    uint32_t *b = realloc(tr->sym_len, cap * sizeof *b);
-                    if (b) tr->sym_len = b;
-                    int64_t *e = realloc(tr->word_count, cap * sizeof *e);
-                    if (e) tr->word_count = e;
-                    size_t *f = realloc(tr->sym_off, cap * sizeof *f);
-                    if (f) tr->sym_off = f;
-                    if (!a || !b || !e || !f) goto fail;
-                }
-                if (total_syms + len > syms_cap) {
-                    while (total_syms + len > syms_cap) syms_cap *= 2;
-                    int32_t *p = realloc(tr->sym, syms_cap * sizeof *p);
-                    if (!p) goto fail;
-                    tr->sym = p;
-                }
-                src_off[w] = (size_t)(chunk - c->bytes);
-                tr->sym_len[w] = (uint32_t)len;
-                tr->sym_off[w] = total_syms;
-                tr->word_count[w] = 0;
-                for (size_t k = 0; k < len; k++) tr->sym[total_syms + k] = chunk[k];
-                total_syms += len;
-                tr->n_words++;
-            }
-            tr->word_count[w]++;
-            i = end;
+/* Adds one document's chunks to the table of unique chunks and their counts. */
+static cllm_status collect_words(trainer *tr, const uint8_t *text, size_t n) {
+    for (size_t i = 0; i < n;) {
+        if (++tr->polled % STOP_POLL == 0 && cllm_stop_requested(tr->stop)) return interrupted();
+        size_t end = cllm_pretok_chunk_end(tr->pretok, text, n, i), len = end - i;
+        const uint8_t *chunk = text + i;
+        /* Probe by hash; equal hashes with different bytes move on by
+         * perturbing the key, so distinct chunks never share a slot. */
+        uint64_t key = cllm_fnv1a64(chunk, len, CLLM_FNV1A64_OFFSET) & ~(1ULL << 63);
+        int32_t w;
+        for (;;) {
+            if (u64_map_put_new(&tr->seen, key, (int32_t)tr->n_words, &w) != CLLM_OK) return oom();
+            if ((size_t)w == tr->n_words || same_bytes(tr->sym + tr->sym_off[w], tr->sym_len[w], chunk, len)) break;
+            key = (key + 1) & ~(1ULL << 63);
         }
+        if ((size_t)w == tr->n_words) {
+            if (tr->n_words == tr->words_cap) {
+                size_t cap = tr->words_cap ? tr->words_cap * 2 : 1024;
+                uint32_t *b = realloc(tr->sym_len, cap * sizeof *b);
+                if (b) tr->sym_len = b;
+                int64_t *e = realloc(tr->word_count, cap * sizeof *e);
+                if (e) tr->word_count = e;
+                size_t *f = realloc(tr->sym_off, cap * sizeof *f);
+                if (f) tr->sym_off = f;
+                if (!b || !e || !f) return oom();
+                tr->words_cap = cap;
+            }
+            if (tr->n_syms + len > tr->syms_cap) {
+                size_t cap = tr->syms_cap ? tr->syms_cap : 1 << 16;
+                while (tr->n_syms + len > cap) cap *= 2;
+                int32_t *p = realloc(tr->sym, cap * sizeof *p);
+                if (!p) return oom();
+                tr->sym = p;
+                tr->syms_cap = cap;
+            }
+            tr->sym_len[w] = (uint32_t)len;
+            tr->sym_off[w] = tr->n_syms;
+            tr->word_count[w] = 0;
+            for (size_t k = 0; k < len; k++) tr->sym[tr->n_syms + k] = chunk[k];
+            tr->n_syms += len;
+            tr->n_words++;
+        }
+        tr->word_count[w]++;
+        i = end;
     }
-    free(src_off);
-    u64_map_free(&seen);
     return CLLM_OK;
-fail:
-    free(src_off);
-    u64_map_free(&seen);
-    return s != CLLM_OK ? s : oom();
 }
 
 static cllm_status count_initial_pairs(trainer *tr) {
@@ -705,39 +703,67 @@ cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size,
     return cllm_tokenizer_train_mode(c, vocab_size, cllm_pretok_default(), stop, out);
 }
 
-cllm_status cllm_tokenizer_train_mode(const cllm_corpus *c, int vocab_size, cllm_pretok pretok,
-                                      const cllm_stop_flag *stop, cllm_tokenizer **out) {
+cllm_status cllm_tokenizer_trainer_create(int vocab_size, cllm_pretok pretok, const cllm_stop_flag *stop,
+                                          cllm_tokenizer_trainer **out) {
     *out = NULL;
     cllm_status s = cllm_pretok_require(pretok);
     if (s != CLLM_OK) return s;
     if (vocab_size < CLLM_TOKENIZER_MIN_VOCAB || vocab_size > CLLM_TOKENIZER_MAX_VOCAB)
         return cllm_fail(CLLM_ERR_INPUT, "vocabulary size %d out of range (%d..%d)", vocab_size,
                          CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB);
-    int target = vocab_size - 256 - 1;
-    int32_t *merges = malloc(((size_t)target + 1) * 2 * sizeof *merges);
-    trainer *tr = calloc(1, sizeof *tr);
-    if (!tr || !merges) {
-        free(tr);
-        free(merges);
-        return oom();
-    }
+    cllm_tokenizer_trainer *b = calloc(1, sizeof *b);
+    if (!b) return oom();
+    trainer *tr = &b->tr;
     tr->stop = stop;
     tr->pretok = pretok;
     tr->distinct = pretok == CLLM_PRETOK_GPT2;
-    s = u64_map_init(&tr->pair_index, 1 << 14);
-    int learned = 0;
-    if (s == CLLM_OK) s = collect_words(tr, c);
-    if (s == CLLM_OK) s = count_initial_pairs(tr);
-    if (s == CLLM_OK) s = learn_merges(tr, target, merges, &learned);
-    trainer_free(tr);
-    free(tr);
-    if (s != CLLM_OK) {
-        free(merges);
-        return s;
+    tr->vocab_size = vocab_size;
+    if (u64_map_init(&tr->pair_index, 1 << 14) != CLLM_OK || u64_map_init(&tr->seen, 1 << 15) != CLLM_OK) {
+        cllm_tokenizer_trainer_free(b);
+        return oom();
     }
-    s = cllm_tokenizer_build_from_pairs(merges, learned, pretok, out);
+    *out = b;
+    return CLLM_OK;
+}
+
+cllm_status cllm_tokenizer_trainer_add(cllm_tokenizer_trainer *b, const uint8_t *text, size_t n) {
+    return collect_words(&b->tr, text, n);
+}
+
+void cllm_tokenizer_trainer_free(cllm_tokenizer_trainer *b) {
+    if (!b) return;
+    trainer_free(&b->tr);
+    free(b);
+}
+
+cllm_status cllm_tokenizer_trainer_finish(cllm_tokenizer_trainer *b, cllm_tokenizer **out) {
+    *out = NULL;
+    trainer *tr = &b->tr;
+    u64_map_free(&tr->seen); /* every document is in */
+    int target = tr->vocab_size - 256 - 1;
+    cllm_pretok pretok = tr->pretok;
+    int32_t *merges = malloc(((size_t)target + 1) * 2 * sizeof *merges);
+    int learned = 0;
+    cllm_status s = merges ? count_initial_pairs(tr) : oom();
+    if (s == CLLM_OK) s = learn_merges(tr, target, merges, &learned);
+    cllm_tokenizer_trainer_free(b);
+    if (s == CLLM_OK) s = cllm_tokenizer_build_from_pairs(merges, learned, pretok, out);
     free(merges);
     return s;
+}
+
+cllm_status cllm_tokenizer_train_mode(const cllm_corpus *c, int vocab_size, cllm_pretok pretok,
+                                      const cllm_stop_flag *stop, cllm_tokenizer **out) {
+    *out = NULL;
+    cllm_tokenizer_trainer *b;
+    cllm_status s = cllm_tokenizer_trainer_create(vocab_size, pretok, stop, &b);
+    for (size_t d = 0; s == CLLM_OK && d < c->n_docs; d++)
+        s = cllm_tokenizer_trainer_add(b, c->bytes + c->docs[d].offset, c->docs[d].length);
+    if (s != CLLM_OK) {
+        cllm_tokenizer_trainer_free(b);
+        return s;
+    }
+    return cllm_tokenizer_trainer_finish(b, out);
 }
 /* ------------------------------------------------------------------ */
 /* Encoding and decoding                                               */
@@ -926,6 +952,30 @@ fail:
     cache_free(&cc);
     free(outv);
     return oom();
+}
+
+struct cllm_bpe_scratch {
+    bpe_scratch sc;
+    i32_vec ids;
+};
+
+cllm_bpe_scratch *cllm_bpe_scratch_create(void) { return calloc(1, sizeof(cllm_bpe_scratch)); }
+
+void cllm_bpe_scratch_free(cllm_bpe_scratch *s) {
+    if (!s) return;
+    scratch_free(&s->sc);
+    free(s->ids.v);
+    free(s);
+}
+
+int32_t cllm_tokenizer_byte_id(const cllm_tokenizer *t, uint8_t b) { return t->byte_id[b]; }
+
+size_t cllm_tokenizer_encode_chunk(const cllm_tokenizer *t, cllm_bpe_scratch *s, const uint8_t *chunk, size_t len,
+                                   int32_t *ids) {
+    s->ids.n = 0;
+    if (apply_merges(t, &s->sc, chunk, len, &s->ids) != CLLM_OK) return SIZE_MAX;
+    memcpy(ids, s->ids.v, s->ids.n * sizeof *ids);
+    return s->ids.n;
 }
 
 cllm_status cllm_tokenizer_decode(const cllm_tokenizer *t, const int32_t *ids, size_t n, uint8_t **bytes,

@@ -147,7 +147,7 @@ int cllm_run_folder_is_ours(const char *dir) {
     static const char *const ours[] = {"run.json",          "tokenizer.bin",       "metrics.jsonl",
                                        "loss.png",          CLLM_RUN_LOCK_FILE,    CLLM_RUN_LATEST,
                                        "model.safetensors", "config.json",         "optimizer.safetensors",
-                                       "optimizer.prev.safetensors"};
+                                       "optimizer.prev.safetensors", CLLM_RUN_TOKENS_FILE};
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT;
     int only_ours = 1;

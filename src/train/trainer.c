@@ -46,6 +46,7 @@
 #include "cllm/train/sampler.h"
 #include "cllm/train/step.h"
 #include "cllm/train/test_hooks.h"
+#include "cllm/train/tokens.h"
 #include "cllm/optim/schedule.h"
 
 /* ---- run state ------------------------------------------------------------ */
@@ -58,8 +59,8 @@ typedef struct {
     cllm_run_lock lock;    /* held from the folder's choice to the end */
     int created_dir;       /* this run made the folder (removed again if start-up fails) */
     int folder_written;    /* run.json and tokenizer.bin are in place */
-    cllm_corpus corpus;
-    uint64_t corpus_hash;
+    cllm_corpus_files files; /* the corpus, listed; read a file at a time */
+    cllm_run_tokens tokens;  /* its token stream: the mapped cache DIR/tokens.bin */
     cllm_tokenizer *tok;
     cllm_dataset data;
     gpt2_model model;
@@ -448,6 +449,9 @@ static double evaluate(trainer *t) {
     return loss;
 }
 
+/* Pages of the mapped stream handed back during a sequential pass. */
+#define RELEASE_EVERY_TOKENS ((size_t)1 << 20)
+
 /* Windows a pass evaluates, and a note for the lines that show its loss:
  * "" when it is the whole split, else " on 160 of 11,297 validation
  * windows". */
@@ -469,13 +473,26 @@ static cllm_status unigram_entropy(trainer *t) {
     int V = t->o->model.vocab_size, T = t->o->model.seq_len;
     uint64_t *count = calloc((size_t)V, sizeof *count);
     if (!count) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    int32_t *tok = malloc((size_t)T * sizeof *tok);
+    if (!tok) {
+        free(count);
+        return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
     uint64_t total = 0;
+    size_t released = 0;
     for (size_t w = 0; w < t->data.n_train; w++) {
-        const int32_t *tok = t->data.tokens + t->data.train_starts[w] + 1;
+        size_t start = t->data.train_starts[w] + 1; /* ascending: one pass over the stream */
+        cllm_dataset_read(&t->data, start, (size_t)T, tok);
         for (int i = 0; i < T; i++)
             if (tok[i] >= 0 && tok[i] < V) count[tok[i]]++;
         total += (uint64_t)T;
+        if (start - released >= RELEASE_EVERY_TOKENS) { /* a pass over a big cache must not stay resident */
+            cllm_run_tokens_release(&t->tokens, released, start);
+            released = start;
+        }
     }
+    cllm_run_tokens_release(&t->tokens, 0, t->tokens.n_tokens);
+    free(tok);
     double h = 0;
     for (int i = 0; i < V; i++)
         if (count[i]) {
@@ -495,7 +512,8 @@ static void trainer_free(trainer *t) {
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
     if (t->tok) cllm_tokenizer_free(t->tok);
-    cllm_corpus_free(&t->corpus);
+    cllm_run_tokens_free(&t->tokens);
+    cllm_corpus_files_free(&t->files);
     cllm_run_lock_release(&t->lock, 0);
     free(t->dir);
 }
@@ -568,21 +586,90 @@ static cllm_status pick_run_dir(trainer *t, int resume) {
  * folder as it found it: removed if this run made it. */
 static void undo_run_dir(trainer *t) {
     if (!t->dir || t->lock.fd < 0 || t->folder_written) return;
+    cllm_run_tokens_free(&t->tokens); /* removes a token cache not committed */
     cllm_run_lock_release(&t->lock, 1);
     if (t->created_dir) rmdir(t->dir);
 }
 
+/* Hands back the pages of the mapped stream behind a sequential pass. */
+typedef struct {
+    const cllm_run_tokens *tokens;
+    size_t released;
+} release_state;
+
+static void release_read(void *ctx, size_t pos) {
+    release_state *r = ctx;
+    if (pos <= r->released) return;
+    cllm_run_tokens_release(r->tokens, r->released, pos);
+    r->released = pos;
+}
+
+/* What start-up says while it reads: the corpus at once, then on a terminal the bytes done and the rate. */
+typedef struct {
+    cllm_progress_mode mode;
+    const char *phase;
+    double t0, last;
+} startup_progress;
+
+static void startup_show(void *ctx, uint64_t done, uint64_t total) {
+    startup_progress *p = ctx;
+    double now = cllm_now();
+    if (p->mode != CLLM_PROGRESS_LINE || now - p->last < 0.25) return;
+    p->last = now;
+    double mb = (double)done / 1e6;
+    printf("\r\033[K  %-9s %.1f of %.1f MB, %.1f MB/s", p->phase, mb, (double)total / 1e6,
+           now > p->t0 ? mb / (now - p->t0) : 0.0);
+    fflush(stdout);
+}
+
+static void startup_phase(startup_progress *p, const char *phase) {
+    p->phase = phase;
+    p->t0 = p->last = cllm_now();
+}
+
+/* The end of a phase, e.g. "  tokenizer trained on 88.6 MB in 2.9 s (30.6 MB/s)": the in-place line
+   replaced by one that stays. */
+static void startup_done(startup_progress *p, const char *label, const char *what, uint64_t bytes,
+                         const char *extra) {
+    if (p->mode == CLLM_PROGRESS_OFF) return;
+    double s = cllm_now() - p->t0;
+    printf("%s  %-9s %s %.1f MB in %.1f s (%.1f MB/s%s)\n", p->mode == CLLM_PROGRESS_LINE ? "\r\033[K" : "",
+           label, what, (double)bytes / 1e6, s, s > 0 ? (double)bytes / 1e6 / s : 0.0, extra);
+    fflush(stdout);
+}
+
+static cllm_status data_changed(const trainer *t, size_t expect_bytes) {
+    return cllm_fail(CLLM_ERR_INPUT, "the training data changed since the run started (%zu bytes, now %zu); "
+                     "cannot resume exactly", expect_bytes, (size_t)t->tokens.corpus_bytes);
+}
+
 /* Data, tokenizer and dataset: everything that can fail on user input, done
- * before the run folder is created. */
+ * before the run folder is written. The corpus is streamed, never held:
+ * listed, read once to train the tokenizer (fresh runs), read again to
+ * encode it into DIR/tokens.bin, which the dataset maps (train/tokens.h). */
 static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_t expect_bytes) {
     const cllm_train_options *o = t->o;
-    cllm_status st =
-        cllm_corpus_load_stoppable((const char *const *)o->data_paths, o->n_data, cllm_stop_flag_ptr(), &t->corpus);
+    const char *const *paths = (const char *const *)o->data_paths;
+    startup_progress sp = {cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO)),
+                           NULL, 0, 0};
+    if (!t->lead) sp.mode = CLLM_PROGRESS_OFF; /* rank 0 says what is read */
+    cllm_run_tokens_options to = {0, cllm_stop_flag_ptr(), {startup_show, &sp}};
+    if (sp.mode != CLLM_PROGRESS_OFF) { /* at once: listing a big tree alone can take a second */
+        printf("cllm train: reading %s", o->n_data ? paths[0] : CLLM_DEFAULT_CORPUS_NAME);
+        if (o->n_data > 1) printf(" and %d more path%s", o->n_data - 1, o->n_data > 2 ? "s" : "");
+        printf("\n");
+        fflush(stdout);
+    }
+    startup_phase(&sp, "listed");
+    cllm_status st = cllm_corpus_list(paths, o->n_data, cllm_stop_flag_ptr(), &t->files);
+    if (st == CLLM_OK && !resume && t->lead) st = cllm_run_tokens_begin(t->dir, o->model.vocab_size, &t->tokens);
     if (st != CLLM_OK) return st;
-    t->corpus_hash = cllm_fnv1a64(t->corpus.bytes, t->corpus.n_bytes, CLLM_FNV1A64_OFFSET);
-    if (resume && (t->corpus_hash != expect_hash || t->corpus.n_bytes != expect_bytes))
-        return cllm_fail(CLLM_ERR_INPUT, "the training data changed since the run started (%zu bytes, now %zu); "
-                         "cannot resume exactly", expect_bytes, t->corpus.n_bytes);
+    if (sp.mode != CLLM_PROGRESS_OFF) {
+        size_t n = t->files.builtin ? 1 : t->files.n_files;
+        printf("  listed    %zu file%s, %.1f MB in %.1f s\n", n, n == 1 ? "" : "s", (double)t->files.total_bytes / 1e6,
+               cllm_now() - sp.t0);
+        fflush(stdout);
+    }
     if (resume) {
         char *path = cllm_path_join(t->dir, "tokenizer.bin");
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
@@ -594,8 +681,10 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     } else if (o->tokenizer_path) {
         st = cllm_tokenizer_load(o->tokenizer_path, &t->tok);
     } else {
-        st = cllm_tokenizer_train_mode(&t->corpus, o->model.vocab_size, (cllm_pretok)o->pretokenize,
-                                       cllm_stop_flag_ptr(), &t->tok);
+        startup_phase(&sp, "tokenizer");
+        st = cllm_run_tokenizer_train(&t->files, paths, o->n_data, o->model.vocab_size,
+                                      (cllm_pretok)o->pretokenize, &to, &t->tok, &t->tokens);
+        if (st == CLLM_OK) startup_done(&sp, "tokenizer", "trained on", t->tokens.corpus_bytes, "");
     }
     if (st != CLLM_OK) return st;
     int learned = cllm_tokenizer_vocab_size(t->tok);
@@ -608,7 +697,36 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
     if (learned != o->model.vocab_size)
         return cllm_fail(CLLM_ERR_INPUT, "tokenizer has %d tokens, run.json says %d",
                          cllm_tokenizer_vocab_size(t->tok), o->model.vocab_size);
-    return cllm_dataset_build(&t->corpus, t->tok, o->model.seq_len, o->val_fraction, o->seed, &t->data);
+    startup_phase(&sp, resume ? "checking" : "encoding"); /* resume: the data's hash, and the cache's */
+    if (resume) { /* only rank 0 writes the folder: another rank without a usable cache encodes in memory */
+        st = cllm_run_tokens_reuse(t->dir, &t->files, t->tok, expect_hash, expect_bytes, t->lead, &to, &t->tokens);
+        if (st != CLLM_OK && t->tokens.changed) return data_changed(t, expect_bytes);
+        if (st == CLLM_OK && t->tokens.note[0] && t->lead) {
+            if (sp.mode == CLLM_PROGRESS_LINE) printf("\r\033[K");
+            fprintf(stderr, "cllm train: %s: rebuilt it\n", t->tokens.note);
+        }
+    } else if (t->lead) {
+        st = cllm_run_tokens_build(t->dir, &t->files, t->tok, &to, &t->tokens);
+    } else { /* the other ranks of a fresh run: the same stream, in memory (rank 0's folder may be elsewhere) */
+        uint64_t hash = t->tokens.corpus_hash, bytes = t->tokens.corpus_bytes;
+        st = cllm_run_tokens_in_memory(&t->files, t->tok, &to, &t->tokens);
+        if (st == CLLM_OK && bytes && (t->tokens.corpus_hash != hash || t->tokens.corpus_bytes != bytes))
+            st = cllm_fail(CLLM_ERR_INPUT, "the training data changed while it was read: start again once it stays put");
+    }
+    if (st != CLLM_OK) return st;
+    if (!resume || t->tokens.note[0]) {
+        char what[64], extra[48];
+        snprintf(what, sizeof what, "%zu tokens from", t->tokens.n_tokens);
+        snprintf(extra, sizeof extra, ", %d thread%s", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
+        startup_done(&sp, "tokens", what, t->tokens.corpus_bytes, extra);
+    }
+    st = cllm_dataset_from_ids(t->tokens.ids, t->tokens.id_bytes, t->tokens.n_tokens, o->model.seq_len,
+                               o->val_fraction, o->seed, &t->data);
+    /* Every evaluation reads all the validation windows, spread over the whole stream: held in memory (a
+       val_fraction of the stream's bytes), they keep the map's pages from being resident after every pass. */
+    release_state rs = {&t->tokens, 0};
+    if (st == CLLM_OK) st = cllm_dataset_hold_validation(&t->data, release_read, &rs);
+    return st;
 }
 
 /* The optimizer state each rank holds (ZeRO-1: its span's moments) and,
@@ -663,11 +781,11 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     if (o->n_data == 0) printf("  data      %s\n", CLLM_DEFAULT_CORPUS_NAME);
     else printf("  data      %d path(s), first %s\n", o->n_data, o->data_paths[0]);
     printf("            %zu files, %zu bytes, %zu tokens (vocab %d), %zu train / %zu validation windows of %d\n",
-           t->corpus.n_docs, t->corpus.n_bytes, t->data.n_tokens, c->vocab_size, t->data.n_train, t->data.n_val,
+           t->tokens.n_docs, (size_t)t->tokens.corpus_bytes, t->data.n_tokens, c->vocab_size, t->data.n_train, t->data.n_val,
            c->seq_len);
-    if (t->corpus.n_binary_skipped)
-        printf("            %zu binary file%s skipped (a NUL byte in the first 8 KiB)\n", t->corpus.n_binary_skipped,
-               t->corpus.n_binary_skipped == 1 ? "" : "s");
+    if (t->tokens.n_binary_skipped)
+        printf("            %zu binary file%s skipped (a NUL byte in the first 8 KiB)\n", t->tokens.n_binary_skipped,
+               t->tokens.n_binary_skipped == 1 ? "" : "s");
     if (t->requested_vocab)
         printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
                t->requested_vocab);
@@ -826,6 +944,10 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         double t0 = cllm_now();
         st = cllm_step_run(t->stepper, s, lr, t->window_base, &r);
         train_time += cllm_now() - t0;
+        /* A read of the map maps the whole page-cache folio around it (up to megabytes, whatever the madvise):
+           the step's windows are not read again soon, so their pages go back, or the resident size would grow
+           by ~16 MB a step until the whole cache is in it. */
+        cllm_run_tokens_release(&t->tokens, 0, t->tokens.n_tokens);
         if (st != CLLM_OK) break;
         const cllm_engine_stats stats = r.engine;
         t->grad_norm = r.grad_norm;
@@ -1067,7 +1189,7 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     abs.data_paths = paths;
     char *init = t->o->init_dir ? realpath(t->o->init_dir, NULL) : NULL;
     if (init) abs.init_dir = init;
-    st = cllm_run_json_write(t->dir, &abs, hash, t->corpus.n_bytes);
+    st = cllm_run_json_write(t->dir, &abs, hash, (size_t)t->tokens.corpus_bytes);
     free(init);
     for (int i = 0; i < t->o->n_data; i++) free(paths[i]);
     free(paths);
@@ -1075,6 +1197,7 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     char *tok = cllm_path_join(t->dir, "tokenizer.bin");
     st = tok ? cllm_tokenizer_save(t->tok, tok) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(tok);
+    if (st == CLLM_OK) st = cllm_run_tokens_commit(&t->tokens);
     /* Beside it, the same tokenizer as Hugging Face files (when they can express it: the summary says if not). */
     char why[160];
     if (st == CLLM_OK && cllm_hf_tokenizer_expressible(t->tok, why, sizeof why))
@@ -1132,8 +1255,9 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     t.folder_written = resume;
     /* The last moment a stop request leaves nothing behind. */
     if ((st == CLLM_OK && stop_requested()) || st == CLLM_ERR_INTERRUPTED) st = interrupted_at_start(&t, resume, st);
-    if (st == CLLM_OK && t.lead && !resume) st = create_run_folder(&t, t.corpus_hash);
-    else if (st == CLLM_OK && t.lead) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    if (st == CLLM_OK && t.lead && !resume) st = create_run_folder(&t, t.tokens.corpus_hash);
+    else if (st == CLLM_OK && t.lead)
+        st = cllm_run_json_write(t.dir, t.o, t.tokens.corpus_hash, (size_t)t.tokens.corpus_bytes);
     /* The same input fails the same way on every rank: then rank 0 alone says so. */
     res->same_on_all_ranks = st != CLLM_OK && t.comm->first_flagged(t.comm, st == CLLM_OK) < 0;
     st = agree(&t, st, "during start-up");

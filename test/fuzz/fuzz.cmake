@@ -30,7 +30,7 @@ if(CLLM_HAVE_UTF8PROC)
   target_link_libraries(cllm_fuzz_core PUBLIC PkgConfig::UTF8PROC)
 endif()
 
-set(CLLM_FUZZ_TARGETS safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer json config metrics plot)
+set(CLLM_FUZZ_TARGETS safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer token_cache json config metrics plot)
 foreach(t ${CLLM_FUZZ_TARGETS})
   add_executable(fuzz_${t} test/fuzz/fuzz_${t}.c test/fuzz/fuzz_support.c)
   target_compile_options(fuzz_${t} PRIVATE ${CLLM_FUZZ_FLAGS})

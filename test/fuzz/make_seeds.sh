@@ -22,7 +22,7 @@ head -c 3000 "$here/../../data/tinyshakespeare.txt" >"$work/text.txt"
 "$cllm" tokenizer train "$work/text.txt" --vocab 270 --pretokenize cllm -o "$work/small_v1.bin" >/dev/null
 
 rm -rf "$out"
-for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer json config metrics plot; do
+for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer token_cache json config metrics plot; do
     mkdir -p "$out/$t"
 done
 split=$'\n--cllm-fuzz-part--\n' # FUZZ_SPLIT in fuzz_support.h
@@ -62,6 +62,15 @@ PY
   cat "$run/tokenizer.bin"; } >"$out/checkpoint/hugging_face_f16"
 
 cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
+
+# token_cache: the tokens.bin of a run on two small files (vocabulary 300, as fuzz_token_cache.c expects)
+mkdir -p "$work/two"
+head -c 1500 "$work/text.txt" >"$work/two/a.txt"
+tail -c 1500 "$work/text.txt" >"$work/two/b.txt"
+"$cllm" train "$work/two" --preset tiny --steps 1 --layers 1 --heads 2 --embd 8 --seq 8 --vocab 300 \
+    --val-fraction 0 --sample-tokens 0 --out "$work/small-run" --quiet >/dev/null
+cp "$work/small-run/tokens.bin" "$out/token_cache/run"
+head -c 128 "$work/small-run/tokens.bin" >"$out/token_cache/header"
 cp "$work/small.bin" "$out/tokenizer_file/small"
 cp "$work/small_v1.bin" "$out/tokenizer_file/small_v1"
 

@@ -19,5 +19,6 @@ int cllm_bench_reduce(int argc, char **argv);
 int cllm_bench_matmul(int argc, char **argv);
 int cllm_bench_peak(int argc, char **argv);
 int cllm_bench_step(int argc, char **argv);
+int cllm_bench_encode(int argc, char **argv);
 
 #endif

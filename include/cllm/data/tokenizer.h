@@ -39,6 +39,15 @@ cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size,
 /* With a chosen pre-tokenizer; one this build lacks is CLLM_ERR_INPUT naming the package. */
 cllm_status cllm_tokenizer_train_mode(const cllm_corpus *c, int vocab_size, cllm_pretok pretok,
                                       const cllm_stop_flag *stop, cllm_tokenizer **out);
+/* The same, fed one document at a time, so that a corpus of any size is never held whole: create, add every
+   document in order (the bytes are not kept), then finish, which learns the merges and frees the trainer (also on
+   failure). The result equals cllm_tokenizer_train_mode's on the same documents. */
+typedef struct cllm_tokenizer_trainer cllm_tokenizer_trainer;
+cllm_status cllm_tokenizer_trainer_create(int vocab_size, cllm_pretok pretok, const cllm_stop_flag *stop,
+                                          cllm_tokenizer_trainer **out);
+cllm_status cllm_tokenizer_trainer_add(cllm_tokenizer_trainer *b, const uint8_t *text, size_t n);
+cllm_status cllm_tokenizer_trainer_finish(cllm_tokenizer_trainer *b, cllm_tokenizer **out);
+void cllm_tokenizer_trainer_free(cllm_tokenizer_trainer *b); /* abandons a trainer not finished */
 /* The pre-tokenizer the tokenizer was trained with (recorded in its file). */
 cllm_pretok cllm_tokenizer_pretokenizer(const cllm_tokenizer *t);
 int cllm_tokenizer_vocab_size(const cllm_tokenizer *t);

@@ -9,8 +9,8 @@
  *   DIR/model.safetensors, config.json, optimizer.safetensors -> latest/...
  *       fixed links, so any reader of DIR/model.safetensors (transformers
  *       too) opens the committed checkpoint.
- * tokenizer.bin and run.json are plain files written before the first
- * checkpoint. Leftovers of a dead save (temporary files, checkpoint folders
+ * tokenizer.bin, tokens.bin (the token cache) and run.json are plain files
+ * written before the first checkpoint. Leftovers of a dead save (temporary files, checkpoint folders
  * that `latest` does not name) are removed by the next writer, which holds
  * the lock. Folders of the earlier layout (plain model.safetensors and
  * optimizer[.prev].safetensors, no `latest`) still load and resume; their
@@ -24,6 +24,7 @@
 
 #define CLLM_RUN_LOCK_FILE ".cllm.lock"
 #define CLLM_RUN_LATEST "latest"
+#define CLLM_RUN_TOKENS_FILE "tokens.bin"
 
 /* The exclusive lock of a writer, held from start-up to exit; the kernel
  * drops it when the process dies, however it dies. */
