@@ -57,7 +57,13 @@ static int fail_line(const char *fmt, const char *a, const char *b) {
 }
 
 static cllm_flag_kind flag_kind(cllm_opt_type t) {
-    return t == CLLM_OPT_INT ? CLLM_FLAG_INT : t == CLLM_OPT_INT64 ? CLLM_FLAG_INT64 : CLLM_FLAG_DOUBLE;
+    switch (t) {
+    case CLLM_OPT_INT: return CLLM_FLAG_INT;
+    case CLLM_OPT_INT64: return CLLM_FLAG_INT64;
+    case CLLM_OPT_DOUBLE: return CLLM_FLAG_DOUBLE;
+    case CLLM_OPT_CHOICE: return CLLM_FLAG_CHOICE;
+    }
+    return CLLM_FLAG_DOUBLE;
 }
 
 /* The table's rows, then --preset, --stop-after, --out, --resume, --quiet, --verbose. */

@@ -1,4 +1,5 @@
 #include "cllm/cli/flags.h"
+#include "cllm/base/common.h"
 
 #include <errno.h>
 #include <math.h>
@@ -57,6 +58,15 @@ static int store_value(const cllm_command_spec *spec, const cllm_flag *f, const 
     case CLLM_FLAG_STRING:
         *(const char **)f->dest = value;
         return CLLM_FLAGS_OK;
+    case CLLM_FLAG_CHOICE: {
+        int i = cllm_choice_index(f->metavar, value);
+        if (i >= 0) {
+            *(int *)f->dest = i;
+            return CLLM_FLAGS_OK;
+        }
+        fprintf(stderr, "cllm %s: --%s must be %s, not '%s'\n", spec->command, f->name, f->metavar, value);
+        return CLLM_FLAGS_ERROR;
+    }
     case CLLM_FLAG_BOOL:
         break;
     }

@@ -64,6 +64,8 @@ const cllm_train_option cllm_train_option_table[] = {
      "plain progress line every N steps when not on a terminal (default 20)", CLLM_OPT_FREE},
     {"sample-tokens", "sample_tokens", CLLM_OPT_INT, AT(sample_tokens), 200, 0, 1 << 20, "N",
      "tokens in the sample printed at the end, 0 = none (default 200)", CLLM_OPT_FREE},
+    {"precision", "precision", CLLM_OPT_CHOICE, AT(precision), CLLM_PRECISION_FP32, 0, 1, "fp32|bf16",
+     "matrix products in fp32, or bf16 with fp32 accumulation and master weights (default fp32)", CLLM_OPT_FROZEN},
 };
 
 const int cllm_train_option_count = (int)(sizeof cllm_train_option_table / sizeof cllm_train_option_table[0]);
@@ -75,7 +77,8 @@ void *cllm_train_option_field(cllm_train_options *o, const cllm_train_option *op
 double cllm_train_option_get(const cllm_train_options *o, const cllm_train_option *opt) {
     const char *p = (const char *)o + opt->offset;
     switch (opt->type) {
-    case CLLM_OPT_INT: return *(const int *)p;
+    case CLLM_OPT_INT:
+    case CLLM_OPT_CHOICE: return *(const int *)p;
     case CLLM_OPT_INT64: return (double)*(const int64_t *)p;
     case CLLM_OPT_DOUBLE: return *(const double *)p;
     }
@@ -85,7 +88,8 @@ double cllm_train_option_get(const cllm_train_options *o, const cllm_train_optio
 void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, double v) {
     void *p = cllm_train_option_field(o, opt);
     switch (opt->type) {
-    case CLLM_OPT_INT: *(int *)p = (int)v; break;
+    case CLLM_OPT_INT:
+    case CLLM_OPT_CHOICE: *(int *)p = (int)v; break;
     case CLLM_OPT_INT64: *(int64_t *)p = (int64_t)v; break;
     case CLLM_OPT_DOUBLE: *(double *)p = v; break;
     }
@@ -111,6 +115,11 @@ static int append_value(char **buf, size_t *len, size_t *cap, const cllm_train_o
         if (opt->offset == AT(seed)) return cllm_json_appendf(buf, len, cap, "%" PRIu64, *(const uint64_t *)p);
         return cllm_json_appendf(buf, len, cap, "%" PRId64, *(const int64_t *)p);
     case CLLM_OPT_DOUBLE: return cllm_json_appendf(buf, len, cap, "%.17g", *(const double *)p);
+    case CLLM_OPT_CHOICE: {
+        const char *name = "";
+        size_t n = cllm_choice_name(opt->metavar, *(const int *)p, &name);
+        return cllm_json_appendf(buf, len, cap, "\"%.*s\"", (int)n, name);
+    }
     }
     return 0;
 }
@@ -156,9 +165,24 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
+static cllm_status read_choice(const cllm_json *v, const char *path, const cllm_train_option *opt,
+                               cllm_train_options *o) {
+    if (!v) { /* written before the option existed: those runs had the default */
+        cllm_train_option_set(o, opt, opt->fresh);
+        return CLLM_OK;
+    }
+    int i = v->type == CLLM_JSON_STRING ? cllm_choice_index(opt->metavar, v->string) : -1;
+    if (i >= 0) {
+        cllm_train_option_set(o, opt, i);
+        return CLLM_OK;
+    }
+    return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
+}
+
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
+    if (opt->type == CLLM_OPT_CHOICE) return read_choice(v, path, opt, o);
     if (!v || v->type != CLLM_JSON_NUMBER)
         return cllm_fail(CLLM_ERR_INPUT, "%s: missing or malformed \"%s\"", path, opt->key);
     if (opt->type != CLLM_OPT_DOUBLE && !v->is_integer)

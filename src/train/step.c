@@ -85,6 +85,9 @@ static void update_segment(void *ctx, int segment, size_t begin, size_t end, con
         for (int j = 0; j < k; j++) piece[j] = srcs[j] + sp->begin;
         s->c.model->kernels->sum_adamw(params + sp->begin, s->m + sp->begin, s->v + sp->begin, piece, k, grad_scale,
                                 sp->end - sp->begin, &s->hp, sp->decay);
+        /* bf16 mode: the owner re-rounds the weights it just updated, so the
+         * next step's products read them without another pass or a barrier. */
+        gpt2_refresh_bf16(s->c.model, sp->begin, sp->end);
     }
 }
 

@@ -330,6 +330,7 @@ static cllm_status load_checkpoint(trainer *t) {
         return cllm_fail(CLLM_ERR_INPUT, "%s: model.safetensors does not match run.json", t->dir);
     }
     memcpy(t->model.params, loaded.params, loaded.n_params * sizeof(float));
+    gpt2_refresh_bf16(&t->model, 0, t->model.n_params); /* bf16 mode: the copy of the loaded master weights */
     gpt2_destroy(&loaded);
     int matched = 0;
     st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
@@ -527,6 +528,10 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
            t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    if (o->precision == CLLM_PRECISION_BF16)
+        printf("  precision bf16 matrix products, fp32 accumulation and master weights (%s)\n",
+               t->model.kernels->bf16_fast ? "AVX512_BF16" : "exact portable emulation: this CPU or SIMD path has no "
+                                                              "AVX512_BF16, slow");
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
     if (t->step > 0)
         printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
@@ -762,6 +767,8 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
+    if (o->precision == CLLM_PRECISION_BF16) st = gpt2_use_bf16(&t->model, 1);
+    if (st != CLLM_OK) return st;
     gpt2_init_weights(&t->model, o->seed);
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;

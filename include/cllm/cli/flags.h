@@ -15,7 +15,8 @@ typedef enum {
     CLLM_FLAG_INT,    /* int* */
     CLLM_FLAG_INT64,  /* int64_t* */
     CLLM_FLAG_DOUBLE, /* double* */
-    CLLM_FLAG_STRING  /* const char** (points into argv) */
+    CLLM_FLAG_STRING, /* const char** (points into argv) */
+    CLLM_FLAG_CHOICE  /* int*: the index of the value among the metavar's names, "fp32|bf16" */
 } cllm_flag_kind;
 
 typedef struct {

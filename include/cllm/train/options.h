@@ -38,6 +38,7 @@ typedef struct {
     /* cadence, in steps; 0 = never (eval, save and sample still happen at the end) */
     int64_t eval_every, sample_every, save_every, log_every;
     int sample_tokens; /* tokens of the final sample */
+    int precision;     /* CLLM_PRECISION_FP32 or CLLM_PRECISION_BF16 (frozen on resume) */
     const char *out_dir;
     int quiet, verbose;
     /* How this process runs, from the environment (the CLI reads it: the
@@ -56,8 +57,14 @@ typedef struct {
 typedef enum {
     CLLM_OPT_INT,    /* int */
     CLLM_OPT_INT64,  /* int64_t (uint64_t for the seed: its range keeps it non-negative) */
-    CLLM_OPT_DOUBLE  /* double */
+    CLLM_OPT_DOUBLE, /* double */
+    CLLM_OPT_CHOICE  /* int: the index of a name in the metavar "a|b"; the name in run.json. A
+                        run.json written before the option existed reads as the default. */
 } cllm_opt_type;
+
+/* --precision: fp32 everywhere, or bf16 matrix products with fp32 master
+ * weights (docs/BF16.md). */
+enum { CLLM_PRECISION_FP32 = 0, CLLM_PRECISION_BF16 = 1 };
 
 typedef enum {
     CLLM_OPT_FROZEN, /* would change the model or its data: refused with --resume */
