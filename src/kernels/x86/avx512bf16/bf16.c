@@ -135,10 +135,43 @@ BF16_TARGET static void row_pairs(const cllm_bf16_operand *x, int row, int K, in
     }
 }
 
+/* Contiguous packing of bf16 rows, 16 rows at a time: pair p of 16 rows is
+ * one gather of their dwords at element 2 (p0 + p) (scale 2: indices in
+ * elements). The last pair of an odd K is read as the dword ending at
+ * element K - 1 and shifted down, so no element past K is touched. */
+BF16_TARGET static void pack_contig_bf16(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
+                                         uint32_t *out) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int h = 0; h < W; h += 16) {
+        __mmask16 rows = lanes(m - h);
+        const uint16_t *base = x->bf16 + (size_t)(r0 + (h < m ? h : 0)) * (size_t)x->ld;
+        __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(x->ld));
+        for (int p = 0; p < np; p++) {
+            int k = 2 * (p0 + p);
+            __m512i v;
+            if (k + 1 < K) {
+                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
+                                                _mm512_add_epi32(at, _mm512_set1_epi32(k)), base, 2);
+            } else { /* k == K - 1: the odd element alone, in the low half */
+                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
+                                                _mm512_add_epi32(at, _mm512_set1_epi32(k - 1)), base, 2);
+                v = _mm512_srli_epi32(v, 16);
+            }
+            _mm512_storeu_si512(out + (size_t)p * W + h, v);
+        }
+    }
+}
+
 /* Contiguous packing: pairs [p0, p0 + np) of stored rows r0 .. r0 + m
  * (m <= W) into out[p * W + r]; zero rows past m. */
 BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
                                     uint32_t *out) {
+#ifndef CLLM_BF16_NO_GATHER
+    if (x->bf16 && W % 16 == 0 && K >= 2) {
+        pack_contig_bf16(x, K, p0, np, r0, m, W, out);
+        return;
+    }
+#endif
     uint32_t row[KC_PAIRS];
     for (int r = 0; r < W; r++) {
         if (r < m)
@@ -157,16 +190,29 @@ BF16_TARGET static void pack_b(const cllm_bf16_operand *B, int K, int p0, int np
         pack_strided(B, K, p0, np, j0, n, NR, bp);
 }
 
-/* Rows i0 .. i0 + m of op(A), pairs [p0, p0 + np), as one MR tile. */
-BF16_TARGET static void pack_a(const cllm_bf16_operand *A, int K, int p0, int np, int i0, int m, uint32_t *ap) {
-    if (A->trans)
+/* Rows i0 .. i0 + m of op(A), pairs [p0, p0 + np), as one MR tile: pair p
+ * of row r at ap[p * MR + r] when A is transposed (the strided packer
+ * writes it that way at no cost), at ap[r * KC_PAIRS + p] when it is not
+ * (each row's pairs as converted, without a transposition: the tile's
+ * broadcasts then read MR short streams). Returns whether rows are contiguous. */
+BF16_TARGET static int pack_a(const cllm_bf16_operand *A, int K, int p0, int np, int i0, int m, uint32_t *ap) {
+    if (A->trans) {
         pack_strided(A, K, p0, np, i0, m, MR, ap);
-    else
-        pack_contig(A, K, p0, np, i0, m, MR, ap);
+        return 0;
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r < m)
+            row_pairs(A, i0 + r, K, p0, np, ap + (size_t)r * KC_PAIRS);
+        else
+            memset(ap + (size_t)r * KC_PAIRS, 0, (size_t)np * sizeof *ap);
+    }
+    return 1;
 }
 
-BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, float *C, int ldc, int m, int n,
-                             int load_c) {
+/* The MR x NR tile over np pairs; pair p of A's row r at ap[p * ps + r * rs]. */
+BF16_TARGET __attribute__((always_inline)) static inline void tile_strided(int np, const uint32_t *ap, const int ps,
+                                                                          const int rs, const uint32_t *bp, float *C,
+                                                                          int ldc, int m, int n, int load_c) {
     __m512 acc[MR][2];
     __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
     for (int r = 0; r < MR; r++) {
@@ -178,7 +224,7 @@ BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, flo
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16);
         for (int r = 0; r < MR; r++) {
-            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * MR + r]);
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * ps + (size_t)r * rs]);
             acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
         }
@@ -187,6 +233,14 @@ BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, flo
         _mm512_mask_storeu_ps(C + (size_t)r * ldc, m0, acc[r][0]);
         _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, acc[r][1]);
     }
+}
+
+BF16_TARGET static void tile(int rows_contiguous, int np, const uint32_t *ap, const uint32_t *bp, float *C, int ldc,
+                             int m, int n, int load_c) {
+    if (rows_contiguous)
+        tile_strided(np, ap, 1, KC_PAIRS, bp, C, ldc, m, n, load_c);
+    else
+        tile_strided(np, ap, MR, 1, bp, C, ldc, m, n, load_c);
 }
 
 static _Thread_local uint32_t b_block[KC_PAIRS * NC] __attribute__((aligned(64)));
@@ -210,9 +264,9 @@ BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_
                 pack_b(B, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
             for (int i0 = 0; i0 < M; i0 += MR) {
                 int m = M - i0 < MR ? M - i0 : MR;
-                pack_a(A, K, p0, np, i0, m, ap);
+                int contiguous = pack_a(A, K, p0, np, i0, m, ap);
                 for (int j0 = 0; j0 < nb; j0 += NR)
-                    tile(np, ap, b_block + (size_t)j0 * np, C + (size_t)i0 * ldc + jb + j0, ldc, m,
+                    tile(contiguous, np, ap, b_block + (size_t)j0 * np, C + (size_t)i0 * ldc + jb + j0, ldc, m,
                          nb - j0 < NR ? nb - j0 : NR, load_c);
             }
         }
