@@ -595,25 +595,45 @@ static void test_bf16_round_equals_reference(void **state) {
     cllm_free(got);
 }
 
-/* `cllm bench matmul --bf16` times the product where the instruction exists
- * and says there is nothing to time elsewhere; either way it succeeds. */
+/* `cllm bench matmul --precision bf16` (and its alias --bf16) times the
+ * product on all 12 shapes where the instruction exists and says there is
+ * nothing to time elsewhere; either way it succeeds. */
 static void test_bench_matmul_bf16_runs_or_says_why_not(void **state) {
     (void)state;
-    run_result r = run_cllm("OMP_NUM_THREADS=1", "bench matmul --bf16 --preset S --rows 32 --repeats 1");
-    assert_int_equal(r.exit_code, 0);
-    if (cllm_cpu()->avx512bf16) {
-        assert_non_null(strstr(r.out, "bf16"));
-        assert_non_null(strstr(r.out, "qkv   fwd"));
-    } else {
-        assert_non_null(strstr(r.out, "nothing to time as a speed-up"));
-        print_message("bench matmul --bf16: this CPU has no AVX512_BF16, so only the refusal was checked\n");
+    const char *commands[2] = {"bench matmul --precision bf16 --preset S --rows 32 --repeats 1",
+                               "bench matmul --bf16 --preset S --rows 32 --repeats 1"};
+    for (int i = 0; i < 2; i++) {
+        run_result r = run_cllm("OMP_NUM_THREADS=1", commands[i]);
+        assert_int_equal(r.exit_code, 0);
+        if (cllm_cpu()->avx512bf16) {
+            assert_non_null(strstr(r.out, "qkv   fwd"));
+            assert_non_null(strstr(r.out, "qkv   dX"));
+            assert_non_null(strstr(r.out, "fcprj dW"));
+        } else {
+            assert_non_null(strstr(r.out, "nothing to time as a speed-up"));
+            print_message("bench matmul --precision bf16: this CPU has no AVX512_BF16, so only the refusal was "
+                          "checked\n");
+        }
+        run_result_free(&r);
     }
+}
+
+/* `cllm bench step --precision bf16` times fp32 and bf16 steps side by side
+ * (on the portable emulation where the CPU lacks the instruction). */
+static void test_bench_step_bf16_reports_both(void **state) {
+    (void)state;
+    run_result r = run_cllm("OMP_NUM_THREADS=1", "bench step --precision bf16 --preset S --repeats 1 --json");
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"precision\":\"bf16\""));
+    assert_non_null(strstr(r.out, "\"bf16_tokens_per_s\":"));
+    assert_non_null(strstr(r.out, cllm_cpu()->avx512bf16 ? "\"bf16_fast\":true" : "\"bf16_fast\":false"));
     run_result_free(&r);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bench_matmul_bf16_runs_or_says_why_not),
+        cmocka_unit_test(test_bench_step_bf16_reports_both),
         cmocka_unit_test(test_detection_matches_proc_cpuinfo),
         cmocka_unit_test(test_table_offers_fast_bf16_only_with_the_instructions),
         cmocka_unit_test(test_bf16_from_f32_matches_definition),
