@@ -57,10 +57,11 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
  * K is cut into chunks of KC_PAIRS pairs and N into blocks of NC columns;
  * per chunk and block, op(B) is packed once as bf16 pairs in 32-column
  * panels (pair p of column c of a panel at panel[p * NR + c]), then each
- * 8-row tile of op(A) is packed once as pairs (row r's pair p at
- * ap[p * MR + r]) and run against every panel of the block. The tile keeps
- * 8 x 32 fp32 accumulators in 16 registers; between chunks they go through C
- * in fp32, which is exact, so the sequence of VDPBF16PS per output is the
+ * 12-row tile of op(A) is packed once as pairs (see pack_a) and run
+ * against every panel of the block. The tile keeps 12 x 32 fp32
+ * accumulators in 24 registers (+2 B vectors +1 broadcast of 32: each B
+ * load feeds 12 rows; docs/BF16.md has 8 against 12); between chunks they
+ * go through C in fp32, which is exact, so the sequence of VDPBF16PS per output is the
  * reference's: pairs in order, one instruction each. The B block lives in a
  * thread-local buffer (384 KiB, sized once), so no call allocates and
  * threads may call at once.
@@ -73,7 +74,7 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
  *            pair is the same column of two consecutive rows;
  *   contig:  K runs along a stored row (A as stored, or B transposed): a
  *            pair is two neighbouring elements of one row. */
-enum { MR = 8, NR = 32, KC_PAIRS = 192, NC = 512 };
+enum { MR = 12, NR = 32, KC_PAIRS = 192, NC = 512 };
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
