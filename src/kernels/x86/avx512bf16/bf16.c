@@ -55,16 +55,14 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
 /* ------------------------------------------------------------ matrix product
  *
  * K is cut into chunks of KC_PAIRS pairs and N into blocks of NC columns;
- * per chunk and block, op(B) is packed once as bf16 pairs in 32-column
- * panels (pair p of column c of a panel at panel[p * NR + c]), then each
- * 12-row tile of op(A) is packed once as pairs (see pack_a) and run
- * against every panel of the block. The tile keeps 12 x 32 fp32
- * accumulators in 24 registers (+2 B vectors +1 broadcast of 32: each B
- * load feeds 12 rows; docs/BF16.md has 8 against 12); between chunks they
- * go through C in fp32, which is exact, so the sequence of VDPBF16PS per output is the
- * reference's: pairs in order, one instruction each. The B block lives in a
- * thread-local buffer (384 KiB, sized once), so no call allocates and
- * threads may call at once.
+ * per block, op(B) is packed once as bf16 pairs in 32-column panels (pair
+ * p of column c of a panel at panel[p * NR + c]), then each 12-row tile of
+ * op(A) is packed once per chunk (see pack_a) and run against every panel
+ * of the block. The tile keeps 12 x 32 fp32 accumulators in 24 registers
+ * (+2 B vectors +1 broadcast of 32: each B load feeds 12 rows; docs/BF16.md
+ * has 8 against 12); between chunks they go through C in fp32, which is
+ * exact, so the sequence of VDPBF16PS per output is the reference's: pairs
+ * in order, one instruction each.
  *
  * Packing converts on the fly: fp32 operands go through VCVTNE(2)PS2BF16
  * (bitwise cllm_bf16_from_f32), bf16 operands (the weights' copy) are moved
@@ -175,11 +173,14 @@ BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, i
 #endif
     uint32_t row[KC_PAIRS];
     for (int r = 0; r < W; r++) {
-        if (r < m)
-            row_pairs(x, r0 + r, K, p0, np, row);
-        else
-            memset(row, 0, (size_t)np * sizeof *row);
-        for (int p = 0; p < np; p++) out[(size_t)p * W + r] = row[p];
+        for (int q = 0; q < np; q += KC_PAIRS) {
+            int nq = np - q < KC_PAIRS ? np - q : KC_PAIRS;
+            if (r < m)
+                row_pairs(x, r0 + r, K, p0 + q, nq, row);
+            else
+                memset(row, 0, (size_t)nq * sizeof *row);
+            for (int p = 0; p < nq; p++) out[(size_t)(q + p) * W + r] = row[p];
+        }
     }
 }
 
@@ -244,8 +245,24 @@ BF16_TARGET static void tile(int rows_contiguous, int np, const uint32_t *ap, co
         tile_strided(np, ap, MR, 1, bp, C, ldc, m, n, load_c);
 }
 
-static _Thread_local uint32_t b_block[KC_PAIRS * NC] __attribute__((aligned(64)));
+/* The packed B of one column block, for as many pairs as fit: a
+ * thread-local buffer of B_CAP dwords (384 KiB, sized once), so no call
+ * allocates and threads may call at once. */
+enum { B_CAP = KC_PAIRS * NC };
+static _Thread_local uint32_t b_block[B_CAP] __attribute__((aligned(64)));
 
+/* Columns per block when a pass holds np pairs: as many 32-column panels
+ * as the buffer takes, at most NC. */
+static int block_columns(int np) {
+    int nb = B_CAP / np / NR * NR;
+    return nb < NR ? NR : nb > NC ? NC : nb;
+}
+
+/* Loop order: a pass covers as many pairs as one panel of the buffer holds
+ * (all of K unless K > 6144); per column block its B is packed once, then
+ * each 12-row tile of A walks the pass's K chunks with its C tiles (12 x
+ * the block's columns) staying in L1/L2 between chunks, instead of every
+ * chunk sweeping all of C. */
 BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_operand *A,
                                            const cllm_bf16_operand *B, float *C, int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -256,19 +273,23 @@ BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_
         return;
     }
     uint32_t ap[KC_PAIRS * MR] __attribute__((aligned(64)));
-    for (int p0 = 0; p0 < pairs; p0 += KC_PAIRS) {
-        int np = pairs - p0 < KC_PAIRS ? pairs - p0 : KC_PAIRS;
-        int load_c = accumulate || p0 > 0;
-        for (int jb = 0; jb < N; jb += NC) {
-            int nb = N - jb < NC ? N - jb : NC;
+    for (int p0 = 0; p0 < pairs; p0 += B_CAP / NR) {
+        int np = pairs - p0 < B_CAP / NR ? pairs - p0 : B_CAP / NR;
+        int cols = block_columns(np);
+        for (int jb = 0; jb < N; jb += cols) {
+            int nb = N - jb < cols ? N - jb : cols;
             for (int j0 = 0; j0 < nb; j0 += NR)
                 pack_b(B, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
             for (int i0 = 0; i0 < M; i0 += MR) {
                 int m = M - i0 < MR ? M - i0 : MR;
-                int contiguous = pack_a(A, K, p0, np, i0, m, ap);
-                for (int j0 = 0; j0 < nb; j0 += NR)
-                    tile(contiguous, np, ap, b_block + (size_t)j0 * np, C + (size_t)i0 * ldc + jb + j0, ldc, m,
-                         nb - j0 < NR ? nb - j0 : NR, load_c);
+                for (int q = 0; q < np; q += KC_PAIRS) {
+                    int nq = np - q < KC_PAIRS ? np - q : KC_PAIRS;
+                    int load_c = accumulate || p0 + q > 0;
+                    int contiguous = pack_a(A, K, p0 + q, nq, i0, m, ap);
+                    for (int j0 = 0; j0 < nb; j0 += NR)
+                        tile(contiguous, nq, ap, b_block + (size_t)j0 * np + (size_t)q * NR,
+                             C + (size_t)i0 * ldc + jb + j0, ldc, m, nb - j0 < NR ? nb - j0 : NR, load_c);
+                }
             }
         }
     }
