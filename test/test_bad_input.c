@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cllm/base/build_config.h"
 #include "support.h"
 
 /* ---- fixtures -------------------------------------------------------------------------------- */
@@ -229,6 +230,66 @@ static void tokenizer_empty(const char *d) {
     replace_run_file(d, "run/tokenizer.bin", "", 0);
 }
 
+/* Hugging Face tokenizer files of the reference run (GPT-2 pre-tokenization), damaged. */
+static const char *hf_unavailable(const char *d) {
+    (void)d;
+    return CLLM_HAVE_UTF8PROC ? NULL : "built without libutf8proc: runs have no Hugging Face tokenizer files";
+}
+static const char *gpt2_available(const char *d) {
+    (void)d;
+    return CLLM_HAVE_UTF8PROC ? "built with libutf8proc: GPT-2 pre-tokenization works" : NULL;
+}
+static void hf_json_not_json(const char *d) {
+    a_run(d);
+    replace_run_file(d, "run/tokenizer.json", "{\"model\": ", 11);
+}
+static void hf_json_wordpiece(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"type\": \"BPE\"", "\"type\": \"WordPiece\"");
+}
+static void hf_json_normalizer(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"normalizer\": null", "\"normalizer\": {\"type\": \"NFC\"}");
+}
+static void hf_json_prefix_space(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"add_prefix_space\": false", "\"add_prefix_space\": true");
+}
+static void hf_json_unknown_merge(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"merges\": [\n", "\"merges\": [\n\"zq qz\",\n");
+}
+static void hf_json_id_gap(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"!\": 33", "\"!\": 3333");
+}
+static void hf_json_outside_alphabet(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"!\": 33", "\"\xe2\x98\x83\": 33"); /* U+2603 */
+}
+static void hf_json_added_not_special(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/tokenizer.json", "\"special\": true", "\"special\": false");
+}
+/* vocab.json + merges.txt alone: the folder's tokenizer.bin and tokenizer.json removed. */
+static void hf_vocab_merges_only(const char *d) {
+    a_run(d);
+    remove_run_file(d, "run/tokenizer.bin");
+    remove_run_file(d, "run/tokenizer.json");
+}
+static void hf_merges_three_parts(const char *d) {
+    hf_vocab_merges_only(d);
+    edit_run_file(d, "run/merges.txt", "#version: 0.2\n", "#version: 0.2\na b c\n");
+}
+static void hf_vocab_missing_byte(const char *d) {
+    hf_vocab_merges_only(d);
+    edit_run_file(d, "run/vocab.json", "\"\xc4\x81\": 1,", "\"\xc4\x81\xc4\x81\": 1,"); /* byte 0x01 is U+0101 */
+}
+static void hf_vocab_no_eot(const char *d) {
+    hf_vocab_merges_only(d);
+    edit_run_file(d, "run/vocab.json", "\"<|endoftext|>\"", "\"<|end|>\"");
+}
+
 static void an_empty_file(const char *d) { put(d, "empty.txt", ""); }
 
 static void an_empty_folder(const char *d) {
@@ -393,13 +454,20 @@ static const bad_input_row rows[] = {
     {"resume_with_data", "`--resume` with DATA", a_run, NULL, NULL, NULL, "train @C --resume @D/run", NULL, 2,
      "DATA cannot change with --resume"},
     {"unknown_precision", "an unknown `--precision`", NULL, NULL, NULL, NULL, "train --out @D/never --precision fp16",
-     NULL, 2, "--precision must be fp32|bf16, not 'fp16'"},
+     NULL, 2, "--precision expects one of fp32|bf16, got 'fp16'"},
     {"resume_with_other_precision", "`--resume` with another `--precision`", a_run, NULL, NULL, NULL,
      "train --resume @D/run --precision bf16", NULL, 2, "--precision cannot change with --resume"},
     {"run_json_bad_precision", "`run.json` with an unknown `precision`", run_json_bad_precision, NULL, NULL, NULL,
      "train --resume @D/run --steps 4", NULL, 2, "\"precision\" must be one of fp32|bf16"},
     {"out_and_resume_differ", "`--out` and `--resume` naming different folders", a_run, NULL, NULL, NULL,
      "train --resume @D/run --out @D/other", NULL, 2, "--out and --resume name different folders"},
+    {"resume_with_tokenizer", "`--resume` with `--tokenizer`", a_run, NULL, NULL, NULL,
+     "train --resume @D/run --tokenizer @D/run/tokenizer.bin", NULL, 2, "--tokenizer cannot change with --resume"},
+    {"tokenizer_vocab_mismatch", "`--tokenizer` with a `--vocab` it does not have", a_run, NULL, NULL, NULL,
+     "train @C --tokenizer @D/run/tokenizer.bin --vocab 400 --out @D/never", NULL, 2,
+     "--vocab 400 does not match --tokenizer"},
+    {"tokenizer_not_a_tokenizer", "`--tokenizer` naming a file that is not one", a_corpus, NULL, NULL, NULL,
+     "train @C --tokenizer @D/corpus.txt --out @D/never", NULL, 2, "not a cllm tokenizer file"},
     {"eval_without_run", "`eval` without a run folder", NULL, NULL, NULL, NULL, "eval", NULL, 2,
      "missing argument (usage: cllm eval DIR"},
     {"eval_dump_without_tokens", "`--dump-logits` without `--tokens`", a_run, NULL, NULL, NULL,
@@ -408,6 +476,8 @@ static const bad_input_row rows[] = {
      "eval @D/run --dump-logits @D/logits --tokens '1 2 999'", NULL, 2, "--tokens wants up to 16 ids in 0..299"},
     {"eval_dump_into_folder", "`--dump-logits` naming a folder", a_run, NULL, NULL, NULL,
      "eval @D/run --dump-logits @D --tokens '1 2'", NULL, 2, "is a folder; give a file name"},
+    {"eval_tokens_negative", "a negative `--eval-tokens`", a_run, NULL, NULL, NULL, "eval @D/run --eval-tokens -5",
+     NULL, 2, "--eval-tokens -5 is out of range"},
     {"sample_extra_argument", "`sample` with two run folders", a_run, NULL, NULL, NULL, "sample @D/run @D/run", NULL,
      2, "unexpected argument"},
     {"sample_top_p_zero", "`--top-p 0`", a_run, NULL, NULL, NULL, "sample @D/run --top-p 0", NULL, 2,
@@ -428,6 +498,10 @@ static const bad_input_row rows[] = {
      "tokenizer train @C --vocab 100 -o @D/t.bin", NULL, 2, "--vocab 100 is out of range (allowed 257..65536)"},
     {"encode_without_file", "`tokenizer encode` without a tokenizer file", NULL, NULL, NULL, NULL, "tokenizer encode",
      NULL, 2, "missing argument"},
+    {"runs_missing_folder", "`runs` on a folder that does not exist", NULL, NULL, NULL, NULL, "runs @D/nothing", NULL, 2,
+     "no such folder"},
+    {"help_two_commands", "`help` with two commands", NULL, NULL, NULL, NULL, "help train eval", NULL, 2,
+     "unexpected argument 'eval'"},
     {"decode_two_files", "`tokenizer decode` with two files", NULL, NULL, NULL, NULL, "tokenizer decode a b", NULL, 2,
      "unexpected argument 'b'"},
     {"plot_without_out", "`plot` without `-o`", a_run, NULL, NULL, NULL, "plot @D/run", NULL, 2, "missing -o FILE.png"},
@@ -562,8 +636,42 @@ static const bad_input_row rows[] = {
     /* tokenizer files */
     {"tokenizer_file_missing", "a tokenizer file that does not exist", NULL, NULL, NULL, NULL,
      "tokenizer encode @D/nothing.bin", NULL, 2, "cannot read @D/nothing.bin"},
-    {"tokenizer_file_is_folder", "a folder given as the tokenizer file", NULL, NULL, NULL, NULL, "tokenizer decode @D",
-     NULL, 2, "cannot read @D"},
+    {"tokenizer_file_is_folder", "a folder without tokenizer files given as the tokenizer", NULL, NULL, NULL, NULL,
+     "tokenizer decode @D", NULL, 2, "@D: no tokenizer.bin, tokenizer.json, nor vocab.json + merges.txt"},
+    {"pretokenize_unknown", "`--pretokenize` naming no pre-tokenizer", NULL, NULL, NULL, NULL,
+     "tokenizer train @C --pretokenize bert -o @D/t.bin", NULL, 2, "--pretokenize expects one of cllm|gpt2, got 'bert'"},
+    {"train_pretokenize_unknown", "`train --pretokenize` naming no pre-tokenizer", NULL, NULL, NULL, NULL,
+     "train @C " TINY " --pretokenize GPT2", NULL, 2, "--pretokenize expects one of cllm|gpt2, got 'GPT2'"},
+    {"pretokenize_gpt2_without_utf8proc", "`--pretokenize gpt2` in a build without libutf8proc", NULL, gpt2_available,
+     NULL, NULL, "tokenizer train @C --pretokenize gpt2 -o @D/t.bin", NULL, 2, "install libutf8proc-dev"},
+
+    /* Hugging Face tokenizer files */
+    {"hf_json_not_json", "`tokenizer.json` cut short", hf_json_not_json, hf_unavailable, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.json", NULL, 2, "@D/run/tokenizer.json: "},
+    {"hf_json_wordpiece", "`tokenizer.json` of a WordPiece model", hf_json_wordpiece, hf_unavailable, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.json", NULL, 2, "the model must be BPE"},
+    {"hf_json_normalizer", "`tokenizer.json` with a normalizer", hf_json_normalizer, hf_unavailable, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.json", NULL, 2, "a normalizer is not supported"},
+    {"hf_json_prefix_space", "`tokenizer.json` whose ByteLevel adds a prefix space", hf_json_prefix_space,
+     hf_unavailable, NULL, NULL, "tokenizer encode @D/run/tokenizer.json", NULL, 2,
+     "ByteLevel with add_prefix_space is not supported"},
+    {"hf_json_unknown_merge", "`tokenizer.json` with a merge of tokens not in the vocabulary", hf_json_unknown_merge,
+     hf_unavailable, NULL, NULL, "tokenizer encode @D/run/tokenizer.json", NULL, 2,
+     "merge 0: \"zq\" is not in the vocabulary"},
+    {"hf_json_id_gap", "`tokenizer.json` whose ids have a gap", hf_json_id_gap, hf_unavailable, NULL, NULL,
+     "tokenizer encode @D/run/tokenizer.json", NULL, 2, "no token has id 33"},
+    {"hf_json_outside_alphabet", "`tokenizer.json` with a token outside GPT-2's byte alphabet",
+     hf_json_outside_alphabet, hf_unavailable, NULL, NULL, "tokenizer encode @D/run/tokenizer.json", NULL, 2,
+     "is not in GPT-2's byte-to-unicode alphabet"},
+    {"hf_json_added_not_special", "`tokenizer.json` with an added token that is not special",
+     hf_json_added_not_special, hf_unavailable, NULL, NULL, "tokenizer encode @D/run/tokenizer.json", NULL, 2,
+     "added token \"<|endoftext|>\" is not special"},
+    {"hf_merges_three_parts", "`merges.txt` with a line of three tokens", hf_merges_three_parts, hf_unavailable, NULL,
+     NULL, "tokenizer encode @D/run", NULL, 2, "merges.txt line 2: merge 0 \"a b c\" is not two tokens"},
+    {"hf_vocab_missing_byte", "`vocab.json` without a token for one byte", hf_vocab_missing_byte, hf_unavailable,
+     NULL, NULL, "tokenizer encode @D/run", NULL, 2, "no token for the byte 0x01"},
+    {"hf_vocab_no_eot", "`vocab.json` without `<|endoftext|>`", hf_vocab_no_eot, hf_unavailable, NULL, NULL,
+     "tokenizer encode @D/run", NULL, 2, "no special token named \"<|endoftext|>\""},
     {"tokenizer_file_empty", "an empty tokenizer file", tokenizer_empty, NULL, NULL, NULL,
      "tokenizer encode @D/run/tokenizer.bin", NULL, 2, "corrupt tokenizer file: empty file"},
     {"tokenizer_file_truncated", "a tokenizer file cut short", tokenizer_truncated, NULL, NULL, NULL,

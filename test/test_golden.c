@@ -17,10 +17,12 @@
  * (a new initialisation, a different reduction order, a kernel that rounds
  * differently), which says so. Regenerate with, for each path P:
  *   CLLM_SIMD=P OMP_NUM_THREADS=1 ./build/cllm train --preset tiny --steps 20 \
- *       --seed 7 --sample-tokens 0 --quiet --out /tmp/golden-P
+ *       --seed 7 --pretokenize cllm --sample-tokens 0 --quiet --out /tmp/golden-P
  * and the FNV-1a 64 of /tmp/golden-P/model.safetensors (this test prints it
  * on a mismatch). Recorded on 2026-12-01 from commit 1756414, before the
- * reliability and restructure work. */
+ * reliability and restructure work. `--pretokenize cllm` keeps it the run it
+ * always was: GPT-2 pre-tokenization, the default since, makes other tokens
+ * (and needs libutf8proc, which a build may lack). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,7 +58,8 @@ static uint64_t golden_run(const char *simd, int threads) {
     char *dir = make_temp_dir();
     char env[256], args[8192];
     snprintf(env, sizeof env, "CLLM_SIMD=%s OMP_NUM_THREADS=%d", simd, threads);
-    snprintf(args, sizeof args, "train --preset tiny --steps 20 --seed 7 --sample-tokens 0 --quiet --out '%s/run'",
+    snprintf(args, sizeof args,
+             "train --preset tiny --steps 20 --seed 7 --pretokenize cllm --sample-tokens 0 --quiet --out '%s/run'",
              dir);
     run_result r = run_cllm(env, args);
     if (r.exit_code != 0) fail_msg("%s cllm %s: exit %d, stderr '%s'", env, args, r.exit_code, r.err);

@@ -82,6 +82,7 @@ static void test_json_openmp_section(void **state) {
     assert_true(strlen(text(o, "spec")) == 3);
     const cllm_json *f = member(j, "features", CLLM_JSON_OBJECT);
     assert_int_equal(flag(f, "cairo"), CLLM_HAVE_CAIRO);
+    assert_int_equal(flag(f, "utf8proc"), CLLM_HAVE_UTF8PROC);
     assert_int_equal(flag(f, "openblas"), CLLM_HAVE_OPENBLAS);
     cllm_json_free(j);
 }

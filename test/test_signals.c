@@ -607,7 +607,7 @@ static void test_sighup_under_nohup_is_ignored(void **state) {
 }
 
 /* A signal during the last step or the final evaluation (long here: half the
- * data is validation): the step and the save finish, the run is complete
+ * data is validation, all of it evaluated): the step and the save finish, the run is complete
  * (not "interrupted ... --resume"), the evaluation is cut short and the
  * output says how to get it; exit 130 since something asked for was
  * skipped. The save runs with the request already pending: this is also
@@ -617,8 +617,8 @@ static void test_signal_during_final_evaluation_keeps_the_run_complete(void **st
     char *dir = path_in(workdir, "final-eval");
     char *out = path_in(workdir, "final-eval.out");
     const char *args[] = {"train", "--layers", "2", "--heads", "2", "--embd", "64", "--seq", "64", "--batch", "1",
-                          "--val-fraction", "0.5", "--steps", "3", "--eval-every", "0", "--sample-tokens", "0",
-                          "--quiet", "--out", dir, NULL};
+                          "--val-fraction", "0.5", "--eval-tokens", "0", "--steps", "3", "--eval-every", "0",
+                          "--sample-tokens", "0", "--quiet", "--out", dir, NULL};
     child_setup cs = {.out_path = out};
     pid_t pid = spawn_cllm(&cs, args);
     assert_true(wait_for_lines(pid, dir, "metrics.jsonl", 2)); /* step 3, then its evaluation, come next */

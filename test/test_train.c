@@ -726,22 +726,6 @@ static void test_metrics_line(void **state) {
     assert_null(strstr(buf, "val_loss"));
 }
 
-static void test_progress_line_and_mode(void **state) {
-    (void)state;
-    cllm_progress_info p = {.step = 120, .total = 1000, .loss = 2.34567, .has_val = 1, .val_loss = 2.5,
-                            .tokens_per_s = 12345, .lr = 6e-4, .eta_s = 83, .mfu = 0.123};
-    char buf[256];
-    cllm_progress_format(&p, buf, sizeof buf);
-    assert_string_equal(buf, "step 120/1000  loss 2.3457  val 2.5000  12.3k tok/s  lr 6.00e-04  ETA 1m23s  MFU 12.3%");
-    cllm_progress_duration(7300, buf, sizeof buf);
-    assert_string_equal(buf, "2h01m");
-    assert_int_equal(cllm_progress_pick(NULL, 0, 1), CLLM_PROGRESS_LINE);
-    assert_int_equal(cllm_progress_pick(NULL, 0, 0), CLLM_PROGRESS_PLAIN);
-    assert_int_equal(cllm_progress_pick("auto", 1, 1), CLLM_PROGRESS_OFF);
-    assert_int_equal(cllm_progress_pick("plain", 1, 1), CLLM_PROGRESS_PLAIN);
-    assert_int_equal(cllm_progress_pick("off", 0, 1), CLLM_PROGRESS_OFF);
-}
-
 static void test_run_json_round_trip(void **state) {
     (void)state;
     char *dir = run_dir("runjson");
@@ -917,7 +901,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clip_factor),
         cmocka_unit_test(test_metrics_line),
-        cmocka_unit_test(test_progress_line_and_mode),
         cmocka_unit_test(test_run_json_round_trip),
         cmocka_unit_test(test_resume_is_bitwise_identical),
         cmocka_unit_test(test_bf16_resume_is_bitwise_identical),

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# ThreadSanitizer run of the engine, kernel and segment tests (clang + libomp).
+# ThreadSanitizer run of the engine, kernel and segment tests, and of the
+# progress display's ticker thread beside the OpenMP workers that report
+# evaluation windows to it (test_progress, test_eval) (clang + libomp).
 # libomp itself is not TSan-instrumented; Archer (LLVM's OMPT tool, shipped
 # with libomp) tells TSan about OpenMP's barriers, tasks and atomics, so the
 # runtime's own synchronisation is not reported as races. Any remaining
@@ -11,7 +13,7 @@ archer=$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | sort -V | tail -1 || 
 [ -n "$archer" ] || { echo "tsan.sh: libarcher.so not found (package libomp-dev)" >&2; exit 1; }
 rm -rf build-tsan
 CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLLM_SANITIZE=thread >/dev/null
-cmake --build build-tsan -j"$jobs" --target test_kernels test_segments test_engine
+cmake --build build-tsan -j"$jobs" --target test_kernels test_segments test_engine test_progress test_eval
 OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1" \
 TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1 suppressions=$PWD/.ci/tsan.supp" \
-    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'test_(kernels|segments|engine)$'
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'test_(kernels|segments|engine|progress|eval)$'

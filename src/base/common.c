@@ -215,23 +215,3 @@ const char *cllm_signal_name(int sig) {
     default: return "a signal";
     }
 }
-
-size_t cllm_choice_name(const char *choices, int i, const char **start) {
-    const char *p = choices;
-    for (int k = 0; k < i && p; k++) {
-        p = strchr(p, '|');
-        if (p) p++;
-    }
-    if (!p || i < 0) return 0;
-    *start = p;
-    const char *end = strchr(p, '|');
-    return end ? (size_t)(end - p) : strlen(p);
-}
-
-int cllm_choice_index(const char *choices, const char *value) {
-    const char *name;
-    size_t n;
-    for (int i = 0; (n = cllm_choice_name(choices, i, &name)) > 0; i++)
-        if (strlen(value) == n && strncmp(value, name, n) == 0) return i;
-    return -1;
-}

@@ -234,39 +234,82 @@ static cllm_status parse_array(parser *p, cllm_json *v) {
     }
 }
 
-static int has_key(const cllm_json *obj, size_t n, const char *key) {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(obj->keys[i], key) == 0) return 1;
-    return 0;
+/* The keys seen so far in one object. A small object is searched in place;
+ * past SMALL_OBJECT keys (a tokenizer vocabulary has 50,000) an open-
+ * addressing set of key indexes keeps the duplicate check linear. */
+#define SMALL_OBJECT 32
+typedef struct {
+    size_t *slots; /* index + 1 of a key of obj, 0 = empty */
+    size_t cap;    /* power of two, 0 until the object outgrows SMALL_OBJECT */
+} key_set;
+
+static size_t key_hash(const char *key) {
+    size_t h = 1469598103934665603ULL & SIZE_MAX;
+    for (const unsigned char *c = (const unsigned char *)key; *c; c++) h = (h ^ *c) * 1099511628211ULL;
+    return h;
 }
 
-static cllm_status parse_object(parser *p, cllm_json *v) {
-    v->type = CLLM_JSON_OBJECT;
-    p->pos++; /* '{' */
-    skip_space(p);
-    if (peek(p) == '}') {
-        p->pos++;
-        return CLLM_OK;
+/* Inserts keys[i]; 0 when an equal key is there already (or on OOM, *oom set). */
+static int key_set_add(key_set *ks, char **keys, size_t i, int *oom) {
+    if ((i + 1) * 2 > ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 2 * SMALL_OBJECT * 2;
+        size_t *slots = calloc(cap, sizeof *slots);
+        if (!slots) {
+            *oom = 1;
+            return 0;
+        }
+        for (size_t k = 0; k < ks->cap; k++) {
+            if (!ks->slots[k]) continue;
+            size_t j = key_hash(keys[ks->slots[k] - 1]) & (cap - 1);
+            while (slots[j]) j = (j + 1) & (cap - 1);
+            slots[j] = ks->slots[k];
+        }
+        free(ks->slots);
+        ks->slots = slots;
+        ks->cap = cap;
     }
-    size_t cap = 0;
+    size_t j = key_hash(keys[i]) & (ks->cap - 1);
+    for (; ks->slots[j]; j = (j + 1) & (ks->cap - 1))
+        if (strcmp(keys[ks->slots[j] - 1], keys[i]) == 0) return 0;
+    ks->slots[j] = i + 1;
+    return 1;
+}
+
+/* Whether obj->keys[n] (just parsed) repeats one of keys[0..n). */
+static int repeats_key(const cllm_json *obj, size_t n, key_set *ks, int *oom) {
+    if (n < SMALL_OBJECT) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(obj->keys[i], obj->keys[n]) == 0) return 1;
+        return 0;
+    }
+    for (size_t i = ks->cap ? n : 0; i < n; i++) key_set_add(ks, obj->keys, i, oom); /* first use: the earlier keys */
+    return !key_set_add(ks, obj->keys, n, oom) && !*oom;
+}
+
+static cllm_status parse_members(parser *p, cllm_json *v, size_t *cap, key_set *ks) {
     for (;;) {
         skip_space(p);
         size_t key_pos = p->pos;
         char *key = NULL;
         cllm_status st = parse_string(p, &key, NULL);
         if (st != CLLM_OK) return st;
-        if (has_key(v, v->length, key)) {
-            free(key);
-            p->pos = key_pos;
-            return parse_error(p, "duplicate key");
-        }
-        if (!push_item(v, &cap, 1)) {
+        if (!push_item(v, cap, 1)) {
             free(key);
             return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         }
         cllm_json *item = &v->items[v->length];
         memset(item, 0, sizeof *item);
         v->keys[v->length] = key;
+        int oom = 0;
+        if (repeats_key(v, v->length, ks, &oom)) {
+            free(key);
+            p->pos = key_pos;
+            return parse_error(p, "duplicate key");
+        }
+        if (oom) {
+            free(key);
+            return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+        }
         v->length++;
         skip_space(p);
         if (peek(p) != ':') return parse_error(p, "expected ':'");
@@ -282,6 +325,21 @@ static cllm_status parse_object(parser *p, cllm_json *v) {
             return parse_error(p, "expected ',' or '}'");
         }
     }
+}
+
+static cllm_status parse_object(parser *p, cllm_json *v) {
+    v->type = CLLM_JSON_OBJECT;
+    p->pos++; /* '{' */
+    skip_space(p);
+    if (peek(p) == '}') {
+        p->pos++;
+        return CLLM_OK;
+    }
+    size_t cap = 0;
+    key_set ks = {NULL, 0};
+    cllm_status st = parse_members(p, v, &cap, &ks);
+    free(ks.slots);
+    return st;
 }
 
 static cllm_status parse_value(parser *p, cllm_json *v) {

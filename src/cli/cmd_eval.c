@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
@@ -17,6 +18,7 @@
 #include "cllm/train/eval.h"
 #include "cllm/base/json.h"
 #include "cllm/base/memory.h"
+#include "cllm/report/progress.h"
 #include "cllm/train/trainer.h"
 
 /* DATA files tokenized with the run's tokenizer into the very stream training
@@ -52,8 +54,10 @@ static cllm_status check_same_data(const char *dir, const cllm_train_options *o,
 }
 
 /* The run's validation split, rebuilt exactly as training built it from the
- * settings in run.json. */
-static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, int seq_len, cllm_dataset *val) {
+ * settings in run.json, and the windows training's passes evaluated
+ * (*run_cap, 0 = all: the run's --eval-tokens). */
+static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, int seq_len, cllm_dataset *val,
+                                    size_t *run_cap) {
     char *path = cllm_path_join(dir, CLLM_RUN_FILE);
     if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     struct stat sb;
@@ -82,6 +86,7 @@ static cllm_status build_validation(const char *dir, const cllm_tokenizer *tok, 
     if (st == CLLM_OK) {
         st = check_same_data(dir, &o, &c, hash, bytes);
         if (st == CLLM_OK) st = cllm_dataset_build(&c, tok, seq_len, o.val_fraction, o.seed, val);
+        if (st == CLLM_OK) *run_cap = cllm_train_eval_cap(&o, cllm_train_total_steps(&o, val->n_train));
         cllm_corpus_free(&c);
     }
     cllm_train_options_free_paths(&o);
@@ -124,20 +129,46 @@ static cllm_status dump_logits(const gpt2_model *m, const char *ids_text, const 
 
 /* A model with finite but huge weights can still give a NaN or infinite
  * loss; the JSON then says null (JSON has no NaN), the text says nan/inf. */
-static void print_result(double loss, size_t tokens, size_t windows, int from_data, int json) {
+static void print_result(double loss, size_t tokens, size_t windows, size_t all, int from_data, int json) {
     double ppl = exp(loss);
     if (json) {
         char l[40], p[40];
         cllm_json_format_number(l, sizeof l, loss, 9);
         cllm_json_format_number(p, sizeof p, ppl, 9);
-        printf("{\"loss\":%s,\"perplexity\":%s,\"tokens\":%zu,\"windows\":%zu,\"source\":\"%s\"}\n", l, p, tokens,
-               windows, from_data ? "data" : "validation");
+        printf("{\"loss\":%s,\"perplexity\":%s,\"tokens\":%zu,\"windows\":%zu,\"windows_total\":%zu,"
+               "\"source\":\"%s\"}\n",
+               l, p, tokens, windows, all, from_data ? "data" : "validation");
     } else {
-        printf("loss %.4f  perplexity %.2f  tokens %zu\n", isnan(loss) ? NAN : loss, isnan(ppl) ? NAN : ppl, tokens);
+        printf("loss %.4f  perplexity %.2f  tokens %zu", isnan(loss) ? NAN : loss, isnan(ppl) ? NAN : ppl, tokens);
+        if (windows < all) printf("  windows %zu of %zu (--eval-tokens 0: all)", windows, all);
+        printf("\n");
     }
 }
 
-static int run_eval(const char *dir, char **data, int n_data, int json, const char *dump, const char *ids) {
+/* The pass with a progress line on stderr when it is a terminal (stdout
+ * keeps only the result, for pipes); plain lines only when CLLM_PROGRESS
+ * asks for them. */
+static cllm_status evaluate_shown(const gpt2_model *m, const cllm_eval_source *src, size_t cap, double *loss,
+                                  size_t *tokens) {
+    const char *env = cllm_env_progress();
+    cllm_progress_mode mode = cllm_progress_pick(env, 0, isatty(STDERR_FILENO));
+    if (mode == CLLM_PROGRESS_PLAIN && strcmp(env, "plain") != 0) mode = CLLM_PROGRESS_OFF;
+    cllm_progress *shown = cllm_progress_open(mode, stderr, cllm_env_columns(), 30.0);
+    cllm_progress_info pi = {.loss = NAN, .lr = -1, .eta_s = -1, .mfu = -1,
+                             .eval_total = cllm_eval_selected(cllm_eval_windows(src), cap)};
+    cllm_progress_update(shown, &pi, 1);
+    cllm_eval_options opt = {.max_windows = cap, .progress = shown ? cllm_progress_eval : NULL, .progress_ctx = shown};
+    cllm_status st = cllm_evaluate(m, src, &opt, loss, tokens);
+    if (mode == CLLM_PROGRESS_LINE && shown) {
+        cllm_progress_hold(shown);
+        fprintf(stderr, "\033[A\033[K"); /* the finished line goes: the result says it all */
+    }
+    cllm_progress_close(shown);
+    return st;
+}
+
+static int run_eval(const char *dir, char **data, int n_data, int json, const char *dump, const char *ids,
+                    int64_t eval_tokens) {
     gpt2_model m;
     cllm_tokenizer *tok = NULL;
     cllm_status st = cllm_run_load(dir, &m, &tok);
@@ -153,20 +184,23 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
     int32_t *stream = NULL;
     cllm_dataset val;
     memset(&val, 0, sizeof val);
+    size_t cap = 0; /* DATA: every window unless --eval-tokens says */
     if (n_data > 0) {
         st = tokenize_data(tok, data, n_data, &stream, &src.n_stream);
         src.stream = stream;
     } else {
-        st = build_validation(dir, tok, m.cfg.seq_len, &val);
+        st = build_validation(dir, tok, m.cfg.seq_len, &val, &cap);
         src.val = &val;
     }
+    if (eval_tokens >= 0) cap = cllm_eval_cap_windows(eval_tokens, m.cfg.seq_len);
     double loss = 0;
     size_t tokens = 0;
     if (st == CLLM_OK) st = cllm_memory_check(omp_get_max_threads() * gpt2_acts_bytes_estimate(&m.cfg, 1),
                                               "evaluation (one activation arena per thread; fewer OMP_NUM_THREADS "
                                               "need less)");
-    if (st == CLLM_OK) st = cllm_evaluate(&m, &src, NULL, &loss, &tokens);
-    if (st == CLLM_OK) print_result(loss, tokens, cllm_eval_windows(&src), n_data > 0, json);
+    if (st == CLLM_OK) st = evaluate_shown(&m, &src, cap, &loss, &tokens);
+    size_t all = st == CLLM_OK ? cllm_eval_windows(&src) : 0;
+    if (st == CLLM_OK) print_result(loss, tokens, cllm_eval_selected(all, cap), all, n_data > 0, json);
     if (!n_data) cllm_dataset_free(&val);
     free(stream);
     gpt2_destroy(&m);
@@ -177,8 +211,13 @@ static int run_eval(const char *dir, char **data, int n_data, int json, const ch
 int cllm_cmd_eval(int argc, char **argv) {
     int json = 0;
     const char *dump = NULL, *ids = NULL;
+    int64_t eval_tokens = -1;
     const cllm_flag flags[] = {
         {"json", CLLM_FLAG_BOOL, &json, NULL, "print one JSON object instead of text", 1, 0, NULL},
+        {"eval-tokens", CLLM_FLAG_INT64, &eval_tokens, "N",
+         "score about N tokens: that many windows, evenly spaced, 0 = all (default: the validation split as "
+         "training scored it, the run's --eval-tokens; DATA: all)",
+         0, 1e15, NULL},
         {"dump-logits", CLLM_FLAG_STRING, &dump, "FILE",
          "diagnostic: write the logits of --tokens as raw float32 [n, vocab] to FILE", 1, 0, NULL},
         {"tokens", CLLM_FLAG_STRING, &ids, "IDS", "diagnostic: token ids for --dump-logits, e.g. \"1 2 3\"", 1, 0, NULL},
@@ -187,7 +226,8 @@ int cllm_cmd_eval(int argc, char **argv) {
         "eval", "DIR [DATA...]",
         "Prints the loss (nats/token) and perplexity of the model in run folder DIR on DATA (files or\n"
         "folders, tokenized with the run's tokenizer, every token predicted once in non-overlapping\n"
-        "windows), or without DATA on the run's own validation split (from DIR/run.json).",
+        "windows), or without DATA on the run's own validation split (from DIR/run.json), the windows\n"
+        "training's passes evaluated. A progress line goes to stderr when it is a terminal.",
         flags, (int)(sizeof flags / sizeof flags[0]), 1, -1};
     char *pos[argc > 0 ? argc : 1];
     int npos = 0;
@@ -198,7 +238,7 @@ int cllm_cmd_eval(int argc, char **argv) {
         return 2;
     }
     if (dump && (rc = cllm_flags_check_output_file("eval", "--dump-logits", dump)) >= 0) return rc;
-    rc = run_eval(pos[0], pos + 1, npos - 1, json, dump, ids);
+    rc = run_eval(pos[0], pos + 1, npos - 1, json, dump, ids, eval_tokens);
     if (rc != 0) fprintf(stderr, "cllm eval: %s\n", cllm_last_error());
     return rc;
 }

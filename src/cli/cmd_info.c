@@ -147,7 +147,8 @@ static void print_text(const info_report *r, FILE *out) {
         any = 1;
     }
     if (!any) fprintf(out, "CLLM_* set:      none\n");
-    fprintf(out, "built with:      openblas %s, cairo %s\n", yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO));
+    fprintf(out, "built with:      openblas %s, cairo %s, utf8proc %s (GPT-2 pre-tokenization)\n",
+            yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO), yes_no(CLLM_HAVE_UTF8PROC));
 }
 
 /* A JSON string literal. Bytes outside printable ASCII are written as \u00XX,
@@ -216,8 +217,8 @@ static void print_json(const info_report *r, FILE *out) {
     json_string_or_null(out, r->env_places);
     fputs("},\"env\":", out);
     json_cllm_variables(out);
-    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s}}\n", json_bool(CLLM_HAVE_OPENBLAS),
-            json_bool(CLLM_HAVE_CAIRO));
+    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s,\"utf8proc\":%s}}\n", json_bool(CLLM_HAVE_OPENBLAS),
+            json_bool(CLLM_HAVE_CAIRO), json_bool(CLLM_HAVE_UTF8PROC));
 }
 
 int cllm_cmd_info(int argc, char **argv) {

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/base/build_config.h"
 #include "cllm/cli/commands.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/corpus.h"
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 
 static int exit_code(cllm_status s) { return s == CLLM_ERR_INPUT ? 2 : s == CLLM_ERR_INTERRUPTED ? 130 : 1; }
@@ -22,8 +24,9 @@ static void usage(FILE *out) {
                  "A byte-level BPE tokenizer: 256 byte tokens, learned merges, and an end-of-document token.\n\n"
                  "subcommands:\n"
                  "  train [DATA...] --vocab N -o FILE  learn a tokenizer from files/folders (none: the built-in corpus)\n"
-                 "  encode FILE                        read bytes on stdin, print token ids one per line\n"
-                 "  decode FILE                        read token ids one per line on stdin, write the bytes\n\n"
+                 "  encode FILE|DIR                    read bytes on stdin, print token ids one per line\n"
+                 "  decode FILE|DIR                    read token ids one per line on stdin, write the bytes\n"
+                 "  split [--pretokenize MODE]         print the byte length of each pre-tokenizer chunk of stdin\n\n"
                  "Run 'cllm tokenizer SUBCOMMAND --help' for its options.\n");
 }
 
@@ -62,18 +65,23 @@ static int finish_stdout(void) {
 
 static int cmd_train(int argc, char **argv) {
     int vocab = CLLM_TOKENIZER_DEFAULT_VOCAB;
+    int pretok = (int)cllm_pretok_default();
     const char *out = NULL;
     const cllm_flag flags[] = {
         {"vocab", CLLM_FLAG_INT, &vocab, "N",
          "total vocabulary: 256 bytes + merges + 1 end-of-document token (default 512)",
          CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB, NULL},
+        {"pretokenize", CLLM_FLAG_CHOICE, &pretok, "cllm|gpt2",
+         CLLM_HAVE_UTF8PROC ? "how text is split before BPE: gpt2 (GPT-2's rule, default) or cllm (cllm's old chunker)"
+                            : "how text is split before BPE: cllm (default: built without libutf8proc) or gpt2",
+         1, 0, NULL},
         {"out", CLLM_FLAG_STRING, &out, "FILE", "where to write the tokenizer (required)", 1, 0, NULL},
     };
     const cllm_command_spec spec = {
         "tokenizer train", "[DATA...]",
         "Learns byte-level BPE merges from text files and folders (walked recursively, sorted, hidden\n"
         "entries and binary files skipped). With no DATA, uses the built-in Tiny Shakespeare corpus.",
-        flags, 2, 0, -1};
+        flags, 3, 0, -1};
     char **positional = malloc(((size_t)argc + 1) * sizeof *positional);
     if (!positional) {
         fprintf(stderr, "cllm tokenizer train: out of memory\n");
@@ -108,7 +116,7 @@ static int cmd_train(int argc, char **argv) {
                 cllm_signal_name(cllm_stop_signal()), out);
         return exit_code(s);
     }
-    s = cllm_tokenizer_train_stoppable(&corpus, vocab, stop, &tok);
+    s = cllm_tokenizer_train_mode(&corpus, vocab, (cllm_pretok)pretok, stop, &tok);
     if (s == CLLM_OK) s = cllm_tokenizer_save(tok, out);
     cllm_stop_release();
     if (s == CLLM_OK) {
@@ -134,14 +142,19 @@ static int cmd_train(int argc, char **argv) {
 
 /* Parses the positional FILE of encode/decode and loads it. */
 static int load_for(const char *cmd, int argc, char **argv, const char *summary, cllm_tokenizer **tok) {
-    const cllm_command_spec spec = {cmd, "FILE", summary, NULL, 0, 1, 1};
+    char text[512];
+    snprintf(text, sizeof text,
+             "%s\nFILE: a tokenizer.bin or a Hugging Face tokenizer.json; DIR: a folder with tokenizer.bin, else\n"
+             "tokenizer.json, else vocab.json + merges.txt (a run folder, or e.g. OpenAI's GPT-2 files).",
+             summary);
+    const cllm_command_spec spec = {cmd, "FILE|DIR", text, NULL, 0, 1, 1};
     char *positional[2];
     char **pos = argc <= 2 ? positional : malloc((size_t)argc * sizeof *pos);
     if (!pos) return 1;
     int n_pos = 0;
     int rc = cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, pos, &n_pos));
     if (rc < 0) {
-        cllm_status s = cllm_tokenizer_load(pos[0], tok);
+        cllm_status s = cllm_tokenizer_load_any(pos[0], tok);
         if (s != CLLM_OK) {
             fprintf(stderr, "cllm %s: %s\n", cmd, cllm_last_error());
             rc = exit_code(s);
@@ -243,6 +256,39 @@ static int cmd_decode(int argc, char **argv) {
     return rc;
 }
 
+/* ---- split ---- */
+
+/* The pre-tokenizer alone: the byte length of each chunk of stdin, one per
+ * line, so that another implementation of the rule can be checked against it. */
+static int cmd_split(int argc, char **argv) {
+    int pretok = (int)cllm_pretok_default();
+    const cllm_flag flags[] = {
+        {"pretokenize", CLLM_FLAG_CHOICE, &pretok, "cllm|gpt2", "the pre-tokenizer (default as for train)", 1, 0, NULL},
+    };
+    const cllm_command_spec spec = {
+        "tokenizer split", "",
+        "Reads bytes on stdin and prints the byte length of each chunk the pre-tokenizer cuts them into,\n"
+        "one per line (merges never cross a chunk).",
+        flags, 1, 0, 0};
+    char **pos = malloc(((size_t)argc + 1) * sizeof *pos);
+    int n_pos = 0;
+    int rc = pos ? cllm_flags_exit_code(cllm_flags_parse(&spec, argc, argv, pos, &n_pos)) : 1;
+    free(pos);
+    if (rc >= 0) return rc;
+    cllm_status s = cllm_pretok_require((cllm_pretok)pretok);
+    if (s != CLLM_OK) return report("split", s);
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    if ((s = read_stdin(&bytes, &n)) != CLLM_OK) return report("split", s);
+    for (size_t i = 0; i < n;) {
+        size_t end = cllm_pretok_chunk_end((cllm_pretok)pretok, bytes, n, i);
+        printf("%zu\n", end - i);
+        i = end;
+    }
+    free(bytes);
+    return finish_stdout();
+}
+
 int cllm_cmd_tokenizer(int argc, char **argv) {
     if (argc < 1) {
         fprintf(stderr, "cllm tokenizer: missing subcommand (train, encode or decode; see cllm tokenizer --help)\n");
@@ -256,6 +302,7 @@ int cllm_cmd_tokenizer(int argc, char **argv) {
     if (strcmp(sub, "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(sub, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
     if (strcmp(sub, "decode") == 0) return cmd_decode(argc - 1, argv + 1);
+    if (strcmp(sub, "split") == 0) return cmd_split(argc - 1, argv + 1);
     fprintf(stderr, "cllm tokenizer: unknown subcommand '%s' (train, encode or decode; see cllm tokenizer --help)\n",
             sub);
     return 2;

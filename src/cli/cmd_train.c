@@ -14,21 +14,40 @@
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/memory.h"
+#include "cllm/report/progress.h"
 #include "cllm/train/trainer.h"
 
 typedef struct {
     const char *name;
     int n_layer, n_head, n_embd, seq_len;
+    const char *lr;   /* the --lr to start from */
+    const char *note; /* where that figure comes from */
 } preset;
 
 /* "default" is what `cllm train` with no arguments uses: sized so the whole
  * default run (below) finishes in about 3 minutes on 2 cores. */
 static const preset presets[] = {
-    {"default", 4, 4, 128, 128},
-    {"tiny", 2, 2, 32, 32},
-    {"S", 4, 4, 256, 256},
-    {"M", 6, 6, 384, 256},
+    {"default", 4, 4, 128, 128, "3e-3", "the default run, docs/RESULTS.md"},
+    {"tiny", 2, 2, 32, 32, "3e-3", "for tests; learns little"},
+    {"S", 4, 4, 256, 256, "3e-3", "docs/RESULTS.md: best validation at ~1000 steps"},
+    {"M", 6, 6, 384, 256, "1e-3", "not measured here: wider models want a lower rate"},
 };
+
+/* The presets for --help: shape, parameters at the default vocabulary and
+ * the suggested learning rate. */
+static void describe_presets(char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "\n\npresets (--preset NAME; parameters with --vocab %d):\n",
+                                CLLM_TOKENIZER_DEFAULT_VOCAB);
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0] && k < n; i++) {
+        const preset *p = &presets[i];
+        gpt2_config c = {p->n_layer, p->n_head, p->n_embd, p->seq_len, CLLM_TOKENIZER_DEFAULT_VOCAB};
+        char params[32];
+        cllm_progress_count((size_t)gpt2_param_count_estimate(&c), params, sizeof params);
+        k += (size_t)snprintf(buf + k, n - k, "%s  %-8s %d layers x %d, %d heads, context %d: %10s parameters, --lr %s (%s)",
+                              i ? "\n" : "", p->name, p->n_layer, p->n_embd, p->n_head, p->seq_len, params, p->lr,
+                              p->note);
+    }
+}
 
 static const preset *find_preset(const char *name) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
@@ -43,7 +62,7 @@ enum { MAX_FLAGS = 64 };
 typedef struct {
     cllm_train_options given; /* values parsed from the command line (or defaults) */
     int seen[MAX_FLAGS];      /* seen[i]: table row i was given */
-    const char *out, *resume, *preset_name;
+    const char *out, *resume, *preset_name, *tokenizer;
     int seen_out, seen_preset, seen_stop_after;
     int64_t stop_after;
     int quiet, verbose;
@@ -57,13 +76,10 @@ static int fail_line(const char *fmt, const char *a, const char *b) {
 }
 
 static cllm_flag_kind flag_kind(cllm_opt_type t) {
-    switch (t) {
-    case CLLM_OPT_INT: return CLLM_FLAG_INT;
-    case CLLM_OPT_INT64: return CLLM_FLAG_INT64;
-    case CLLM_OPT_DOUBLE: return CLLM_FLAG_DOUBLE;
-    case CLLM_OPT_CHOICE: return CLLM_FLAG_CHOICE;
-    }
-    return CLLM_FLAG_DOUBLE;
+    return t == CLLM_OPT_INT      ? CLLM_FLAG_INT
+           : t == CLLM_OPT_INT64  ? CLLM_FLAG_INT64
+           : t == CLLM_OPT_CHOICE ? CLLM_FLAG_CHOICE
+                                  : CLLM_FLAG_DOUBLE;
 }
 
 /* The table's rows, then --preset, --stop-after, --out, --resume, --quiet, --verbose. */
@@ -75,8 +91,12 @@ static int build_flags(train_flags *f, cllm_flag *flags) {
                                  opt->help, opt->min, opt->max, &f->seen[i]};
     }
     flags[n++] = (cllm_flag){"preset", CLLM_FLAG_STRING, &f->preset_name, "NAME",
-                             "model size: tiny, S (4x256, T 256), M (6x384, T 256); default: 4 layers x 128, T 128", 1, 0,
+                             "model size: tiny, S, M (above); default: 4 layers x 128, T 128", 1, 0,
                              &f->seen_preset};
+    flags[n++] = (cllm_flag){"tokenizer", CLLM_FLAG_STRING, &f->tokenizer, "FILE",
+                             "reuse this tokenizer (cllm tokenizer train -o FILE, or a run's tokenizer.bin) instead "
+                             "of training one; --vocab, if given, must match it",
+                             1, 0, NULL};
     flags[n++] = (cllm_flag){"stop-after", CLLM_FLAG_INT64, &f->stop_after, "K",
                              "end at step K, keeping the full budget's schedule (resume later)", 1, 1e12,
                              &f->seen_stop_after};
@@ -103,6 +123,7 @@ static const char *frozen_flag_given(const train_flags *f, int n_data) {
     for (int i = 0; i < cllm_train_option_count; i++)
         if (f->seen[i] && cllm_train_option_table[i].resume == CLLM_OPT_FROZEN) return cllm_train_option_table[i].flag;
     if (f->seen_preset) return "preset";
+    if (f->tokenizer) return "tokenizer";
     if (n_data > 0) return "DATA";
     return NULL;
 }
@@ -135,6 +156,27 @@ static int option_given(const train_flags *f, size_t offset) {
 }
 
 #define GIVEN(field) option_given(f, offsetof(cllm_train_options, field))
+
+/* --tokenizer FILE: the run's vocabulary is the file's; a --vocab that says
+ * otherwise is refused here, before anything is read or written. */
+static int use_tokenizer_file(const train_flags *f, cllm_train_options *o) {
+    cllm_tokenizer *tok = NULL;
+    if (!*f->tokenizer) return fail_line("--tokenizer needs a file name, not an empty string%s%s", "", "");
+    if (cllm_tokenizer_load(f->tokenizer, &tok) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
+    int vocab = cllm_tokenizer_vocab_size(tok);
+    cllm_tokenizer_free(tok);
+    if (GIVEN(model.vocab_size) && o->model.vocab_size != vocab) {
+        char given[32], has[64];
+        snprintf(given, sizeof given, "%d", o->model.vocab_size);
+        snprintf(has, sizeof has, "%d tokens", vocab);
+        fprintf(stderr, "cllm train: --vocab %s does not match --tokenizer %s (%s): drop --vocab or give %d\n", given,
+                f->tokenizer, has, vocab);
+        return 2;
+    }
+    o->model.vocab_size = vocab;
+    o->tokenizer_path = f->tokenizer;
+    return 0;
+}
 
 /* A new run: every row as given or by default, the shape from the preset. */
 static void fill_fresh(const train_flags *f, const preset *p, char **data, int n_data, cllm_train_options *o) {
@@ -200,12 +242,19 @@ int cllm_cmd_train(int argc, char **argv) {
     cllm_flag flags[MAX_FLAGS];
     int n_flags = build_flags(&f, flags);
     CLLM_ASSERT(n_flags <= MAX_FLAGS && cllm_train_option_count <= MAX_FLAGS);
+    char summary[2048];
+    int k = snprintf(summary, sizeof summary, "%s",
+                     "Trains a byte-level BPE tokenizer and a GPT-2-style model on text files or folders (default: the\n"
+                     "built-in Tiny Shakespeare), evaluates it, checkpoints it, and prints a sample. Threads come\n"
+                     "from OMP_NUM_THREADS.\n"
+                     "\n"
+                     "Extending a finished run: cllm train --resume DIR --steps N (N above the steps done) continues\n"
+                     "with the schedule of an N-step run: warm-up and cosine are recomputed for N, so the learning\n"
+                     "rate jumps from the floor it ended at back up to where an N-step run would be at that step.\n"
+                     "Give --min-lr and --lr to shape it (e.g. --lr equal to --min-lr for a flat continuation).");
+    describe_presets(summary + k, sizeof summary - (size_t)k);
     const cllm_command_spec spec = {
-        "train", "[DATA...]",
-        "Trains a byte-level BPE tokenizer and a GPT-2-style model on text files or folders (default: the\n"
-        "built-in Tiny Shakespeare), evaluates it, checkpoints it, and prints a sample. Threads come\n"
-        "from OMP_NUM_THREADS.",
-        flags, n_flags, 0, -1,
+        "train", "[DATA...]", summary, flags, n_flags, 0, -1,
     };
     char **positional = calloc((size_t)argc + 1, sizeof *positional);
     if (!positional) return 1;
@@ -254,6 +303,10 @@ int cllm_cmd_train(int argc, char **argv) {
     } else {
         fill_fresh(&f, p, positional, n_pos, &o);
         o.out_dir = f.seen_out ? f.out : NULL;
+        if (f.tokenizer && (rc = use_tokenizer_file(&f, &o)) != 0) {
+            free(positional);
+            return rc;
+        }
     }
     o.stop_after = f.seen_stop_after ? f.stop_after : 0;
     o.quiet = f.quiet;
@@ -262,6 +315,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.no_streaming = !cllm_env_streaming();
     o.grad_window = cllm_env_grad_window();
     o.progress = cllm_env_progress();
+    o.columns = cllm_env_columns();
     o.peak_gflops = cllm_env_peak_gflops();
     o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
 

@@ -385,3 +385,11 @@ double cllm_env_peak_gflops(void) {
     const char *v = valid_value("CLLM_PEAK_GFLOPS");
     return v && parse_positive_double(v, &x) ? x : 0.0;
 }
+
+/* COLUMNS is the shell's, not ours: a malformed value is not an error, just
+ * no width (the terminal's own size, TIOCGWINSZ, comes first anyway). */
+int cllm_env_columns(void) {
+    long n;
+    const char *v = getenv("COLUMNS");
+    return v && parse_int_in(v, 1, 100000, &n) ? (int)n : 0;
+}

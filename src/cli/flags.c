@@ -1,11 +1,22 @@
 #include "cllm/cli/flags.h"
-#include "cllm/base/common.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+int cllm_flags_choice_index(const char *choices, const char *value) {
+    size_t len = strlen(value);
+    int index = 0;
+    for (const char *p = choices; *p; index++) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && len > 0 && strncmp(p, value, n) == 0) return index;
+        p += n + (bar != NULL);
+    }
+    return -1;
+}
 
 static const cllm_flag *find_flag(const cllm_command_spec *spec, const char *name, size_t len) {
     for (int i = 0; i < spec->n_flags; i++) {
@@ -59,13 +70,13 @@ static int store_value(const cllm_command_spec *spec, const cllm_flag *f, const 
         *(const char **)f->dest = value;
         return CLLM_FLAGS_OK;
     case CLLM_FLAG_CHOICE: {
-        int i = cllm_choice_index(f->metavar, value);
-        if (i >= 0) {
-            *(int *)f->dest = i;
-            return CLLM_FLAGS_OK;
+        int index = cllm_flags_choice_index(f->metavar, value);
+        if (index < 0) {
+            fprintf(stderr, "cllm %s: --%s expects one of %s, got '%s'\n", spec->command, f->name, f->metavar, value);
+            return CLLM_FLAGS_ERROR;
         }
-        fprintf(stderr, "cllm %s: --%s must be %s, not '%s'\n", spec->command, f->name, f->metavar, value);
-        return CLLM_FLAGS_ERROR;
+        *(int *)f->dest = index;
+        return CLLM_FLAGS_OK;
     }
     case CLLM_FLAG_BOOL:
         break;

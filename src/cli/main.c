@@ -20,6 +20,7 @@ static const command commands[] = {
     {"sample", cllm_cmd_sample, "generate text from a saved model"},
     {"tokenizer", cllm_cmd_tokenizer, "train, encode with, or decode with a byte-level BPE tokenizer"},
     {"plot", cllm_cmd_plot, "draw the loss curves of one or more runs to a PNG"},
+    {"runs", cllm_cmd_runs, "list run folders: state, step, losses, tokens, time"},
     {"bench", cllm_cmd_bench, "measure kernels, reduction, and training steps"},
     {"info", cllm_cmd_info, "CPU features, SIMD path, OpenMP runtime and settings in force"},
 };
@@ -30,7 +31,7 @@ static void usage(FILE *out) {
                  "Trains small GPT-2-style language models on the CPU, parallelised with OpenMP.\n\n"
                  "commands:\n");
     for (int i = 0; i < n_commands; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'cllm COMMAND --help' for the options of a command.\n"
+    fprintf(out, "\nRun 'cllm help COMMAND' (or 'cllm COMMAND --help') for the options of a command.\n"
                  "Threads come from OMP_NUM_THREADS, the worker schedule from OMP_SCHEDULE,\n"
                  "binding from OMP_PROC_BIND/OMP_PLACES; cllm's own settings are CLLM_* variables\n"
                  "(see README.md).\n");
@@ -62,7 +63,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *name = argv[1];
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+    /* `cllm help COMMAND` is `cllm COMMAND --help`. */
+    char help_flag[] = "--help";
+    char *help_argv[4] = {argv[0], argc > 2 ? argv[2] : NULL, help_flag, NULL};
+    if (strcmp(name, "help") == 0 && argc > 3) {
+        fprintf(stderr, "cllm: unexpected argument '%s' (usage: cllm help [COMMAND])\n", argv[3]);
+        return 2;
+    }
+    if (strcmp(name, "help") == 0 && argc == 3 && strcmp(argv[2], "help") != 0) {
+        argc = 3;
+        argv = help_argv;
+        name = argv[1];
+    } else if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         usage(stdout);
         return 0;
     }

@@ -1,54 +1,39 @@
-/* Byte-level BPE tokenizer: training, encoding, decoding, file format.
+/* Byte-level BPE tokenizer: the object, training, encoding, decoding. The
+ * file format is in tokenizer_file.c, Hugging Face files in hf_tokenizer.c.
  *
- * Ids: 0..255 are the bytes themselves; 256 + i is the i-th learned merge
- * (the concatenation of its two parts); the special tokens come last, so the
- * end-of-document id (EOT) is vocab_size - 1. Raw text never encodes to a
- * special token, so EOT in a token stream always means a document boundary.
+ * Ids. A tokenizer cllm trains numbers its tokens 0..255 for the bytes
+ * themselves, 256 + i for the i-th learned merge (the concatenation of its
+ * two parts), then the special tokens, so the end-of-document id (EOT) is
+ * vocab_size - 1. One read from other files may number them in any order:
+ * byte_id[] maps each byte to its token and every merge carries its result.
+ * Raw text never encodes to a special token, so EOT in a token stream
+ * always means a document boundary.
  *
- * Pre-splitting. Text is cut into chunks before BPE and merges never cross a
- * chunk boundary, as in GPT-2: a chunk is an optional single space followed
- * by a run of letters (ASCII letters and every byte >= 0x80, so UTF-8
- * sequences stay together), or of digits, or of other symbols; or a run of
- * whitespace, minus its last space when a word follows (that space starts the
- * word's chunk). Chunks are capped at MAX_CHUNK bytes so that a pathological
- * input (a megabyte of 'a') costs linear time. Splitting keeps training cheap:
- * it works on the table of *unique* chunks with their counts (~30k entries
- * for 1 MB of English) instead of the raw text.
+ * Pre-splitting. Text is cut into chunks before BPE (pretokenize.h) and
+ * merges never cross a chunk boundary. Splitting keeps training cheap: it
+ * works on the table of *unique* chunks with their counts (~30k entries for
+ * 1 MB of English) instead of the raw text.
  *
  * Training. Pair counts are kept in a hash table, each pair with the list of
  * unique chunks it occurs in. A merge rewrites only those chunks and adjusts
  * the counts of the pairs they contain; the most frequent pair comes from a
  * max-heap with lazy deletion (an entry is stale when its count no longer
  * matches the table). Ties go to the smallest (left, right) pair, so training
- * is fully deterministic.
+ * is fully deterministic. With GPT-2 pre-tokenization (chunks of any length)
+ * a pair is skipped, never merged, when its token would be longer than
+ * CLLM_TOKENIZER_MAX_TOKEN_BYTES or would have the same bytes as a token that
+ * exists: every token's bytes are then distinct, which a tokenizer.json
+ * vocabulary (text -> id) needs.
  *
- * Encoding applies, inside each chunk, the lowest-ranked (earliest learned)
- * merge present, all its occurrences left to right, until none applies: the
- * same result as replaying the merges in training order. Encoded chunks are
- * cached for the duration of one call, which is what makes encoding a
- * megabyte fast: most chunks repeat.
- *
- * File format, version 1 (all integers little-endian):
- *
- *   offset  size          field
- *   0       8             magic "CLLM-BPE"
- *   8       4   u32       version = 1
- *   12      4   u32       n_merges (vocab = 256 + n_merges + n_special <= 65536)
- *   16      4   u32       n_special (version 1: exactly 1, the end-of-document token)
- *   20      4   u32       body_bytes: length of the body that follows
- *   24      8*n_merges    merges: (u32 left, u32 right) for ids 256, 257, ...;
- *                         both parts must be ids < the merge's own id, and no
- *                         pair may appear twice
- *   ...                   specials: (u32 name_len in 1..64, name bytes) each;
- *                         ids follow the merges in this order
- *                         (no token may span more than 128 bytes: merges
- *                         never cross a pre-split chunk)
- *   24+body_bytes  8 u64  FNV-1a 64 of every byte before it (header + body)
- *
- * The file is exactly 32 + body_bytes bytes. Loading checks the size, magic,
- * version, checksum and every field, and rejects anything else with
- * CLLM_ERR_INPUT; it never trusts a length before checking it against the
- * bytes actually present. Documented for users in docs/TOKENIZER.md. */
+ * Encoding applies, inside each chunk, the lowest-ranked merge present, the
+ * leftmost occurrence first, until none applies (a heap of candidate pairs,
+ * O(L log L) for a chunk of L bytes: Hugging Face tokenizers' rule). For a
+ * tokenizer whose merges only use bytes and earlier merges' results (every
+ * tokenizer cllm trains, and GPT-2's), that is the same as applying each
+ * merge to all its occurrences left to right in training order, which
+ * reproduces the training-time segmentation. Encoded chunks are cached for
+ * the duration of one call, which is what makes encoding a megabyte fast:
+ * most chunks repeat. */
 #include "cllm/data/tokenizer.h"
 
 #include <errno.h>
@@ -56,21 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#define MAX_CHUNK 128
-#define N_SPECIAL 1
-#define EOT_NAME "<|endoftext|>"
-#define FORMAT_VERSION 1u
-#define HEADER_BYTES 24
-#define CHECKSUM_BYTES 8
-#define MAX_SPECIAL_NAME 64
-#define MAX_FILE_BYTES (HEADER_BYTES + 8 * CLLM_TOKENIZER_MAX_VOCAB + N_SPECIAL * (4 + MAX_SPECIAL_NAME) + CHECKSUM_BYTES)
-static const char MAGIC[8] = {'C', 'L', 'L', 'M', '-', 'B', 'P', 'E'};
 
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory in the tokenizer"); }
-static cllm_status corrupt(const char *what) { return cllm_fail(CLLM_ERR_INPUT, "corrupt tokenizer file: %s", what); }
-
 /* ------------------------------------------------------------------ */
 /* Small hash helpers                                                  */
 
@@ -171,48 +143,20 @@ static cllm_status i32_vec_push(i32_vec *a, int32_t x) {
     a->v[a->n++] = x;
     return CLLM_OK;
 }
-
-/* ------------------------------------------------------------------ */
-/* Pre-splitting                                                       */
-
-enum { CLASS_LETTER, CLASS_DIGIT, CLASS_SPACE, CLASS_OTHER };
-
-static int byte_class(uint8_t c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80) return CLASS_LETTER;
-    if (c >= '0' && c <= '9') return CLASS_DIGIT;
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f') return CLASS_SPACE;
-    return CLASS_OTHER;
-}
-
-static size_t run_end(const uint8_t *s, size_t n, size_t i, int cls) {
-    while (i < n && byte_class(s[i]) == cls) i++;
-    return i;
-}
-
-/* End of the chunk that starts at s[i] (i < n). Runs are scanned no further
- * than the cap, so a long run costs linear time, not quadratic. */
-static size_t chunk_end(const uint8_t *s, size_t n, size_t i) {
-    size_t stop = n - i > MAX_CHUNK ? i + MAX_CHUNK : n;
-    int cls = byte_class(s[i]);
-    if (s[i] == ' ' && i + 1 < stop && byte_class(s[i + 1]) != CLASS_SPACE)
-        return run_end(s, stop, i + 1, byte_class(s[i + 1]));
-    if (cls != CLASS_SPACE) return run_end(s, stop, i, cls);
-    size_t end = run_end(s, stop, i, CLASS_SPACE);
-    /* Leave a final space to the word that follows, as in " the". */
-    if (end < n && byte_class(s[end]) != CLASS_SPACE && end - i >= 2 && s[end - 1] == ' ') end--;
-    return end;
-}
-
 /* ------------------------------------------------------------------ */
 /* The tokenizer object                                                */
 
 struct cllm_tokenizer {
+    cllm_pretok pretok;
+    int vocab;
     int n_merges;
-    int32_t *merges;    /* 2 * n_merges: left, right of id 256 + i */
-    int vocab;          /* 256 + n_merges + N_SPECIAL */
-    uint32_t *tok_off;  /* per id: where its bytes start in tok_bytes */
-    uint32_t *tok_len;  /* per id: byte length (0 for specials) */
-    uint8_t *tok_bytes;
+    int32_t *merges;    /* 3 * n_merges: left, right, result of merge i (priority i) */
+    uint32_t *tok_off;  /* per id: where its text starts in tok_text */
+    uint32_t *tok_len;  /* per id: text length (a special token's text is its name) */
+    uint8_t *tok_text;
+    uint8_t *special;   /* per id: 1 for special tokens */
+    int32_t byte_id[256];
+    int32_t eot;
     u64_map ranks;      /* pair_key(left, right) -> merge index */
 };
 
@@ -221,74 +165,180 @@ void cllm_tokenizer_free(cllm_tokenizer *t) {
     free(t->merges);
     free(t->tok_off);
     free(t->tok_len);
-    free(t->tok_bytes);
+    free(t->tok_text);
+    free(t->special);
     u64_map_free(&t->ranks);
     free(t);
 }
 
-/* Builds the lookup tables from a merge list already known to be valid
- * (parts < own id, no duplicates). Takes ownership of `merges`. */
-static cllm_status tokenizer_from_merges(int32_t *merges, int n_merges, cllm_tokenizer **out) {
-    cllm_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) {
-        free(merges);
-        return oom();
+static cllm_status invalid(const char *fmt, long a, long b) {
+    return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: %s (%ld, %ld)", fmt, a, b);
+}
+
+/* Every token's text, the specials and the byte tokens; p is checked. */
+static cllm_status copy_tokens(cllm_tokenizer *t, const cllm_tokenizer_parts *p) {
+    size_t total = 0;
+    for (int id = 0; id < p->n_tokens; id++) {
+        if (p->len[id] == 0 || p->len[id] > CLLM_TOKENIZER_MAX_TOKEN_BYTES)
+            return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: token %d is %zu bytes long (1..%d)", id, p->len[id],
+                             CLLM_TOKENIZER_MAX_TOKEN_BYTES);
+        total += p->len[id];
     }
-    t->merges = merges;
-    t->n_merges = n_merges;
-    t->vocab = 256 + n_merges + N_SPECIAL;
+    t->tok_text = malloc(total);
+    if (!t->tok_text) return oom();
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    t->eot = -1;
+    size_t off = 0;
+    for (int id = 0; id < p->n_tokens; id++) {
+        const uint8_t *src = p->text + p->off[id];
+        memcpy(t->tok_text + off, src, p->len[id]);
+        t->tok_off[id] = (uint32_t)off;
+        t->tok_len[id] = (uint32_t)p->len[id];
+        off += p->len[id];
+        t->special[id] = p->special[id] != 0;
+        if (t->special[id] && t->eot < 0 && p->len[id] == strlen(CLLM_TOKENIZER_EOT_NAME) &&
+            memcmp(src, CLLM_TOKENIZER_EOT_NAME, p->len[id]) == 0)
+            t->eot = id;
+        if (!t->special[id] && p->len[id] == 1 && t->byte_id[src[0]] < 0) t->byte_id[src[0]] = id;
+    }
+    for (int b = 0; b < 256; b++)
+        if (t->byte_id[b] < 0)
+            return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: no token for the byte 0x%02x (byte-level BPE needs all 256)", b);
+    if (t->eot < 0)
+        return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: no special token named \"%s\" (the end-of-document token)",
+                         CLLM_TOKENIZER_EOT_NAME);
+    return CLLM_OK;
+}
+
+/* Parts and result are ordinary tokens whose texts concatenate; a pair is learned once. */
+static cllm_status copy_merges(cllm_tokenizer *t, const cllm_tokenizer_parts *p) {
+    t->merges = malloc(((size_t)p->n_merges * 3 + 1) * sizeof *t->merges);
+    if (!t->merges || u64_map_init(&t->ranks, (size_t)p->n_merges) != CLLM_OK) return oom();
+    for (int i = 0; i < p->n_merges; i++) {
+        int32_t a = p->merges[3 * i], b = p->merges[3 * i + 1], r = p->merges[3 * i + 2];
+        if (a < 0 || a >= p->n_tokens || b < 0 || b >= p->n_tokens || r < 0 || r >= p->n_tokens)
+            return invalid("a merge refers to a token that does not exist (merge, token)", i,
+                           a < 0 || a >= p->n_tokens ? a : b < 0 || b >= p->n_tokens ? b : r);
+        if (t->special[a] || t->special[b] || t->special[r])
+            return invalid("a merge uses a special token (merge, token)", i, t->special[a] ? a : t->special[b] ? b : r);
+        if (t->tok_len[r] != t->tok_len[a] + t->tok_len[b] ||
+            memcmp(t->tok_text + t->tok_off[r], t->tok_text + t->tok_off[a], t->tok_len[a]) != 0 ||
+            memcmp(t->tok_text + t->tok_off[r] + t->tok_len[a], t->tok_text + t->tok_off[b], t->tok_len[b]) != 0)
+            return invalid("a merge's result is not its two parts joined (merge, result)", i, r);
+        int32_t first;
+        if (u64_map_put_new(&t->ranks, pair_key(a, b), i, &first) != CLLM_OK) return oom();
+        if (first != i) return invalid("the same merge appears twice (merges)", first, i);
+        memcpy(t->merges + 3 * i, p->merges + 3 * i, 3 * sizeof *t->merges);
+    }
+    t->n_merges = p->n_merges;
+    return CLLM_OK;
+}
+
+cllm_status cllm_tokenizer_build(const cllm_tokenizer_parts *p, cllm_tokenizer **out) {
+    *out = NULL;
+    if (p->n_tokens < CLLM_TOKENIZER_MIN_VOCAB || p->n_tokens > CLLM_TOKENIZER_MAX_VOCAB)
+        return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: %d tokens (cllm supports %d..%d)", p->n_tokens,
+                         CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB);
+    if (p->n_merges < 0 || p->n_merges > p->n_tokens)
+        return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: %d merges for %d tokens", p->n_merges, p->n_tokens);
+    if ((unsigned)p->pretok >= CLLM_PRETOK_COUNT)
+        return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: unknown pre-tokenizer %d", (int)p->pretok);
+    cllm_status s = cllm_pretok_require(p->pretok);
+    if (s != CLLM_OK) return s;
+    cllm_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return oom();
+    t->pretok = p->pretok;
+    t->vocab = p->n_tokens;
     t->tok_off = malloc((size_t)t->vocab * sizeof *t->tok_off);
     t->tok_len = malloc((size_t)t->vocab * sizeof *t->tok_len);
-    if (!t->tok_off || !t->tok_len || u64_map_init(&t->ranks, (size_t)n_merges) != CLLM_OK) goto fail;
-    /* Byte lengths first, so the pool is allocated once; a merge's length is
-     * the sum of its parts', at most 2^16 * 2^16 in theory, so use 64 bits. */
-    uint64_t total = 0;
-    for (int id = 0; id < t->vocab; id++) {
-        uint64_t len = id < 256 ? 1 : id < 256 + n_merges
-                                          ? (uint64_t)t->tok_len[merges[2 * (id - 256)]] + t->tok_len[merges[2 * (id - 256) + 1]]
-                                          : 0;
-        if (len > MAX_CHUNK) { /* merges never cross chunks, so no real token is longer */
-            cllm_tokenizer_free(t);
-            return corrupt("a merge builds a token longer than 128 bytes");
-        }
-        t->tok_off[id] = (uint32_t)total;
-        t->tok_len[id] = (uint32_t)len;
-        total += len;
-    }
-    t->tok_bytes = malloc(total ? total : 1);
-    if (!t->tok_bytes) goto fail;
-    for (int id = 0; id < 256; id++) t->tok_bytes[id] = (uint8_t)id;
-    for (int i = 0; i < n_merges; i++) {
-        int32_t a = merges[2 * i], b = merges[2 * i + 1];
-        uint8_t *dst = t->tok_bytes + t->tok_off[256 + i];
-        memcpy(dst, t->tok_bytes + t->tok_off[a], t->tok_len[a]);
-        memcpy(dst + t->tok_len[a], t->tok_bytes + t->tok_off[b], t->tok_len[b]);
-        int32_t found;
-        if (u64_map_put_new(&t->ranks, pair_key(a, b), i, &found) != CLLM_OK) goto fail;
+    t->special = malloc((size_t)t->vocab);
+    s = t->tok_off && t->tok_len && t->special ? CLLM_OK : oom();
+    if (s == CLLM_OK) s = copy_tokens(t, p);
+    if (s == CLLM_OK) s = copy_merges(t, p);
+    if (s != CLLM_OK) {
+        cllm_tokenizer_free(t);
+        return s;
     }
     *out = t;
     return CLLM_OK;
-fail:
-    cllm_tokenizer_free(t);
-    return oom();
+}
+
+cllm_status cllm_tokenizer_build_from_pairs(const int32_t *pairs, int n_merges, cllm_pretok pretok,
+                                            cllm_tokenizer **out) {
+    *out = NULL;
+    if (n_merges < 0 || n_merges > CLLM_TOKENIZER_MAX_VOCAB - 257)
+        return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: %d merges", n_merges);
+    for (int i = 0; i < 2 * n_merges; i++)
+        if (pairs[i] < 0 || pairs[i] >= 256 + i / 2)
+            return cllm_fail(CLLM_ERR_INPUT, "invalid tokenizer: merge %d refers to unknown token %d", i / 2, pairs[i]);
+    int n_tokens = 256 + n_merges + 1;
+    size_t *off = malloc((size_t)n_tokens * sizeof *off), *len = malloc((size_t)n_tokens * sizeof *len);
+    uint8_t *special = calloc((size_t)n_tokens, 1);
+    int32_t *triples = malloc(((size_t)n_merges * 3 + 1) * sizeof *triples);
+    uint8_t *text = NULL;
+    cllm_status s = off && len && special && triples ? CLLM_OK : oom();
+    size_t total = 0;
+    for (int id = 0; s == CLLM_OK && id < n_tokens; id++) {
+        len[id] = id < 256 ? 1 : id < 256 + n_merges ? len[pairs[2 * (id - 256)]] + len[pairs[2 * (id - 256) + 1]]
+                                                      : strlen(CLLM_TOKENIZER_EOT_NAME);
+        off[id] = total;
+        total += len[id];
+    }
+    if (s == CLLM_OK && !(text = malloc(total))) s = oom();
+    if (s == CLLM_OK) {
+        for (int id = 0; id < 256; id++) text[id] = (uint8_t)id;
+        for (int i = 0; i < n_merges; i++) {
+            int32_t a = pairs[2 * i], b = pairs[2 * i + 1];
+            memcpy(text + off[256 + i], text + off[a], len[a]);
+            memcpy(text + off[256 + i] + len[a], text + off[b], len[b]);
+            triples[3 * i] = a;
+            triples[3 * i + 1] = b;
+            triples[3 * i + 2] = 256 + i;
+        }
+        memcpy(text + off[n_tokens - 1], CLLM_TOKENIZER_EOT_NAME, len[n_tokens - 1]);
+        special[n_tokens - 1] = 1;
+        cllm_tokenizer_parts p = {pretok, n_tokens, text, off, len, special, n_merges, triples};
+        s = cllm_tokenizer_build(&p, out);
+    }
+    free(off);
+    free(len);
+    free(special);
+    free(triples);
+    free(text);
+    return s;
 }
 
 int cllm_tokenizer_vocab_size(const cllm_tokenizer *t) { return t->vocab; }
-int32_t cllm_tokenizer_eot(const cllm_tokenizer *t) { return 256 + t->n_merges; }
+int32_t cllm_tokenizer_eot(const cllm_tokenizer *t) { return t->eot; }
 int cllm_tokenizer_n_merges(const cllm_tokenizer *t) { return t->n_merges; }
+cllm_pretok cllm_tokenizer_pretokenizer(const cllm_tokenizer *t) { return t->pretok; }
 
 void cllm_tokenizer_merge(const cllm_tokenizer *t, int i, int32_t *left, int32_t *right) {
-    *left = t->merges[2 * i];
-    *right = t->merges[2 * i + 1];
+    CLLM_ASSERT(i >= 0 && i < t->n_merges);
+    *left = t->merges[3 * i];
+    *right = t->merges[3 * i + 1];
 }
 
-const uint8_t *cllm_tokenizer_token_bytes(const cllm_tokenizer *t, int32_t id, size_t *len) {
+int32_t cllm_tokenizer_merge_result(const cllm_tokenizer *t, int i) {
+    CLLM_ASSERT(i >= 0 && i < t->n_merges);
+    return t->merges[3 * i + 2];
+}
+
+int cllm_tokenizer_is_special(const cllm_tokenizer *t, int32_t id) { return id >= 0 && id < t->vocab && t->special[id]; }
+
+const uint8_t *cllm_tokenizer_token_text(const cllm_tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->vocab) {
         *len = 0;
         return NULL;
     }
     *len = t->tok_len[id];
-    return t->tok_bytes + t->tok_off[id];
+    return t->tok_text + t->tok_off[id];
+}
+
+const uint8_t *cllm_tokenizer_token_bytes(const cllm_tokenizer *t, int32_t id, size_t *len) {
+    const uint8_t *p = cllm_tokenizer_token_text(t, id, len);
+    if (p && t->special[id]) *len = 0;
+    return p;
 }
 
 /* ------------------------------------------------------------------ */
@@ -298,6 +348,7 @@ typedef struct {
     uint64_t key;
     int64_t count;
     uint32_t stamp; /* last merge step that changed the count (dirty marker) */
+    int banned;     /* never merged (its token would be too long or not distinct) */
     i32_vec words;  /* unique chunks that contain the pair (may hold stale ones) */
 } pair_entry;
 
@@ -324,6 +375,16 @@ typedef struct {
     uint32_t stamp;
     i32_vec dirty; /* pair entries changed in the current merge step */
 
+    cllm_pretok pretok;
+    /* GPT-2 mode: every token's bytes, so that a merge making a token longer
+     * than the cap or equal to an existing one is skipped. */
+    int distinct;
+    uint8_t *text;
+    size_t text_n, text_cap;
+    size_t tok_off[CLLM_TOKENIZER_MAX_VOCAB];
+    uint32_t tok_len[CLLM_TOKENIZER_MAX_VOCAB];
+    u64_map text_index; /* FNV of a token's bytes -> id, collisions probed on */
+
     const cllm_stop_flag *stop; /* polled between chunks, words and merges; NULL: never */
 } trainer;
 
@@ -345,6 +406,8 @@ static void trainer_free(trainer *tr) {
     u64_map_free(&tr->pair_index);
     free(tr->heap);
     free(tr->dirty.v);
+    free(tr->text);
+    u64_map_free(&tr->text_index);
 }
 
 /* Higher count first; on a tie, the smaller (left, right) pair. */
@@ -400,7 +463,7 @@ static cllm_status add_pair(trainer *tr, int32_t a, int32_t b, int64_t delta, in
             tr->pairs = p;
             tr->pairs_cap = cap;
         }
-        tr->pairs[tr->n_pairs++] = (pair_entry){pair_key(a, b), 0, 0, {NULL, 0, 0}};
+        tr->pairs[tr->n_pairs++] = (pair_entry){pair_key(a, b), 0, 0, 0, {NULL, 0, 0}};
     }
     pair_entry *e = &tr->pairs[idx];
     e->count += delta;
@@ -432,7 +495,7 @@ static cllm_status collect_words(trainer *tr, const cllm_corpus *c) {
                 s = interrupted();
                 goto fail;
             }
-            size_t end = chunk_end(text, n, i), len = end - i;
+            size_t end = cllm_pretok_chunk_end(tr->pretok, text, n, i), len = end - i;
             const uint8_t *chunk = text + i;
             /* Probe by hash; equal hashes with different bytes move on by
              * perturbing the key, so distinct chunks never share a slot. */
@@ -499,7 +562,9 @@ static cllm_status count_initial_pairs(trainer *tr) {
 static cllm_status push_dirty(trainer *tr) {
     for (size_t i = 0; i < tr->dirty.n; i++) {
         uint32_t idx = (uint32_t)tr->dirty.v[i];
-        if (tr->pairs[idx].count > 0 && heap_push(tr, (heap_item){tr->pairs[idx].count, idx}) != CLLM_OK) return oom();
+        if (tr->pairs[idx].count > 0 && !tr->pairs[idx].banned &&
+            heap_push(tr, (heap_item){tr->pairs[idx].count, idx}) != CLLM_OK)
+            return oom();
     }
     tr->dirty.n = 0;
     return CLLM_OK;
@@ -538,20 +603,85 @@ static cllm_status merge_in_word(trainer *tr, int32_t w, int32_t a, int32_t b, i
 static int64_t pop_best_pair(trainer *tr) {
     while (tr->heap_n > 0) {
         heap_item it = heap_pop(tr);
-        if (tr->pairs[it.entry].count == it.count && it.count > 0) return it.entry;
+        if (tr->pairs[it.entry].count == it.count && it.count > 0 && !tr->pairs[it.entry].banned) return it.entry;
     }
     return -1;
+}
+
+/* The slot of `len` bytes in text_index: the id of the token with these
+ * bytes, or (*found = 0) where a new one goes. */
+static cllm_status find_text(trainer *tr, const uint8_t *bytes, size_t len, int32_t new_id, int *found) {
+    uint64_t key = cllm_fnv1a64(bytes, len, CLLM_FNV1A64_OFFSET) & ~(1ULL << 63);
+    for (;;) {
+        int32_t id;
+        if (u64_map_put_new(&tr->text_index, key, new_id, &id) != CLLM_OK) return oom();
+        *found = id != new_id;
+        if (!*found || (tr->tok_len[id] == len && memcmp(tr->text + tr->tok_off[id], bytes, len) == 0)) return CLLM_OK;
+        key = (key + 1) & ~(1ULL << 63);
+    }
+}
+
+/* Records token `id`'s bytes (a + b, or the byte itself when b < 0); *ok = 0
+ * (and nothing recorded) when they are too long or those of another token. */
+static cllm_status add_text(trainer *tr, int32_t id, int32_t a, int32_t b, int *ok) {
+    size_t len = b < 0 ? 1 : (size_t)tr->tok_len[a] + tr->tok_len[b];
+    *ok = 0;
+    if (len > CLLM_TOKENIZER_MAX_TOKEN_BYTES) return CLLM_OK;
+    if (tr->text_n + len > tr->text_cap) {
+        size_t cap = tr->text_cap ? tr->text_cap * 2 : 4096;
+        while (cap < tr->text_n + len) cap *= 2;
+        uint8_t *p = realloc(tr->text, cap);
+        if (!p) return oom();
+        tr->text = p;
+        tr->text_cap = cap;
+    }
+    uint8_t *dst = tr->text + tr->text_n;
+    if (b < 0) {
+        dst[0] = (uint8_t)a;
+    } else {
+        memcpy(dst, tr->text + tr->tok_off[a], tr->tok_len[a]);
+        memcpy(dst + tr->tok_len[a], tr->text + tr->tok_off[b], tr->tok_len[b]);
+    }
+    int found;
+    /* The bytes are written before the slot is claimed, so a probe that
+     * reaches this id compares against them. */
+    tr->tok_off[id] = tr->text_n;
+    tr->tok_len[id] = (uint32_t)len;
+    if (find_text(tr, dst, len, id, &found) != CLLM_OK) return oom();
+    if (found) return CLLM_OK;
+    tr->text_n += len;
+    *ok = 1;
+    return CLLM_OK;
+}
+
+static cllm_status start_texts(trainer *tr) {
+    if (u64_map_init(&tr->text_index, 1 << 12) != CLLM_OK) return oom();
+    for (int b = 0; b < 256; b++) {
+        int ok;
+        if (add_text(tr, b, b, -1, &ok) != CLLM_OK) return oom();
+    }
+    return CLLM_OK;
 }
 
 static cllm_status learn_merges(trainer *tr, int target, int32_t *merges, int *n_learned) {
     int m = 0;
     if (push_dirty(tr) != CLLM_OK) return oom();
+    if (tr->distinct && start_texts(tr) != CLLM_OK) return oom();
     for (; m < target; m++) {
         if (cllm_stop_requested(tr->stop)) return interrupted();
         int64_t best = pop_best_pair(tr);
         if (best < 0) break;
         uint64_t key = tr->pairs[best].key;
         int32_t a = (int32_t)(key >> 32), b = (int32_t)(key & 0xffffffffu), id = 256 + m;
+        if (tr->distinct) {
+            int ok;
+            if (add_text(tr, id, a, b, &ok) != CLLM_OK) return oom();
+            if (!ok) {
+                tr->pairs[best].banned = 1;
+                m--;
+                continue;
+            }
+        }
         merges[2 * m] = a;
         merges[2 * m + 1] = b;
         tr->stamp++;
@@ -567,58 +697,147 @@ static cllm_status learn_merges(trainer *tr, int target, int32_t *merges, int *n
 }
 
 cllm_status cllm_tokenizer_train(const cllm_corpus *c, int vocab_size, cllm_tokenizer **out) {
-    return cllm_tokenizer_train_stoppable(c, vocab_size, NULL, out);
+    return cllm_tokenizer_train_mode(c, vocab_size, cllm_pretok_default(), NULL, out);
 }
 
 cllm_status cllm_tokenizer_train_stoppable(const cllm_corpus *c, int vocab_size, const cllm_stop_flag *stop,
                                            cllm_tokenizer **out) {
+    return cllm_tokenizer_train_mode(c, vocab_size, cllm_pretok_default(), stop, out);
+}
+
+cllm_status cllm_tokenizer_train_mode(const cllm_corpus *c, int vocab_size, cllm_pretok pretok,
+                                      const cllm_stop_flag *stop, cllm_tokenizer **out) {
     *out = NULL;
+    cllm_status s = cllm_pretok_require(pretok);
+    if (s != CLLM_OK) return s;
     if (vocab_size < CLLM_TOKENIZER_MIN_VOCAB || vocab_size > CLLM_TOKENIZER_MAX_VOCAB)
         return cllm_fail(CLLM_ERR_INPUT, "vocabulary size %d out of range (%d..%d)", vocab_size,
                          CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB);
-    int target = vocab_size - 256 - N_SPECIAL;
+    int target = vocab_size - 256 - 1;
     int32_t *merges = malloc(((size_t)target + 1) * 2 * sizeof *merges);
-    trainer tr;
-    memset(&tr, 0, sizeof tr);
-    tr.stop = stop;
-    cllm_status s = merges ? u64_map_init(&tr.pair_index, 1 << 14) : oom();
+    trainer *tr = calloc(1, sizeof *tr);
+    if (!tr || !merges) {
+        free(tr);
+        free(merges);
+        return oom();
+    }
+    tr->stop = stop;
+    tr->pretok = pretok;
+    tr->distinct = pretok == CLLM_PRETOK_GPT2;
+    s = u64_map_init(&tr->pair_index, 1 << 14);
     int learned = 0;
-    if (s == CLLM_OK) s = collect_words(&tr, c);
-    if (s == CLLM_OK) s = count_initial_pairs(&tr);
-    if (s == CLLM_OK) s = learn_merges(&tr, target, merges, &learned);
-    trainer_free(&tr);
+    if (s == CLLM_OK) s = collect_words(tr, c);
+    if (s == CLLM_OK) s = count_initial_pairs(tr);
+    if (s == CLLM_OK) s = learn_merges(tr, target, merges, &learned);
+    trainer_free(tr);
+    free(tr);
     if (s != CLLM_OK) {
         free(merges);
         return s;
     }
-    return tokenizer_from_merges(merges, learned, out);
+    s = cllm_tokenizer_build_from_pairs(merges, learned, pretok, out);
+    free(merges);
+    return s;
 }
-
 /* ------------------------------------------------------------------ */
 /* Encoding and decoding                                               */
 
-/* Applies merges by rank to sym[0..len) in place; returns the new length. */
-static size_t apply_merges(const cllm_tokenizer *t, int32_t *sym, size_t len) {
-    while (len >= 2) {
-        int32_t best = INT32_MAX;
-        for (size_t i = 0; i + 1 < len; i++) {
-            int32_t r = u64_map_get(&t->ranks, pair_key(sym[i], sym[i + 1]), INT32_MAX);
-            if (r < best) best = r;
-        }
-        if (best == INT32_MAX) break;
-        int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1];
-        size_t j = 0;
-        for (size_t i = 0; i < len;) {
-            if (i + 1 < len && sym[i] == a && sym[i + 1] == b) {
-                sym[j++] = 256 + best;
-                i += 2;
-            } else {
-                sym[j++] = sym[i++];
-            }
-        }
-        len = j;
+/* A pair that may merge: (rank, position of its left symbol), lowest rank
+ * first, then leftmost; left/right tell a stale entry from a live one. */
+typedef struct {
+    int32_t rank, pos, left, right;
+} bpe_cand;
+
+/* Scratch of one encode call: the symbols of a chunk as a linked list (a
+ * merged-away symbol has id -1) and the candidate heap. */
+typedef struct {
+    int32_t *id, *next, *prev;
+    bpe_cand *heap;
+    size_t cap, heap_n;
+} bpe_scratch;
+
+static void scratch_free(bpe_scratch *sc) {
+    free(sc->id);
+    free(sc->next);
+    free(sc->prev);
+    free(sc->heap);
+}
+
+static cllm_status scratch_reserve(bpe_scratch *sc, size_t len) {
+    if (len <= sc->cap) return CLLM_OK;
+    size_t cap = sc->cap ? sc->cap : 256;
+    while (cap < len) cap *= 2;
+    scratch_free(sc);
+    sc->id = malloc(cap * sizeof *sc->id);
+    sc->next = malloc(cap * sizeof *sc->next);
+    sc->prev = malloc(cap * sizeof *sc->prev);
+    sc->heap = malloc(3 * cap * sizeof *sc->heap); /* len - 1 pairs, then at most 2 per merge */
+    sc->cap = cap;
+    if (sc->id && sc->next && sc->prev && sc->heap) return CLLM_OK;
+    scratch_free(sc);
+    memset(sc, 0, sizeof *sc);
+    return oom();
+}
+
+static int cand_before(bpe_cand x, bpe_cand y) { return x.rank != y.rank ? x.rank < y.rank : x.pos < y.pos; }
+
+static void cand_push(bpe_scratch *sc, bpe_cand c) {
+    size_t i = sc->heap_n++;
+    while (i > 0 && cand_before(c, sc->heap[(i - 1) / 2])) {
+        sc->heap[i] = sc->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
     }
-    return len;
+    sc->heap[i] = c;
+}
+
+static bpe_cand cand_pop(bpe_scratch *sc) {
+    bpe_cand top = sc->heap[0], last = sc->heap[--sc->heap_n];
+    size_t i = 0, n = sc->heap_n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_before(sc->heap[c + 1], sc->heap[c])) c++;
+        if (!cand_before(sc->heap[c], last)) break;
+        sc->heap[i] = sc->heap[c];
+        i = c;
+    }
+    if (n) sc->heap[i] = last;
+    return top;
+}
+
+/* The pair that starts at pos, if it is a merge. */
+static void push_pair(const cllm_tokenizer *t, bpe_scratch *sc, int32_t pos) {
+    int32_t q = sc->next[pos];
+    if (q < 0) return;
+    int32_t r = u64_map_get(&t->ranks, pair_key(sc->id[pos], sc->id[q]), -1);
+    if (r >= 0) cand_push(sc, (bpe_cand){r, pos, sc->id[pos], sc->id[q]});
+}
+
+/* BPE over one chunk: its ids appended to *out. */
+static cllm_status apply_merges(const cllm_tokenizer *t, bpe_scratch *sc, const uint8_t *chunk, size_t len,
+                                i32_vec *out) {
+    if (scratch_reserve(sc, len) != CLLM_OK) return oom();
+    for (size_t k = 0; k < len; k++) {
+        sc->id[k] = t->byte_id[chunk[k]];
+        sc->prev[k] = (int32_t)k - 1;
+        sc->next[k] = k + 1 < len ? (int32_t)k + 1 : -1;
+    }
+    sc->heap_n = 0;
+    for (size_t k = 0; k + 1 < len; k++) push_pair(t, sc, (int32_t)k);
+    while (sc->heap_n > 0) {
+        bpe_cand c = cand_pop(sc);
+        int32_t q = sc->next[c.pos];
+        if (sc->id[c.pos] != c.left || q < 0 || sc->id[q] != c.right) continue; /* stale */
+        sc->id[c.pos] = t->merges[3 * c.rank + 2];
+        sc->id[q] = -1;
+        sc->next[c.pos] = sc->next[q];
+        if (sc->next[q] >= 0) sc->prev[sc->next[q]] = c.pos;
+        if (sc->prev[c.pos] >= 0) push_pair(t, sc, sc->prev[c.pos]);
+        push_pair(t, sc, c.pos);
+    }
+    for (int32_t k = 0; k >= 0; k = sc->next[k])
+        if (i32_vec_push(out, sc->id[k]) != CLLM_OK) return oom();
+    return CLLM_OK;
 }
 
 /* Per-call cache of encoded chunks: chunk -> ids. Keys point into the input. */
@@ -630,6 +849,7 @@ typedef struct {
     uint32_t *ids_len;
     size_t n, cap;
     i32_vec ids;
+    bpe_scratch scratch;
 } chunk_cache;
 
 static void cache_free(chunk_cache *cc) {
@@ -639,6 +859,7 @@ static void cache_free(chunk_cache *cc) {
     free(cc->ids_off);
     free(cc->ids_len);
     free(cc->ids.v);
+    scratch_free(&cc->scratch);
 }
 
 /* The cached entry for the chunk, computing it on a miss; -1 on out of memory. */
@@ -664,12 +885,9 @@ static int64_t cache_lookup(const cllm_tokenizer *t, chunk_cache *cc, const uint
         if (!a || !b || !d || !f) return -1;
         cc->cap = cap;
     }
-    int32_t sym[MAX_CHUNK];
-    for (size_t i = 0; i < len; i++) sym[i] = chunk[i];
-    size_t n_ids = apply_merges(t, sym, len);
     size_t off = cc->ids.n;
-    for (size_t i = 0; i < n_ids; i++)
-        if (i32_vec_push(&cc->ids, sym[i]) != CLLM_OK) return -1;
+    if (apply_merges(t, &cc->scratch, chunk, len, &cc->ids) != CLLM_OK) return -1;
+    size_t n_ids = cc->ids.n - off;
     cc->src[cc->n] = chunk;
     cc->src_len[cc->n] = (uint32_t)len;
     cc->ids_off[cc->n] = off;
@@ -688,9 +906,9 @@ cllm_status cllm_tokenizer_encode(const cllm_tokenizer *t, const uint8_t *bytes,
     if (!outv || u64_map_init(&cc.index, 1024) != CLLM_OK) goto fail;
     size_t k = 0;
     for (size_t i = 0; i < n;) {
-        size_t end = chunk_end(bytes, n, i);
+        size_t end = cllm_pretok_chunk_end(t->pretok, bytes, n, i);
         if (end - i == 1) {
-            outv[k++] = bytes[i];
+            outv[k++] = t->byte_id[bytes[i]];
         } else {
             int64_t e = cache_lookup(t, &cc, bytes + i, end - i);
             if (e < 0) goto fail;
@@ -718,191 +936,20 @@ cllm_status cllm_tokenizer_decode(const cllm_tokenizer *t, const int32_t *ids, s
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab)
             return cllm_fail(CLLM_ERR_INPUT, "token id %ld out of range (vocabulary %d)", (long)ids[i], t->vocab);
-        total += t->tok_len[ids[i]];
+        size_t len;
+        cllm_tokenizer_token_bytes(t, ids[i], &len);
+        total += len;
     }
     uint8_t *out = malloc(total ? total : 1);
     if (!out) return oom();
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy(out + k, t->tok_bytes + t->tok_off[ids[i]], t->tok_len[ids[i]]);
-        k += t->tok_len[ids[i]];
+        size_t len;
+        const uint8_t *src = cllm_tokenizer_token_bytes(t, ids[i], &len);
+        memcpy(out + k, src, len);
+        k += len;
     }
     *bytes = out;
     *n_bytes = total;
     return CLLM_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* Serialization                                                       */
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
-
-cllm_status cllm_tokenizer_serialize(const cllm_tokenizer *t, uint8_t **data, size_t *n) {
-    size_t name_len = strlen(EOT_NAME);
-    size_t body = 8 * (size_t)t->n_merges + N_SPECIAL * (4 + name_len);
-    size_t total = HEADER_BYTES + body + CHECKSUM_BYTES;
-    uint8_t *p = malloc(total);
-    if (!p) return oom();
-    memcpy(p, MAGIC, 8);
-    put_u32(p + 8, FORMAT_VERSION);
-    put_u32(p + 12, (uint32_t)t->n_merges);
-    put_u32(p + 16, N_SPECIAL);
-    put_u32(p + 20, (uint32_t)body);
-    uint8_t *q = p + HEADER_BYTES;
-    for (int i = 0; i < 2 * t->n_merges; i++, q += 4) put_u32(q, (uint32_t)t->merges[i]);
-    put_u32(q, (uint32_t)name_len);
-    memcpy(q + 4, EOT_NAME, name_len);
-    q += 4 + name_len;
-    put_u64(q, cllm_fnv1a64(p, (size_t)(q - p), CLLM_FNV1A64_OFFSET));
-    *data = p;
-    *n = total;
-    return CLLM_OK;
-}
-
-/* Header, size and checksum; on success *n_merges is known to fit the body. */
-static cllm_status check_envelope(const uint8_t *data, size_t n, uint32_t *n_merges) {
-    if (n == 0) return corrupt("empty file");
-    if (memcmp(data, MAGIC, n < 8 ? n : 8) != 0)
-        return cllm_fail(CLLM_ERR_INPUT, "not a cllm tokenizer file (bad magic)");
-    if (n < HEADER_BYTES) return corrupt("truncated header");
-    uint32_t version = get_u32(data + 8);
-    if (version != FORMAT_VERSION)
-        return cllm_fail(CLLM_ERR_INPUT, "unsupported tokenizer file version %u (this cllm reads version %u)",
-                         version, FORMAT_VERSION);
-    uint32_t body = get_u32(data + 20);
-    if ((uint64_t)body + HEADER_BYTES + CHECKSUM_BYTES != n) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%zu bytes but the header announces %llu (truncated?)", n,
-                 (unsigned long long)body + HEADER_BYTES + CHECKSUM_BYTES);
-        return corrupt(msg);
-    }
-    if (get_u64(data + n - CHECKSUM_BYTES) != cllm_fnv1a64(data, n - CHECKSUM_BYTES, CLLM_FNV1A64_OFFSET))
-        return corrupt("checksum mismatch");
-    *n_merges = get_u32(data + 12);
-    if (get_u32(data + 16) != N_SPECIAL) return corrupt("version 1 has exactly one special token");
-    if (*n_merges > (uint32_t)(CLLM_TOKENIZER_MAX_VOCAB - 256 - N_SPECIAL)) return corrupt("too many merges");
-    if ((uint64_t)*n_merges * 8 > body) return corrupt("merge table longer than the file");
-    return CLLM_OK;
-}
-
-/* Merges: parts must already exist, and each pair may be learned once. */
-static cllm_status read_merges(const uint8_t *p, uint32_t n_merges, int32_t *merges) {
-    u64_map seen;
-    if (u64_map_init(&seen, n_merges) != CLLM_OK) {
-        u64_map_free(&seen);
-        return oom();
-    }
-    cllm_status s = CLLM_OK;
-    for (uint32_t i = 0; i < n_merges && s == CLLM_OK; i++) {
-        uint32_t a = get_u32(p + 8 * (size_t)i), b = get_u32(p + 8 * (size_t)i + 4);
-        if (a >= 256 + i || b >= 256 + i) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "merge %u refers to unknown token %u", i, a >= 256 + i ? a : b);
-            s = corrupt(msg);
-            break;
-        }
-        int32_t first;
-        if ((s = u64_map_put_new(&seen, pair_key((int32_t)a, (int32_t)b), (int32_t)i, &first)) != CLLM_OK) break;
-        if ((uint32_t)first != i) s = corrupt("the same merge appears twice");
-        merges[2 * i] = (int32_t)a;
-        merges[2 * i + 1] = (int32_t)b;
-    }
-    u64_map_free(&seen);
-    return s;
-}
-
-/* name[0..len) for a message: printable ASCII as is, anything else as \xHH. */
-static void printable_name(const uint8_t *name, uint32_t len, char *out, size_t n) {
-    size_t k = 0;
-    for (uint32_t i = 0; i < len && k + 5 < n; i++)
-        k += (size_t)(name[i] >= 0x20 && name[i] < 0x7f && name[i] != '"'
-                          ? snprintf(out + k, n - k, "%c", name[i])
-                          : snprintf(out + k, n - k, "\\x%02x", name[i]));
-    out[k] = '\0';
-}
-
-/* Version 1 has one special token and it is the end-of-document token: a
- * file naming it otherwise (hand-edited, or from another tool) would load a
- * tokenizer whose last id means something cllm does not implement. */
-static cllm_status check_specials(const uint8_t *p, size_t left) {
-    static const char *const names[N_SPECIAL] = {EOT_NAME};
-    for (int i = 0; i < N_SPECIAL; i++) {
-        if (left < 4) return corrupt("truncated special token");
-        uint32_t len = get_u32(p);
-        if (len == 0 || len > MAX_SPECIAL_NAME || len > left - 4) return corrupt("bad special token name length");
-        if (len != strlen(names[i]) || memcmp(p + 4, names[i], len) != 0) {
-            char got[4 * MAX_SPECIAL_NAME + 1], msg[6 * MAX_SPECIAL_NAME];
-            printable_name(p + 4, len, got, sizeof got);
-            snprintf(msg, sizeof msg, "special token %d is named \"%s\", version 1 requires \"%s\"", i, got,
-                     names[i]);
-            return corrupt(msg);
-        }
-        p += 4 + len;
-        left -= 4 + len;
-    }
-    if (left != 0) return corrupt("trailing bytes after the special tokens");
-    return CLLM_OK;
-}
-
-cllm_status cllm_tokenizer_deserialize(const uint8_t *data, size_t n, cllm_tokenizer **out) {
-    *out = NULL;
-    uint32_t n_merges = 0;
-    cllm_status s = check_envelope(data, n, &n_merges);
-    if (s != CLLM_OK) return s;
-    size_t body = n - HEADER_BYTES - CHECKSUM_BYTES;
-    s = check_specials(data + HEADER_BYTES + 8 * (size_t)n_merges, body - 8 * (size_t)n_merges);
-    if (s != CLLM_OK) return s;
-    int32_t *merges = malloc(((size_t)n_merges + 1) * 2 * sizeof *merges);
-    if (!merges) return oom();
-    s = read_merges(data + HEADER_BYTES, n_merges, merges);
-    if (s != CLLM_OK) {
-        free(merges);
-        return s;
-    }
-    return tokenizer_from_merges(merges, (int)n_merges, out);
-}
-
-cllm_status cllm_tokenizer_save(const cllm_tokenizer *t, const char *path) {
-    uint8_t *data;
-    size_t n;
-    cllm_status s = cllm_tokenizer_serialize(t, &data, &n);
-    if (s != CLLM_OK) return s;
-    s = cllm_write_file_atomic(path, data, n);
-    free(data);
-    return s;
-}
-
-cllm_status cllm_tokenizer_load(const char *path, cllm_tokenizer **out) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cllm_fail(CLLM_ERR_INPUT, "cannot read %s: %s", path, strerror(errno));
-    /* Read one byte past the largest valid file, so that size alone rejects
-     * a huge file without reading all of it. */
-    uint8_t *data = malloc(MAX_FILE_BYTES + 1);
-    if (!data) {
-        fclose(f);
-        return oom();
-    }
-    size_t n = fread(data, 1, MAX_FILE_BYTES + 1, f);
-    int read_failed = ferror(f);
-    fclose(f);
-    cllm_status s;
-    if (read_failed) s = cllm_fail(CLLM_ERR_INPUT, "cannot read %s", path);
-    else if (n > MAX_FILE_BYTES) s = cllm_fail(CLLM_ERR_INPUT, "%s: too large to be a cllm tokenizer file", path);
-    else if ((s = cllm_tokenizer_deserialize(data, n, out)) != CLLM_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", cllm_last_error());
-        s = cllm_fail(s, "%s: %s", path, msg);
-    }
-    free(data);
-    return s;
 }

@@ -55,6 +55,12 @@ static char *config_json(const gpt2_config *c, int32_t eot_id) {
         "  \"layer_norm_epsilon\": 1e-05,\n"
         "  \"tie_word_embeddings\": true,\n"
         "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
+        /* The rest of what GPT2Config reads, at the values cllm's model has (so that
+           transformers never falls back on a default that could differ). */
+        "  \"n_inner\": null,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n"
+        "  \"scale_attn_by_inverse_layer_idx\": false,\n  \"reorder_and_upcast_attn\": false,\n"
+        "  \"use_cache\": true,\n  \"summary_type\": \"cls_index\",\n  \"summary_use_proj\": true,\n"
+        "  \"summary_activation\": null,\n  \"summary_proj_to_labels\": true,\n  \"summary_first_dropout\": 0.1,\n"
         "  \"torch_dtype\": \"float32\",\n"
         "  \"cllm_version\": \"%s\"\n"
         "}\n",

@@ -11,6 +11,21 @@ size_t cllm_eval_windows(const cllm_eval_source *s) {
     return (s->n_stream - 1 + (size_t)s->T - 1) / (size_t)s->T; /* last partial window included */
 }
 
+size_t cllm_eval_cap_windows(int64_t tokens, int T) {
+    if (tokens <= 0) return 0;
+    size_t w = (size_t)tokens / (size_t)T;
+    return w > 0 ? w : 1;
+}
+
+size_t cllm_eval_selected(size_t n, size_t cap) { return cap == 0 || cap >= n ? n : cap; }
+
+size_t cllm_eval_selected_index(size_t n, size_t cap, size_t j) {
+    if (cap == 0 || cap >= n) return j;
+    /* floor(j * n / cap) without forming j * n: n = q * cap + r. */
+    size_t q = n / cap, r = n % cap;
+    return j * q + j * r / cap;
+}
+
 /* Fills window w; returns its length (positions predicted). */
 static int window_fill(const cllm_eval_source *s, size_t w, int32_t *in, int32_t *tg) {
     if (s->val) {
@@ -26,8 +41,9 @@ static int window_fill(const cllm_eval_source *s, size_t w, int32_t *in, int32_t
 
 cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt,
                           double *mean_loss, size_t *n_tokens) {
-    size_t n = cllm_eval_windows(src);
-    if (n == 0) return cllm_fail(CLLM_ERR_INPUT, "nothing to evaluate: fewer than 2 tokens");
+    size_t all = cllm_eval_windows(src), cap = opt ? opt->max_windows : 0;
+    if (all == 0) return cllm_fail(CLLM_ERR_INPUT, "nothing to evaluate: fewer than 2 tokens");
+    size_t n = cllm_eval_selected(all, cap);
     double *sums = calloc(n, sizeof *sums);
     int *lens = calloc(n, sizeof *lens);
     if (!sums || !lens) {
@@ -38,7 +54,7 @@ cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, cons
     int threads = opt && opt->threads > 0 ? opt->threads : omp_get_max_threads();
     const cllm_stop_flag *stop = opt ? opt->stop : NULL;
     int failed = 0;
-    size_t done = 0;
+    size_t done = 0, finished = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : done)
     {
         int th = omp_get_thread_num();
@@ -53,9 +69,15 @@ cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, cons
 #pragma omp for schedule(dynamic, 1)
         for (size_t w = 0; w < n; w++) {
             if (!ok || cllm_stop_requested(stop)) continue;
-            lens[w] = window_fill(src, w, in, tg);
+            lens[w] = window_fill(src, cllm_eval_selected_index(all, cap, w), in, tg);
             sums[w] = (double)gpt2_forward(m, a, in, tg, 1, lens[w]) * lens[w];
             done++;
+            if (opt && opt->progress) {
+                size_t now;
+#pragma omp atomic capture
+                now = ++finished;
+                opt->progress(opt->progress_ctx, now, n);
+            }
         }
         if (own) gpt2_acts_destroy(a);
         free(in);

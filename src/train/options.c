@@ -11,10 +11,18 @@
 #include <unistd.h>
 
 #include "cllm/base/build_config.h"
+#include "cllm/data/pretokenize.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/json.h"
 
 #define AT(field) offsetof(cllm_train_options, field)
+
+/* The choices' order is cllm_pretok's; the first is what runs before the row had. */
+#if CLLM_HAVE_UTF8PROC
+#define PRETOKENIZE_HELP "how text is split before BPE: gpt2 (GPT-2's rule, default) or cllm (cllm's old chunker)"
+#else
+#define PRETOKENIZE_HELP "how text is split before BPE: cllm (default: built without libutf8proc) or gpt2"
+#endif
 
 /* The order is --help's order. Keys are those of run.json since it was
  * first written, so older run folders still read. */
@@ -30,6 +38,8 @@ const cllm_train_option cllm_train_option_table[] = {
     {"vocab", "vocab_size", CLLM_OPT_INT, AT(model.vocab_size), CLLM_TOKENIZER_DEFAULT_VOCAB,
      CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB, "N", "tokenizer vocabulary size, 257..65536 (default 512)",
      CLLM_OPT_FROZEN},
+    {"pretokenize", "pretokenize", CLLM_OPT_CHOICE, AT(pretokenize), CLLM_HAVE_UTF8PROC ? CLLM_PRETOK_GPT2 : CLLM_PRETOK_CLLM,
+     0, CLLM_PRETOK_COUNT - 1, "cllm|gpt2", PRETOKENIZE_HELP, CLLM_OPT_FROZEN},
     {"batch", "batch", CLLM_OPT_INT, AT(batch), 16, 1, 1 << 20, "N",
      "sequences per optimizer step, before --grad-accum (default 16)", CLLM_OPT_FREE},
     {"micro", "micro", CLLM_OPT_INT, AT(micro), 1, 1, 1 << 20, "N",
@@ -56,12 +66,17 @@ const cllm_train_option cllm_train_option_table[] = {
      "share of windows held out for validation, 0..0.5 (default 0.05)", CLLM_OPT_FROZEN},
     {"eval-every", "eval_every", CLLM_OPT_INT64, AT(eval_every), 200, 0, 1e12, "N",
      "validation loss every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
+    {"eval-tokens", "eval_tokens", CLLM_OPT_INT64, AT(eval_tokens), -1, 0, 1e15, "N",
+     "tokens per validation pass, the same evenly spaced windows each time and at the end, 0 = all "
+     "(default: a tenth of the sequences trained between passes, ~3% of the compute)",
+     CLLM_OPT_FREE},
     {"sample-every", "sample_every", CLLM_OPT_INT64, AT(sample_every), 0, 0, 1e12, "N",
      "print a short sample every N steps, 0 = only at the end (default 0)", CLLM_OPT_FREE},
     {"save-every", "save_every", CLLM_OPT_INT64, AT(save_every), 200, 0, 1e12, "N",
      "checkpoint every N steps, 0 = only at the end (default 200)", CLLM_OPT_FREE},
     {"log-every", "log_every", CLLM_OPT_INT64, AT(log_every), 20, 1, 1e12, "N",
-     "plain progress line every N steps when not on a terminal (default 20)", CLLM_OPT_FREE},
+     "plain progress line every N steps or 30 s, whichever comes first, when not on a terminal (default 20)",
+     CLLM_OPT_FREE},
     {"sample-tokens", "sample_tokens", CLLM_OPT_INT, AT(sample_tokens), 200, 0, 1 << 20, "N",
      "tokens in the sample printed at the end, 0 = none (default 200)", CLLM_OPT_FREE},
     {"precision", "precision", CLLM_OPT_CHOICE, AT(precision), CLLM_PRECISION_FP32, 0, 1, "fp32|bf16",
@@ -103,6 +118,26 @@ void cllm_train_options_defaults(cllm_train_options *o) {
     }
 }
 
+void cllm_train_option_choice_name(const cllm_train_option *opt, int index, char *buf, size_t n) {
+    const char *p = opt->metavar;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    const char *bar = p ? strchr(p, '|') : NULL;
+    size_t len = !p || index < 0 ? 0 : bar ? (size_t)(bar - p) : strlen(p);
+    snprintf(buf, n, "%.*s", (int)len, len ? p : "");
+}
+
+int cllm_train_option_choice_index(const cllm_train_option *opt, const char *name) {
+    char buf[64];
+    for (int i = 0; i <= (int)opt->max; i++) {
+        cllm_train_option_choice_name(opt, i, buf, sizeof buf);
+        if (strcmp(buf, name) == 0) return i;
+    }
+    return -1;
+}
+
 /* ---- run.json -------------------------------------------------------------------------- */
 
 static int append_value(char **buf, size_t *len, size_t *cap, const cllm_train_options *o,
@@ -116,9 +151,9 @@ static int append_value(char **buf, size_t *len, size_t *cap, const cllm_train_o
         return cllm_json_appendf(buf, len, cap, "%" PRId64, *(const int64_t *)p);
     case CLLM_OPT_DOUBLE: return cllm_json_appendf(buf, len, cap, "%.17g", *(const double *)p);
     case CLLM_OPT_CHOICE: {
-        const char *name = "";
-        size_t n = cllm_choice_name(opt->metavar, *(const int *)p, &name);
-        return cllm_json_appendf(buf, len, cap, "\"%.*s\"", (int)n, name);
+        char name[64];
+        cllm_train_option_choice_name(opt, *(const int *)p, name, sizeof name);
+        return cllm_json_append_string(buf, len, cap, name);
     }
     }
     return 0;
@@ -145,6 +180,8 @@ cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, ui
         const cllm_train_option *opt = &cllm_train_option_table[i];
         ok = cllm_json_appendf(&buf, &len, &cap, ",\n  \"%s\": ", opt->key) && append_value(&buf, &len, &cap, o, opt);
     }
+    if (o->total_steps > 0)
+        ok = ok && cllm_json_appendf(&buf, &len, &cap, ",\n  \"total_steps\": %" PRId64, o->total_steps);
     ok = ok && cllm_json_appendf(&buf, &len, &cap, "\n}\n");
     if (!ok) {
         free(buf);
@@ -165,24 +202,29 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
-static cllm_status read_choice(const cllm_json *v, const char *path, const cllm_train_option *opt,
-                               cllm_train_options *o) {
-    if (!v) { /* written before the option existed: those runs had the default */
-        cllm_train_option_set(o, opt, opt->fresh);
-        return CLLM_OK;
-    }
-    int i = v->type == CLLM_JSON_STRING ? cllm_choice_index(opt->metavar, v->string) : -1;
-    if (i >= 0) {
-        cllm_train_option_set(o, opt, i);
-        return CLLM_OK;
-    }
-    return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
+/* Keys of rows added after run folders already existed: a run.json without
+ * one reads as the row's default. */
+static const char *const keys_added_later[] = {"eval_tokens", NULL};
+
+static int added_later(const cllm_train_option *opt) {
+    for (int i = 0; keys_added_later[i]; i++)
+        if (strcmp(keys_added_later[i], opt->key) == 0) return 1;
+    return 0;
 }
 
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
-    if (opt->type == CLLM_OPT_CHOICE) return read_choice(v, path, opt, o);
+    if (opt->type == CLLM_OPT_CHOICE) {
+        int index = !v ? 0 : v->type == CLLM_JSON_STRING ? cllm_train_option_choice_index(opt, v->string) : -1;
+        if (index < 0) return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
+        cllm_train_option_set(o, opt, index);
+        return CLLM_OK;
+    }
+    if (!v && added_later(opt)) { /* a run.json written before the setting existed */
+        cllm_train_option_set(o, opt, opt->fresh);
+        return CLLM_OK;
+    }
     if (!v || v->type != CLLM_JSON_NUMBER)
         return cllm_fail(CLLM_ERR_INPUT, "%s: missing or malformed \"%s\"", path, opt->key);
     if (opt->type != CLLM_OPT_DOUBLE && !v->is_integer)
@@ -241,6 +283,9 @@ cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t 
     if (st == CLLM_OK) st = read_corpus_identity(root, path, corpus_hash, corpus_bytes);
     for (int i = 0; st == CLLM_OK && i < cllm_train_option_count; i++)
         st = read_option(root, path, &cllm_train_option_table[i], o);
+    const cllm_json *total = st == CLLM_OK ? cllm_json_get(root, "total_steps") : NULL;
+    if (total && total->type == CLLM_JSON_NUMBER && total->is_integer && total->integer > 0)
+        o->total_steps = total->integer;
     if (st == CLLM_OK && (o->steps > 0) + (o->epochs > 0) + (o->tokens > 0) != 1)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: exactly one of steps, epochs, tokens must be positive", path);
     cllm_json_free(root);

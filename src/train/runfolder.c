@@ -11,7 +11,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include "cllm/data/hf_tokenizer.h"
 
 /* The files a checkpoint folder holds, each reachable from DIR by a fixed
  * link through `latest`. */
@@ -93,6 +96,37 @@ static int lexists(const char *dir, const char *name, struct stat *sb) {
 static int is_temporary(const char *name) { return strstr(name, ".tmp.") != NULL; }
 static int is_checkpoint_name(const char *name) { return strncmp(name, "checkpoint-", 11) == 0; }
 
+/* /proc/locks names each flock by its file's device and inode
+ * ("1: FLOCK  ADVISORY  WRITE 4242 fe:00:10978392 0 EOF"): reading it
+ * touches no lock, so a writer starting at that moment is never refused.
+ * Without /proc, a shared lock taken and dropped at once says the same. */
+int cllm_run_lock_held(const char *dir) {
+    char *path = cllm_path_join(dir, CLLM_RUN_LOCK_FILE);
+    struct stat sb;
+    int exists = path && stat(path, &sb) == 0;
+    if (!exists) {
+        free(path);
+        return 0;
+    }
+    FILE *locks = fopen("/proc/locks", "r");
+    if (locks) {
+        char want[64], line[256];
+        snprintf(want, sizeof want, " %02x:%02x:%llu ", major(sb.st_dev), minor(sb.st_dev),
+                 (unsigned long long)sb.st_ino);
+        int held = 0;
+        while (!held && fgets(line, sizeof line, locks)) held = strstr(line, "FLOCK") && strstr(line, want);
+        fclose(locks);
+        free(path);
+        return held;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0) return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
 int cllm_run_has_checkpoint(const char *dir) {
     struct stat sb;
     char *latest = cllm_path_join(dir, CLLM_RUN_LATEST);
@@ -121,6 +155,8 @@ int cllm_run_folder_is_ours(const char *dir) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         int known = is_temporary(e->d_name) || is_checkpoint_name(e->d_name);
         for (size_t i = 0; !known && i < sizeof ours / sizeof ours[0]; i++) known = strcmp(e->d_name, ours[i]) == 0;
+        for (int i = 0; !known && i < CLLM_HF_TOKENIZER_N_FILES; i++)
+            known = strcmp(e->d_name, cllm_hf_tokenizer_files[i]) == 0;
         only_ours = known;
     }
     closedir(d);

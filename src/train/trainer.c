@@ -26,6 +26,7 @@
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
+#include "cllm/data/hf_tokenizer.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/dist/engine.h"
@@ -66,6 +67,10 @@ typedef struct {
     int seqs_per_step;     /* n_micro * micro */
     int64_t total_steps;
     int64_t warmup;        /* resolved: --warmup, or 5% of the budget (at most 100) */
+    size_t eval_windows;   /* validation windows per pass (cllm_train_eval_cap, resolved) */
+    cllm_progress *display; /* the progress line while the loop runs; NULL otherwise */
+    double eval_seconds;   /* wall time of the last validation pass; 0: none yet */
+    double eval_total_s;   /* of all passes this process ran */
     int64_t step;          /* optimizer steps completed */
     uint64_t window_base;  /* data-loader position: first window of the current step */
     cllm_rng rng;          /* samples printed during training */
@@ -124,6 +129,13 @@ int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windo
         return (o->tokens + per_step - 1) / per_step;
     }
     return 0;
+}
+
+size_t cllm_train_eval_cap(const cllm_train_options *o, int64_t total_steps) {
+    if (o->eval_tokens >= 0) return cllm_eval_cap_windows(o->eval_tokens, o->model.seq_len);
+    int64_t between = o->eval_every > 0 && o->eval_every < total_steps ? o->eval_every : total_steps;
+    int64_t sequences = between * (int64_t)o->batch * o->grad_accum / 10;
+    return sequences > 0 ? (size_t)sequences : 1;
 }
 
 /* ---- checkpoints ------------------------------------------------------------- */
@@ -353,19 +365,39 @@ static gpt2_acts *step_arena(void *ctx, int thread) {
     return acts;
 }
 
-/* Mean loss over every validation window (train/eval.c, the evaluation
- * `cllm eval` runs too). A stop request skips the windows not yet started:
- * a long evaluation must not hold up a Ctrl-C; the result is then NAN (not
- * computed). */
+/* Mean loss over the pass's validation windows (all, or the fixed subset
+ * of --eval-tokens; train/eval.c, the evaluation `cllm eval` runs too),
+ * counted on the progress line. A stop request skips the windows not yet
+ * started: a long evaluation must not hold up a Ctrl-C; the result is then
+ * NAN (not computed). */
 static double evaluate(trainer *t) {
     if (t->data.n_val == 0) return NAN;
     cllm_eval_source src = {.val = &t->data, .T = t->o->model.seq_len};
     cllm_eval_options opt = {.arena = step_arena, .arena_ctx = t->stepper, .threads = t->threads,
-                             .stop = cllm_stop_flag_ptr()};
-    double loss = NAN;
+                             .stop = cllm_stop_flag_ptr(), .max_windows = t->eval_windows,
+                             .progress = t->display ? cllm_progress_eval : NULL, .progress_ctx = t->display};
+    double loss = NAN, t0 = cllm_now();
     size_t tokens = 0;
-    if (cllm_evaluate(&t->model, &src, &opt, &loss, &tokens) != CLLM_OK) return NAN;
+    cllm_status st = cllm_evaluate(&t->model, &src, &opt, &loss, &tokens);
+    if (st != CLLM_OK) return NAN;
+    t->eval_seconds = cllm_now() - t0;
+    t->eval_total_s += t->eval_seconds;
     return loss;
+}
+
+/* Windows a pass evaluates, and a note for the lines that show its loss:
+ * "" when it is the whole split, else " on 160 of 11,297 validation
+ * windows". */
+static size_t eval_selected(const trainer *t) { return cllm_eval_selected(t->data.n_val, t->eval_windows); }
+
+static void eval_note(const trainer *t, char *buf, size_t n) {
+    size_t k = eval_selected(t);
+    buf[0] = '\0';
+    if (k == t->data.n_val) return;
+    char a[32], b[32];
+    cllm_progress_count(k, a, sizeof a);
+    cllm_progress_count(t->data.n_val, b, sizeof b);
+    snprintf(buf, n, " on %s of %s validation windows", a, b);
 }
 
 /* The entropy of the training split's token distribution (nats/token): the
@@ -488,8 +520,11 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
+    } else if (o->tokenizer_path) {
+        st = cllm_tokenizer_load(o->tokenizer_path, &t->tok);
     } else {
-        st = cllm_tokenizer_train_stoppable(&t->corpus, o->model.vocab_size, cllm_stop_flag_ptr(), &t->tok);
+        st = cllm_tokenizer_train_mode(&t->corpus, o->model.vocab_size, (cllm_pretok)o->pretokenize,
+                                       cllm_stop_flag_ptr(), &t->tok);
     }
     if (st != CLLM_OK) return st;
     int learned = cllm_tokenizer_vocab_size(t->tok);
@@ -520,6 +555,14 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
     if (t->requested_vocab)
         printf("            vocabulary %d, not --vocab %d: the corpus has no more pairs to merge\n", c->vocab_size,
                t->requested_vocab);
+    if (o->tokenizer_path) printf("            tokenizer %s (--tokenizer), not trained\n", o->tokenizer_path);
+    char why[160];
+    if (cllm_hf_tokenizer_expressible(t->tok, why, sizeof why))
+        printf("  tokenizer %s pre-tokenization; tokenizer.bin and Hugging Face tokenizer.json, vocab.json, merges.txt\n",
+               cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)));
+    else
+        printf("  tokenizer %s pre-tokenization; tokenizer.bin only, no Hugging Face files: %s\n",
+               cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)), why);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
@@ -532,10 +575,30 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
         printf("  precision bf16 matrix products, fp32 accumulation and master weights (%s)\n",
                t->model.kernels->bf16_fast ? "AVX512_BF16" : "exact portable emulation: this CPU or SIMD path has no "
                                                               "AVX512_BF16, slow");
+    if (t->data.n_val > 0) {
+        char k[32], n[32], tokens[32], every[64] = "at the end";
+        size_t sel = eval_selected(t);
+        cllm_progress_count(sel, k, sizeof k);
+        cllm_progress_count(t->data.n_val, n, sizeof n);
+        cllm_progress_count(sel * (size_t)c->seq_len, tokens, sizeof tokens);
+        if (o->eval_every > 0) snprintf(every, sizeof every, "every %" PRId64 " steps and at the end", o->eval_every);
+        if (sel == t->data.n_val) printf("  eval      all %s validation windows, %s\n", n, every);
+        else
+            printf("  eval      %s of %s validation windows (%s tokens, %s), the same ones %s\n", k, n, tokens,
+                   o->eval_tokens < 0 ? "the default; --eval-tokens 0: all" : "--eval-tokens", every);
+    }
     printf("  baseline  unigram entropy of the training split %.4f nats/token\n", t->unigram);
-    if (t->step > 0)
-        printf("  resume    from step %" PRId64 " (data window %" PRIu64 ")%s\n", t->step, t->window_base,
+    /* The learning rate the run goes on with, said out loud: a finished run
+       extended with a larger --steps continues on the schedule of the new
+       budget, which is above the floor it ended at. */
+    cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
+    if (t->step > 0 && t->step < t->total_steps)
+        printf("  resume    from step %" PRId64 " (data window %" PRIu64 "), next lr %.3g (schedule of %" PRId64
+               " steps)%s\n",
+               t->step, t->window_base, cllm_schedule_lr(&sched, t->step + 1), t->total_steps,
                o->stop_after > 0 ? ", stopping after the step given by --stop-after" : "");
+    else if (t->step > 0)
+        printf("  resume    from step %" PRId64 ": the budget is done\n", t->step);
     else if (o->stop_after > 0)
         printf("  stop      after step %" PRId64 " (the schedule stays that of the whole budget)\n", o->stop_after);
     fflush(stdout);
@@ -588,6 +651,25 @@ static const char *describe(double x, char *buf) {
 
 static int due(int64_t step, int64_t every) { return every > 0 && step % every == 0; }
 
+int64_t cllm_train_evals_left(int64_t eval_every, int64_t step, int64_t end, int64_t total) {
+    int64_t n = eval_every > 0 ? end / eval_every - step / eval_every : 0;
+    if (end == total && (eval_every <= 0 || end % eval_every != 0) && step < end) n++;
+    return n;
+}
+
+static int64_t evals_after(const trainer *t, int64_t s, int64_t end) {
+    return t->data.n_val ? cllm_train_evals_left(t->o->eval_every, s, end, t->total_steps) : 0;
+}
+
+/* Seconds one validation pass takes: the last one measured, or before the
+ * first, its tokens at three times the training rate (a forward pass is
+ * about a third of a training step's work). */
+static double eval_pass_seconds(const trainer *t, double train_tokens_per_s) {
+    if (t->eval_seconds > 0) return t->eval_seconds;
+    if (!(train_tokens_per_s > 0)) return 0;
+    return (double)eval_selected(t) * t->o->model.seq_len / (3.0 * train_tokens_per_s);
+}
+
 static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
     cllm_progress_mode mode = cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO));
@@ -599,11 +681,16 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double peak = cllm_peak_gflops_per_core(o->peak_gflops) * 1e9 * t->threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
-    double train_time = 0;
+    double train_time = 0, loop_start = cllm_now();
     int64_t first = t->step;
-    double val = NAN, last_loss = NAN, last_draw = 0;
+    double val = NAN, last_loss = NAN;
+    /* One line at once, before the first step (which can take long on a big
+     * model): plain mode then prints every --log-every steps or 30 s. */
+    t->display = cllm_progress_open(mode, stdout, o->columns, 30.0);
+    cllm_progress_info pi = {.step = t->step, .total = t->total_steps, .loss = NAN, .has_val = 0,
+                             .tokens_per_s = 0, .lr = -1, .eta_s = -1, .mfu = -1};
+    cllm_progress_update(t->display, &pi, 1);
     while (t->step < end && !stop_requested()) {
-        if (stdout_gone()) mode = CLLM_PROGRESS_OFF;
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
         cllm_step_result r;
@@ -615,7 +702,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         t->grad_norm = r.grad_norm;
         double loss = s == debug_nan_step ? NAN : r.loss;
         if (!isfinite(loss) || r.skipped || !isfinite(t->grad_norm)) {
-            cllm_progress_end(mode, stdout);
+            cllm_progress_hold(t->display);
             char buf_loss[32], buf_norm[32];
             char kept[512];
             if (cllm_run_has_checkpoint(t->dir))
@@ -632,8 +719,26 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         t->window_base += (uint64_t)t->seqs_per_step;
         if (s == debug_poison_step) t->model.params[t->model.tensors[0].offset] = NAN;
         last_loss = loss;
-        int eval_now = due(s, o->eval_every) || s == t->total_steps;
-        if (eval_now) val = evaluate(t);
+        double avg_tps = (double)(s - first) * tokens_per_step / train_time;
+        double steps_left_s = (double)(end - s) * tokens_per_step / avg_tps;
+        pi = (cllm_progress_info){
+            .step = s, .total = t->total_steps, .loss = loss, .has_val = isfinite(val), .val_loss = val,
+            .tokens_per_s = avg_tps, .lr = lr,
+            .eta_s = steps_left_s + (double)evals_after(t, s, end) * eval_pass_seconds(t, avg_tps),
+            .mfu = peak > 0 ? avg_tps * flops_per_token / peak : -1,
+        };
+        int eval_now = (due(s, o->eval_every) || s == t->total_steps) && t->data.n_val > 0;
+        if (eval_now) {
+            /* The pass shows its own count; the ETA includes it. */
+            cllm_progress_info during = pi;
+            during.eval_total = eval_selected(t);
+            during.eta_s = steps_left_s + (double)(evals_after(t, s, end) + 1) * eval_pass_seconds(t, avg_tps);
+            cllm_progress_update(t->display, &during, mode == CLLM_PROGRESS_LINE);
+            val = evaluate(t);
+            pi.has_val = isfinite(val);
+            pi.val_loss = val;
+            pi.eta_s = steps_left_s + (double)evals_after(t, s, end) * eval_pass_seconds(t, avg_tps);
+        }
         double tps = tokens_per_step / stats.wall;
         cllm_metrics_row row = {
             .step = s, .tokens = (int64_t)(s * tokens_per_step), .loss = loss, .has_val = eval_now && isfinite(val),
@@ -644,25 +749,16 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
         };
         st = cllm_metrics_append(&log, &row);
         if (st != CLLM_OK) break;
-        double avg_tps = (double)(s - first) * tokens_per_step / train_time;
-        cllm_progress_info pi = {
-            .step = s, .total = t->total_steps, .loss = loss, .has_val = isfinite(val), .val_loss = val,
-            .tokens_per_s = avg_tps, .lr = lr, .eta_s = (double)(end - s) * tokens_per_step / avg_tps,
-            .mfu = peak > 0 ? avg_tps * flops_per_token / peak : -1,
-        };
-        /* A terminal line is redrawn at most 10 times a second: tiny models
-         * run hundreds of steps a second and would flood the terminal. */
-        double now = cllm_now();
-        if (mode != CLLM_PROGRESS_LINE || now - last_draw >= 0.1 || s == end || eval_now || o->verbose) {
-            cllm_progress_show(mode, &pi, due(s, o->log_every) || s == end, stdout);
-            last_draw = now;
-        }
+        /* A terminal line is redrawn at most 10 times a second (the display
+         * decides): tiny models run hundreds of steps a second. */
+        cllm_progress_update(t->display, &pi,
+                             due(s, o->log_every) || s == end || (mode == CLLM_PROGRESS_LINE && (eval_now || o->verbose)));
         if (o->verbose && !stdout_gone()) {
-            cllm_progress_end(mode, stdout);
+            cllm_progress_hold(t->display);
             print_verbose(t, &stats);
         }
         if (due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
-            cllm_progress_end(mode, stdout);
+            cllm_progress_hold(t->display);
             char title[64];
             snprintf(title, sizeof title, "--- sample at step %" PRId64 " ---", s);
             st = print_sample(t, 64, title);
@@ -673,7 +769,8 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             if (st != CLLM_OK) break;
         }
     }
-    cllm_progress_end(mode, stdout);
+    cllm_progress_close(t->display);
+    t->display = NULL;
     cllm_metrics_close(&log);
     if (st != CLLM_OK) return st;
     /* The end of the budget, --stop-after, or a stop request: save where we
@@ -686,6 +783,9 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     res->final_loss = last_loss;
     res->final_val_loss = t->step == t->total_steps ? val : NAN;
     res->tokens_per_s = t->step > first ? (double)(t->step - first) * tokens_per_step / train_time : 0;
+    res->loop_s = cllm_now() - loop_start;
+    res->steps_s = train_time;
+    res->eval_s = t->eval_total_s;
     /* Only a stop request ends the loop early without an error; once the
      * last step is done, the run is complete whatever arrives. */
     res->interrupted = t->step < end;
@@ -717,6 +817,8 @@ static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     }
     double val = res->final_val_loss;
     if (!isfinite(val)) val = evaluate(t); /* NAN at once after a stop request */
+    char on[96];
+    eval_note(t, on, sizeof on);
     int eval_skipped = t->data.n_val > 0 && !isfinite(val) && stop_requested();
     char skipped_note[512] = "";
     if (eval_skipped) {
@@ -726,13 +828,13 @@ static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     }
     if (!isfinite(res->final_loss)) { /* resumed a complete run: no step ran now, so no training loss */
         printf("final: step %" PRId64 " (the run was already complete)", t->step);
-        if (isfinite(val)) printf(", validation loss %.4f (perplexity %.2f)", val, exp(val));
+        if (isfinite(val)) printf(", validation loss %.4f (perplexity %.2f)%s", val, exp(val), on);
         else if (eval_skipped) printf(", %s", skipped_note);
         printf(", unigram baseline %.4f\n", t->unigram);
     } else if (isfinite(val))
-        printf("final: step %" PRId64 ", train loss %.4f, validation loss %.4f (perplexity %.2f), unigram baseline "
+        printf("final: step %" PRId64 ", train loss %.4f, validation loss %.4f (perplexity %.2f)%s, unigram baseline "
                "%.4f, %.0f tokens/s\n",
-               t->step, res->final_loss, val, exp(val), t->unigram, res->tokens_per_s);
+               t->step, res->final_loss, val, exp(val), on, t->unigram, res->tokens_per_s);
     else if (eval_skipped)
         printf("final: step %" PRId64 " (the run is complete), train loss %.4f, %s, unigram baseline %.4f, "
                "%.0f tokens/s\n",
@@ -740,6 +842,13 @@ static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     else
         printf("final: step %" PRId64 ", train loss %.4f (no validation split), unigram baseline %.4f\n", t->step,
                res->final_loss, t->unigram);
+    if (res->loop_s > 0) {
+        char loop[32], steps[32];
+        cllm_progress_duration(res->loop_s, loop, sizeof loop);
+        cllm_progress_duration(res->steps_s, steps, sizeof steps);
+        printf("time: %s training (%s in steps), validation %.1f s (%.1f%% of it)\n", loop, steps, res->eval_s,
+               100.0 * res->eval_s / res->loop_s);
+    }
     /* The plot takes milliseconds and completes the run folder: drawn even
      * after a stop request. */
     char *png = cllm_path_join(t->dir, "loss.png");
@@ -775,6 +884,8 @@ static cllm_status setup(trainer *t, int resume) {
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);
     if (t->total_steps < 1) return cllm_fail(CLLM_ERR_INPUT, "the budget is less than one step");
     t->warmup = o->warmup >= 0 ? o->warmup : t->total_steps / 20 < 100 ? t->total_steps / 20 : 100;
+    t->eval_windows = cllm_train_eval_cap(o, t->total_steps);
+    t->settings.total_steps = t->total_steps; /* into run.json, for `cllm runs` */
     if (o->stop_after > t->total_steps)
         return cllm_fail(CLLM_ERR_INPUT, "--stop-after %" PRId64 " is beyond the budget of %" PRId64 " steps",
                          o->stop_after, t->total_steps);
@@ -825,6 +936,10 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
     char *tok = cllm_path_join(t->dir, "tokenizer.bin");
     st = tok ? cllm_tokenizer_save(t->tok, tok) : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     free(tok);
+    /* Beside it, the same tokenizer as Hugging Face files (when they can express it: the summary says if not). */
+    char why[160];
+    if (st == CLLM_OK && cllm_hf_tokenizer_expressible(t->tok, why, sizeof why))
+        st = cllm_hf_tokenizer_write(t->tok, t->dir, t->o->model.seq_len);
     if (st == CLLM_OK) t->folder_written = 1;
     return st;
 }

@@ -67,7 +67,7 @@ int fuzz_split(const uint8_t *data, size_t n, const uint8_t **parts, size_t *siz
     return k;
 }
 
-/* The tokenizer.bin layout (docs/TOKENIZER.md): a 24-byte header whose last
+/* The tokenizer.bin layout (docs/TOKENIZER.md): a 24-byte header (28 in version 2) whose last
  * u32 is body_bytes, the body, then a u64 FNV-1a 64 of everything before. */
 enum { header_bytes = 24, checksum_bytes = 8 };
 
@@ -79,8 +79,10 @@ uint8_t *fuzz_fix_tokenizer(const uint8_t *data, size_t n) {
     uint8_t *copy = malloc(n ? n : 1);
     FUZZ_ASSERT(copy != NULL, "out of memory");
     if (n) memcpy(copy, data, n);
-    if (n < header_bytes + checksum_bytes) return copy;
-    if (!(data[n - 1] & 1)) put_le(copy + 20, n - header_bytes - checksum_bytes, 4);
+    /* Version 2 has one more header field: body_bytes comes 4 bytes later. */
+    size_t header = header_bytes + (n > 8 && data[8] == 2 ? 4 : 0);
+    if (n < header + checksum_bytes) return copy;
+    if (!(data[n - 1] & 1)) put_le(copy + header - 4, n - header - checksum_bytes, 4);
     put_le(copy + n - checksum_bytes, cllm_fnv1a64(copy, n - checksum_bytes, CLLM_FNV1A64_OFFSET), 8);
     return copy;
 }

@@ -19,9 +19,10 @@ trap 'rm -rf "$work"' EXIT
 run=$work/run
 head -c 3000 "$here/../../data/tinyshakespeare.txt" >"$work/text.txt"
 "$cllm" tokenizer train "$work/text.txt" --vocab 270 -o "$work/small.bin" >/dev/null
+"$cllm" tokenizer train "$work/text.txt" --vocab 270 --pretokenize cllm -o "$work/small_v1.bin" >/dev/null
 
 rm -rf "$out"
-for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train json config metrics plot; do
+for t in safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer json config metrics plot; do
     mkdir -p "$out/$t"
 done
 split=$'\n--cllm-fuzz-part--\n' # FUZZ_SPLIT in fuzz_support.h
@@ -34,6 +35,11 @@ cp "$run/optimizer.safetensors" "$out/safetensors/optimizer"
 
 cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
 cp "$work/small.bin" "$out/tokenizer_file/small"
+cp "$work/small_v1.bin" "$out/tokenizer_file/small_v1"
+
+# Hugging Face files (the run's tokenizer uses GPT-2 pre-tokenization: a build with libutf8proc).
+cp "$run/tokenizer.json" "$out/hf_tokenizer/tokenizer_json"
+{ cat "$run/vocab.json"; printf '%s' "$split"; cat "$run/merges.txt"; } >"$out/hf_tokenizer/vocab_merges"
 
 head -c 400 "$work/text.txt" >"$out/tokenizer_roundtrip/text"
 printf 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n\t\r\x00\x01\xff\xfe  end' >"$out/tokenizer_roundtrip/bytes"

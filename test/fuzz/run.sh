@@ -14,7 +14,7 @@ seconds=${2:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train json config metrics plot)
+    targets=(safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer json config metrics plot)
 fi
 mkdir -p "$build/fuzz-artifacts" "$build/fuzz-logs"
 # fontconfig (under cairo, fuzz_plot) keeps process-lifetime caches: the same

@@ -96,10 +96,4 @@ int cllm_stop_signal(void);
 const char *cllm_signal_name(int sig);
 /* For code handed a flag that may be NULL (no cancellation). */
 static inline int cllm_stop_requested(const cllm_stop_flag *stop) { return stop && *stop != 0; }
-/* A choice among names written as "a|b|c" (a flag's metavar): the index of
- * value in it, or -1; and the length and start of name i (0 when there is
- * no name i). */
-int cllm_choice_index(const char *choices, const char *value);
-size_t cllm_choice_name(const char *choices, int i, const char **start);
-
 #endif

@@ -10,6 +10,7 @@ int cllm_cmd_eval(int argc, char **argv);
 int cllm_cmd_sample(int argc, char **argv);
 int cllm_cmd_tokenizer(int argc, char **argv);
 int cllm_cmd_plot(int argc, char **argv);
+int cllm_cmd_runs(int argc, char **argv);
 int cllm_cmd_bench(int argc, char **argv);
 
 /* `cllm bench` subcommands (src/cli/bench_*.c). */

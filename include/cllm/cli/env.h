@@ -50,5 +50,8 @@ int cllm_env_grad_window(void);
 const char *cllm_env_progress(void);
 /* CLLM_PEAK_GFLOPS: per-core FMA peak for MFU; 0 = measure it. */
 double cllm_env_peak_gflops(void);
+/* COLUMNS: the terminal width a progress line falls back on when the
+ * terminal does not say (1..100000); 0 when unset or not a number. */
+int cllm_env_columns(void);
 
 #endif

@@ -16,7 +16,7 @@ typedef enum {
     CLLM_FLAG_INT64,  /* int64_t* */
     CLLM_FLAG_DOUBLE, /* double* */
     CLLM_FLAG_STRING, /* const char** (points into argv) */
-    CLLM_FLAG_CHOICE  /* int*: the index of the value among the metavar's names, "fp32|bf16" */
+    CLLM_FLAG_CHOICE  /* int*: the index of the value among the metavar's "a|b|c" */
 } cllm_flag_kind;
 
 typedef struct {
@@ -48,6 +48,9 @@ int cllm_flags_parse(const cllm_command_spec *spec, int argc, char **argv,
                      char **positional, int *n_positional);
 
 void cllm_flags_usage(const cllm_command_spec *spec, FILE *out);
+
+/* The index of value among choices "a|b|c" (0-based), or -1. */
+int cllm_flags_choice_index(const char *choices, const char *value);
 
 /* Converts a cllm_flags_parse result into a process exit code:
  * OK -> -1 (continue), HELP -> 0, ERROR -> 2. */

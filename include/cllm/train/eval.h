@@ -26,20 +26,40 @@ typedef struct {
 /* Number of windows of src. */
 size_t cllm_eval_windows(const cllm_eval_source *src);
 
+/* A cap of `tokens` predicted positions in windows of T: at least one window
+ * (a cap below T still evaluates something); 0 means no cap. */
+size_t cllm_eval_cap_windows(int64_t tokens, int T);
+
+/* The windows a capped pass evaluates: `cap` of the n (cap 0 or >= n: all n),
+ * evenly spaced over them (the j-th is floor(j * n / cap)), so a capped pass
+ * samples the whole split rather than its first documents, needs no random
+ * numbers, and is the same set at every evaluation. */
+size_t cllm_eval_selected(size_t n, size_t cap);
+size_t cllm_eval_selected_index(size_t n, size_t cap, size_t j);
+
 /* Per-thread activation arenas to use (for at least one sequence each), so
  * the trainer evaluates in the memory it already holds; NULL: evaluation
  * allocates its own. */
 typedef gpt2_acts *(*cllm_eval_arena_fn)(void *ctx, int thread);
+
+/* Called after each finished window with the number done so far and the
+ * number the pass evaluates, from whichever worker thread finished it: it
+ * must be thread-safe (report/progress.c's display is). */
+typedef void (*cllm_eval_progress_fn)(void *ctx, size_t done, size_t total);
 
 typedef struct {
     cllm_eval_arena_fn arena;
     void *arena_ctx;
     int threads;                /* 0: omp_get_max_threads() */
     const cllm_stop_flag *stop; /* a request skips the windows not yet started */
+    size_t max_windows;         /* 0: every window; else cllm_eval_selected's subset */
+    cllm_eval_progress_fn progress;
+    void *progress_ctx;
 } cllm_eval_options;
 
-/* *mean_loss: mean loss per predicted position; *n_tokens: positions.
- * Stopped early: CLLM_ERR_INTERRUPTED. No window: CLLM_ERR_INPUT. */
+/* *mean_loss: mean loss per predicted position; *n_tokens: positions (of
+ * the selected windows). Stopped early: CLLM_ERR_INTERRUPTED. No window:
+ * CLLM_ERR_INPUT. */
 cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt,
                           double *mean_loss, size_t *n_tokens);
 

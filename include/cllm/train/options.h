@@ -23,6 +23,7 @@ typedef struct {
     double val_fraction;
     /* model */
     gpt2_config model;
+    int pretokenize; /* cllm_pretok of a new run's tokenizer (a resumed run keeps tokenizer.bin's) */
     /* batch: one optimizer step sees batch * grad_accum sequences, computed as
      * (batch / micro) * grad_accum micro-batches of `micro` sequences */
     int batch, micro, grad_accum;
@@ -31,15 +32,20 @@ typedef struct {
     double epochs;
     int64_t tokens;
     int64_t stop_after; /* 0: run the whole budget */
+    int64_t total_steps; /* the budget in steps as the trainer resolved it: run.json's "total_steps", for
+                            `cllm runs`; not a setting (0: not known) */
     /* optimizer */
     double lr, min_lr, weight_decay, clip; /* clip 0: off */
     int64_t warmup; /* < 0: 5% of the budget, at most 100 steps */
     uint64_t seed;
     /* cadence, in steps; 0 = never (eval, save and sample still happen at the end) */
     int64_t eval_every, sample_every, save_every, log_every;
+    int64_t eval_tokens; /* predicted tokens per validation pass; 0: all; < 0: cllm_train_eval_cap's default */
     int sample_tokens; /* tokens of the final sample */
     int precision;     /* CLLM_PRECISION_FP32 or CLLM_PRECISION_BF16 (frozen on resume) */
     const char *out_dir;
+    const char *tokenizer_path; /* --tokenizer: reuse this file instead of training one (fresh runs; the run keeps
+                                   a copy as tokenizer.bin); NULL: train one */
     int quiet, verbose;
     /* How this process runs, from the environment (the CLI reads it: the
      * library never calls getenv); not recorded in run.json. */
@@ -47,6 +53,7 @@ typedef struct {
     int no_streaming;        /* CLLM_STREAMING=0: reduce after all compute */
     int grad_window;         /* CLLM_GRAD_WINDOW; 0: the engine's default */
     const char *progress;    /* CLLM_PROGRESS; NULL: "auto" */
+    int columns;             /* COLUMNS, for a terminal that does not say its width; 0: unset */
     double peak_gflops;      /* CLLM_PEAK_GFLOPS per core; 0: measured */
     /* The kernels the model and the engine run on (the CLI passes the table
      * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it
@@ -58,8 +65,8 @@ typedef enum {
     CLLM_OPT_INT,    /* int */
     CLLM_OPT_INT64,  /* int64_t (uint64_t for the seed: its range keeps it non-negative) */
     CLLM_OPT_DOUBLE, /* double */
-    CLLM_OPT_CHOICE  /* int: the index of a name in the metavar "a|b"; the name in run.json. A
-                        run.json written before the option existed reads as the default. */
+    CLLM_OPT_CHOICE  /* int: the index of one of the names "a|b|c" in metavar, written by name in run.json; a
+                        run.json from before the row existed means the first name */
 } cllm_opt_type;
 
 /* --precision: fp32 everywhere, or bf16 matrix products with fp32 master
@@ -95,6 +102,9 @@ extern const int cllm_train_option_count;
 void *cllm_train_option_field(cllm_train_options *o, const cllm_train_option *opt);
 double cllm_train_option_get(const cllm_train_options *o, const cllm_train_option *opt);
 void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, double v);
+/* The index-th name of a CLLM_OPT_CHOICE row into buf ("" when out of range); and a name's index, or -1. */
+void cllm_train_option_choice_name(const cllm_train_option *opt, int index, char *buf, size_t n);
+int cllm_train_option_choice_index(const cllm_train_option *opt, const char *name);
 
 /* Defaults of a new run for every option that has a number of its own. */
 void cllm_train_options_defaults(cllm_train_options *o);

@@ -39,6 +39,10 @@ cllm_status cllm_run_lock_acquire(const char *dir, cllm_run_lock *lock);
  * too (for a folder about to be removed). */
 void cllm_run_lock_release(cllm_run_lock *lock, int remove_file);
 
+/* 1 when a process holds DIR's lock (a `cllm train` is writing it now);
+ * the check takes no lock itself. */
+int cllm_run_lock_held(const char *dir);
+
 /* 1 when DIR holds a committed checkpoint (`latest`, or the earlier layout's
  * plain model.safetensors). */
 int cllm_run_has_checkpoint(const char *dir);

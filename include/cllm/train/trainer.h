@@ -31,6 +31,9 @@ typedef struct {
     double final_val_loss;  /* NAN if there is no validation split */
     double unigram_entropy; /* nats/token of the training split */
     double tokens_per_s;    /* over the whole run */
+    double loop_s;          /* wall time of the training loop (steps, validation, checkpoints) in this process */
+    double steps_s;         /* of it, in optimizer steps */
+    double eval_s;          /* of it, in validation passes */
     int interrupted;        /* a stop request (SIGINT/SIGTERM/SIGHUP) ended training early (after saving) or
                                skipped the final evaluation or sample of a complete run: exit 130 */
 } cllm_train_result;
@@ -42,6 +45,22 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
 
 /* Steps the budget amounts to, given the number of training windows. */
 int64_t cllm_train_total_steps(const cllm_train_options *o, size_t n_train_windows);
+
+/* The validation windows one pass evaluates (cllm_eval_options.max_windows,
+ * 0 = all): --eval-tokens N as windows of the context (at least one), and by
+ * default (eval_tokens < 0) a tenth of the sequences trained between two
+ * passes (--eval-every steps, or the whole budget when it is 0). A forward
+ * pass is about a third of a training step's work per token, so a pass then
+ * costs about 3% of the training between passes. Every pass of a run, the
+ * final one included, evaluates the same windows; `cllm eval DIR` computes
+ * the same cap from run.json. */
+size_t cllm_train_eval_cap(const cllm_train_options *o, int64_t total_steps);
+
+/* Validation passes still to come after `step` when training runs to step
+ * `end` of a budget of `total`: every eval_every steps, and the final one at
+ * the end of the budget (once: at a multiple of eval_every it is that pass).
+ * The progress line's ETA counts them. */
+int64_t cllm_train_evals_left(int64_t eval_every, int64_t step, int64_t end, int64_t total);
 
 
 
