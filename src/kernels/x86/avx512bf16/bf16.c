@@ -251,18 +251,18 @@ BF16_TARGET static void tile(int rows_contiguous, int np, const uint32_t *ap, co
 enum { B_CAP = KC_PAIRS * NC };
 static _Thread_local uint32_t b_block[B_CAP] __attribute__((aligned(64)));
 
-/* Columns per block when a pass holds np pairs: as many 32-column panels
- * as the buffer takes, at most NC. */
-static int block_columns(int np) {
-    int nb = B_CAP / np / NR * NR;
-    return nb < NR ? NR : nb > NC ? NC : nb;
+/* Loop order. The column block is all of N up to NC columns; a pass
+ * covers as many pairs as the buffer holds for that block (B_CAP / block
+ * width: all of K for narrow products, one 192-pair chunk for 512 columns).
+ * Per pass and block B is packed once, then each 12-row tile of A walks the
+ * pass's chunks with its C tiles staying in cache, so a narrow product
+ * sweeps C once per pass instead of once per chunk, and A is still read
+ * once per block (a narrower block would re-read and re-pack A). */
+static int pass_pairs(int N) {
+    int width = N < NC ? (N + NR - 1) / NR * NR : NC;
+    return B_CAP / width;
 }
 
-/* Loop order: a pass covers as many pairs as one panel of the buffer holds
- * (all of K unless K > 6144); per column block its B is packed once, then
- * each 12-row tile of A walks the pass's K chunks with its C tiles (12 x
- * the block's columns) staying in L1/L2 between chunks, instead of every
- * chunk sweeping all of C. */
 BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_operand *A,
                                            const cllm_bf16_operand *B, float *C, int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -273,11 +273,11 @@ BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_
         return;
     }
     uint32_t ap[KC_PAIRS * MR] __attribute__((aligned(64)));
-    for (int p0 = 0; p0 < pairs; p0 += B_CAP / NR) {
-        int np = pairs - p0 < B_CAP / NR ? pairs - p0 : B_CAP / NR;
-        int cols = block_columns(np);
-        for (int jb = 0; jb < N; jb += cols) {
-            int nb = N - jb < cols ? N - jb : cols;
+    int pass = pass_pairs(N);
+    for (int p0 = 0; p0 < pairs; p0 += pass) {
+        int np = pairs - p0 < pass ? pairs - p0 : pass;
+        for (int jb = 0; jb < N; jb += NC) {
+            int nb = N - jb < NC ? N - jb : NC;
             for (int j0 = 0; j0 < nb; j0 += NR)
                 pack_b(B, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
             for (int i0 = 0; i0 < M; i0 += MR) {
