@@ -59,7 +59,7 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
  * p of column c of a panel at panel[p * NR + c]), then each 12-row tile of
  * op(A) is packed once per chunk (see pack_a) and run against every panel
  * of the block. The tile keeps 12 x 32 fp32 accumulators in 24 registers
- * (+2 B vectors +1 broadcast of 32: each B load feeds 12 rows; docs/BF16.md
+ * (+2 B vectors +1 broadcast of 32: each B load feeds 12 rows; docs/PERFORMANCE.md
  * has 8 against 12); between chunks they go through C in fp32, which is
  * exact, so the sequence of VDPBF16PS per output is the reference's: pairs
  * in order, one instruction each.
