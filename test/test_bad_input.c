@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cllm/io/safetensors.h"
 #include "cllm/base/build_config.h"
+#include "cllm/data/tokenizer.h"
 #include "support.h"
 
 /* ---- fixtures -------------------------------------------------------------------------------- */
@@ -390,9 +392,130 @@ static void run_whose_data_changed(const char *d) {
 
 static void a_folder_of_other_files(const char *d) { put(d, "mine/thesis.tex", "chapter one\n"); }
 
+/* A run whose tokenizer uses the cllm chunker, which llama.cpp cannot reproduce. */
+static void run_with_cllm_chunker(const char *d) {
+    char args[8192];
+    snprintf(args, sizeof args, "train '%s' " TINY " --pretokenize cllm --out '%s/run'", corpus, d);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("training the row's run failed: %s", r.err);
+    run_result_free(&r);
+}
+
+/* The reference run with a GPT-2-mode tokenizer of the same size in which two
+ * merges build the same bytes: (ab)(c) and (a)(bc) are both "abc". */
+static void run_with_duplicate_tokens(const char *d) {
+    a_run(d);
+    enum { N_MERGES = 300 - 256 - 1 };
+    int32_t pairs[2 * N_MERGES] = {'a', 'b', 'b', 'c', 256, 'c', 'a', 257};
+    for (int k = 4; k < N_MERGES; k++) { /* the rest: distinct pairs of digits and letters */
+        pairs[2 * k] = '0' + k % 10;
+        pairs[2 * k + 1] = 'A' + k / 10;
+    }
+    cllm_tokenizer *t = NULL;
+    if (cllm_tokenizer_build_from_pairs(pairs, N_MERGES, CLLM_PRETOK_GPT2, &t) != CLLM_OK)
+        fail_msg("cannot build the tokenizer: %s", cllm_last_error());
+    char *path = resolved(d, "run/tokenizer.bin");
+    if (cllm_tokenizer_save(t, path) != CLLM_OK) fail_msg("cannot save %s: %s", path, cllm_last_error());
+    free(path);
+    cllm_tokenizer_free(t);
+}
+
+static const char *gpt2_pretok_unavailable(const char *d) {
+    (void)d;
+    return cllm_pretok_available(CLLM_PRETOK_GPT2) ? NULL : "built without libutf8proc: no GPT-2 pre-tokenization";
+}
+
 /* The run's lock held by another process for the whole command (flock(1)
  * runs the binary while holding it). */
 #define LOCK_HELD "sh -c 'd=$1; shift; exec flock -n \"$d\"/run/.cllm.lock \"$0\" \"$@\"'"
+
+/* ---- --init folders: the reference run's three files, plain copies (a run folder is a Hugging Face GPT-2 folder) */
+
+#define INIT_FLAGS "--batch 4 --steps 1 --sample-tokens 0 --quiet --out @D/never"
+
+static void an_init_folder(const char *d) {
+    a_run(d);
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char from[64], to[64];
+        snprintf(from, sizeof from, "run/%s", files[i]);
+        snprintf(to, sizeof to, "init/%s", files[i]);
+        size_t n;
+        unsigned char *data = run_file(d, from, &n);
+        free(write_file(d, to, data, n));
+        free(data);
+    }
+}
+
+static void init_without(const char *d, const char *name) {
+    an_init_folder(d);
+    char path[64];
+    snprintf(path, sizeof path, "init/%s", name);
+    remove_run_file(d, path);
+}
+
+static void init_without_config(const char *d) { init_without(d, "config.json"); }
+static void init_without_model(const char *d) { init_without(d, "model.safetensors"); }
+static void init_without_tokenizer(const char *d) { init_without(d, "tokenizer.bin"); }
+
+/* The weights as PyTorch's pickle only, as older hub folders have them. */
+static void init_pickle_only(const char *d) {
+    init_without(d, "model.safetensors");
+    put(d, "init/pytorch_model.bin", "PK\3\4 (a zip of pickles)\n");
+}
+
+static void init_wrong_dtype(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/model.safetensors", "\"F32\"", "\"I32\"");
+}
+
+static void init_shape_mismatch(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"n_embd\": 16", "\"n_embd\": 32");
+}
+
+static void init_too_deep(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"n_layer\": 1", "\"n_layer\": 200");
+}
+
+static void init_erf_gelu(const char *d) {
+    an_init_folder(d);
+    edit_run_file(d, "init/config.json", "\"gelu_new\"", "\"gelu\"");
+}
+
+/* model.safetensors with an lm_head.weight that is wte but for one element: an untied model. */
+static void init_untied_lm_head(const char *d) {
+    an_init_folder(d);
+    char *path = resolved(d, "init/model.safetensors");
+    cllm_st_file f;
+    if (cllm_st_open(path, &f) != CLLM_OK) fail_msg("%s", cllm_last_error());
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    for (int i = 0; i < f.n_tensors; i++)
+        cllm_st_writer_add(&w, f.tensors[i].name, f.tensors[i].dtype, f.tensors[i].data, f.tensors[i].ndim,
+                           f.tensors[i].shape);
+    const cllm_st_tensor *wte = cllm_st_find(&f, "transformer.wte.weight");
+    float *head = malloc(wte->nbytes);
+    memcpy(head, wte->data, wte->nbytes);
+    head[5] += 1.0f;
+    cllm_st_writer_add(&w, "lm_head.weight", CLLM_ST_F32, head, wte->ndim, wte->shape);
+    if (cllm_st_writer_write(&w, path) != CLLM_OK) fail_msg("%s", cllm_last_error());
+    cllm_st_writer_free(&w);
+    cllm_st_close(&f);
+    free(head);
+    free(path);
+}
+
+/* A tokenizer of another vocabulary size than config.json's. */
+static void init_other_tokenizer(const char *d) {
+    an_init_folder(d);
+    char args[8192];
+    snprintf(args, sizeof args, "tokenizer train '%s' --vocab 280 -o '%s/init/tokenizer.bin'", corpus, d);
+    run_result r = run_cllm("OMP_NUM_THREADS=1", args);
+    if (r.exit_code != 0) fail_msg("tokenizer train failed: %s", r.err);
+    run_result_free(&r);
+}
 
 /* ---- the table ------------------------------------------------------------------------------- */
 
@@ -466,6 +589,9 @@ static const bad_input_row rows[] = {
     {"tokenizer_vocab_mismatch", "`--tokenizer` with a `--vocab` it does not have", a_run, NULL, NULL, NULL,
      "train @C --tokenizer @D/run/tokenizer.bin --vocab 400 --out @D/never", NULL, 2,
      "--vocab 400 does not match --tokenizer"},
+    {"tokenizer_pretokenize_mismatch", "`--tokenizer` with a `--pretokenize` it was not trained with", a_run, NULL,
+     NULL, NULL, "train @C --tokenizer @D/run/tokenizer.bin --pretokenize cllm --out @D/never", NULL, 2,
+     "--pretokenize cllm does not match --tokenizer"},
     {"tokenizer_not_a_tokenizer", "`--tokenizer` naming a file that is not one", a_corpus, NULL, NULL, NULL,
      "train @C --tokenizer @D/corpus.txt --out @D/never", NULL, 2, "not a cllm tokenizer file"},
     {"eval_without_run", "`eval` without a run folder", NULL, NULL, NULL, NULL, "eval", NULL, 2,
@@ -484,6 +610,18 @@ static const bad_input_row rows[] = {
      "--top-p 0 is out of range"},
     {"sample_negative_tokens", "a negative token count", a_run, NULL, NULL, NULL, "sample @D/run --tokens -1", NULL, 2,
      "--tokens -1 is out of range"},
+    {"export_without_run", "`export` without a run folder", NULL, NULL, NULL, NULL, "export --gguf @D/m.gguf", NULL, 2,
+     "missing argument (usage: cllm export"},
+    {"export_without_gguf", "`export` without `--gguf`", a_run, NULL, NULL, NULL, "export @D/run", NULL, 2,
+     "missing --gguf FILE"},
+    {"export_bad_dtype", "`export --dtype q4`", a_run, NULL, NULL, NULL, "export @D/run --gguf @D/m.gguf --dtype q4",
+     NULL, 2, "--dtype must be f32 or f16, not 'q4'"},
+    {"export_empty_gguf", "`export --gguf ''`", a_run, NULL, NULL, NULL, "export @D/run --gguf ''", NULL, 2,
+     "--gguf needs a file name"},
+    {"export_gguf_is_folder", "`export --gguf` naming a folder", a_run, NULL, NULL, NULL, "export @D/run --gguf @D",
+     NULL, 2, "--gguf @D is a folder; give a file name"},
+    {"export_two_runs", "`export` with two run folders", a_run, NULL, NULL, NULL,
+     "export @D/run @D/run --gguf @D/m.gguf", NULL, 2, "unexpected argument"},
     {"tokenizer_without_subcommand", "`tokenizer` alone", NULL, NULL, NULL, NULL, "tokenizer", NULL, 2,
      "missing subcommand"},
     {"tokenizer_unknown_subcommand", "an unknown `tokenizer` subcommand", NULL, NULL, NULL, NULL, "tokenizer frob",
@@ -628,10 +766,59 @@ static const bad_input_row rows[] = {
      "eval @D/run", NULL, 2, "tokenizer.bin is missing"},
     {"run_tokenizer_truncated", "a run's `tokenizer.bin` cut short", tokenizer_truncated, NULL, NULL, NULL,
      "sample @D/run", NULL, 2, "corrupt tokenizer file: 100 bytes but the header announces"},
+    {"export_run_missing", "`export` of a run folder that does not exist", NULL, NULL, NULL, NULL,
+     "export @D/nothing --gguf @D/m.gguf", NULL, 2, "@D/nothing: no such run folder"},
+    {"export_not_a_run", "`export` of a file", a_file, NULL, NULL, NULL, "export @D/file --gguf @D/m.gguf", NULL, 2,
+     "@D/file is not a run folder"},
+    {"export_model_truncated", "`export` of a run whose `model.safetensors` is cut short", model_truncated, NULL,
+     NULL, NULL, "export @D/run --gguf @D/m.gguf", NULL, 2, "lie outside the"},
+    {"export_cllm_chunker", "`export` of a run whose tokenizer uses the cllm chunker", run_with_cllm_chunker, NULL,
+     NULL, NULL, "export @D/run --gguf @D/m.gguf", NULL, 2,
+     "splits text with the cllm chunker, not GPT-2's pre-tokenization"},
+    {"export_duplicate_tokens", "`export` of a tokenizer with two tokens of the same bytes",
+     run_with_duplicate_tokens, gpt2_pretok_unavailable, NULL, NULL, "export @D/run --gguf @D/m.gguf", NULL, 2,
+     "cannot be exported for llama.cpp: two tokens have the same text \"abc\""},
     {"resume_not_a_run", "`--resume` of a folder that is not a run", an_empty_folder, NULL, NULL, NULL,
      "train --resume @D/empty", NULL, 2, "@D/empty: no run.json"},
     {"resume_missing_folder", "`--resume` of a folder that does not exist", NULL, NULL, NULL, NULL,
      "train --resume @D/nothing", NULL, 2, "@D/nothing: no run.json"},
+
+    /* --init folders (a Hugging Face GPT-2 to fine-tune) */
+    {"init_missing_folder", "`--init` of a folder that does not exist", NULL, NULL, NULL, NULL,
+     "train @C --init @D/nothing " INIT_FLAGS, NULL, 2, "--init @D/nothing: No such file or directory"},
+    {"init_without_config", "an `--init` folder without `config.json`", init_without_config, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no config.json"},
+    {"init_without_model", "an `--init` folder without `model.safetensors`", init_without_model, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no model.safetensors"},
+    {"init_pickle_only", "an `--init` folder with `pytorch_model.bin` instead of `model.safetensors`", init_pickle_only,
+     NULL, NULL, NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "pytorch_model.bin is not read"},
+    {"init_without_tokenizer", "an `--init` folder without a tokenizer", init_without_tokenizer, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "--init @D/init: no tokenizer: neither tokenizer.bin, tokenizer.json nor"},
+    {"init_wrong_dtype", "an `--init` model with I32 tensors", init_wrong_dtype, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "is I32, cllm reads F32, F16 or BF16"},
+    {"init_shape_mismatch", "an `--init` config.json whose width is not the tensors'", init_shape_mismatch, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "has shape [300,16] but config.json implies [300,32]"},
+    {"init_beyond_the_options", "an `--init` config.json deeper than `--layers` allows", init_too_deep, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2,
+     "@D/init/config.json: n_layer 200 is outside what cllm train takes (1..128)"},
+    {"init_erf_gelu", "an `--init` config.json asking for the erf GELU", init_erf_gelu, NULL, NULL, NULL,
+     "train @C --init @D/init " INIT_FLAGS, NULL, 2, "must be \"gelu_new\" or \"gelu_pytorch_tanh\""},
+    {"init_untied_lm_head", "an `--init` model whose `lm_head.weight` is not `wte`", init_untied_lm_head, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "lm_head.weight differs from transformer.wte.weight"},
+    {"init_tokenizer_vocabulary", "an `--init` tokenizer of another vocabulary size", init_other_tokenizer, NULL, NULL,
+     NULL, "train @C --init @D/init " INIT_FLAGS, NULL, 2, "the tokenizer has 280 tokens but config.json says vocab_size 300"},
+    {"init_contradicting_shape", "`--init` with a shape flag that contradicts the folder", an_init_folder, NULL, NULL,
+     NULL, "train @C --init @D/init --layers 2 " INIT_FLAGS, NULL, 2,
+     "--layers 2 contradicts @D/init/config.json (n_layer 1)"},
+    {"init_with_preset", "`--init` with `--preset`", an_init_folder, NULL, NULL, NULL,
+     "train @C --init @D/init --preset S " INIT_FLAGS, NULL, 2, "--preset cannot be combined with --init"},
+    {"init_with_pretokenize", "`--init` with `--pretokenize`", an_init_folder, NULL, NULL, NULL,
+     "train @C --init @D/init --pretokenize cllm " INIT_FLAGS, NULL, 2, "--pretokenize cannot be combined with --init"},
+    {"init_with_tokenizer", "`--init` with `--tokenizer`", an_init_folder, NULL, NULL, NULL,
+     "train @C --init @D/init --tokenizer @D/run/tokenizer.bin " INIT_FLAGS, NULL, 2,
+     "--tokenizer cannot be combined with --init"},
+    {"init_on_resume", "`--init` with `--resume`", an_init_folder, NULL, NULL, NULL,
+     "train --resume @D/run --init @D/init", NULL, 2, "--init cannot change with --resume"},
 
     /* tokenizer files */
     {"tokenizer_file_missing", "a tokenizer file that does not exist", NULL, NULL, NULL, NULL,
@@ -728,11 +915,15 @@ static const bad_input_row rows[] = {
      NULL, "tokenizer train @C -o @D/out/t.bin", NULL, 2, "cannot write @D/out/t.bin"},
     {"plot_out_unwritable", "`plot -o` in a folder that cannot be written", unwritable_out, NULL, NULL, NULL,
      "plot @D/run -o @D/out/x.png", NULL, 2, "cannot write @D/out/x.png"},
+    {"export_gguf_unwritable", "`export --gguf` in a folder that cannot be written", unwritable_out, NULL, NULL,
+     NULL, "export @D/run --gguf @D/out/m.gguf", NULL, 2, "cannot write @D/out/m.gguf"},
     {"out_full_disk", "`--out` on a full disk (a full 64 KiB tmpfs)", full_disk, full_disk_unavailable, NULL,
      FULL_DISK, "@D train @C " TINY " --out @D/full/run", NULL, 1, "No space left on device"},
     {"tokenizer_out_full_disk", "`tokenizer train -o` on a full disk", full_disk, full_disk_unavailable, NULL,
      FULL_DISK,
      "@D tokenizer train @C -o @D/full/t.bin", NULL, 1, "cannot write @D/full/t.bin: No space left on device"},
+    {"export_gguf_full_disk", "`export --gguf` on a full disk", full_disk, full_disk_unavailable, NULL, FULL_DISK,
+     "@D export @D/run --gguf @D/full/m.gguf", NULL, 1, "cannot write @D/full/m.gguf: No space left on device"},
     {"plot_out_full_disk", "`plot -o` on a full disk", full_disk, full_disk_unavailable, NULL, FULL_DISK,
      "@D plot @D/run -o @D/full/x.png", NULL, 1, "cannot write @D/full/x.png"},
 };

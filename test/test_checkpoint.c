@@ -22,6 +22,7 @@
 #include "cllm/train/checkpoint.h"
 #include "cllm/base/json.h"
 #include "cllm/base/memory.h"
+#include "cllm/base/rng.h"
 #include "cllm/io/safetensors.h"
 #include "support.h"
 
@@ -170,6 +171,12 @@ static void test_mismatched_config_is_rejected(void **state) {
         {"n_embd", "\"16\"", "must be an integer in 0.."},
         {"model_type", "\"llama\"", "model_type"},
         {"activation_function", "\"relu\"", "gelu_new"},
+        {"activation_function", "\"gelu\"", "the tanh GELU"}, /* erf GELU: another function */
+        {"n_inner", "32", "\"n_inner\" must be null or 4 x n_embd = 64"},
+        {"scale_attn_by_inverse_layer_idx", "true", "does not scale by layer"},
+        {"scale_attn_weights", "false", "\"scale_attn_weights\" must be true"},
+        {"model_type", "\"gpt2\", \"add_cross_attention\": true", "no cross-attention"},
+        {"layer_norm_epsilon", "1e-6", "layer_norm_epsilon must be 1e-05"},
         {"tie_word_embeddings", "false", "tie_word_embeddings"},
         {"eos_token_id", "32", "eos_token_id"},
         {"n_embd", "16 garbage", "invalid JSON"},
@@ -206,6 +213,127 @@ static void test_mismatched_config_is_rejected(void **state) {
     free(bytes_b);
     free(model_b);
     gpt2_destroy(&b);
+    gpt2_destroy(&a);
+    remove_tree(dir);
+    free(dir);
+}
+
+
+/* The layouts other savers of Hugging Face GPT-2 write, all read: F16 or
+ * BF16 tensors (widened exactly), names without "transformer." (GPT2Model),
+ * lm_head.weight stored beside wte (equal to it), the causal-mask buffers
+ * of older transformers, and the tanh GELU under its other name with
+ * n_inner null. */
+typedef struct {
+    cllm_st_dtype dtype;
+    int prefixed, lm_head, buffers;
+} hf_layout;
+
+/* Sets a's parameters to values the dtype holds exactly (random moderate
+ * magnitudes) and writes them in that layout over dir/model.safetensors;
+ * lm_head_differs stores an lm_head one step away from wte in one element. */
+static void write_hf_model(const char *dir, gpt2_model *a, hf_layout l, int lm_head_differs) {
+    cllm_rng rng;
+    cllm_rng_seed(&rng, 99);
+    uint16_t *half = calloc(a->n_params, sizeof *half);
+    memset(a->params, 0, a->n_params * sizeof(float)); /* the padding between tensors stays 0, as loading leaves it */
+    for (int t = 0; t < a->n_tensors; t++) {
+        const gpt2_tensor *tn = &a->tensors[t];
+        for (size_t i = tn->offset; i < tn->offset + tn->numel; i++) {
+            uint32_t r = (uint32_t)cllm_rng_next(&rng);
+            /* sign, an exponent of 2^-6..2^1, random fraction bits */
+            uint16_t h = l.dtype == CLLM_ST_BF16
+                             ? (uint16_t)((r & 0x8000u) | (121u + (r >> 16) % 8u) << 7 | (r & 0x7fu))
+                             : (uint16_t)((r & 0x8000u) | (9u + (r >> 16) % 8u) << 10 | (r & 0x3ffu));
+            half[i] = h;
+            a->params[i] = l.dtype == CLLM_ST_BF16 ? cllm_st_bf16_to_f32(h) : cllm_st_f16_to_f32(h);
+        }
+    }
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const gpt2_tensor *t = &a->tensors[i];
+        const char *name = l.prefixed ? t->name : t->name + strlen("transformer.");
+        const void *data = l.dtype == CLLM_ST_F32 ? (const void *)(a->params + t->offset) : half + t->offset;
+        assert_int_equal(cllm_st_writer_add(&w, name, l.dtype, data, t->ndim, t->shape), CLLM_OK);
+    }
+    const gpt2_tensor *wte = gpt2_find_tensor(a, "transformer.wte.weight");
+    uint16_t *head16 = malloc(wte->numel * sizeof *head16);
+    float *head32 = malloc(wte->numel * sizeof *head32);
+    memcpy(head16, half + wte->offset, wte->numel * sizeof *head16);
+    memcpy(head32, a->params + wte->offset, wte->numel * sizeof *head32);
+    if (lm_head_differs) head16[77] ^= 1, head32[77] = nextafterf(head32[77], 1e9f);
+    if (l.lm_head)
+        assert_int_equal(cllm_st_writer_add(&w, "lm_head.weight", l.dtype,
+                                            l.dtype == CLLM_ST_F32 ? (const void *)head32 : head16, wte->ndim,
+                                            wte->shape), CLLM_OK);
+    float mask[64], masked = -1e4f;
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 8; c++) mask[r * 8 + c] = c <= r;
+    int64_t mask_shape[4] = {1, 1, 8, 8};
+    for (int b = 0; l.buffers && b < a->cfg.n_layer; b++) {
+        char name[96];
+        snprintf(name, sizeof name, "%sh.%d.attn.bias", l.prefixed ? "transformer." : "", b);
+        assert_int_equal(cllm_st_writer_add(&w, name, CLLM_ST_F32, mask, 4, mask_shape), CLLM_OK);
+        snprintf(name, sizeof name, "%sh.%d.attn.masked_bias", l.prefixed ? "transformer." : "", b);
+        assert_int_equal(cllm_st_writer_add(&w, name, CLLM_ST_F32, &masked, 0, NULL), CLLM_OK);
+    }
+    char *path = path_in(dir, "model.safetensors");
+    assert_int_equal(cllm_st_writer_write(&w, path), CLLM_OK);
+    cllm_st_writer_free(&w);
+    free(path);
+    free(half);
+    free(head16);
+    free(head32);
+}
+
+static void test_hugging_face_variants_load(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    const hf_layout layouts[] = {
+        {CLLM_ST_F16, 1, 1, 1}, {CLLM_ST_F16, 0, 0, 0}, {CLLM_ST_BF16, 0, 1, 1},
+        {CLLM_ST_BF16, 1, 0, 0}, {CLLM_ST_F32, 0, 1, 0}, {CLLM_ST_F32, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        gpt2_model a, b;
+        make_model(&a, &tiny, 3);
+        assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+        set_config_value(dir, "activation_function", "\"gelu_pytorch_tanh\"");
+        set_config_value(dir, "n_inner", "64"); /* 4 x n_embd given explicitly */
+        write_hf_model(dir, &a, layouts[i], 0);
+        if (cllm_checkpoint_load_model(dir, &b) != CLLM_OK) fail_msg("layout %zu: %s", i, cllm_last_error());
+        assert_models_identical(&a, &b);
+        gpt2_destroy(&b);
+        if (layouts[i].lm_head) { /* an lm_head one ulp away from wte is an untied model: refused, named */
+            write_hf_model(dir, &a, layouts[i], 1);
+            expect_load_error(dir, "lm_head.weight differs from");
+            assert_non_null(strstr(cllm_last_error(), "at element 77"));
+        }
+        gpt2_destroy(&a);
+    }
+    /* a name outside the model is still refused, a mask buffer of a layer the model lacks too */
+    static const char *const strays[] = {"h.0.attn.extra", "h.2.attn.bias"};
+    gpt2_model a;
+    make_model(&a, &tiny, 3);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(cllm_checkpoint_save_model(dir, &a, 31), CLLM_OK);
+        cllm_st_writer w;
+        cllm_st_writer_init(&w);
+        for (int i = 0; i < a.n_tensors; i++)
+            assert_int_equal(cllm_st_writer_add(&w, a.tensors[i].name + strlen("transformer."), CLLM_ST_F32,
+                                                a.params + a.tensors[i].offset, a.tensors[i].ndim,
+                                                a.tensors[i].shape),
+                             CLLM_OK);
+        float one = 1;
+        assert_int_equal(cllm_st_writer_add(&w, strays[k], CLLM_ST_F32, &one, 0, NULL), CLLM_OK);
+        char *path = path_in(dir, "model.safetensors");
+        assert_int_equal(cllm_st_writer_write(&w, path), CLLM_OK);
+        cllm_st_writer_free(&w);
+        char want[64];
+        snprintf(want, sizeof want, "unexpected tensor %s", strays[k]);
+        expect_load_error(dir, want);
+        free(path);
+    }
     gpt2_destroy(&a);
     remove_tree(dir);
     free(dir);
@@ -763,6 +891,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_is_bitwise),
         cmocka_unit_test(test_hugging_face_layout),
         cmocka_unit_test(test_mismatched_config_is_rejected),
+        cmocka_unit_test(test_hugging_face_variants_load),
         cmocka_unit_test(test_oversized_config_is_refused_before_allocating),
         cmocka_unit_test(test_missing_and_corrupt_files),
         cmocka_unit_test(test_interrupted_save_keeps_previous_checkpoint),

@@ -562,7 +562,10 @@ static void test_exchanges_go_through_the_comm_seam(void **state) {
     (void)state;
     const size_t P = 5000;
     omp_set_num_threads(2);
-    recording_comm rec = {{0, 1, doubled_norm2, doubled_loss, record_params, NULL}, 0, 0, 0, 0, NULL};
+    recording_comm rec = {.base = *cllm_comm_single()}; /* one rank: the exchange and agreement stay local */
+    rec.base.norm2 = doubled_norm2;
+    rec.base.mean_loss = doubled_loss;
+    rec.base.params_updated = record_params;
     rec.base.impl = &rec;
     synth plain, seamed;
     synth_init(&plain, P, 1);

@@ -84,6 +84,14 @@ static void test_json_openmp_section(void **state) {
     assert_int_equal(flag(f, "cairo"), CLLM_HAVE_CAIRO);
     assert_int_equal(flag(f, "utf8proc"), CLLM_HAVE_UTF8PROC);
     assert_int_equal(flag(f, "openblas"), CLLM_HAVE_OPENBLAS);
+    assert_int_equal(flag(f, "mpi"), CLLM_HAVE_MPI);
+    /* Not started by mpirun: one rank, the OpenMP threads per rank; the
+     * library named by MPI itself, or the build's lack of it. */
+    const cllm_json *mpi = member(j, "mpi", CLLM_JSON_OBJECT);
+    assert_int_equal(member(mpi, "ranks", CLLM_JSON_NUMBER)->integer, 1);
+    assert_int_equal(member(mpi, "threads_per_rank", CLLM_JSON_NUMBER)->integer, 2);
+    if (CLLM_HAVE_MPI) assert_null(strstr(text(mpi, "library"), "not built"));
+    else assert_string_equal(text(mpi, "library"), "not built with MPI");
     cllm_json_free(j);
 }
 

@@ -32,7 +32,8 @@ static void test_every_row_round_trips_through_run_json(void **state) {
     for (int i = 0; i < cllm_train_option_count; i++) {
         const cllm_train_option *opt = &cllm_train_option_table[i];
         if (opt->resume == CLLM_OPT_BUDGET) continue;
-        cllm_train_option_set(&o, opt, probe_value(opt, i));
+        if (opt->type == CLLM_OPT_PATH) *(const char **)cllm_train_option_field(&o, opt) = "/models/gpt \"2\"";
+        else cllm_train_option_set(&o, opt, probe_value(opt, i));
     }
     o.steps = 0;
     o.tokens = 0;
@@ -65,6 +66,8 @@ static void test_every_row_round_trips_through_run_json(void **state) {
         if (cllm_train_option_get(&back, opt) != cllm_train_option_get(&o, opt))
             fail_msg("%s: wrote %.17g, read %.17g", opt->key, cllm_train_option_get(&o, opt),
                      cllm_train_option_get(&back, opt));
+        if (opt->type == CLLM_OPT_PATH)
+            assert_string_equal(cllm_train_option_path(&back, opt), cllm_train_option_path(&o, opt));
     }
     cllm_train_options_free_paths(&back);
     free(path);
@@ -84,6 +87,7 @@ static void test_out_of_range_value_is_refused_naming_the_key(void **state) {
         o.model.n_embd = 32;
         o.model.seq_len = 32;
         double bad = opt->max * 2 + 1;
+        if (opt->type == CLLM_OPT_PATH) continue; /* a path has no range: below */
         /* An int64 row's bad value must still convert to int64 (converting
            one beyond 2^63 is undefined): the largest double below 2^63. */
         const double below_2_63 = 9223372036854774784.0;
@@ -100,6 +104,47 @@ static void test_out_of_range_value_is_refused_naming_the_key(void **state) {
         snprintf(key, sizeof key, "\"%s\"", opt->key);
         if (!strstr(cllm_last_error(), key)) fail_msg("%s: message '%s' does not name it", opt->key, cllm_last_error());
     }
+    remove_tree(dir);
+    free(dir);
+}
+
+/* Path rows: null when not given, absent in a run.json older than the row
+ * (read as not given), and anything but a path or null refused by key. */
+static void test_path_rows_absent_null_or_malformed(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    cllm_train_options o;
+    cllm_train_options_defaults(&o);
+    o.model.n_layer = o.model.n_head = 2;
+    o.model.n_embd = o.model.seq_len = 32;
+    assert_int_equal(cllm_run_json_write(dir, &o, 1, 1), CLLM_OK);
+    char *path = cllm_path_join(dir, "run.json");
+    size_t n;
+    char *text = (char *)read_whole_file(path, &n);
+    assert_non_null(strstr(text, "\"init\": null"));
+    for (int variant = 0; variant < 3; variant++) {
+        char *edited = strdup(text), *at = strstr(edited, "\"init\": null,");
+        const char *with[3] = {"", "\"init\": 5,", "\"init\": \"\","};
+        char *out = malloc(n + 32);
+        sprintf(out, "%.*s%s%s", (int)(at - edited), edited, with[variant], at + strlen("\"init\": null,"));
+        free(write_file(dir, "run.json", out, strlen(out)));
+        cllm_train_options back;
+        uint64_t hash;
+        size_t bytes;
+        cllm_status st = cllm_run_json_read(dir, &back, &hash, &bytes);
+        if (variant == 0) {
+            assert_int_equal(st, CLLM_OK);
+            assert_null(back.init_dir);
+            cllm_train_options_free_paths(&back);
+        } else {
+            assert_int_equal(st, CLLM_ERR_INPUT);
+            assert_non_null(strstr(cllm_last_error(), "\"init\" must be a path or null"));
+        }
+        free(out);
+        free(edited);
+    }
+    free(text);
+    free(path);
     remove_tree(dir);
     free(dir);
 }
@@ -123,6 +168,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_row_round_trips_through_run_json),
         cmocka_unit_test(test_out_of_range_value_is_refused_naming_the_key),
+        cmocka_unit_test(test_path_rows_absent_null_or_malformed),
         cmocka_unit_test(test_defaults_are_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

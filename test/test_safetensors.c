@@ -415,6 +415,99 @@ static void test_json_numbers_are_never_nan(void **state) {
     free(out);
 }
 
+
+/* Bits of a float, so that -0, NaN payloads and subnormals compare exactly. */
+static uint32_t bits_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+/* Every binary16 pattern against its value computed another way (ldexp of
+ * the integer significand): bit-identical for finite values, and an infinity
+ * or a NaN with the same sign and fraction bits otherwise. */
+static void test_f16_widening_is_exact(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float got = cllm_st_f16_to_f32((uint16_t)h);
+        int sign = h >> 15, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+        if (exp == 0x1f) {
+            assert_true(frac ? isnan(got) : isinf(got));
+            assert_int_equal(bits_of(got) >> 31, sign);
+            assert_int_equal((bits_of(got) >> 13) & 0x3ff, frac);
+            assert_int_equal(bits_of(got) & 0x1fff, 0);
+            continue;
+        }
+        double v = exp ? ldexp(1024 + frac, exp - 25) : ldexp(frac, -24);
+        float want = (float)(sign ? -v : v);
+        if (bits_of(got) != bits_of(want)) fail_msg("f16 %04x: got %a, want %a", h, (double)got, (double)want);
+    }
+}
+
+static void test_bf16_widening_is_exact(void **state) {
+    (void)state;
+    for (uint32_t b = 0; b < 65536; b++) {
+        float got = cllm_st_bf16_to_f32((uint16_t)b);
+        int sign = b >> 15, exp = (b >> 7) & 0xff, frac = b & 0x7f;
+        if (exp == 0xff) {
+            assert_true(frac ? isnan(got) : isinf(got));
+            assert_int_equal(bits_of(got), b << 16);
+            continue;
+        }
+        double v = exp ? ldexp(128 + frac, exp - 134) : ldexp(frac, -133);
+        float want = (float)(sign ? -v : v);
+        if (bits_of(got) != bits_of(want)) fail_msg("bf16 %04x: got %a, want %a", b, (double)got, (double)want);
+    }
+}
+
+/* cllm_st_to_f32 on a file whose half-precision tensors sit at odd byte
+ * offsets (after a 1-byte tensor), in our writer's layout and read back. */
+static void test_to_f32_reads_every_float_dtype(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    uint8_t pad = 7;
+    uint16_t half[5] = {0x3c00, 0xc000, 0x0001, 0x7bff, 0x8000};    /* 1, -2, 2^-24, 65504, -0 */
+    uint16_t brain[5] = {0x3f80, 0xc040, 0x0001, 0x7f7f, 0x8000};   /* 1, -3, 2^-133, max, -0 */
+    float full[3] = {0.1f, -1e30f, 3.0f};
+    int32_t ints[2] = {1, 2};
+    int64_t s5[1] = {5}, s3[1] = {3}, s2[1] = {2}, s1[1] = {1};
+    cllm_st_writer w;
+    cllm_st_writer_init(&w);
+    assert_int_equal(cllm_st_writer_add(&w, "pad", CLLM_ST_U8, &pad, 1, s1), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "half", CLLM_ST_F16, half, 1, s5), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "brain", CLLM_ST_BF16, brain, 1, s5), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "full", CLLM_ST_F32, full, 1, s3), CLLM_OK);
+    assert_int_equal(cllm_st_writer_add(&w, "ints", CLLM_ST_I32, ints, 1, s2), CLLM_OK);
+    char *path = malloc(strlen(dir) + 32);
+    sprintf(path, "%s/mixed.safetensors", dir);
+    assert_int_equal(cllm_st_writer_write(&w, path), CLLM_OK);
+    cllm_st_writer_free(&w);
+    cllm_st_file f;
+    assert_int_equal(cllm_st_open(path, &f), CLLM_OK);
+    float out[5];
+    const cllm_st_tensor *h = cllm_st_find(&f, "half");
+    assert_true(((uintptr_t)h->data & 1) == 1); /* really unaligned */
+    assert_int_equal(cllm_st_to_f32(&f, h, out), CLLM_OK);
+    const float want_half[5] = {1.0f, -2.0f, 0x1p-24f, 65504.0f, -0.0f};
+    for (int i = 0; i < 5; i++) assert_int_equal(bits_of(out[i]), bits_of(want_half[i]));
+    assert_int_equal(cllm_st_to_f32(&f, cllm_st_find(&f, "brain"), out), CLLM_OK);
+    const float want_brain[5] = {1.0f, -3.0f, 0x1p-133f, 0x1.fep127f, -0.0f};
+    for (int i = 0; i < 5; i++) assert_int_equal(bits_of(out[i]), bits_of(want_brain[i]));
+    assert_int_equal(cllm_st_to_f32(&f, cllm_st_find(&f, "full"), out), CLLM_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(bits_of(out[i]), bits_of(full[i]));
+    assert_int_equal(cllm_st_to_f32_range(&f, h, 2, 3, out), CLLM_OK); /* a part: elements 2..4 */
+    for (int i = 0; i < 3; i++) assert_int_equal(bits_of(out[i]), bits_of(want_half[2 + i]));
+    assert_int_equal(cllm_st_to_f32_range(&f, h, 4, 2, out), CLLM_ERR_INTERNAL); /* past the end */
+    assert_true(cllm_st_converts_to_f32(CLLM_ST_F16) && !cllm_st_converts_to_f32(CLLM_ST_I32) &&
+                !cllm_st_converts_to_f32(CLLM_ST_F64));
+    assert_int_equal(cllm_st_to_f32(&f, cllm_st_find(&f, "ints"), out), CLLM_ERR_INPUT);
+    assert_non_null(strstr(cllm_last_error(), "tensor ints is I32, cllm reads F32, F16 or BF16"));
+    cllm_st_close(&f);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
@@ -427,6 +520,9 @@ int main(void) {
         cmocka_unit_test(test_failed_write_keeps_previous_file),
         cmocka_unit_test(test_json_reader),
         cmocka_unit_test(test_json_numbers_are_never_nan),
+        cmocka_unit_test(test_f16_widening_is_exact),
+        cmocka_unit_test(test_bf16_widening_is_exact),
+        cmocka_unit_test(test_to_f32_reads_every_float_dtype),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -786,6 +786,57 @@ static void test_signal_during_plot_writes_no_png(void **state) {
 #endif
 }
 
+/* `cllm export`: a signal while the run is read (its tokenizer.bin is a fifo
+ * this test writes, so the phase is exact) means no GGUF file, an older one
+ * untouched, no temporary, one line, exit 130. */
+static void test_signal_during_export_leaves_the_file_alone(void **state) {
+    (void)state;
+    if (!cllm_pretok_available(CLLM_PRETOK_GPT2)) {
+        printf("skipped: built without libutf8proc, so no run can be exported\n");
+        skip();
+    }
+    char *run = path_in(workdir, "export-run"), *out = path_in(workdir, "export"), *err = path_in(workdir, "export.err");
+    const char *train[] = {"train", small_corpus, TINY_MODEL, "--vocab", "300", "--steps", "1", "--pretokenize",
+                           "gpt2", "--sample-tokens", "0", "--quiet", "--out", run, NULL};
+    child_setup quiet = {.out_path = "/dev/null"};
+    assert_exit_status(reap(spawn_cllm(&quiet, train), 60), 0);
+    mkdir(out, 0755);
+    char *gguf = path_in(out, "m.gguf");
+    free(write_file(out, "m.gguf", "old", 3));
+    char *tok = path_in(run, "tokenizer.bin");
+    size_t n;
+    unsigned char *bytes = read_whole_file(tok, &n);
+    assert_non_null(bytes);
+    assert_int_equal(unlink(tok), 0);
+    assert_int_equal(mkfifo(tok, 0644), 0);
+    const char *args[] = {"export", run, "--gguf", gguf, NULL};
+    child_setup cs = {.out_path = "/dev/null", .err_path = err};
+    pid_t pid = spawn_cllm(&cs, args);
+    int w = open(tok, O_WRONLY); /* returns once cllm has opened it: its handlers are in place */
+    assert_true(w >= 0);
+    kill(pid, SIGINT);
+    assert_int_equal(write(w, bytes, n), (ssize_t)n);
+    close(w);
+    assert_exit_status(reap(pid, 30), 130);
+    size_t m;
+    unsigned char *kept = read_whole_file(gguf, &m);
+    assert_non_null(kept);
+    assert_int_equal(m, 3);
+    assert_memory_equal(kept, "old", 3);
+    assert_false(has_temporary(out));
+    char *e = slurp_text(err);
+    assert_int_equal(count_lines(e), 1);
+    assert_non_null(strstr(e, "interrupted by SIGINT"));
+    free(e);
+    free(kept);
+    free(bytes);
+    free(tok);
+    free(gguf);
+    free(err);
+    free(out);
+    free(run);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_walk_stops_on_request),
@@ -802,6 +853,7 @@ int main(void) {
         cmocka_unit_test(test_file_size_limit_fails_with_one_line_and_no_temporary),
         cmocka_unit_test(test_signal_during_tokenizer_train_leaves_the_file_alone),
         cmocka_unit_test(test_signal_during_plot_writes_no_png),
+        cmocka_unit_test(test_signal_during_export_leaves_the_file_alone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -710,7 +710,8 @@ static void test_metrics_line(void **state) {
     (void)state;
     cllm_metrics_row r = {.step = 12, .tokens = 3072, .loss = 2.5, .has_val = 1, .val_loss = NAN, .lr = 1e-3,
                           .grad_norm = 0.75, .tokens_per_s = 1000, .exposed_reduction = 0.01, .utilisation = 0.9,
-                          .atomics = 42};
+                          .atomics = 42, .exposed_comm = 0.03, .comm_bytes = 171520,
+                          .rank_wait = 0.125};
     char buf[1024];
     size_t n = cllm_metrics_format(&r, buf, sizeof buf);
     assert_int_equal(n, strlen(buf));
@@ -720,6 +721,9 @@ static void test_metrics_line(void **state) {
     assert_non_null(strstr(buf, "\"atomics\":42"));
     assert_non_null(strstr(buf, "\"exposed_reduction\":0.01"));
     assert_non_null(strstr(buf, "\"utilisation\":0.9"));
+    assert_non_null(strstr(buf, "\"exposed_comm\":0.03"));
+    assert_non_null(strstr(buf, "\"rank_wait\":0.125"));
+    assert_non_null(strstr(buf, "\"comm_bytes\":171520"));
     assert_string_equal(buf + n - 2, "}\n");
     r.has_val = 0;
     cllm_metrics_format(&r, buf, sizeof buf);

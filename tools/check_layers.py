@@ -28,6 +28,9 @@ ALLOWED = {
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"cllm/([a-z_]+)/[^"]+"')
 FLAT = re.compile(r'^\s*#\s*include\s+"cllm/([a-z_]+\.h)"')
+# MPI is behind the communication seam: only this file includes mpi.h.
+MPI_HEADER = re.compile(r'^\s*#\s*include\s+[<"]mpi\.h[>"]')
+MPI_ONLY_IN = os.path.join("src", "dist", "comm_mpi.c")
 
 
 def layer_of(rel):
@@ -65,6 +68,8 @@ def main():
                             used = m.group(1)
                             if used != layer and used not in ALLOWED[layer]:
                                 problems.append(f"{rel}:{number}: {layer} includes {used} ({line.strip()})")
+                        elif MPI_HEADER.match(line) and rel != MPI_ONLY_IN:
+                            problems.append(f"{rel}:{number}: includes mpi.h outside {MPI_ONLY_IN}")
                         elif FLAT.match(line):
                             problems.append(f"{rel}:{number}: header outside any layer ({line.strip()})")
     for p in problems:

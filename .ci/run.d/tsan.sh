@@ -14,6 +14,13 @@ archer=$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | sort -V | tail -1 || 
 rm -rf build-tsan
 CC=clang cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLLM_SANITIZE=thread >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_kernels test_segments test_engine test_progress test_eval
-OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1" \
+# Archer must really be active: verbose=1 makes it say so (on stdout, which is
+# why the suite below runs without it: cllm's own output is checked there).
+greeting=$(OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1" \
+    TSAN_OPTIONS="ignore_noninstrumented_modules=1 suppressions=$PWD/.ci/tsan.supp" \
+    build-tsan/test_engine 2>&1 || true) # its verdict comes from ctest below
+grep "Archer detected OpenMP application with TSan" >/dev/null <<<"$greeting" ||
+    { echo "tsan.sh: Archer did not attach to the OpenMP runtime" >&2; exit 1; }
+OMP_TOOL_LIBRARIES="$archer" \
 TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1 suppressions=$PWD/.ci/tsan.supp" \
     ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'test_(kernels|segments|engine|progress|eval)$'

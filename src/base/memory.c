@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* The "MemAvailable:  123 kB" line, in bytes; 0 if absent. */
@@ -57,6 +58,12 @@ uint64_t cllm_memory_available(void) {
     uint64_t room = cgroup_room();
     if (room > 0 && (avail == 0 || room < avail)) avail = room;
     return avail;
+}
+
+uint64_t cllm_memory_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || ru.ru_maxrss <= 0) return 0;
+    return (uint64_t)ru.ru_maxrss * 1024; /* kilobytes on Linux */
 }
 
 void cllm_format_bytes(double bytes, char *buf, size_t n) {

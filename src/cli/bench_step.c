@@ -17,6 +17,7 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
+#include "cllm/cli/ranks.h"
 #include "cllm/base/common.h"
 #include "cllm/models/gpt2.h"
 #include "cllm/dist/engine.h"
@@ -44,6 +45,8 @@ static void bench_window(void *ctx, uint64_t index, int32_t *inputs, int32_t *ta
 typedef struct {
     int threads;
     double tokens_per_s, step_s, exposed_share, update_share, utilisation, mfu, efficiency, loss;
+    double comm_share, wait_share, comm_bytes; /* under mpirun: rank 0's exchanges and waits (shares of the step),
+                                                  bytes sent */
 } step_result;
 
 
@@ -63,15 +66,16 @@ static cllm_status run_threads(gpt2_model *const *models, int n, const int32_t *
             .model = models[i], .micro = 1, .n_micro = BENCH_BATCH, .clip = BENCH_CLIP,
             .weight_decay = 0.1, .window = bench_window, .window_ctx = &data,
             .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
-            .buffer_window = cllm_env_grad_window(),
+            .buffer_window = cllm_env_grad_window(), .comm = cllm_ranks_comm(),
         };
         st = cllm_step_create(&sc, &steps[i]);
     }
     size_t cells = (size_t)repeats * (size_t)n;
     double *wall = calloc(cells, sizeof(double)), *exposed = calloc(cells, sizeof(double));
     double *util = calloc(cells, sizeof(double)), *update = calloc(cells, sizeof(double));
+    double *comm = calloc(cells, sizeof(double)), *wait = calloc(cells, sizeof(double));
     double loss[2] = {0, 0};
-    int ok = st == CLLM_OK && wall && exposed && util && update;
+    int ok = st == CLLM_OK && wall && exposed && util && update && comm && wait;
     if (st == CLLM_OK && !ok) st = cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     /* Step 0 warms caches, page tables and the thread team; not timed. */
     for (int r = -1; ok && r < repeats; r++) {
@@ -87,6 +91,9 @@ static cllm_status run_threads(gpt2_model *const *models, int n, const int32_t *
             exposed[c] = res.engine.exposed_share;
             update[c] = res.engine.update_share;
             util[c] = res.engine.utilisation;
+            comm[c] = res.engine.comm_share;
+            wait[c] = res.engine.rank_wait_share;
+            out[i].comm_bytes = (double)res.engine.comm_bytes; /* the same every step */
             loss[i] = res.loss;
         }
     }
@@ -100,11 +107,13 @@ static cllm_status run_threads(gpt2_model *const *models, int n, const int32_t *
         out[i].exposed_share = cllm_median(exposed + c, repeats);
         out[i].update_share = cllm_median(update + c, repeats);
         out[i].utilisation = cllm_median(util + c, repeats);
+        out[i].comm_share = cllm_median(comm + c, repeats);
+        out[i].wait_share = cllm_median(wait + c, repeats);
         out[i].loss = loss[i];
         out[i].mfu = out[i].tokens_per_s * gpt2_flops_per_token(&models[i]->cfg) /
-                     (nt * cllm_peak_gflops_per_core(cllm_env_peak_gflops()) * 1e9);
+                     (nt * cllm_ranks_comm()->size * cllm_peak_gflops_per_core(cllm_env_peak_gflops()) * 1e9);
     }
-    free(wall), free(exposed), free(util), free(update);
+    free(wall), free(exposed), free(util), free(update), free(comm), free(wait);
     for (int i = 0; i < n; i++) cllm_step_free(steps[i]);
     if (!ok) return cllm_fail(st == CLLM_OK ? CLLM_ERR_INTERNAL : st, "bench step: %s", cllm_last_error());
     return CLLM_OK;
@@ -225,7 +234,8 @@ int cllm_bench_step(int argc, char **argv) {
         "Tokens/s of a full training step (B = 8 random sequences of T = 256 tokens: forward, backward, "
         "reduction, clipping, AdamW) at 1, 2, ... OMP_NUM_THREADS threads: scaling efficiency, model FLOPs "
         "utilisation against the measured FMA peak (CLLM_PEAK_GFLOPS overrides), exposed reduction share and "
-        "thread utilisation from the engine. With --against-torch, PyTorch at each thread count with its best "
+        "thread utilisation from the engine; under mpirun, the tokens/s of all ranks together, each rank's share of "
+        "the step in exchanges and its bytes sent against 2(R-1)/R x 4P. With --against-torch, PyTorch at each thread count with its best "
         "of torch n threads + OPENBLAS_NUM_THREADS=n and torch 1 thread + OPENBLAS_NUM_THREADS=n.",
         flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};
     char *pos[1];
@@ -284,17 +294,26 @@ int cllm_bench_step(int argc, char **argv) {
         }
     }
     omp_set_num_threads(max_threads);
-    if (status == 0 && json) {
+    const cllm_comm *job = cllm_ranks_comm();
+    int R = job->size;
+    /* What a direct reduce-scatter and all-gather of 4-byte floats move per rank. */
+    double formula = 2.0 * (R - 1) / R * 4.0 * (double)model.n_params;
+    if (job->rank != 0) {
+        /* under mpirun, rank 0 reports for the job */
+    } else if (status == 0 && json) {
         printf("{\"preset\":\"%c\",\"batch\":%d,\"seq\":%d,\"simd\":\"%s\",\"precision\":\"%s\",\"bf16_fast\":%s,"
-               "\"peak_gflops_per_core\":%.2f,\"flops_per_token\":%.0f,\"results\":[",
+               "\"peak_gflops_per_core\":%.2f,\"flops_per_token\":%.0f,\"ranks\":%d,\"formula_bytes_per_rank\":%.0f,"
+               "\"results\":[",
                preset, BENCH_BATCH, BENCH_SEQ, model.kernels->name, bf16 ? "bf16" : "fp32",
-               model.kernels->bf16_fast ? "true" : "false", peak, gpt2_flops_per_token(&cfg));
+               model.kernels->bf16_fast ? "true" : "false", peak, gpt2_flops_per_token(&cfg), R, formula);
         for (int i = 0; i < n; i++) {
             printf("%s{\"threads\":%d,\"tokens_per_s\":%.1f,\"step_s\":%.5f,\"efficiency\":%.4f,\"mfu\":%.4f,"
                    "\"exposed_reduction_share\":%.4f,\"update_share\":%.4f,\"utilisation\":%.4f,"
-                   "\"torch_best_tokens_per_s\":%.1f",
+                   "\"torch_best_tokens_per_s\":%.1f,\"comm_share\":%.4f,\"rank_wait_share\":%.4f,"
+                   "\"comm_bytes_per_rank\":%.0f",
                    i ? "," : "", res[i].threads, res[i].tokens_per_s, res[i].step_s, res[i].efficiency, res[i].mfu,
-                   res[i].exposed_share, res[i].update_share, res[i].utilisation, torch_best[i]);
+                   res[i].exposed_share, res[i].update_share, res[i].utilisation, torch_best[i], res[i].comm_share,
+                   res[i].wait_share, res[i].comm_bytes);
             if (bf16)
                 printf(",\"bf16_tokens_per_s\":%.1f,\"bf16_mfu\":%.4f,\"torch_bf16_tokens_per_s\":%.1f",
                        res16[i].tokens_per_s, res16[i].mfu, torch16[i]);
@@ -307,9 +326,13 @@ int cllm_bench_step(int argc, char **argv) {
         printf("preset %c: B=%d, T=%d, %zu parameters, %.1f MFLOP/token, SIMD %s, peak %.1f GFLOP/s/core\n\n",
                preset, BENCH_BATCH, BENCH_SEQ, gpt2_num_parameters(&model), gpt2_flops_per_token(&cfg) / 1e6,
                model.kernels->name, peak);
+        if (R > 1)
+            printf("ranks %d (MPI; threads below are per rank), each computing its block of the %d micro-batches; "
+                   "2(R-1)/R x 4P = %.1f KiB per rank per step\n\n", R, BENCH_BATCH, formula / 1024.0);
         printf("%7s %10s %9s %8s %6s %9s %8s %7s", "threads", "tokens/s", "step ms", "scaling", "MFU", "exposed",
                "update", "util");
         if (against_torch) printf(" %12s %7s", "PyTorch best", "ratio");
+        if (R > 1) printf(" %7s %7s %10s", "wait", "comm", "sent KiB");
         printf("\n");
         for (int i = 0; i < n; i++) {
             printf("%7d %10.0f %9.1f %7.0f%% %5.0f%% %8.2f%% %7.2f%% %6.1f%%", res[i].threads, res[i].tokens_per_s,
@@ -317,12 +340,19 @@ int cllm_bench_step(int argc, char **argv) {
                    100 * res[i].update_share, 100 * res[i].utilisation);
             if (against_torch && torch_best[i] > 0)
                 printf(" %12.0f %6.2fx", torch_best[i], res[i].tokens_per_s / torch_best[i]);
+            if (R > 1)
+                printf(" %6.2f%% %6.2f%% %10.1f", 100 * res[i].wait_share, 100 * res[i].comm_share,
+                       res[i].comm_bytes / 1024.0);
             printf("\n");
         }
         printf("\nmedians of %d steps; scaling = tokens/s / (threads x 1-thread tokens/s); MFU against the "
                "measured per-core FMA peak; exposed = reduction left after the last compute (last merges, clipping "
                "norm), update = the AdamW pass after it, each a share of the step.\n",
                repeats);
+        if (R > 1)
+            printf("rank 0's wait = for the other ranks to finish computing (imbalance, skew), comm = the exchanges "
+                   "after it that the fold did not hide (spans, norm, parameters, loss), each a share of the step; "
+                   "sent = bytes rank 0 handed over per step.\n");
     }
     gpt2_destroy(&model);
     gpt2_destroy(&model16);

@@ -13,6 +13,8 @@
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
 #include "cllm/cli/flags.h"
+#include "cllm/cli/ranks.h"
+#include "cllm/dist/comm_mpi.h"
 #include "cllm/base/cpu.h"
 #include "cllm/kernels/kernels.h"
 
@@ -29,6 +31,8 @@ typedef struct {
     char schedule[64];        /* "dynamic,1" */
     const char *proc_bind;    /* omp_get_proc_bind() */
     const char *env_proc_bind, *env_places; /* NULL when unset */
+    char mpi_library[256];    /* "Open MPI v4.1.4 (MPI 3.1)", or "not built with MPI" */
+    int ranks;                /* of the job (1 when not started by mpirun) */
 } info_report;
 
 static const char *openmp_spec_of(long yyyymm) {
@@ -105,6 +109,8 @@ static void gather(info_report *r) {
     r->proc_bind = describe_proc_bind();
     r->env_proc_bind = env_or_null("OMP_PROC_BIND");
     r->env_places = env_or_null("OMP_PLACES");
+    cllm_mpi_library(r->mpi_library, sizeof r->mpi_library);
+    r->ranks = cllm_ranks_comm()->size;
 }
 
 static const char *yes_no(int b) { return b ? "yes" : "no"; }
@@ -147,8 +153,11 @@ static void print_text(const info_report *r, FILE *out) {
         any = 1;
     }
     if (!any) fprintf(out, "CLLM_* set:      none\n");
-    fprintf(out, "built with:      openblas %s, cairo %s, utf8proc %s (GPT-2 pre-tokenization)\n",
-            yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO), yes_no(CLLM_HAVE_UTF8PROC));
+    fprintf(out, "built with:      openblas %s, cairo %s, utf8proc %s (GPT-2 pre-tokenization), mpi %s\n",
+            yes_no(CLLM_HAVE_OPENBLAS), yes_no(CLLM_HAVE_CAIRO), yes_no(CLLM_HAVE_UTF8PROC), yes_no(cllm_mpi_built()));
+    fprintf(out, "mpi:             %s\n", r->mpi_library);
+    fprintf(out, "ranks:           %d%s, %d threads per rank\n", r->ranks,
+            r->ranks > 1 ? " (MPI)" : cllm_mpi_built() ? " (not started by mpirun)" : "", r->max_threads);
 }
 
 /* A JSON string literal. Bytes outside printable ASCII are written as \u00XX,
@@ -217,8 +226,11 @@ static void print_json(const info_report *r, FILE *out) {
     json_string_or_null(out, r->env_places);
     fputs("},\"env\":", out);
     json_cllm_variables(out);
-    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s,\"utf8proc\":%s}}\n", json_bool(CLLM_HAVE_OPENBLAS),
-            json_bool(CLLM_HAVE_CAIRO), json_bool(CLLM_HAVE_UTF8PROC));
+    fprintf(out, ",\"features\":{\"openblas\":%s,\"cairo\":%s,\"utf8proc\":%s,\"mpi\":%s},\"mpi\":{\"library\":",
+            json_bool(CLLM_HAVE_OPENBLAS), json_bool(CLLM_HAVE_CAIRO), json_bool(CLLM_HAVE_UTF8PROC),
+            json_bool(cllm_mpi_built()));
+    json_string(out, r->mpi_library);
+    fprintf(out, ",\"ranks\":%d,\"threads_per_rank\":%d}}\n", r->ranks, r->max_threads);
 }
 
 int cllm_cmd_info(int argc, char **argv) {
@@ -231,7 +243,8 @@ int cllm_cmd_info(int argc, char **argv) {
         "Shows the CPU's SIMD features, the SIMD path cllm will use, whether --precision bf16 is fast\n"
         "there, the compiler, the OpenMP runtime\n"
         "and version, threads, processors, the schedule in force (OMP_SCHEDULE, default dynamic,1),\n"
-        "OMP_PROC_BIND/OMP_PLACES, every CLLM_* variable that is set, and the optional features built in.",
+        "OMP_PROC_BIND/OMP_PLACES, every CLLM_* variable that is set, the optional features built in, and\n"
+        "the MPI library, ranks and threads per rank (under mpirun, rank 0 prints).",
         flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};
     char *positional[argc > 0 ? argc : 1]; /* the parser needs one slot per argument */
     int n_positional = 0;
@@ -239,6 +252,7 @@ int cllm_cmd_info(int argc, char **argv) {
     if (rc >= 0) return rc;
     info_report r;
     gather(&r);
+    if (cllm_ranks_comm()->rank != 0) return 0; /* under mpirun: rank 0 speaks for the job */
     if (json) print_json(&r, stdout);
     else print_text(&r, stdout);
     return fflush(stdout) == 0 ? 0 : 1;

@@ -11,9 +11,11 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
+#include "cllm/cli/ranks.h"
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/memory.h"
+#include "cllm/train/pretrained.h"
 #include "cllm/report/progress.h"
 #include "cllm/train/trainer.h"
 
@@ -76,10 +78,14 @@ static int fail_line(const char *fmt, const char *a, const char *b) {
 }
 
 static cllm_flag_kind flag_kind(cllm_opt_type t) {
-    return t == CLLM_OPT_INT      ? CLLM_FLAG_INT
-           : t == CLLM_OPT_INT64  ? CLLM_FLAG_INT64
-           : t == CLLM_OPT_CHOICE ? CLLM_FLAG_CHOICE
-                                  : CLLM_FLAG_DOUBLE;
+    switch (t) {
+    case CLLM_OPT_INT: return CLLM_FLAG_INT;
+    case CLLM_OPT_INT64: return CLLM_FLAG_INT64;
+    case CLLM_OPT_DOUBLE: return CLLM_FLAG_DOUBLE;
+    case CLLM_OPT_PATH: return CLLM_FLAG_STRING;
+    case CLLM_OPT_CHOICE: return CLLM_FLAG_CHOICE;
+    }
+    return CLLM_FLAG_DOUBLE;
 }
 
 /* The table's rows, then --preset, --stop-after, --out, --resume, --quiet, --verbose. */
@@ -147,12 +153,17 @@ static void apply_overrides(const train_flags *f, cllm_train_options *o) {
     }
 }
 
+/* The row of the option stored at `offset`. */
+static const cllm_train_option *option_at(size_t offset) {
+    for (int i = 0; i < cllm_train_option_count; i++)
+        if (cllm_train_option_table[i].offset == offset) return &cllm_train_option_table[i];
+    CLLM_ASSERT(!"an option of cllm_train_option_table");
+    return NULL;
+}
+
 /* Whether the flag of the option stored at `offset` was given. */
 static int option_given(const train_flags *f, size_t offset) {
-    for (int i = 0; i < cllm_train_option_count; i++)
-        if (cllm_train_option_table[i].offset == offset) return f->seen[i];
-    CLLM_ASSERT(!"an option of cllm_train_option_table");
-    return 0;
+    return f->seen[option_at(offset) - cllm_train_option_table];
 }
 
 #define GIVEN(field) option_given(f, offsetof(cllm_train_options, field))
@@ -164,7 +175,16 @@ static int use_tokenizer_file(const train_flags *f, cllm_train_options *o) {
     if (!*f->tokenizer) return fail_line("--tokenizer needs a file name, not an empty string%s%s", "", "");
     if (cllm_tokenizer_load(f->tokenizer, &tok) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
     int vocab = cllm_tokenizer_vocab_size(tok);
+    cllm_pretok mode = cllm_tokenizer_pretokenizer(tok);
     cllm_tokenizer_free(tok);
+    /* The file's tokenizer keeps the pre-tokenization it was trained with, and
+       run.json records that one. */
+    if (GIVEN(pretokenize) && o->pretokenize != (int)mode) {
+        fprintf(stderr, "cllm train: --pretokenize %s does not match --tokenizer %s (trained with %s): drop --pretokenize\n",
+                cllm_pretok_name((cllm_pretok)o->pretokenize), f->tokenizer, cllm_pretok_name(mode));
+        return 2;
+    }
+    o->pretokenize = (int)mode;
     if (GIVEN(model.vocab_size) && o->model.vocab_size != vocab) {
         char given[32], has[64];
         snprintf(given, sizeof given, "%d", o->model.vocab_size);
@@ -191,12 +211,60 @@ static void fill_fresh(const train_flags *f, const preset *p, char **data, int n
     if (!GIVEN(min_lr)) o->min_lr = o->lr / 10.0;
 }
 
+/* --init: the model's shape is the folder's config.json. A shape flag that
+ * agrees with it is accepted, one that contradicts it refused, and --preset
+ * (a shape of cllm's own), --pretokenize and --tokenizer (the tokenizer is
+ * the folder's) too. --lr defaults lower (CLLM_INIT_LR): the
+ * model is trained already. Returns 0, or the exit status after one line. */
+static int apply_init(const train_flags *f, cllm_train_options *o) {
+    if (f->seen_preset)
+        return fail_line("--preset cannot be combined with --init: the model's shape comes from %s/config.json%s",
+                         o->init_dir, "");
+    if (!*o->init_dir) return fail_line("--init needs a folder name, not an empty string%s%s", "", "");
+    if (GIVEN(pretokenize) || f->tokenizer)
+        return fail_line("%s cannot be combined with --init: the tokenizer comes from %s",
+                         f->tokenizer ? "--tokenizer" : "--pretokenize", o->init_dir);
+    gpt2_config cfg;
+    if (cllm_pretrained_read_config(o->init_dir, &cfg, NULL) != CLLM_OK) return fail_line("%s%s", cllm_last_error(), "");
+    const struct {
+        size_t at;       /* in cllm_train_options */
+        int has;         /* the folder's value */
+        const char *key; /* config.json's name for it */
+    } shape[] = {
+        {offsetof(cllm_train_options, model.n_layer), cfg.n_layer, "n_layer"},
+        {offsetof(cllm_train_options, model.n_head), cfg.n_head, "n_head"},
+        {offsetof(cllm_train_options, model.n_embd), cfg.n_embd, "n_embd"},
+        {offsetof(cllm_train_options, model.seq_len), cfg.seq_len, "n_positions"},
+        {offsetof(cllm_train_options, model.vocab_size), cfg.vocab_size, "vocab_size"},
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        const cllm_train_option *opt = option_at(shape[i].at);
+        char a[512], b[512];
+        /* run.json holds the shape in the rows' ranges: a folder outside them could not resume */
+        if (shape[i].has < opt->min || shape[i].has > opt->max) {
+            snprintf(a, sizeof a, "%s/config.json: %s %d", o->init_dir, shape[i].key, shape[i].has);
+            snprintf(b, sizeof b, "%.0f..%.0f", opt->min, opt->max);
+            return fail_line("%s is outside what cllm train takes (%s)", a, b);
+        }
+        int given = *(const int *)((const char *)o + shape[i].at);
+        if (!option_given(f, shape[i].at) || given == shape[i].has) continue;
+        snprintf(a, sizeof a, "--%s %d", opt->flag, given);
+        snprintf(b, sizeof b, "%s/config.json (%s %d): --init keeps the folder's architecture", o->init_dir,
+                 shape[i].key, shape[i].has);
+        return fail_line("%s contradicts %s", a, b);
+    }
+    o->model = cfg;
+    if (!GIVEN(lr)) o->lr = CLLM_INIT_LR;
+    if (!GIVEN(min_lr)) o->min_lr = o->lr / 10.0;
+    return 0;
+}
+
 #undef GIVEN
 
 /* A rough peak of what a run allocates, so that a model that cannot fit is
  * refused here (exit 2, with the figure) instead of failing in malloc or being
- * OOM-killed part-way: with P parameters (4 bytes each) it counts the model,
- * AdamW's two moments, the engine's gradient buffers (one per thread plus a
+ * OOM-killed part-way: with P parameters (4 bytes each) it counts the model
+ * (and its 2-byte bf16 copy with --precision bf16), AdamW's two moments, the engine's gradient buffers (one per thread plus a
  * few in flight, never more than the micro-batches: threads + 2 + log2(M),
  * at most M), one activation arena per thread for --micro sequences, and on
  * --resume the checkpoint being read (model and optimizer files, read whole,
@@ -208,7 +276,8 @@ static cllm_status training_fits_memory(const cllm_train_options *o, int resume)
     double micro_batches = (double)(o->batch / o->micro) * o->grad_accum;
     double buffers = threads + 2.0 + log2(micro_batches > 1 ? micro_batches : 1);
     if (buffers > micro_batches) buffers = micro_batches;
-    double floats = P * (3.0 + buffers + (resume ? 4.0 : 0.0));
+    double bf16_copy = o->precision == CLLM_PRECISION_BF16 ? 0.5 : 0.0; /* 2 bytes a parameter */
+    double floats = P * (3.0 + bf16_copy + buffers + (resume ? 4.0 : 0.0));
     double bytes = floats * sizeof(float) + threads * gpt2_acts_bytes_estimate(&o->model, o->micro);
     char what[160];
     snprintf(what, sizeof what, "a model of %.3g parameters (%d layers x %d wide) with %d thread(s)", P,
@@ -303,7 +372,9 @@ int cllm_cmd_train(int argc, char **argv) {
     } else {
         fill_fresh(&f, p, positional, n_pos, &o);
         o.out_dir = f.seen_out ? f.out : NULL;
-        if (f.tokenizer && (rc = use_tokenizer_file(&f, &o)) != 0) {
+        rc = f.tokenizer && !o.init_dir ? use_tokenizer_file(&f, &o) : 0;
+        if (rc == 0 && o.init_dir) rc = apply_init(&f, &o);
+        if (rc) {
             free(positional);
             return rc;
         }
@@ -318,13 +389,16 @@ int cllm_cmd_train(int argc, char **argv) {
     o.columns = cllm_env_columns();
     o.peak_gflops = cllm_env_peak_gflops();
     o.kernels = cllm_kernel_table_for(cllm_env_simd()); /* CLLM_SIMD, resolved once here */
+    o.comm = cllm_ranks_comm(); /* mpirun's ranks, or this process alone */
 
     rc = check_combination(&o, resume);
     if (rc == 0) {
         cllm_train_result res;
         cllm_status st = cllm_train(&o, resume, &res);
         if (st != CLLM_OK) {
-            fprintf(stderr, "cllm train: %s\n", cllm_last_error());
+            if (!res.same_on_all_ranks || cllm_ranks_comm()->rank == 0)
+                fprintf(stderr, "cllm train: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            if (res.same_on_all_ranks) cllm_ranks_agreed_failure();
             rc = (int)st;
         } else {
             rc = res.interrupted ? 130 : 0;

@@ -386,6 +386,17 @@ double cllm_env_peak_gflops(void) {
     return v && parse_positive_double(v, &x) ? x : 0.0;
 }
 
+int cllm_env_launcher_ranks(void) {
+    /* Open MPI's mpirun, then MPICH's Hydra (and other PMI launchers). */
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        long n;
+        if (v && parse_int_in(v, 1, 1L << 24, &n)) return (int)n;
+    }
+    return 0;
+}
+
 /* COLUMNS is the shell's, not ours: a malformed value is not an error, just
  * no width (the terminal's own size, TIOCGWINSZ, comes first anyway). */
 int cllm_env_columns(void) {

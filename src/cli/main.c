@@ -5,6 +5,7 @@
 
 #include "cllm/cli/commands.h"
 #include "cllm/cli/env.h"
+#include "cllm/cli/ranks.h"
 #include "cllm/base/common.h"
 #include "cllm/base/build_config.h"
 
@@ -12,17 +13,21 @@ typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
+    /* Under mpirun with several ranks: 1, every rank runs it together (it
+     * knows ranks); 0, rank 0 alone runs it and the others exit 0. */
+    int ranks;
 } command;
 
 static const command commands[] = {
-    {"train", cllm_cmd_train, "train a tokenizer and a GPT-2-style model on text files or folders"},
-    {"eval", cllm_cmd_eval, "loss and perplexity of a saved model on text"},
-    {"sample", cllm_cmd_sample, "generate text from a saved model"},
-    {"tokenizer", cllm_cmd_tokenizer, "train, encode with, or decode with a byte-level BPE tokenizer"},
-    {"plot", cllm_cmd_plot, "draw the loss curves of one or more runs to a PNG"},
-    {"runs", cllm_cmd_runs, "list run folders: state, step, losses, tokens, time"},
-    {"bench", cllm_cmd_bench, "measure kernels, reduction, and training steps"},
-    {"info", cllm_cmd_info, "CPU features, SIMD path, OpenMP runtime and settings in force"},
+    {"train", cllm_cmd_train, "train a tokenizer and a GPT-2-style model on text files or folders", 1},
+    {"eval", cllm_cmd_eval, "loss and perplexity of a saved model on text", 0},
+    {"sample", cllm_cmd_sample, "generate text from a saved model", 0},
+    {"export", cllm_cmd_export, "write a run's model and tokenizer as a GGUF file for llama.cpp", 0},
+    {"tokenizer", cllm_cmd_tokenizer, "train, encode with, or decode with a byte-level BPE tokenizer", 0},
+    {"plot", cllm_cmd_plot, "draw the loss curves of one or more runs to a PNG", 0},
+    {"runs", cllm_cmd_runs, "list run folders: state, step, losses, tokens, time", 0},
+    {"bench", cllm_cmd_bench, "measure kernels, reduction, and training steps", 1},
+    {"info", cllm_cmd_info, "CPU features, SIMD path, OpenMP runtime and settings in force", 1},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -90,7 +95,19 @@ int main(int argc, char **argv) {
             return 2;
         }
         cllm_env_apply_openmp_defaults();
-        return commands[i].run(argc - 2, argv + 2);
+        /* Under mpirun: MPI starts here, on the thread that will make every MPI call. */
+        if (cllm_ranks_start() != CLLM_OK) {
+            fprintf(stderr, "cllm: %s%s\n", cllm_ranks_prefix(), cllm_last_error());
+            cllm_ranks_finish(2);
+            return 2;
+        }
+        if (!commands[i].ranks && cllm_ranks_comm()->rank != 0) { /* one copy of its output, one writer */
+            cllm_ranks_finish(0);
+            return 0;
+        }
+        int rc = commands[i].run(argc - 2, argv + 2);
+        cllm_ranks_finish(rc);
+        return rc;
     }
     fprintf(stderr, "cllm: unknown command '%s' (see cllm --help)\n", name);
     return 2;

@@ -130,7 +130,8 @@ int cllm_hf_tokenizer_expressible(const cllm_tokenizer *t, char *why, size_t n) 
     /* Every vocabulary key distinct: sort the ids by text and compare neighbours. */
     int vocab = cllm_tokenizer_vocab_size(t);
     char **keys = calloc((size_t)vocab, sizeof *keys);
-    int ok = keys != NULL;
+    char *scratch = malloc(TOKEN_STRING_MAX); /* one token's text; each key keeps only its length */
+    int ok = keys != NULL && scratch != NULL;
     for (int32_t id = 0; ok && id < vocab; id++) {
         size_t len;
         const uint8_t *p = cllm_tokenizer_token_text(t, id, &len);
@@ -139,11 +140,15 @@ int cllm_hf_tokenizer_expressible(const cllm_tokenizer *t, char *why, size_t n) 
             ok = 0;
             break;
         }
-        keys[id] = malloc(TOKEN_STRING_MAX);
-        if (!keys[id]) ok = 0;
-        else cllm_hf_token_text(t, id, keys[id]);
+        cllm_hf_token_text(t, id, scratch);
+        keys[id] = strdup(scratch);
+        if (!keys[id]) {
+            snprintf(why, n, "out of memory");
+            ok = 0;
+        }
     }
-    if (!keys) snprintf(why, n, "out of memory");
+    if (!keys || !scratch) snprintf(why, n, "out of memory");
+    free(scratch);
     if (ok) {
         qsort(keys, (size_t)vocab, sizeof *keys, strcmp_ptr);
         for (int i = 1; ok && i < vocab; i++)

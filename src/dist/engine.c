@@ -9,7 +9,11 @@
  *  - the root is never merged: each thread, as the owner of its segments,
  *    folds the root's two children straight into the update;
  *  - the only atomics are per-node counters, per-buffer busy flags and
- *    per-leaf done flags: hand-over points, never gradient or parameter data. */
+ *    per-leaf done flags: hand-over points, never gradient or parameter data;
+ *  - with several ranks (comm->size > 1), each rank computes one node of the
+ *    same global tree (its block of micro-batch indices), the spans move as
+ *    data, and each rank folds the upper tree over the span it owns ("ranks"
+ *    below). */
 #include "cllm/dist/engine.h"
 
 #include <math.h>
@@ -65,6 +69,22 @@ struct cllm_engine {
     float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
     const cllm_kernel_table *kern;
     const cllm_comm *comm;
+
+    /* ranks: this rank computes global micro-batches [first_micro,
+     * first_micro + M) of M_global; block_lo/hi: every rank's block, nodes of
+     * the global tree in index order. Segments are S_local per rank's span,
+     * S = R x S_local in all; this rank updates [own_seg, own_seg + S_local). */
+    int R, M_global, first_micro, S_local, own_seg;
+    int *block_lo, *block_hi;
+    size_t own_begin, own_end;
+    float *recv; /* R x own length: every rank's partial sum of this rank's span */
+    int *span_folded; /* per destination rank: segments of its span folded this step (hand-over counters) */
+    int *span_sent;   /* per destination rank: sent (primary thread only) */
+    int n_sent;
+    cllm_status send_status; /* the first failed send, on the primary thread */
+    double comm_time; /* seconds in the step's exchanges, after the ranks' agreement */
+    double wait_time; /* seconds in the agreement: waiting for the slowest rank's compute */
+    uint64_t sent_before; /* comm->bytes_sent at the step's start */
 
     /* per-step state */
     node_state *ns;
@@ -302,7 +322,7 @@ static void compute_micro(cllm_engine *e, int i, int *low) {
     double t = cllm_now();
     if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
     double t1 = cllm_now();
-    cllm_status st = e->job->compute(e->job->ctx, i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
+    cllm_status st = e->job->compute(e->job->ctx, e->first_micro + i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
     if (st != CLLM_OK) record_failure(e, st);
     double t2 = cllm_now();
     a->zero += t1 - t;
@@ -439,6 +459,198 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     a->update += cllm_now() - t;
 }
 
+/* ---- ranks ------------------------------------------------------------------
+ *
+ * Several ranks share a step: the global tree over M_global micro-batches is
+ * cut into R nodes (rank_blocks), and rank r computes node r with the local
+ * engine above (the subtree of node (lo, hi) is the tree over hi - lo leaves:
+ * `mid` depends only on the width). Its partial sum moves as data: span q of
+ * it to rank q (comm->exchange_send, as soon as the span is folded). Rank q
+ * then adds the R partials of its span along the tree's upper nodes, exactly the additions one process would do
+ * (element for element left + right), takes the norm's chunk squares in the
+ * root's fold, and updates its span; the parameters are all-gathered. */
+
+/* The R nodes cutting the tree over M leaves: start from the root, split
+ * the widest node (the lowest on ties) until there are R; in index order.
+ * Needs 1 <= R <= M. */
+static void rank_blocks(int M, int R, int *lo, int *hi) {
+    int n = 1;
+    lo[0] = 0, hi[0] = M;
+    while (n < R) {
+        int w = 0;
+        for (int i = 1; i < n; i++)
+            if (hi[i] - lo[i] > hi[w] - lo[w]) w = i;
+        CLLM_ASSERT(hi[w] - lo[w] >= 2);
+        for (int i = n; i > w + 1; i--) lo[i] = lo[i - 1], hi[i] = hi[i - 1];
+        lo[w + 1] = lo[w] + largest_pow2_below(hi[w] - lo[w]);
+        hi[w + 1] = hi[w];
+        hi[w] = lo[w + 1];
+        n++;
+    }
+}
+
+/* This rank's block, span and segment numbers (one rank: everything). */
+static cllm_status ranks_setup(cllm_engine *e, const cllm_engine_config *cfg) {
+    const cllm_comm *c = e->comm;
+    e->R = c->size;
+    e->M_global = cfg->n_micro;
+    if (e->R > e->M_global)
+        return cllm_fail(CLLM_ERR_INPUT, "%d ranks but %d micro-batches per step: every rank needs at least one "
+                         "(raise --batch or --grad-accum, or lower --micro)", e->R, e->M_global);
+    e->block_lo = cllm_alloc((size_t)e->R * sizeof(int));
+    e->block_hi = cllm_alloc((size_t)e->R * sizeof(int));
+    if (!e->block_lo || !e->block_hi) return cllm_fail(CLLM_ERR_INTERNAL, "engine: out of memory");
+    rank_blocks(e->M_global, e->R, e->block_lo, e->block_hi);
+    e->first_micro = e->block_lo[c->rank];
+    e->M = e->block_hi[c->rank] - e->first_micro;
+    e->S = e->R * e->S_local;
+    e->own_seg = c->rank * e->S_local;
+    cllm_comm_span(c, e->n_params, c->rank, &e->own_begin, &e->own_end);
+    return CLLM_OK;
+}
+
+static float *local_partial(const cllm_engine *e) {
+    return (float *)(e->M > 1 ? child_buffer(e, e->nodes[e->root].left) : child_buffer(e, -1));
+}
+
+/* Primary thread: sends every span whose segments are all folded and that
+ * has not left yet (the transfer then runs while the fold goes on). */
+static void ranks_send_ready(cllm_engine *e, const float *partial) {
+    for (int q = 0; q < e->R; q++) {
+        if (e->span_sent[q] || atomic_load(&e->span_folded[q]) < e->S_local) continue;
+        e->span_sent[q] = 1;
+        e->n_sent++;
+        cllm_status st = e->comm->exchange_send(e->comm, partial, e->n_params, q, e->recv);
+        if (st != CLLM_OK && e->send_status == CLLM_OK) e->send_status = st;
+    }
+    if (e->n_sent < e->R) e->comm->exchange_poll(e->comm);
+}
+
+/* After the local tree: this rank's node of the global tree, folded into
+ * one buffer (the local root's left child's) segment by segment, the spans
+ * in the order the ranks' right-hand neighbours come (rank r first folds
+ * rank r + 1's span, so the ranks do not all send to one rank at once, and
+ * its own last). The primary thread, which alone calls MPI, sends each span
+ * as soon as its last segment is folded and keeps the transfers moving while
+ * it folds its share; it returns once every span has left. */
+static void ranks_fold_local(cllm_engine *e, const float *partial, int tid, int team) {
+    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
+    thread_acct *a = &e->acct[tid];
+    int rank = e->comm->rank;
+    double t = cllm_now();
+    for (int k = tid; k < e->S; k += team) {
+        int s = (k + (rank + 1) * e->S_local) % e->S;
+        if (e->M > 1) fold_root_chunked(e, &e->segs[s], tmp, NULL);
+        atomic_inc(&e->span_folded[s / e->S_local], a);
+        if (tid == 0) ranks_send_ready(e, partial);
+    }
+    a->merge += cllm_now() - t;
+    if (tid != 0) return;
+    while (e->n_sent < e->R) {
+        ranks_send_ready(e, partial);
+        if (e->n_sent < e->R) cpu_relax();
+    }
+}
+
+/* Node (lo, hi) of the upper tree over [off, off + len) of this rank's span:
+ * a rank's block is its received partial, others left + right into tmp level
+ * lvl (levels as in fold_child). */
+static const float *upper_value(const cllm_engine *e, int lo, int hi, size_t off, size_t len, int lvl, float *tmp) {
+    for (int r = 0; r < e->R; r++)
+        if (e->block_lo[r] == lo && e->block_hi[r] == hi)
+            return e->recv + (size_t)r * (e->own_end - e->own_begin) + (off - e->own_begin);
+    int mid = lo + largest_pow2_below(hi - lo);
+    const float *srcs[2] = {upper_value(e, lo, mid, off, len, lvl + 1, tmp),
+                            upper_value(e, mid, hi, off, len, lvl + 2, tmp)};
+    float *out = tmp + (size_t)lvl * FOLD_CHUNK;
+    e->kern->sum(out, srcs, 2, len);
+    return out;
+}
+
+/* The global root over this rank's span, into `dst` (the partial's buffer,
+ * whose own span was copied out by the exchange), chunks split over the team;
+ * with squares per CLLM_SQ_CHUNK for the norm when sq is set. */
+static void ranks_fold_upper(cllm_engine *e, float *dst, int with_sq, int tid, int team) {
+    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
+    int mid = largest_pow2_below(e->M_global);
+    double t = cllm_now();
+    size_t chunks = (e->own_end - e->own_begin + FOLD_CHUNK - 1) / FOLD_CHUNK;
+    for (size_t j = (size_t)tid; j < chunks; j += (size_t)team) {
+        size_t off = e->own_begin + j * FOLD_CHUNK;
+        size_t len = e->own_end - off < FOLD_CHUNK ? e->own_end - off : FOLD_CHUNK;
+        const float *srcs[2] = {upper_value(e, 0, mid, off, len, 0, tmp),
+                                upper_value(e, mid, e->M_global, off, len, 1, tmp)};
+        if (with_sq) e->kern->sum_sq(dst + off, srcs, 2, len, e->sq + off / CLLM_SQ_CHUNK);
+        else e->kern->sum(dst + off, srcs, 2, len);
+    }
+    e->acct[tid].merge += cllm_now() - t;
+}
+
+/* The ranks agree that every compute succeeded (or all fail), exchange the
+ * spans, fold, take the norm, and update this rank's span. */
+static cllm_status ranks_reduce_update(cllm_engine *e, const cllm_engine_job *job) {
+    const cllm_comm *c = e->comm;
+    double t = cllm_now();
+    int failed_rank = c->first_flagged(c, e->failed);
+    double t_agreed = cllm_now();
+    e->wait_time = t_agreed - t;
+    t = t_agreed;
+    if (failed_rank >= 0) {
+        if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
+        return cllm_fail(CLLM_ERR_INTERNAL, "rank %d failed in this step (its message is on its stderr): no update "
+                         "applied", failed_rank);
+    }
+    float *partial = local_partial(e);
+    cllm_status st = c->exchange_begin(c, e->n_params, e->recv);
+    if (st != CLLM_OK) return st;
+    memset(e->span_folded, 0, sizeof(int) * (size_t)e->R);
+    memset(e->span_sent, 0, sizeof(int) * (size_t)e->R);
+    e->n_sent = 0;
+    e->send_status = CLLM_OK;
+    double t_fold = cllm_now();
+#pragma omp parallel num_threads(e->n_threads)
+    ranks_fold_local(e, partial, omp_get_thread_num(), omp_get_num_threads());
+    double t_end = cllm_now();
+    st = c->exchange_end(c);
+    /* Exchanges: before the fold, and whatever of the transfers the fold did not hide. */
+    e->comm_time += (t_fold - t) + (cllm_now() - t_end);
+    if (st == CLLM_OK) st = e->send_status;
+    if (st != CLLM_OK) return st;
+    int with_sq = job->grad_scale != NULL;
+#pragma omp parallel num_threads(e->n_threads)
+    ranks_fold_upper(e, partial, with_sq, omp_get_thread_num(), omp_get_num_threads());
+    if (with_sq) {
+        t = cllm_now();
+        size_t first = e->own_begin / CLLM_SQ_CHUNK, n = cllm_sq_chunks(e->own_end) - first;
+        double norm2 = c->norm2(c, e->sq + first, n);
+        e->comm_time += cllm_now() - t;
+        e->sq[cllm_sq_chunks(e->n_params)] = norm2;
+        e->scale = job->grad_scale(job->ctx, norm2);
+    }
+    e->reduced_at = cllm_now() - e->t0;
+    const float *srcs[1] = {partial};
+#pragma omp parallel num_threads(e->n_threads)
+    {
+        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        double t0 = cllm_now();
+        for (int s = e->own_seg + tid; s < e->own_seg + e->S_local; s += team)
+            if (e->segs[s].end > e->segs[s].begin)
+                job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, 1, e->scale);
+        e->acct[tid].update += cllm_now() - t0;
+    }
+    return CLLM_OK;
+}
+
+void cllm_engine_owned(const cllm_engine *e, size_t *begin, size_t *end) {
+    *begin = e->own_begin;
+    *end = e->own_end;
+}
+
+void cllm_engine_block(const cllm_engine *e, int *first_micro, int *n_micro) {
+    *first_micro = e->first_micro;
+    *n_micro = e->M;
+}
+
 /* ---- create / free -------------------------------------------------------- */
 
 int64_t cllm_engine_atomics_formula(int n_micro, int segments) {
@@ -503,11 +715,16 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     e->M = cfg->n_micro;
     e->n_threads = omp_get_max_threads();
     e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
-    e->S = e->n_threads * e->spt;
+    e->S_local = e->n_threads * e->spt;
     e->streaming = cfg->streaming;
     e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
     e->compute_overwrites = cfg->compute_overwrites != 0;
     e->kern = cfg->kernels ? cfg->kernels : cllm_kernel_table_best();
+    st = ranks_setup(e, cfg);
+    if (st != CLLM_OK) {
+        cllm_engine_free(e);
+        return st;
+    }
     e->n_nodes = e->M - 1;
     ALLOC(nodes, e->n_nodes + 1);
     ALLOC(leaf_parent, e->M);
@@ -519,7 +736,18 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     size_pool(e, cfg->window);
 
     ALLOC(segs, e->S);
-    cllm_segments_split(e->n_params, e->S, CLLM_SEGMENT_GRAIN, e->segs);
+    for (int r = 0; r < e->R; r++) { /* one rank: the whole vector in S segments */
+        size_t b, end;
+        cllm_comm_span(e->comm, e->n_params, r, &b, &end);
+        cllm_segment *mine = e->segs + (size_t)r * (size_t)e->S_local;
+        cllm_segments_split(end - b, e->S_local, CLLM_SEGMENT_GRAIN, mine);
+        for (int k = 0; k < e->S_local; k++) mine[k].begin += b, mine[k].end += b;
+    }
+    /* A tiny vector can leave a rank an empty span: still one float, so the allocation is not of 0 bytes. */
+    size_t own = e->own_end - e->own_begin;
+    ALLOC(recv, e->R > 1 && own > 0 ? own * (size_t)e->R : 1);
+    ALLOC(span_folded, e->R);
+    ALLOC(span_sent, e->R);
     /* Each buffer rounded up to whole lines, so every one starts 64-byte aligned. */
     size_t stride = (e->n_params + 15) / 16 * 16;
     if (stride > SIZE_MAX / sizeof(float) / (size_t)e->NB) {
@@ -529,7 +757,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     ALLOC(buf_mem, stride * (size_t)e->NB);
     ALLOC(bufs, e->NB);
     for (int b = 0; b < e->NB; b++) e->bufs[b] = e->buf_mem + stride * (size_t)b;
-    e->fold_levels = 2 * tree_depth(e->M) + 2;
+    e->fold_levels = 2 * tree_depth(e->M > e->M_global ? e->M : e->M_global) + 2;
     ALLOC(fold_tmp, (size_t)e->n_threads * (size_t)e->fold_levels * FOLD_CHUNK);
 
     ALLOC(ns, e->n_nodes + 1);
@@ -567,6 +795,11 @@ void cllm_engine_free(cllm_engine *e) {
     cllm_free(e->sort_scratch);
     cllm_free(e->acct);
     cllm_free(e->trace);
+    cllm_free(e->block_lo);
+    cllm_free(e->block_hi);
+    cllm_free(e->recv);
+    cllm_free(e->span_folded);
+    cllm_free(e->span_sent);
     cllm_free(e);
 }
 
@@ -595,6 +828,9 @@ static void reset_step_state(cllm_engine *e, const cllm_engine_job *job) {
     e->reduced_at = 0.0;
     e->job = job;
     e->failed = 0;
+    e->comm_time = 0.0;
+    e->wait_time = 0.0;
+    e->sent_before = e->comm->bytes_sent(e->comm);
 }
 
 /* When the last of micro-batches [lo, hi) finished computing. */
@@ -609,7 +845,7 @@ static double compute_end_of(const cllm_engine *e, int lo, int hi) {
  * reduced. Without, the last merge or owner fold did; a root folded inside
  * the fused sum + update counts as update. */
 static void settle_reduced_at(cllm_engine *e, int team) {
-    if (e->job->grad_scale) return;
+    if (e->job->grad_scale || e->R > 1) return; /* already stamped */
     double at = compute_end_of(e, 0, e->M);
     for (int n = 0; n < e->n_nodes; n++)
         if (n != e->root && node_merged(e, n) && e->ns[n].done_at > at) at = e->ns[n].done_at;
@@ -625,7 +861,7 @@ static int folded_nodes(const cllm_engine *e) {
 }
 
 /* Insertion sort: a handful of threads, and qsort may allocate. */
-static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats *st) {
+static void fill_stats(cllm_engine *e, int team, double wall, double loss, cllm_engine_stats *st) {
     memset(st, 0, sizeof *st);
     st->threads = team;
     st->wall = wall;
@@ -644,7 +880,12 @@ static void fill_stats(cllm_engine *e, int team, double wall, cllm_engine_stats 
     st->compute_median = cllm_median(e->sort_scratch, team);
     st->compute_min = e->sort_scratch[0];
     st->compute_max = e->sort_scratch[team - 1];
-    st->loss = e->comm->mean_loss(e->comm, e->losses, e->M);
+    st->loss = loss;
+    st->comm = e->comm_time;
+    st->comm_share = wall > 0 ? e->comm_time / wall : 0.0;
+    st->rank_wait = e->wait_time;
+    st->rank_wait_share = wall > 0 ? e->wait_time / wall : 0.0;
+    st->comm_bytes = e->comm->bytes_sent(e->comm) - e->sent_before;
     double reduced = e->reduced_at > last_compute ? e->reduced_at : last_compute;
     st->exposed_reduction = reduced - last_compute;
     st->exposed_share = wall > 0 ? st->exposed_reduction / wall : 0.0;
@@ -695,17 +936,27 @@ cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_en
         }
         /* Every merge task of the step completes at this barrier. */
 #pragma omp barrier
-        owners_update(e, tid, team);
+        if (e->R == 1) owners_update(e, tid, team);
     }
-    if (e->failed) return cllm_fail(e->fail_status, "%s", e->fail_msg);
+    if (e->R > 1) {
+        cllm_status st = ranks_reduce_update(e, job);
+        if (st != CLLM_OK) return st;
+    } else if (e->failed) {
+        return cllm_fail(e->fail_status, "%s", e->fail_msg);
+    }
     if (job->params) {
+        double t = cllm_now();
         cllm_status st = e->comm->params_updated(e->comm, job->params, e->n_params);
+        if (e->R > 1) e->comm_time += cllm_now() - t;
         if (st != CLLM_OK) return st;
     }
+    double t = cllm_now();
+    double loss = e->comm->mean_loss(e->comm, e->losses, e->M); /* every rank calls it: a collective */
+    e->comm_time += e->R > 1 ? cllm_now() - t : 0.0;
     double wall = cllm_now() - e->t0;
     settle_reduced_at(e, team_size);
     record_trace(e, wall);
-    if (stats) fill_stats(e, team_size, wall, stats);
+    if (stats) fill_stats(e, team_size, wall, loss, stats);
     return CLLM_OK;
 }
 

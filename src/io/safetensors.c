@@ -429,3 +429,54 @@ const char *cllm_st_metadata(const cllm_st_file *f, const char *key) {
         if (strcmp(f->meta_keys[i], key) == 0) return f->meta_values[i];
     return NULL;
 }
+
+/* ---- conversion on read ------------------------------------------------------ */
+
+static float f32_from_bits(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* binary16: 1 sign, 5 exponent (bias 15), 10 fraction bits. Every value has
+ * an exact float: normals rebias the exponent, subnormals (fraction x 2^-24)
+ * are normalised, infinities and NaNs keep their fraction bits as the top of
+ * float's (a quiet NaN stays quiet, a payload stays the same payload). */
+float cllm_st_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, frac = h & 0x3ffu;
+    if (exp == 0x1f) return f32_from_bits(sign | 0x7f800000u | frac << 13);
+    if (exp != 0) return f32_from_bits(sign | (exp + 127 - 15) << 23 | frac << 13);
+    if (frac == 0) return f32_from_bits(sign);
+    int shift = 0; /* bring the leading 1 of a subnormal to bit 10 */
+    while (!(frac & 0x400u)) {
+        frac <<= 1;
+        shift++;
+    }
+    return f32_from_bits(sign | (uint32_t)(127 - 15 + 1 - shift) << 23 | (frac & 0x3ffu) << 13);
+}
+
+/* bfloat16 is the top half of a float: exact by construction. */
+float cllm_st_bf16_to_f32(uint16_t b) { return f32_from_bits((uint32_t)b << 16); }
+
+int cllm_st_converts_to_f32(cllm_st_dtype dt) { return dt == CLLM_ST_F32 || dt == CLLM_ST_F16 || dt == CLLM_ST_BF16; }
+
+cllm_status cllm_st_to_f32_range(const cllm_st_file *f, const cllm_st_tensor *t, size_t first, size_t count,
+                                 float *dst) {
+    if (!cllm_st_converts_to_f32(t->dtype))
+        return BAD("%s: tensor %s is %s, cllm reads F32, F16 or BF16", f->path, t->name, cllm_st_dtype_name(t->dtype));
+    if (first > t->numel || count > t->numel - first)
+        return cllm_fail(CLLM_ERR_INTERNAL, "%s: elements %zu..%zu of tensor %s are past its %zu", f->path, first,
+                         first + count, t->name, t->numel);
+    const unsigned char *p = (const unsigned char *)t->data + first * cllm_st_dtype_size(t->dtype);
+    if (t->dtype == CLLM_ST_F32) {
+        memcpy(dst, p, count * sizeof(float)); /* the format is little-endian, as is every target cllm builds for */
+        return CLLM_OK;
+    }
+    float (*widen)(uint16_t) = t->dtype == CLLM_ST_F16 ? cllm_st_f16_to_f32 : cllm_st_bf16_to_f32;
+    for (size_t i = 0; i < count; i++) dst[i] = widen((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    return CLLM_OK;
+}
+
+cllm_status cllm_st_to_f32(const cllm_st_file *f, const cllm_st_tensor *t, float *dst) {
+    return cllm_st_to_f32_range(f, t, 0, t->numel, dst);
+}

@@ -33,6 +33,12 @@ size_t cllm_metrics_format(const cllm_metrics_row *r, char *buf, size_t n) {
     at = append_number(buf, n, at, "compute_median", r->compute_median);
     at = append_number(buf, n, at, "compute_max", r->compute_max);
     at = append_number(buf, n, at, "reduce", r->reduce);
+    at = append_number(buf, n, at, "rank_wait", r->rank_wait);
+    at = append_number(buf, n, at, "exposed_comm", r->exposed_comm);
+    if (at < n) {
+        w = snprintf(buf + at, n - at, ",\"comm_bytes\":%" PRId64, r->comm_bytes);
+        at += w > 0 ? (size_t)w : 0;
+    }
     if (at < n) {
         w = snprintf(buf + at, n - at, "}\n");
         at += w > 0 ? (size_t)w : 0;

@@ -38,6 +38,11 @@ const cllm_train_option cllm_train_option_table[] = {
     {"vocab", "vocab_size", CLLM_OPT_INT, AT(model.vocab_size), CLLM_TOKENIZER_DEFAULT_VOCAB,
      CLLM_TOKENIZER_MIN_VOCAB, CLLM_TOKENIZER_MAX_VOCAB, "N", "tokenizer vocabulary size, 257..65536 (default 512)",
      CLLM_OPT_FROZEN},
+    /* Fine-tuning: the folder's shape, weights and tokenizer replace the
+     * preset, the seed's initialization and tokenizer training. */
+    {"init", "init", CLLM_OPT_PATH, AT(init_dir), 0, 1, 0, "DIR",
+     "fine-tune the Hugging Face GPT-2 in DIR: its architecture, weights (F32/F16/BF16), tokenizer",
+     CLLM_OPT_FROZEN},
     {"pretokenize", "pretokenize", CLLM_OPT_CHOICE, AT(pretokenize), CLLM_HAVE_UTF8PROC ? CLLM_PRETOK_GPT2 : CLLM_PRETOK_CLLM,
      0, CLLM_PRETOK_COUNT - 1, "cllm|gpt2", PRETOKENIZE_HELP, CLLM_OPT_FROZEN},
     {"batch", "batch", CLLM_OPT_INT, AT(batch), 16, 1, 1 << 20, "N",
@@ -51,7 +56,13 @@ const cllm_train_option cllm_train_option_table[] = {
     {"epochs", "epochs", CLLM_OPT_DOUBLE, AT(epochs), 0, 1e-9, 1e9, "X", "budget: passes over the training windows",
      CLLM_OPT_BUDGET},
     {"tokens", "tokens", CLLM_OPT_INT64, AT(tokens), 0, 1, 1e15, "N", "budget: training tokens", CLLM_OPT_BUDGET},
-    {"lr", "lr", CLLM_OPT_DOUBLE, AT(lr), 3e-3, 0, 1e6, "X", "peak learning rate (default 3e-3)", CLLM_OPT_FREE},
+    /* 3e-3 suits the small models cllm trains from scratch. A trained model
+     * (--init, CLLM_INIT_LR) takes 1e-4: a sixth of GPT-2 small's own
+     * pre-training peak (6e-4 for 125M parameters, GPT-3 paper table 2.1),
+     * the order transformers' fine-tuning uses (5e-5 default); a rate near
+     * the pre-training one mostly erases what the model knew. */
+    {"lr", "lr", CLLM_OPT_DOUBLE, AT(lr), 3e-3, 0, 1e6, "X", "peak learning rate (default 3e-3; 1e-4 with --init)",
+     CLLM_OPT_FREE},
     {"min-lr", "min_lr", CLLM_OPT_DOUBLE, AT(min_lr), CLLM_OPT_DERIVED, 0, 1e6, "X",
      "floor of the cosine decay (default lr/10)", CLLM_OPT_FREE},
     {"warmup", "warmup", CLLM_OPT_INT64, AT(warmup), -1, 0, 1e12, "N",
@@ -96,6 +107,7 @@ double cllm_train_option_get(const cllm_train_options *o, const cllm_train_optio
     case CLLM_OPT_CHOICE: return *(const int *)p;
     case CLLM_OPT_INT64: return (double)*(const int64_t *)p;
     case CLLM_OPT_DOUBLE: return *(const double *)p;
+    case CLLM_OPT_PATH: return *(const char *const *)p != NULL;
     }
     return 0;
 }
@@ -107,7 +119,16 @@ void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, 
     case CLLM_OPT_CHOICE: *(int *)p = (int)v; break;
     case CLLM_OPT_INT64: *(int64_t *)p = (int64_t)v; break;
     case CLLM_OPT_DOUBLE: *(double *)p = v; break;
+    case CLLM_OPT_PATH:
+        CLLM_ASSERT(v == 0); /* a path is set through its field, not as a number */
+        *(const char **)p = NULL;
+        break;
     }
+}
+
+const char *cllm_train_option_path(const cllm_train_options *o, const cllm_train_option *opt) {
+    CLLM_ASSERT(opt->type == CLLM_OPT_PATH);
+    return *(const char *const *)((const char *)o + opt->offset);
 }
 
 void cllm_train_options_defaults(cllm_train_options *o) {
@@ -150,6 +171,10 @@ static int append_value(char **buf, size_t *len, size_t *cap, const cllm_train_o
         if (opt->offset == AT(seed)) return cllm_json_appendf(buf, len, cap, "%" PRIu64, *(const uint64_t *)p);
         return cllm_json_appendf(buf, len, cap, "%" PRId64, *(const int64_t *)p);
     case CLLM_OPT_DOUBLE: return cllm_json_appendf(buf, len, cap, "%.17g", *(const double *)p);
+    case CLLM_OPT_PATH: {
+        const char *path = *(const char *const *)p;
+        return path ? cllm_json_append_string(buf, len, cap, path) : cllm_json_appendf(buf, len, cap, "null");
+    }
     case CLLM_OPT_CHOICE: {
         char name[64];
         cllm_train_option_choice_name(opt, *(const int *)p, name, sizeof name);
@@ -202,6 +227,18 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
+/* A path row: a string, null, or absent (run.json written before the row existed). */
+static cllm_status read_path_option(const cllm_json *v, const char *path, const cllm_train_option *opt,
+                                    cllm_train_options *o) {
+    const char **field = cllm_train_option_field(o, opt);
+    *field = NULL;
+    if (!v || v->type == CLLM_JSON_NULL) return CLLM_OK;
+    if (v->type != CLLM_JSON_STRING || !*v->string)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be a path or null", path, opt->key);
+    *field = strdup(v->string);
+    return *field ? CLLM_OK : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+}
+
 /* Keys of rows added after run folders already existed: a run.json without
  * one reads as the row's default. */
 static const char *const keys_added_later[] = {"eval_tokens", NULL};
@@ -215,6 +252,7 @@ static int added_later(const cllm_train_option *opt) {
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
+    if (opt->type == CLLM_OPT_PATH) return read_path_option(v, path, opt, o);
     if (opt->type == CLLM_OPT_CHOICE) {
         int index = !v ? 0 : v->type == CLLM_JSON_STRING ? cllm_train_option_choice_index(opt, v->string) : -1;
         if (index < 0) return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
@@ -295,6 +333,13 @@ cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t 
 }
 
 void cllm_train_options_free_paths(cllm_train_options *o) {
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        if (opt->type != CLLM_OPT_PATH) continue;
+        const char **field = cllm_train_option_field(o, opt);
+        free((char *)*field); /* run.json's copy: cllm_run_json_read allocated it */
+        *field = NULL;
+    }
     for (int i = 0; i < o->n_data; i++) free(o->data_paths[i]);
     free(o->data_paths);
     o->data_paths = NULL;

@@ -16,7 +16,8 @@ struct cllm_step {
     int threads;
     gpt2_acts **acts; /* one arena per worker */
     int32_t **inputs, **targets;
-    float *m, *v;
+    float *m, *v;          /* AdamW moments of the owned span only (ZeRO-1 across ranks) */
+    size_t own_begin, own_end;
     cllm_span_list *spans; /* per engine segment: pieces of one decay setting each */
     int n_segments;
     cllm_adamw_config adam;
@@ -83,7 +84,9 @@ static void update_segment(void *ctx, int segment, size_t begin, size_t end, con
     for (int i = 0; i < spans->n; i++) {
         const cllm_span *sp = &spans->spans[i];
         for (int j = 0; j < k; j++) piece[j] = srcs[j] + sp->begin;
-        s->c.model->kernels->sum_adamw(params + sp->begin, s->m + sp->begin, s->v + sp->begin, piece, k, grad_scale,
+        CLLM_ASSERT(sp->begin >= s->own_begin && sp->end <= s->own_end);
+        size_t at = sp->begin - s->own_begin;
+        s->c.model->kernels->sum_adamw(params + sp->begin, s->m + at, s->v + at, piece, k, grad_scale,
                                 sp->end - sp->begin, &s->hp, sp->decay);
         /* bf16 mode: the owner re-rounds the weights it just updated, so the
          * next step's products read them without another pass or a barrier. */
@@ -128,9 +131,12 @@ static cllm_status alloc_per_thread(cllm_step *s) {
         if (!s->acts[i] || !s->inputs[i] || !s->targets[i])
             return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for activations (thread %d)", i);
     }
-    size_t n = s->c.model->n_params;
-    s->m = cllm_alloc(n * sizeof(float));
-    s->v = cllm_alloc(n * sizeof(float));
+    cllm_engine_owned(s->engine, &s->own_begin, &s->own_end);
+    size_t n = s->own_end - s->own_begin;
+    s->m = cllm_alloc((n ? n : 1) * sizeof(float));
+    s->v = cllm_alloc((n ? n : 1) * sizeof(float));
+    if (s->m) memset(s->m, 0, n * sizeof(float));
+    if (s->v) memset(s->v, 0, n * sizeof(float));
     if (!s->m || !s->v) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the optimizer state");
     return CLLM_OK;
 }
@@ -145,7 +151,8 @@ cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
     s->adam.weight_decay = c->weight_decay;
     cllm_engine_config ec = {
         .n_params = c->model->n_params, .n_micro = c->n_micro, .segments_per_thread = c->segments_per_thread,
-        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .kernels = c->model->kernels,
+        .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .comm = c->comm,
+        .kernels = c->model->kernels,
     };
     cllm_status st = cllm_engine_create(&ec, &s->engine);
     if (st == CLLM_OK) {
@@ -190,6 +197,11 @@ cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window
     cllm_engine_job job = {s, compute_micro, clip_scale, update_segment, s->c.model->params};
     memset(r, 0, sizeof *r);
     cllm_status st = cllm_engine_step(s->engine, &job, &r->engine);
+    /* Under MPI the spans other ranks own arrived after the update (the
+     * all-gather of params_updated): their bf16 copy is made here. One rank
+     * alone has already refreshed every span on its owner. */
+    if (st == CLLM_OK && s->c.comm && s->c.comm->size > 1 && !s->bad_gradient)
+        gpt2_refresh_bf16(s->c.model, 0, s->c.model->n_params);
     r->loss = r->engine.loss;
     r->grad_norm = s->grad_norm;
     r->skipped = s->bad_gradient;
@@ -197,6 +209,17 @@ cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window
 }
 
 float *cllm_step_moment(cllm_step *s, int which) { return which ? s->v : s->m; }
+
+void cllm_step_owned(const cllm_step *s, size_t *begin, size_t *end) {
+    *begin = s->own_begin;
+    *end = s->own_end;
+}
+
+void cllm_step_block(const cllm_step *s, int *first_micro, int *n_micro) {
+    cllm_engine_block(s->engine, first_micro, n_micro);
+}
+
+size_t cllm_step_optimizer_bytes(const cllm_step *s) { return 2 * (s->own_end - s->own_begin) * sizeof(float); }
 
 int cllm_step_threads(const cllm_step *s) { return s->threads; }
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cllm/base/build_config.h"
+#include "cllm/base/memory.h"
 #include "cllm/data/corpus.h"
 #include "cllm/data/dataset.h"
 #include "cllm/data/embedded.h"
@@ -39,6 +40,7 @@
 #include "cllm/report/peak.h"
 #include "cllm/report/plot.h"
 #include "cllm/report/progress.h"
+#include "cllm/train/pretrained.h"
 #include "cllm/train/runfolder.h"
 #include "cllm/io/safetensors.h"
 #include "cllm/train/sampler.h"
@@ -76,6 +78,10 @@ typedef struct {
     cllm_rng rng;          /* samples printed during training */
     double grad_norm;      /* of the last step */
     double unigram;
+    const cllm_comm *comm; /* the job's ranks (one: this process) */
+    int lead;              /* rank 0: the only one that writes the run folder and prints */
+    float *full[2];        /* with several ranks: every rank's moments, for a save (rank 0) or a load */
+    char init_layout[256]; /* --init: the folder's model file in a few words (summary) */
 } trainer;
 
 static int64_t debug_nan_step = 0;
@@ -164,8 +170,54 @@ static uint64_t params_hash_format1(const gpt2_model *m) {
     return cllm_fnv1a64(m->params, m->n_params * sizeof(float), CLLM_FNV1A64_OFFSET);
 }
 
-/* The step's AdamW moments (k 0: m, 1: v), in the parameters' layout. */
-static float *moments(const trainer *t, int k) { return cllm_step_moment(t->stepper, k); }
+/* The AdamW moments (k 0: m, 1: v) of every parameter, in the parameters'
+ * layout: the step's own with one rank; with several, the gathered copy
+ * that a save or a load has made (full_moments_alloc). */
+static float *moments(const trainer *t, int k) { return t->full[k] ? t->full[k] : cllm_step_moment(t->stepper, k); }
+
+/* The same answer on every rank: st, or when another rank failed, a
+ * failure naming that rank (its own message is on its stderr). */
+static cllm_status agree(const trainer *t, cllm_status st, const char *when) {
+    int failed = t->comm->first_flagged(t->comm, st != CLLM_OK);
+    if (failed < 0 || st != CLLM_OK) return st;
+    return cllm_fail(CLLM_ERR_INTERNAL, "stopped: rank %d failed %s", failed, when);
+}
+
+/* Every rank agrees whether any has a stop request: all finish the same step. */
+static int agreed_stop(const trainer *t) { return t->comm->first_flagged(t->comm, stop_requested()) >= 0; }
+
+/* ZeRO-1: each rank holds the moments of its span only. A save gathers them
+ * onto rank 0 by span (then written by tensor name as one process writes
+ * them); a load reads the whole file into these and keeps its span. */
+static cllm_status full_moments_alloc(trainer *t) {
+    if (t->comm->size == 1) return CLLM_OK;
+    for (int k = 0; k < 2; k++) {
+        t->full[k] = cllm_alloc(t->model.n_params * sizeof(float));
+        if (!t->full[k]) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the gathered optimizer state");
+    }
+    return CLLM_OK;
+}
+
+static void full_moments_free(trainer *t) {
+    for (int k = 0; k < 2; k++) {
+        cllm_free(t->full[k]);
+        t->full[k] = NULL;
+    }
+}
+
+static cllm_status gather_moments(trainer *t) {
+    if (t->comm->size == 1) return CLLM_OK;
+    cllm_status st = t->lead ? full_moments_alloc(t) : CLLM_OK;
+    for (int k = 0; k < 2 && st == CLLM_OK; k++)
+        st = t->comm->gather(t->comm, cllm_step_moment(t->stepper, k), t->model.n_params, t->full[k]);
+    return st;
+}
+
+static void keep_own_moments(trainer *t) {
+    size_t b, e;
+    cllm_step_owned(t->stepper, &b, &e);
+    for (int k = 0; k < 2; k++) memcpy(cllm_step_moment(t->stepper, k), t->full[k] + b, (e - b) * sizeof(float));
+}
 
 static void moment_name(char *buf, size_t n, const char *moment, const gpt2_tensor *t) {
     snprintf(buf, n, "adamw.%s.%s", moment, t->name);
@@ -224,7 +276,7 @@ static cllm_status check_state_finite(const trainer *t) {
     return CLLM_OK;
 }
 
-static cllm_status save_checkpoint(trainer *t) {
+static cllm_status write_checkpoint(trainer *t) {
     cllm_status st = check_state_finite(t);
     char *ckpt = NULL;
     if (st == CLLM_OK) st = cllm_run_checkpoint_begin(t->dir, t->step, &ckpt);
@@ -239,6 +291,14 @@ static cllm_status save_checkpoint(trainer *t) {
     free(opt);
     free(ckpt);
     return st;
+}
+
+/* Every rank takes part (the moments are gathered); rank 0 writes. */
+static cllm_status save_checkpoint(trainer *t) {
+    cllm_status st = gather_moments(t);
+    if (st == CLLM_OK && t->lead) st = write_checkpoint(t);
+    full_moments_free(t);
+    return agree(t, st, "while the checkpoint was saved");
 }
 
 static cllm_status copy_u64(const cllm_st_file *f, const char *name, uint64_t *out, size_t n) {
@@ -345,9 +405,12 @@ static cllm_status load_checkpoint(trainer *t) {
     gpt2_refresh_bf16(&t->model, 0, t->model.n_params); /* bf16 mode: the copy of the loaded master weights */
     gpt2_destroy(&loaded);
     int matched = 0;
-    st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
+    st = full_moments_alloc(t);
+    if (st == CLLM_OK) st = load_optimizer_file(t, ckpt, CLLM_OPTIMIZER_FILE, &matched);
     if (st == CLLM_OK && !matched && strcmp(ckpt, t->dir) == 0)
         st = load_optimizer_file(t, t->dir, "optimizer.prev.safetensors", &matched);
+    if (st == CLLM_OK && matched && t->full[0]) keep_own_moments(t);
+    full_moments_free(t);
     free(ckpt);
     if (st == CLLM_OK && !matched)
         st = cllm_fail(CLLM_ERR_INPUT, "%s: optimizer.safetensors does not belong to model.safetensors "
@@ -427,6 +490,7 @@ static cllm_status unigram_entropy(trainer *t) {
 /* ---- set-up and tear-down ----------------------------------------------------- */
 
 static void trainer_free(trainer *t) {
+    full_moments_free(t);
     cllm_step_free(t->stepper);
     gpt2_destroy(&t->model);
     cllm_dataset_free(&t->data);
@@ -475,6 +539,10 @@ static cllm_status claim_run_dir(trainer *t, int resume) {
 /* Chooses and locks the run folder before anything is read, so a folder that
  * cannot be used is said at once, and a second writer is refused. */
 static cllm_status pick_run_dir(trainer *t, int resume) {
+    if (!t->lead) { /* other ranks only read the folder, to resume */
+        t->dir = strdup(t->o->out_dir ? t->o->out_dir : "(rank 0's run folder)");
+        return t->dir ? CLLM_OK : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
+    }
     cllm_status st = claim_run_dir(t, resume);
     if (st == CLLM_OK) st = cllm_run_lock_acquire(t->dir, &t->lock);
     if (st != CLLM_OK) return st;
@@ -520,6 +588,9 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         if (!path) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
         st = cllm_tokenizer_load(path, &t->tok);
         free(path);
+    } else if (o->init_dir) {
+        st = cllm_pretrained_load_tokenizer(o->init_dir, &t->tok); /* its ids are what the weights were trained on */
+        if (st == CLLM_OK) t->settings.pretokenize = (int)cllm_tokenizer_pretokenizer(t->tok); /* run.json: the truth */
     } else if (o->tokenizer_path) {
         st = cllm_tokenizer_load(o->tokenizer_path, &t->tok);
     } else {
@@ -538,6 +609,51 @@ static cllm_status load_data(trainer *t, int resume, uint64_t expect_hash, size_
         return cllm_fail(CLLM_ERR_INPUT, "tokenizer has %d tokens, run.json says %d",
                          cllm_tokenizer_vocab_size(t->tok), o->model.vocab_size);
     return cllm_dataset_build(&t->corpus, t->tok, o->model.seq_len, o->val_fraction, o->seed, &t->data);
+}
+
+/* The optimizer state each rank holds (ZeRO-1: its span's moments) and,
+ * with several ranks, how the step is split. */
+static void print_ranks(const trainer *t) {
+    size_t b, e;
+    cllm_step_owned(t->stepper, &b, &e);
+    double mib = (double)cllm_step_optimizer_bytes(t->stepper) / (1024.0 * 1024.0);
+    if (t->comm->size == 1) {
+        printf("  optimizer AdamW moments %.3f MiB (%zu parameters)\n", mib, e - b);
+        return;
+    }
+    int first, n;
+    cllm_step_block(t->stepper, &first, &n);
+    printf("  ranks     %d (MPI), %d threads each; rank 0 computes micro-batches %d..%d of %d per step (a node of "
+           "the reduction tree)\n", t->comm->size, t->threads, first, first + n - 1, t->n_micro);
+    printf("  optimizer AdamW moments %.3f MiB per rank (rank 0: %zu of %zu parameters, 1/%d), gathered to rank 0 "
+           "to save\n", mib, e - b, t->model.n_params, t->comm->size);
+}
+
+/* What the run holds, allocated up front (so the figure is what the run
+ * needs, whatever is resident yet), and the peak resident so far (which
+ * includes reading the corpus and, with --init or --resume, the model
+ * file). */
+static void print_memory(const trainer *t, size_t buffer_bytes) {
+    double params = (double)t->model.n_params * sizeof(float), arenas = 0;
+    for (int th = 0; th < t->threads; th++) {
+        gpt2_acts *acts;
+        int32_t *in, *tg;
+        cllm_step_scratch(t->stepper, th, &acts, &in, &tg);
+        arenas += (double)gpt2_acts_bytes(acts);
+    }
+    double moments = (double)cllm_step_optimizer_bytes(t->stepper); /* this rank's span: 1/R with R ranks */
+    double tokens = (double)t->data.n_tokens * sizeof(int32_t), total = params + moments + buffer_bytes + arenas + tokens;
+    char all[32], p[32], m[32], g[32], a[32], d[32], rss[32];
+    cllm_format_bytes(total, all, sizeof all);
+    cllm_format_bytes(params, p, sizeof p);
+    cllm_format_bytes(moments, m, sizeof m);
+    cllm_format_bytes((double)buffer_bytes, g, sizeof g);
+    cllm_format_bytes(arenas, a, sizeof a);
+    cllm_format_bytes(tokens, d, sizeof d);
+    cllm_format_bytes((double)cllm_memory_peak_rss(), rss, sizeof rss);
+    printf("  memory    %s: parameters %s, AdamW moments %s, gradient buffers %s, activations %s (%d arena%s of %d "
+           "sequence%s), tokens %s; peak resident so far %s\n",
+           all, p, m, g, a, t->threads, t->threads == 1 ? "" : "s", t->o->micro, t->o->micro == 1 ? "" : "s", d, rss);
 }
 
 static void print_summary(const trainer *t, size_t buffer_bytes) {
@@ -565,12 +681,19 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
                cllm_pretok_name(cllm_tokenizer_pretokenizer(t->tok)), why);
     printf("  model     GPT-2, %d layers, %d heads, %d dims, context %d: %zu parameters\n", c->n_layer, c->n_head,
            c->n_embd, c->seq_len, gpt2_num_parameters(&t->model));
+    if (o->init_dir && t->init_layout[0])
+        printf("  init      %s: %s; tokenizer %s\n", o->init_dir, t->init_layout,
+               cllm_pretrained_tokenizer_file(o->init_dir));
+    else if (o->init_dir) /* resumed: the weights are the checkpoint's */
+        printf("  init      the run started from %s\n", o->init_dir);
     printf("  batch     %d sequences x %d accumulation = %d per step, micro-batches of %d (%d per step)\n", o->batch,
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
     printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
            t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    print_memory(t, buffer_bytes);
+    print_ranks(t);
     if (o->precision == CLLM_PRECISION_BF16)
         printf("  precision bf16 matrix products, fp32 accumulation and master weights (%s)\n",
                t->model.kernels->bf16_fast ? "AVX512_BF16" : "exact portable emulation: this CPU or SIMD path has no "
@@ -614,6 +737,11 @@ static void print_verbose(const trainer *t, const cllm_engine_stats *s) {
            t->step, 1e3 * s->compute_min, 1e3 * s->compute_median, 1e3 * s->compute_max, 1e3 * s->reduce,
            100.0 * s->exposed_share, 100.0 * s->update_share, s->atomics, s->atomics - s->atomics_extra,
            s->atomics_extra, s->folded_nodes, 100.0 * s->utilisation);
+    if (t->comm->size > 1)
+        printf("  step %" PRId64 ": rank 0 of %d: waited %.1f ms (%.1f%%) for the other ranks' compute, then "
+               "communication %.1f ms exposed (%.1f%% of the step), %.1f KiB sent\n",
+               t->step, t->comm->size, 1e3 * s->rank_wait, 100.0 * s->rank_wait_share, 1e3 * s->comm,
+               100.0 * s->comm_share, (double)s->comm_bytes / 1024.0);
 }
 
 /* ---- samples ------------------------------------------------------------------- */
@@ -673,8 +801,10 @@ static double eval_pass_seconds(const trainer *t, double train_tokens_per_s) {
 static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
     cllm_progress_mode mode = cllm_progress_pick(o->progress ? o->progress : "auto", o->quiet, isatty(STDOUT_FILENO));
-    cllm_metrics_log log;
-    cllm_status st = cllm_metrics_open(&log, t->dir, t->step);
+    if (!t->lead) mode = CLLM_PROGRESS_OFF;
+    cllm_metrics_log log = {0};
+    cllm_status st = t->lead ? cllm_metrics_open(&log, t->dir, t->step) : CLLM_OK;
+    st = agree(t, st, "to open metrics.jsonl");
     if (st != CLLM_OK) return st;
     cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
     int64_t end = o->stop_after > 0 && o->stop_after < t->total_steps ? o->stop_after : t->total_steps;
@@ -690,7 +820,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     cllm_progress_info pi = {.step = t->step, .total = t->total_steps, .loss = NAN, .has_val = 0,
                              .tokens_per_s = 0, .lr = -1, .eta_s = -1, .mfu = -1};
     cllm_progress_update(t->display, &pi, 1);
-    while (t->step < end && !stop_requested()) {
+    while (t->step < end && !agreed_stop(t)) {
         int64_t s = t->step + 1;
         double lr = cllm_schedule_lr(&sched, s);
         cllm_step_result r;
@@ -713,6 +843,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
                            "training diverged at step %" PRId64 " (loss %s, gradient norm %s): stopped; %s "
                            "(try a lower --lr, or --clip 1)",
                            s, describe(loss, buf_loss), describe(t->grad_norm, buf_norm), kept);
+            res->same_on_all_ranks = 1; /* loss and norm are the same numbers on every rank */
             break;
         }
         t->step = s;
@@ -727,7 +858,8 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .eta_s = steps_left_s + (double)evals_after(t, s, end) * eval_pass_seconds(t, avg_tps),
             .mfu = peak > 0 ? avg_tps * flops_per_token / peak : -1,
         };
-        int eval_now = (due(s, o->eval_every) || s == t->total_steps) && t->data.n_val > 0;
+        /* The same model on every rank: rank 0 alone evaluates. */
+        int eval_now = (due(s, o->eval_every) || s == t->total_steps) && t->data.n_val > 0 && t->lead;
         if (eval_now) {
             /* The pass shows its own count; the ETA includes it. */
             cllm_progress_info during = pi;
@@ -745,19 +877,21 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
             .val_loss = val, .lr = lr, .grad_norm = t->grad_norm, .tokens_per_s = tps,
             .exposed_reduction = stats.exposed_share, .utilisation = stats.utilisation, .atomics = stats.atomics,
             .compute_min = stats.compute_min, .compute_median = stats.compute_median,
-            .compute_max = stats.compute_max, .reduce = stats.reduce,
+            .compute_max = stats.compute_max, .reduce = stats.reduce, .exposed_comm = stats.comm_share,
+            .rank_wait = stats.rank_wait_share,
+            .comm_bytes = (int64_t)stats.comm_bytes,
         };
-        st = cllm_metrics_append(&log, &row);
+        st = t->lead ? cllm_metrics_append(&log, &row) : CLLM_OK;
         if (st != CLLM_OK) break;
         /* A terminal line is redrawn at most 10 times a second (the display
          * decides): tiny models run hundreds of steps a second. */
         cllm_progress_update(t->display, &pi,
                              due(s, o->log_every) || s == end || (mode == CLLM_PROGRESS_LINE && (eval_now || o->verbose)));
-        if (o->verbose && !stdout_gone()) {
+        if (o->verbose && t->lead && !stdout_gone()) {
             cllm_progress_hold(t->display);
             print_verbose(t, &stats);
         }
-        if (due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
+        if (t->lead && due(s, o->sample_every) && s != t->total_steps && !stdout_gone() && !stop_requested()) {
             cllm_progress_hold(t->display);
             char title[64];
             snprintf(title, sizeof title, "--- sample at step %" PRId64 " ---", s);
@@ -799,6 +933,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
  * something asked for was skipped. */
 static cllm_status finish_run(trainer *t, cllm_train_result *res) {
     const cllm_train_options *o = t->o;
+    if (!t->lead) return CLLM_OK; /* rank 0 evaluates, plots, samples and says so */
     if (res->interrupted) {
         if (t->step == 0)
             printf("interrupted by %s before step 1: no checkpoint saved; %s never reached a checkpoint (start "
@@ -878,7 +1013,11 @@ static cllm_status setup(trainer *t, int resume) {
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
     if (o->precision == CLLM_PRECISION_BF16) st = gpt2_use_bf16(&t->model, 1);
     if (st != CLLM_OK) return st;
-    gpt2_init_weights(&t->model, o->seed);
+    if (o->init_dir && !resume)
+        st = cllm_pretrained_load_weights(o->init_dir, &t->model, t->init_layout, sizeof t->init_layout);
+    else gpt2_init_weights(&t->model, o->seed); /* on --resume the checkpoint replaces them below */
+    if (st != CLLM_OK) return st;
+    gpt2_refresh_bf16(&t->model, 0, t->model.n_params); /* bf16 mode: the copy of --init's weights */
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);
@@ -891,7 +1030,7 @@ static cllm_status setup(trainer *t, int resume) {
                          o->stop_after, t->total_steps);
     cllm_rng_seed(&t->rng, o->seed ^ 0x5eed5a3b1e5ULL);
     cllm_step_config sc = {
-        .model = &t->model, .micro = o->micro, .n_micro = t->n_micro,
+        .model = &t->model, .micro = o->micro, .n_micro = t->n_micro, .comm = t->comm,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
         .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
         .buffer_window = o->grad_window,
@@ -929,7 +1068,10 @@ static cllm_status create_run_folder(trainer *t, uint64_t hash) {
         if (!paths[i]) paths[i] = strdup(t->o->data_paths[i]);
     }
     abs.data_paths = paths;
+    char *init = t->o->init_dir ? realpath(t->o->init_dir, NULL) : NULL;
+    if (init) abs.init_dir = init;
     st = cllm_run_json_write(t->dir, &abs, hash, t->corpus.n_bytes);
+    free(init);
     for (int i = 0; i < t->o->n_data; i++) free(paths[i]);
     free(paths);
     if (st != CLLM_OK) return st;
@@ -974,6 +1116,8 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     t.lock.fd = -1;
     t.settings = *o;
     t.o = &t.settings;
+    t.comm = o->comm ? o->comm : cllm_comm_single();
+    t.lead = t.comm->rank == 0;
     uint64_t expect_hash = 0;
     size_t expect_bytes = 0;
     if (resume) {
@@ -991,13 +1135,16 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
     t.folder_written = resume;
     /* The last moment a stop request leaves nothing behind. */
     if ((st == CLLM_OK && stop_requested()) || st == CLLM_ERR_INTERRUPTED) st = interrupted_at_start(&t, resume, st);
-    if (st == CLLM_OK && !resume) st = create_run_folder(&t, t.corpus_hash);
-    else if (st == CLLM_OK) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    if (st == CLLM_OK && t.lead && !resume) st = create_run_folder(&t, t.corpus_hash);
+    else if (st == CLLM_OK && t.lead) st = cllm_run_json_write(t.dir, t.o, t.corpus_hash, t.corpus.n_bytes);
+    /* The same input fails the same way on every rank: then rank 0 alone says so. */
+    res->same_on_all_ranks = st != CLLM_OK && t.comm->first_flagged(t.comm, st == CLLM_OK) < 0;
+    st = agree(&t, st, "during start-up");
     if (st != CLLM_OK) undo_run_dir(&t);
     if (st == CLLM_OK) {
         res->total_steps = t.total_steps;
         res->unigram_entropy = t.unigram;
-        if (!o->quiet) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
+        if (!o->quiet && t.lead) print_summary(&t, cllm_step_buffer_bytes(t.stepper));
         st = train_loop(&t, res);
         res->unigram_entropy = t.unigram;
         if (st == CLLM_OK) st = finish_run(&t, res);

@@ -33,6 +33,34 @@ cp "$run/optimizer.safetensors" "$out/safetensors/optimizer"
 { cat "$run/config.json"; printf '%s' "$split"; cat "$run/model.safetensors"; printf '%s' "$split"
   cat "$run/tokenizer.bin"; } >"$out/checkpoint/run"
 
+# The same run as another Hugging Face GPT-2 saver could write it (the layouts --init reads):
+# F16 tensors named without "transformer.", lm_head.weight beside wte, the old mask buffers.
+/usr/bin/python3 - "$run/model.safetensors" "$work/hf.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+header.pop("__metadata__", None)
+out = {}
+for name, info in header.items():
+    b, e = info["data_offsets"]
+    t = np.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).astype("<f2")
+    out[name[len("transformer."):]] = t
+out["lm_head.weight"] = out["wte.weight"]
+out["h.0.attn.bias"] = np.tril(np.ones((8, 8), dtype="<f2")).reshape(1, 1, 8, 8)
+hdr, blobs, off = {}, [], 0
+for name in sorted(out):
+    raw = np.ascontiguousarray(out[name]).tobytes()
+    hdr[name] = {"dtype": "F16", "shape": list(out[name].shape), "data_offsets": [off, off + len(raw)]}
+    off += len(raw)
+    blobs.append(raw)
+text = json.dumps(hdr).encode()
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+PY
+{ cat "$run/config.json"; printf '%s' "$split"; cat "$work/hf.safetensors"; printf '%s' "$split"
+  cat "$run/tokenizer.bin"; } >"$out/checkpoint/hugging_face_f16"
+
 cp "$run/tokenizer.bin" "$out/tokenizer_file/run"
 cp "$work/small.bin" "$out/tokenizer_file/small"
 cp "$work/small_v1.bin" "$out/tokenizer_file/small_v1"

@@ -18,6 +18,10 @@
  * nothing tells. */
 uint64_t cllm_memory_available(void);
 
+/* The most memory this process has had resident so far (getrusage's
+ * ru_maxrss), in bytes; 0 when the system does not tell. */
+uint64_t cllm_memory_peak_rss(void);
+
 /* "6.3 GB", "512.0 kB", "12 bytes": decimal units, one decimal. */
 void cllm_format_bytes(double bytes, char *buf, size_t n);
 

@@ -8,6 +8,7 @@ int cllm_cmd_info(int argc, char **argv);
 int cllm_cmd_train(int argc, char **argv);
 int cllm_cmd_eval(int argc, char **argv);
 int cllm_cmd_sample(int argc, char **argv);
+int cllm_cmd_export(int argc, char **argv);
 int cllm_cmd_tokenizer(int argc, char **argv);
 int cllm_cmd_plot(int argc, char **argv);
 int cllm_cmd_runs(int argc, char **argv);

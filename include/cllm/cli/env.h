@@ -54,4 +54,8 @@ double cllm_env_peak_gflops(void);
  * terminal does not say (1..100000); 0 when unset or not a number. */
 int cllm_env_columns(void);
 
+/* The job size an MPI launcher announced to this process (Open MPI's
+ * OMPI_COMM_WORLD_SIZE, PMI_SIZE from MPICH's Hydra); 0 when started alone. */
+int cllm_env_launcher_ranks(void);
+
 #endif

@@ -9,13 +9,15 @@
  * transport: partials move, and their owner adds them in a fixed order, so
  * results stay bitwise independent of the number of ranks.
  *
- * Today there is one implementation, a single process (rank 0 of 1), for
- * which every exchange is local; an MPI implementation (issue 12) provides
- * the same table. */
+ * Two implementations: a single process (rank 0 of 1), for which every
+ * exchange is local, and MPI (comm_mpi.h, when the build found MPI and the
+ * process was started by mpirun). Every operation is collective: all ranks
+ * call it, in the same order, from the thread that initialised MPI. */
 #ifndef CLLM_DIST_COMM_H
 #define CLLM_DIST_COMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cllm/base/common.h"
 
@@ -33,8 +35,40 @@ struct cllm_comm {
     /* Called once the owners have updated their spans: afterwards every
      * rank holds all n parameters (an all-gather of owned spans). */
     cllm_status (*params_updated)(const cllm_comm *c, float *params, size_t n);
+    /* The reduce-scatter as pure data movement, in parts so that a span can
+     * leave as soon as it is reduced: span q (cllm_comm_span) of this rank's
+     * `partial` (n floats) goes to rank q, and `recv` receives every rank's
+     * piece of this rank's span, rank after rank (size x span length
+     * floats); the owner adds them itself, in tree order.
+     * exchange_begin posts the receipts; exchange_send sends span q, once
+     * for each q (this rank's own: copied into recv), without waiting;
+     * exchange_poll lets transfers progress between other work;
+     * exchange_end returns once every piece has arrived and every send has
+     * left. Called in that order by every rank. */
+    cllm_status (*exchange_begin)(const cllm_comm *c, size_t n, float *recv);
+    cllm_status (*exchange_send)(const cllm_comm *c, const float *partial, size_t n, int q, float *recv);
+    void (*exchange_poll)(const cllm_comm *c);
+    cllm_status (*exchange_end)(const cllm_comm *c);
+    /* Rank 0's `full` (n floats) receives every rank's span; `own` is this
+     * rank's span (its length from cllm_comm_span). Other ranks' `full` is
+     * not touched (may be NULL). */
+    cllm_status (*gather)(const cllm_comm *c, const float *own, size_t n, float *full);
+    /* The lowest rank whose flag is non-zero, or -1 when none is: the same
+     * answer on every rank (flags are exchanged, not reduced). How ranks
+     * agree to stop together (a signal, a failure on one rank). */
+    int (*first_flagged)(const cllm_comm *c, int flag);
+    /* Payload bytes this rank has handed over for other ranks so far, each
+     * destination counted once (what a direct exchange moves; an MPI
+     * library's algorithm may forward more). Local: not a collective. */
+    uint64_t (*bytes_sent)(const cllm_comm *c);
     void *impl;
 };
+
+/* The span of the flat n-float vector that `rank` owns (updates, holds the
+ * AdamW moments of): [*begin, *end), boundaries on multiples of
+ * CLLM_SEGMENT_GRAIN, so the per-chunk squares of the norm never straddle
+ * two ranks. One rank owns everything. */
+void cllm_comm_span(const cllm_comm *c, size_t n, int rank, size_t *begin, size_t *end);
 
 /* The single-process implementation: rank 0 of 1, every exchange local. */
 const cllm_comm *cllm_comm_single(void);

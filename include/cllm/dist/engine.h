@@ -90,13 +90,29 @@ typedef struct {
     double buffer_zero;        /* seconds zeroing gradient buffers, summed over threads */
     double grad_norm;          /* sqrt of the gradient norm2 (0 if not computed) */
     double loss;               /* mean of the micro-batch losses, in index order */
+    /* With several ranks (0 with one): rank_wait, the seconds this rank
+     * waited for the others to finish computing (the agreement that every
+     * compute succeeded: load imbalance and skew, not transfers), and comm,
+     * the seconds of exchanges after it that nothing hid (gradient spans not
+     * hidden by the fold, norm, parameters, loss); each also as a share of
+     * the step. */
+    double rank_wait, rank_wait_share;
+    double comm, comm_share;
+    uint64_t comm_bytes;       /* bytes this rank sent to the others this step (comm->bytes_sent) */
 } cllm_engine_stats;
 
 typedef struct cllm_engine cllm_engine;
 
-/* Allocates all buffers once (threads from omp_get_max_threads()). */
+/* Allocates all buffers once (threads from omp_get_max_threads()). With a
+ * comm of R > 1 ranks, fails (CLLM_ERR_INPUT) when R exceeds n_micro. */
 cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out);
 void cllm_engine_free(cllm_engine *e);
+
+/* The parameters this rank updates, [*begin, *end) (the whole vector with
+ * one rank): where it holds optimizer state. */
+void cllm_engine_owned(const cllm_engine *e, size_t *begin, size_t *end);
+/* This rank's micro-batches of a step: global indices [first, first + n). */
+void cllm_engine_block(const cllm_engine *e, int *first_micro, int *n_micro);
 
 /* Bytes of gradient buffers the engine holds, for the start-up report. */
 size_t cllm_engine_buffer_bytes(const cllm_engine *e);

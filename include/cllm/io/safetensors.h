@@ -100,6 +100,22 @@ const cllm_st_tensor *cllm_st_find(const cllm_st_file *f, const char *name);
 const char *cllm_st_metadata(const cllm_st_file *f, const char *key); /* NULL if absent */
 void cllm_st_close(cllm_st_file *f);
 
+/* ---- conversion on read -------------------------------------------------------- */
+
+/* Whether cllm_st_to_f32 reads this dtype: F32, F16 and BF16, whose every
+ * value (subnormals, infinities and NaN payloads included) is a float. */
+int cllm_st_converts_to_f32(cllm_st_dtype dt);
+/* t's numel elements as float32 into dst (aligned or not; t->data needs no
+ * alignment): F32 copied, F16 and BF16 widened exactly. Another dtype is
+ * CLLM_ERR_INPUT naming the file (f->path), the tensor and its dtype. */
+cllm_status cllm_st_to_f32(const cllm_st_file *f, const cllm_st_tensor *t, float *dst);
+/* The same for elements [first, first + count) of t (within numel). */
+cllm_status cllm_st_to_f32_range(const cllm_st_file *f, const cllm_st_tensor *t, size_t first, size_t count,
+                                 float *dst);
+/* The exact widenings themselves, one element (IEEE binary16 and bfloat16 bits). */
+float cllm_st_f16_to_f32(uint16_t h);
+float cllm_st_bf16_to_f32(uint16_t b);
+
 /* Test hook for crash-safety tests: after `bytes` bytes of the next writes,
  * the writer stops. mode 0: it fails cleanly (temporary file removed, error
  * returned); mode 1: the process _exit(99)s mid-write, leaving the temporary

@@ -1,8 +1,11 @@
 /* metrics.jsonl: one flat JSON object per optimizer step, appended as the
  * run goes, read back by `cllm plot`. Keys: step, tokens, loss, val_loss (on
  * evaluation steps only), lr, grad_norm, tokens_per_s, exposed_reduction
- * (share of the step), utilisation, atomics, and the engine's timings
- * compute_min/compute_median/compute_max/reduce (seconds). */
+ * (share of the step), utilisation, atomics, the engine's timings
+ * compute_min/compute_median/compute_max/reduce (seconds), and with MPI
+ * ranks rank_wait (share of the step rank 0 waited for the others'
+ * compute), exposed_comm (share in exchanges nothing hid) and comm_bytes
+ * (bytes it sent; all 0 with one rank). */
 #ifndef CLLM_REPORT_METRICS_H
 #define CLLM_REPORT_METRICS_H
 
@@ -21,6 +24,8 @@ typedef struct {
     double exposed_reduction, utilisation;
     int64_t atomics;
     double compute_min, compute_median, compute_max, reduce;
+    double rank_wait, exposed_comm;
+    int64_t comm_bytes;
 } cllm_metrics_row;
 
 /* Formats one row as a JSON object plus newline into buf; returns the length

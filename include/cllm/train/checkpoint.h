@@ -40,9 +40,12 @@ cllm_status cllm_checkpoint_save_model_meta(const char *dir, const gpt2_model *m
 cllm_status cllm_checkpoint_save_model(const char *dir, const gpt2_model *m, int32_t eot_id);
 
 /* Reads and validates DIR/config.json: required positive integers n_layer,
- * n_head, n_embd, n_positions, vocab_size; n_embd % n_head == 0; model_type
- * gpt2, activation gelu_new, n_ctx == n_positions, tied embeddings when
- * given; and a model small enough to load into the memory available now
+ * n_head, n_embd, n_positions, vocab_size; n_embd % n_head == 0; and, when
+ * given, model_type gpt2, the tanh GELU (gelu_new or gelu_pytorch_tanh),
+ * n_ctx == n_positions, tied embeddings, layer_norm_epsilon 1e-5, n_inner
+ * null or 4 n_embd, scale_attn_weights true, scale_attn_by_inverse_layer_idx
+ * and add_cross_attention false (keys that do not change the function, such
+ * as the dropout rates, are not checked); and a model small enough to load into the memory available now
  * (CLLM_ERR_INPUT with both figures otherwise). eot_id may be NULL; it is -1
  * when the file has no eos_token_id. */
 cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32_t *eot_id);
@@ -50,10 +53,23 @@ cllm_status cllm_checkpoint_read_config(const char *dir, gpt2_config *cfg, int32
 /* Creates *m from config.json and fills it from model.safetensors, checking
  * every tensor's name, dtype and shape against the config (missing, extra or
  * mismatched: CLLM_ERR_INPUT naming it) BEFORE the parameters are allocated,
- * so a wrong config.json costs no memory. A NaN or +-Inf parameter is
+ * so a wrong config.json costs no memory. Reads what Hugging Face GPT-2
+ * savers write: F32, F16 or BF16 tensors (converted exactly), names with or
+ * without "transformer.", lm_head.weight when it equals wte (tied; otherwise
+ * refused, naming the first element that differs), and the causal-mask
+ * buffers h.N.attn.bias / h.N.attn.masked_bias of older transformers
+ * (ignored, as transformers does). A NaN or +-Inf parameter is
  * CLLM_ERR_INPUT naming the tensor and the element (finite values, however
  * large, load). On failure *m is left empty. */
 cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m);
+
+/* The same into a model already created (parameters allocated) for the
+ * config DIR/config.json describes: DIR/model.safetensors replaces its
+ * parameters, with the same checks. On failure the parameters are partly
+ * overwritten: the caller discards the model. what (may be NULL) gets a few
+ * words on the file's layout ("BF16 tensors (widened exactly to F32), names
+ * without transformer., lm_head.weight = wte"). */
+cllm_status cllm_checkpoint_fill_model(const char *dir, gpt2_model *m, char *what, size_t what_len);
 
 /* CLLM_OK when x[0..n) are all finite; else CLLM_ERR_INPUT "<path>: tensor
  * <tensor> holds NaN at element i of n ...". For every loader of float
@@ -61,7 +77,9 @@ cllm_status cllm_checkpoint_load_model(const char *dir, gpt2_model *m);
 cllm_status cllm_check_finite(const char *path, const char *tensor, const float *x, size_t n);
 
 /* The model and the tokenizer of a run folder, checked against each other
- * (vocabulary size, end-of-text id). A missing folder or file is one clear
+ * (vocabulary size, end-of-text id). A run's tokenizer is its tokenizer.bin;
+ * a folder that is not a cllm run (no run.json: a Hugging Face GPT-2) and
+ * has no tokenizer.bin gives its tokenizer.json or vocab.json + merges.txt. A missing folder or file is one clear
  * CLLM_ERR_INPUT. On failure nothing is left allocated. */
 cllm_status cllm_run_load(const char *dir, gpt2_model *m, cllm_tokenizer **tokenizer);
 

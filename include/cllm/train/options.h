@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cllm/base/common.h"
+#include "cllm/dist/comm.h"
 #include "cllm/kernels/kernels.h"
 #include "cllm/models/gpt2.h"
 
@@ -23,6 +24,8 @@ typedef struct {
     double val_fraction;
     /* model */
     gpt2_config model;
+    const char *init_dir; /* --init: the Hugging Face GPT-2 folder the weights and tokenizer start from; NULL: a
+                             fresh model from the seed */
     int pretokenize; /* cllm_pretok of a new run's tokenizer (a resumed run keeps tokenizer.bin's) */
     /* batch: one optimizer step sees batch * grad_accum sequences, computed as
      * (batch / micro) * grad_accum micro-batches of `micro` sequences */
@@ -59,12 +62,17 @@ typedef struct {
      * CLLM_SIMD names); NULL: cllm_kernel_table_best(). Not in run.json: it
      * belongs to the machine, not to the run. */
     const cllm_kernel_table *kernels;
+    /* The job's ranks (the CLI passes MPI's under mpirun); NULL: this
+     * process alone. Rank 0 writes the run folder and prints; every rank
+     * reads the data and trains the same tokenizer. Not in run.json. */
+    const cllm_comm *comm;
 } cllm_train_options;
 
 typedef enum {
     CLLM_OPT_INT,    /* int */
     CLLM_OPT_INT64,  /* int64_t (uint64_t for the seed: its range keeps it non-negative) */
     CLLM_OPT_DOUBLE, /* double */
+    CLLM_OPT_PATH,   /* const char *: a file or folder, NULL when not given; absolute (or null) in run.json */
     CLLM_OPT_CHOICE  /* int: the index of one of the names "a|b|c" in metavar, written by name in run.json; a
                         run.json from before the row existed means the first name */
 } cllm_opt_type;
@@ -78,6 +86,9 @@ typedef enum {
     CLLM_OPT_FREE,   /* may change with --resume (then the continuation is no longer bitwise that of one run) */
     CLLM_OPT_BUDGET  /* one of --steps/--epochs/--tokens: giving one on --resume replaces the budget */
 } cllm_opt_resume;
+
+/* --lr's default when --init starts from a trained model (see the row). */
+#define CLLM_INIT_LR 1e-4
 
 /* Defaults that are not a number of their own. */
 #define CLLM_OPT_FROM_PRESET (-1e300) /* the model shape: from --preset */
@@ -100,8 +111,11 @@ extern const int cllm_train_option_count;
 
 /* The address of option `opt`'s field in o. */
 void *cllm_train_option_field(cllm_train_options *o, const cllm_train_option *opt);
+/* A numeric row's value; for a CLLM_OPT_PATH row, 1 when a path is set and
+ * 0 when not (set with 0 clears it; its path is cllm_train_option_path). */
 double cllm_train_option_get(const cllm_train_options *o, const cllm_train_option *opt);
 void cllm_train_option_set(cllm_train_options *o, const cllm_train_option *opt, double v);
+const char *cllm_train_option_path(const cllm_train_options *o, const cllm_train_option *opt);
 /* The index-th name of a CLLM_OPT_CHOICE row into buf ("" when out of range); and a name's index, or -1. */
 void cllm_train_option_choice_name(const cllm_train_option *opt, int index, char *buf, size_t n);
 int cllm_train_option_choice_index(const cllm_train_option *opt, const char *name);
@@ -109,14 +123,16 @@ int cllm_train_option_choice_index(const cllm_train_option *opt, const char *nam
 /* Defaults of a new run for every option that has a number of its own. */
 void cllm_train_options_defaults(cllm_train_options *o);
 
-/* run.json: every option of the table, the data paths (as given: make them
- * absolute first, or "builtin"), the corpus size and hash. Crash-safe. */
+/* run.json: every option of the table (paths as given, or null: make them
+ * absolute first), the data paths (as given: make them absolute first, or
+ * "builtin"), the corpus size and hash. Crash-safe. */
 cllm_status cllm_run_json_write(const char *dir, const cllm_train_options *o, uint64_t corpus_hash,
                                 size_t corpus_bytes);
-/* Reads DIR/run.json into *o (data_paths malloc'd: free with
- * cllm_train_options_free_paths; out_dir points to nothing: the caller sets
- * it). Missing or malformed file, a value outside its range: CLLM_ERR_INPUT
- * naming the file and the key. */
+/* Reads DIR/run.json into *o (data_paths and the path rows malloc'd: free
+ * with cllm_train_options_free_paths; out_dir points to nothing: the caller
+ * sets it). A path row's key may be absent (folders written before the row
+ * existed): NULL. Missing or malformed file, a value outside its range:
+ * CLLM_ERR_INPUT naming the file and the key. */
 cllm_status cllm_run_json_read(const char *dir, cllm_train_options *o, uint64_t *corpus_hash,
                                size_t *corpus_bytes);
 void cllm_train_options_free_paths(cllm_train_options *o);

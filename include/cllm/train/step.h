@@ -30,6 +30,9 @@ typedef struct {
     void *window_ctx;
     /* engine tuning (from the environment, read by the caller) */
     int segments_per_thread, streaming, buffer_window;
+    /* the job's ranks (NULL: this process alone); each rank computes its
+     * block of the micro-batches and updates the span it owns */
+    const cllm_comm *comm;
 } cllm_step_config;
 
 typedef struct {
@@ -50,8 +53,15 @@ void cllm_step_free(cllm_step *s);
  * update applied. */
 cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window_base, cllm_step_result *r);
 
-/* The AdamW moments (which 0: m, 1: v), n_params floats in the model's layout. */
+/* The AdamW moments (which 0: m, 1: v) of the span this rank owns
+ * (cllm_step_owned; every parameter with one rank), in the model's layout:
+ * element i of the array is parameter begin + i. */
 float *cllm_step_moment(cllm_step *s, int which);
+void cllm_step_owned(const cllm_step *s, size_t *begin, size_t *end);
+/* This rank's micro-batches of each step: [first, first + n). */
+void cllm_step_block(const cllm_step *s, int *first_micro, int *n_micro);
+/* Bytes of AdamW moments this rank holds: 8 per owned parameter. */
+size_t cllm_step_optimizer_bytes(const cllm_step *s);
 /* The worker count, the engine's: the one every per-thread array is sized by. */
 int cllm_step_threads(const cllm_step *s);
 size_t cllm_step_buffer_bytes(const cllm_step *s);

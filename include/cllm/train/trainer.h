@@ -34,6 +34,8 @@ typedef struct {
     double loop_s;          /* wall time of the training loop (steps, validation, checkpoints) in this process */
     double steps_s;         /* of it, in optimizer steps */
     double eval_s;          /* of it, in validation passes */
+    int same_on_all_ranks;  /* the error returned is every rank's own (all failed start-up alike, or the
+                               run diverged): rank 0 alone needs to report it, and no rank need abort the job */
     int interrupted;        /* a stop request (SIGINT/SIGTERM/SIGHUP) ended training early (after saving) or
                                skipped the final evaluation or sample of a complete run: exit 130 */
 } cllm_train_result;
