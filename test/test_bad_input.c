@@ -698,6 +698,8 @@ static const bad_input_row rows[] = {
      "CLLM_PROGRESS='' is not one of"},
     {"cllm_peak_gflops_negative", "`CLLM_PEAK_GFLOPS=-3`", NULL, NULL, "CLLM_PEAK_GFLOPS=-3", NULL, "bench step", NULL,
      2, "CLLM_PEAK_GFLOPS='-3' is not a positive number"},
+    {"cllm_team_zero", "`CLLM_TEAM=0`", NULL, NULL, "CLLM_TEAM=0", NULL, "train", NULL, 2,
+     "CLLM_TEAM='0' is not auto or an integer in 1..4096"},
 
     /* training data */
     {"corpus_missing", "a DATA path that does not exist", NULL, NULL, NULL, NULL,

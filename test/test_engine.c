@@ -187,15 +187,18 @@ typedef struct {
     int threads, streaming, window, spt;
     omp_sched_t sched;
     int chunk;
+    int teams, team_threads; /* 0, 0: flat, one worker per thread */
 } run_cfg;
 
 static cllm_engine_stats engine_steps(synth *s, int M, int steps, const run_cfg *rc) {
     omp_set_num_threads(rc->threads);
     omp_set_schedule(rc->sched, rc->chunk);
-    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite, NULL, s->k};
+    cllm_engine_config cfg = {s->P, M, rc->spt, rc->streaming, rc->window, s->overwrite, NULL, s->k,
+                              rc->teams, rc->team_threads};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
-    assert_int_equal(cllm_engine_threads(e), rc->threads);
+    assert_int_equal(cllm_engine_threads(e), rc->teams ? rc->teams : rc->threads);
+    assert_int_equal(cllm_engine_team_threads(e), rc->team_threads ? rc->team_threads : 1);
     cllm_engine_job job = synth_job(s);
     cllm_engine_stats st;
     for (int i = 0; i < steps; i++) {
@@ -235,7 +238,7 @@ static void check_determinism(size_t P, int M, int steps, int clip, int window) 
             for (int streaming = 0; streaming <= 1; streaming++) {
                 synth s;
                 synth_init(&s, P, clip);
-                run_cfg rc = {threads, streaming, window, 1 + threads % 2, schedules[sc].kind, schedules[sc].chunk};
+                run_cfg rc = {threads, streaming, window, 1 + threads % 2, schedules[sc].kind, schedules[sc].chunk, 0, 0};
                 cllm_engine_stats st = engine_steps(&s, M, steps, &rc);
                 char what[160];
                 snprintf(what, sizeof what, "P=%zu M=%d threads=%d schedule=%s streaming=%d clip=%d window=%d", P, M,
@@ -255,6 +258,34 @@ static void check_determinism(size_t P, int M, int steps, int clip, int window) 
 static void test_bitwise_determinism_across_threads_schedules_streaming(void **state) {
     (void)state;
     check_determinism(20011, 13, 3, 0, 0);
+}
+
+/* Team shapes (workers x threads per team, nested OpenMP): the same bits as
+ * the serial tree, with and without clipping and streaming. P is large
+ * enough that a team splits its merges (segments of >= 65,536 floats) as
+ * well as its owned segments' updates; 3 x 2 oversubscribes this machine. */
+static void test_bitwise_determinism_across_team_shapes(void **state) {
+    (void)state;
+    static const int shapes[][2] = {{1, 2}, {2, 1}, {2, 2}, {1, 3}, {3, 2}};
+    for (int clip = 0; clip <= 1; clip++) {
+        synth ref;
+        synth_init(&ref, 300007, clip);
+        serial_steps(&ref, 7, 2);
+        for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+            for (int streaming = 0; streaming <= 1; streaming++) {
+                synth s;
+                synth_init(&s, 300007, clip);
+                run_cfg rc = {shapes[sh][0], streaming, 0, 1, omp_sched_dynamic, 1, shapes[sh][0], shapes[sh][1]};
+                cllm_engine_stats st = engine_steps(&s, 7, 2, &rc);
+                char what[160];
+                snprintf(what, sizeof what, "team shape %dx%d streaming=%d clip=%d", shapes[sh][0], shapes[sh][1],
+                         streaming, clip);
+                assert_same_params(&ref, &s, what);
+                assert_int_equal(st.threads, shapes[sh][0]);
+                synth_free(&s);
+            }
+        synth_free(&ref);
+    }
 }
 
 static void test_bitwise_determinism_with_clipping(void **state) {
@@ -279,7 +310,7 @@ static void test_owners_fold_the_last_path(void **state) {
             s.straggler_index = -1;
             ref.straggler_index = -1;
             serial_steps(&ref, Ms[c], 2);
-            run_cfg rc = {1, 1, 0, 2, omp_sched_dynamic, 1};
+            run_cfg rc = {1, 1, 0, 2, omp_sched_dynamic, 1, 0, 0};
             cllm_engine_stats st = engine_steps(&s, Ms[c], 2, &rc);
             assert_in_range(st.folded_nodes, folded_min[c], folded_max[c]);
             assert_same_params(&ref, &s, clip ? "owners' fold, clipping" : "owners' fold");
@@ -323,7 +354,7 @@ static void test_adversarial_schedules_finish_exact(void **state) {
                 synth_init(&s, 3000, 0);
                 s.straggler_s = 0.004; /* index 0 slow */
                 s.slow_others_us = 50;
-                run_cfg rc = {threads, sc % 2, 1, 1, schedules[sc].kind, schedules[sc].chunk}; /* window 1: tightest */
+                run_cfg rc = {threads, sc % 2, 1, 1, schedules[sc].kind, schedules[sc].chunk, 0, 0}; /* window 1: tightest */
                 double t = cllm_now();
                 cllm_engine_stats st = engine_steps(&s, M, 1, &rc);
                 assert_true(cllm_now() - t < 30.0); /* finishes, no live-lock */
@@ -347,7 +378,7 @@ static void test_pool_is_bounded(void **state) {
     (void)state;
     omp_set_num_threads(3);
     for (int M = 1; M <= 64; M++) {
-        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0, NULL, cllm_kernel_table_best()};
+        cllm_engine_config cfg = {1000, M, 1, 1, 0, 0, NULL, cllm_kernel_table_best(), 0, 0};
         cllm_engine *e = NULL;
         assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
         int nb = cllm_engine_buffers(e);
@@ -370,7 +401,7 @@ static void check_straggler(int threads) {
     s.straggler_s = 0.2;
     omp_set_num_threads(threads);
     omp_set_schedule(omp_sched_dynamic, 1);
-    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0, NULL, s.k};
+    cllm_engine_config cfg = {s.P, M, 1, 1, M, 0, NULL, s.k, 0, 0};
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_create(&cfg, &e), CLLM_OK);
     cllm_engine_job job = synth_job(&s);
@@ -417,7 +448,7 @@ static void test_atomics_formula_independent_of_P(void **state) {
     for (int p = 0; p < 2; p++) {
         synth s;
         synth_init(&s, sizes[p], 0);
-        run_cfg rc = {3, 1, M, 2, omp_sched_dynamic, 1}; /* window M: nobody waits */
+        run_cfg rc = {3, 1, M, 2, omp_sched_dynamic, 1, 0, 0}; /* window M: nobody waits */
         cllm_engine_stats st = engine_steps(&s, M, 2, &rc);
         assert_int_equal(st.atomics_extra, 0);
         assert_int_equal(st.waits, 0);
@@ -439,7 +470,7 @@ static void test_stats_are_sane(void **state) {
     synth_init(&s, 50000, 1);
     s.slow_others_us = 2000;
     s.straggler_index = -1;
-    run_cfg rc = {2, 1, 0, 1, omp_sched_dynamic, 1};
+    run_cfg rc = {2, 1, 0, 1, omp_sched_dynamic, 1, 0, 0};
     cllm_engine_stats st = engine_steps(&s, 6, 1, &rc);
     assert_true(st.wall > 0);
     assert_true(st.compute_min <= st.compute_median && st.compute_median <= st.compute_max);
@@ -462,7 +493,7 @@ static void test_overwriting_compute_skips_zeroing_same_bits(void **state) {
         synth_init(&zeroed, 20011, 1);
         synth_init(&written, 20011, 1);
         written.overwrite = 1;
-        run_cfg rc = {threads, 1, 0, 2, omp_sched_dynamic, 1};
+        run_cfg rc = {threads, 1, 0, 2, omp_sched_dynamic, 1, 0, 0};
         engine_steps(&zeroed, 6, 4, &rc);
         engine_steps(&written, 6, 4, &rc);
         assert_same_params(&zeroed, &written, "overwriting compute vs zeroed buffers");
@@ -476,7 +507,7 @@ static void test_overwriting_compute_skips_zeroing_same_bits(void **state) {
 static void test_bad_config_is_input_error(void **state) {
     (void)state;
     cllm_engine *e = (cllm_engine *)1;
-    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0, NULL, NULL}, {100, 0, 1, 1, 0, 0, NULL, NULL}, {100, 4, -1, 1, 0, 0, NULL, NULL}, {100, 4, 1, 1, -3, 0, NULL, NULL}};
+    cllm_engine_config bad[] = {{0, 4, 1, 1, 0, 0, NULL, NULL, 0, 0}, {100, 0, 1, 1, 0, 0, NULL, NULL, 0, 0}, {100, 4, -1, 1, 0, 0, NULL, NULL, 0, 0}, {100, 4, 1, 1, -3, 0, NULL, NULL, 0, 0}, {100, 4, 1, 1, 0, 0, NULL, NULL, -1, 0}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(cllm_engine_create(&bad[i], &e), CLLM_ERR_INPUT);
         assert_null(e);
@@ -602,6 +633,7 @@ int main(void) {
         cmocka_unit_test(test_owners_fold_the_last_path),
         cmocka_unit_test(test_single_and_pair_micro_batches),
         cmocka_unit_test(test_bitwise_determinism_across_threads_schedules_streaming),
+        cmocka_unit_test(test_bitwise_determinism_across_team_shapes),
         cmocka_unit_test(test_bitwise_determinism_with_clipping),
         cmocka_unit_test(test_adversarial_schedules_finish_exact),
         cmocka_unit_test(test_straggler_hides_other_merges),

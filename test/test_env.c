@@ -1,6 +1,7 @@
 /* Environment validation: the OMP_* and CLLM_* validators one by one, the
  * typed getters, and the whole path through the binary (one line, exit 2,
  * for every command). */
+#include <omp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +106,11 @@ static void test_cllm_variables(void **state) {
     const char *peak_bad[] = {"0", "-1", "abc", "nan", "inf", "", "3 GF", NULL};
     expect_valid("CLLM_PEAK_GFLOPS", peak_good);
     expect_invalid("CLLM_PEAK_GFLOPS", peak_bad);
+
+    const char *team_good[] = {"auto", "AUTO", "1", "4", "4096", NULL};
+    const char *team_bad[] = {"0", "-2", "4097", "2x2", "", "many", NULL};
+    expect_valid("CLLM_TEAM", team_good);
+    expect_invalid("CLLM_TEAM", team_bad);
 }
 
 static void test_unknown_cllm_variable_is_an_error(void **state) {
@@ -164,6 +170,38 @@ static void test_getters_defaults_and_values(void **state) {
     clear_cllm_variables();
 }
 
+/* The team shape: CLLM_TEAM=K over omp_get_max_threads(), a nested
+ * OMP_NUM_THREADS list, or 0, 0 (the run chooses). */
+static void test_team_shape_from_the_environment(void **state) {
+    (void)state;
+    int teams, team_threads, threads = omp_get_max_threads();
+    clear_cllm_variables();
+    const char *saved = getenv("OMP_NUM_THREADS");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+    unsetenv("OMP_NUM_THREADS");
+    cllm_env_team(&teams, &team_threads);
+    assert_int_equal(teams, 0);
+    assert_int_equal(team_threads, 0);
+    setenv("CLLM_TEAM", "auto", 1);
+    cllm_env_team(&teams, &team_threads);
+    assert_int_equal(teams, 0);
+    setenv("CLLM_TEAM", "2", 1);
+    cllm_env_team(&teams, &team_threads);
+    assert_int_equal(team_threads, 2);
+    assert_int_equal(teams, threads / 2 > 0 ? threads / 2 : 1);
+    unsetenv("CLLM_TEAM");
+    setenv("OMP_NUM_THREADS", "3, 5", 1);
+    cllm_env_team(&teams, &team_threads);
+    assert_int_equal(teams, 3);
+    assert_int_equal(team_threads, 5);
+    setenv("OMP_NUM_THREADS", "3", 1); /* not a list: the run chooses */
+    cllm_env_team(&teams, &team_threads);
+    assert_int_equal(teams, 0);
+    if (saved_copy) setenv("OMP_NUM_THREADS", saved_copy, 1);
+    else unsetenv("OMP_NUM_THREADS");
+    free(saved_copy);
+}
+
 /* ---- through the binary ---- */
 
 static void expect_one_line_exit_2(const char *env, const char *args, const char *must_name) {
@@ -211,6 +249,7 @@ static const char *bad_value_of(const char *name) {
     static const char *const table[][2] = {
         {"CLLM_SIMD", "avx9"},          {"CLLM_STREAMING", "maybe"},  {"CLLM_SEGMENTS", "0"},
         {"CLLM_GRAD_WINDOW", "-1"},     {"CLLM_PROGRESS", "fancy"},   {"CLLM_PEAK_GFLOPS", "fast"},
+        {"CLLM_TEAM", "0"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(table[i][0], name)) return table[i][1];
@@ -286,6 +325,7 @@ int main(void) {
         cmocka_unit_test(test_cllm_variables),
         cmocka_unit_test(test_unknown_cllm_variable_is_an_error),
         cmocka_unit_test(test_check_reads_the_environment),
+        cmocka_unit_test(test_team_shape_from_the_environment),
         cmocka_unit_test(test_getters_defaults_and_values),
         cmocka_unit_test(test_binary_reports_thread_count),
         cmocka_unit_test(test_binary_rejects_bad_openmp_variables),

@@ -106,6 +106,7 @@ static void count_calls(void *ctx, size_t done, size_t total) {
 #pragma omp atomic
     c[0]++;
     assert_true(done >= 1 && done <= total);
+#pragma omp atomic write /* every worker reports; one plain store each would race */
     c[1] = total;
 }
 

@@ -151,5 +151,6 @@ int main(void) {
     unsetenv("CLLM_GRAD_WINDOW");
     unsetenv("CLLM_PROGRESS");
     unsetenv("CLLM_PEAK_GFLOPS");
+    unsetenv("CLLM_TEAM");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -350,7 +350,7 @@ static void check_attention_overwrite(int B, int T, int C, int NH) {
     fill_nan(d_set, nqkv);
     attention_forward(kern, out, att, qkv, B, T, C, NH);
     attention_backward(kern, d_acc, scratch, dout, qkv, att, B, T, C, NH);
-    attention_backward_overwrite(kern, d_set, scratch, dout, qkv, att, B, T, C, NH);
+    attention_backward_overwrite(kern, d_set, scratch, 1, dout, qkv, att, B, T, C, NH);
     double worst = max_abs_diff(d_acc, d_set, nqkv);
     printf("attention overwrite T=%d: max |diff| %.2e\n", T, worst);
     assert_true(worst < 1e-5); /* also fails on any NaN left unwritten */
@@ -788,7 +788,7 @@ static void test_attention_paths_on_unaligned_rows(void **state) {
         int k = path == CLLM_SIMD_SCALAR ? 0 : 1;
         attention_forward(kern, out[k], att[k], qkv, B, T, C, NH);
         fill_nan(d[k], nqkv);
-        attention_backward_overwrite(kern, d[k], scratch, dy, qkv, att[k], B, T, C, NH);
+        attention_backward_overwrite(kern, d[k], scratch, 1, dy, qkv, att[k], B, T, C, NH);
         if (k == 0) continue;
         assert_true(max_abs_diff(att[1], att[0], natt) < 1e-6);
         assert_true(max_abs_diff(out[1], out[0], nout) < 1e-5);

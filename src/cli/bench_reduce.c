@@ -136,7 +136,7 @@ static void synthetic_update(void *ctx, int segment, size_t begin, size_t end, c
 }
 
 static int engine_atomics(int micro, size_t n, int64_t *atomics, int *segments, int *folded) {
-    cllm_engine_config cfg = {n, micro, 1, 1, micro, 0, NULL, cllm_kernel_table_for(cllm_env_simd())};
+    cllm_engine_config cfg = {n, micro, 1, 1, micro, 0, NULL, cllm_kernel_table_for(cllm_env_simd()), 0, 0};
     cllm_engine *e = NULL;
     if (cllm_engine_create(&cfg, &e) != CLLM_OK) return 0;
     cllm_engine_job job = {&n, synthetic_compute, NULL, synthetic_update, NULL};

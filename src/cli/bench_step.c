@@ -68,6 +68,7 @@ static cllm_status run_threads(gpt2_model *const *models, int n, const int32_t *
             .segments_per_thread = cllm_env_segments(), .streaming = cllm_env_streaming(),
             .buffer_window = cllm_env_grad_window(), .comm = cllm_ranks_comm(),
         };
+        cllm_env_team(&sc.teams, &sc.team_threads);
         st = cllm_step_create(&sc, &steps[i]);
     }
     size_t cells = (size_t)repeats * (size_t)n;
@@ -100,7 +101,7 @@ static cllm_status run_threads(gpt2_model *const *models, int n, const int32_t *
     for (int i = 0; ok && i < n; i++) {
         size_t c = (size_t)i * repeats;
         double step_s = cllm_median(wall + c, repeats);
-        int nt = cllm_step_threads(steps[i]);
+        int nt = cllm_step_threads(steps[i]) * cllm_step_team_threads(steps[i]); /* all threads, teams or not */
         out[i].threads = nt;
         out[i].step_s = step_s;
         out[i].tokens_per_s = BENCH_BATCH * BENCH_SEQ / step_s;
@@ -234,7 +235,8 @@ int cllm_bench_step(int argc, char **argv) {
         "Tokens/s of a full training step (B = 8 random sequences of T = 256 tokens: forward, backward, "
         "reduction, clipping, AdamW) at 1, 2, ... OMP_NUM_THREADS threads: scaling efficiency, model FLOPs "
         "utilisation against the measured FMA peak (CLLM_PEAK_GFLOPS overrides), exposed reduction share and "
-        "thread utilisation from the engine; under mpirun, the tokens/s of all ranks together, each rank's share of "
+        "thread utilisation from the engine (each thread count in the default team shape, flat here: 8 "
+        "micro-batches, or in teams of K with CLLM_TEAM=K); under mpirun, the tokens/s of all ranks together, each rank's share of "
         "the step in exchanges and its bytes sent against 2(R-1)/R x 4P. With --against-torch, PyTorch at each thread count with its best "
         "of torch n threads + OPENBLAS_NUM_THREADS=n and torch 1 thread + OPENBLAS_NUM_THREADS=n.",
         flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};

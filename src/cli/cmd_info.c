@@ -28,6 +28,8 @@ typedef struct {
     long openmp_version;      /* _OPENMP: yyyymm of the spec the compiler implements */
     const char *openmp_spec;  /* "4.5", "5.0", ... */
     int max_threads, num_procs;
+    int teams, team_threads;  /* cllm_env_team: 0, 0 when the run chooses */
+    int max_active_levels;    /* omp_get_max_active_levels() */
     char schedule[64];        /* "dynamic,1" */
     const char *proc_bind;    /* omp_get_proc_bind() */
     const char *env_proc_bind, *env_places; /* NULL when unset */
@@ -105,6 +107,8 @@ static void gather(info_report *r) {
     r->openmp_spec = openmp_spec_of(r->openmp_version);
     r->max_threads = omp_get_max_threads();
     r->num_procs = omp_get_num_procs();
+    cllm_env_team(&r->teams, &r->team_threads);
+    r->max_active_levels = omp_get_max_active_levels();
     describe_schedule(r->schedule, sizeof r->schedule);
     r->proc_bind = describe_proc_bind();
     r->env_proc_bind = env_or_null("OMP_PROC_BIND");
@@ -142,6 +146,13 @@ static void print_text(const info_report *r, FILE *out) {
     fprintf(out, "openmp version:  %ld (OpenMP %s)\n", r->openmp_version, r->openmp_spec);
     fprintf(out, "max threads:     %d\n", r->max_threads);
     fprintf(out, "processors:      %d\n", r->num_procs);
+    if (r->teams > 0)
+        fprintf(out, "team shape:      %d team%s x %d thread%s (CLLM_TEAM / OMP_NUM_THREADS)\n", r->teams,
+                r->teams == 1 ? "" : "s", r->team_threads, r->team_threads == 1 ? "" : "s");
+    else
+        fprintf(out, "team shape:      auto (chosen per run from the micro-batches per step, model size and memory)\n");
+    fprintf(out, "nesting levels:  %d (omp_get_max_active_levels; a team of 2+ threads raises it to 2)\n",
+            r->max_active_levels);
     fprintf(out, "schedule:        %s\n", r->schedule);
     fprintf(out, "OMP_PROC_BIND:   %s\n", r->env_proc_bind ? r->env_proc_bind : "unset");
     fprintf(out, "OMP_PLACES:      %s\n", r->env_places ? r->env_places : "unset");
@@ -216,7 +227,9 @@ static void print_json(const info_report *r, FILE *out) {
     json_string_or_null(out, r->runtime_path[0] ? r->runtime_path : NULL);
     fprintf(out, ",\"version\":%ld,\"spec\":", r->openmp_version);
     json_string(out, r->openmp_spec);
-    fprintf(out, ",\"max_threads\":%d,\"num_procs\":%d,\"schedule\":", r->max_threads, r->num_procs);
+    fprintf(out, ",\"max_threads\":%d,\"num_procs\":%d,\"teams\":%d,\"team_threads\":%d,\"max_active_levels\":%d,"
+                 "\"schedule\":",
+            r->max_threads, r->num_procs, r->teams, r->team_threads, r->max_active_levels);
     json_string(out, r->schedule);
     fputs(",\"proc_bind\":", out);
     json_string(out, r->proc_bind);
@@ -242,7 +255,8 @@ int cllm_cmd_info(int argc, char **argv) {
         "info", "",
         "Shows the CPU's SIMD features, the SIMD path cllm will use, whether --precision bf16 is fast\n"
         "there, the compiler, the OpenMP runtime\n"
-        "and version, threads, processors, the schedule in force (OMP_SCHEDULE, default dynamic,1),\n"
+        "and version, threads, processors, the team shape (CLLM_TEAM or OMP_NUM_THREADS=A,B; auto:\n"
+        "chosen per run), the schedule in force (OMP_SCHEDULE, default dynamic,1),\n"
         "OMP_PROC_BIND/OMP_PLACES, every CLLM_* variable that is set, the optional features built in, and\n"
         "the MPI library, ranks and threads per rank (under mpirun, rank 0 prints).",
         flags, (int)(sizeof flags / sizeof flags[0]), 0, 0};

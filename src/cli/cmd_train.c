@@ -15,8 +15,10 @@
 #include "cllm/cli/flags.h"
 #include "cllm/data/tokenizer.h"
 #include "cllm/base/memory.h"
+#include "cllm/dist/engine.h"
 #include "cllm/train/pretrained.h"
 #include "cllm/report/progress.h"
+#include "cllm/train/step.h"
 #include "cllm/train/trainer.h"
 
 typedef struct {
@@ -264,24 +266,29 @@ static int apply_init(const train_flags *f, cllm_train_options *o) {
 /* A rough peak of what a run allocates, so that a model that cannot fit is
  * refused here (exit 2, with the figure) instead of failing in malloc or being
  * OOM-killed part-way: with P parameters (4 bytes each) it counts the model
- * (and its 2-byte bf16 copy with --precision bf16), AdamW's two moments, the engine's gradient buffers (one per thread plus a
- * few in flight, never more than the micro-batches: threads + 2 + log2(M),
- * at most M), one activation arena per thread for --micro sequences, and on
+ * (and its 2-byte bf16 copy with --precision bf16), AdamW's two moments, the engine's gradient buffers (one per team plus a
+ * few in flight, never more than the micro-batches: teams + 2 + log2(M),
+ * at most M; cllm_engine_pool_buffers), one activation arena per team for
+ * --micro sequences (the team shape given, or the default, which shrinks the
+ * teams count until this fits), and on
  * --resume the checkpoint being read (model and optimizer files, read whole,
  * and a second copy of the model: 4P). The corpus, tokens and validation
  * windows are not counted (they are not known yet, and small beside the
  * model whenever this check matters). */
 static cllm_status training_fits_memory(const cllm_train_options *o, int resume) {
-    double P = gpt2_param_count_estimate(&o->model), threads = omp_get_max_threads();
-    double micro_batches = (double)(o->batch / o->micro) * o->grad_accum;
-    double buffers = threads + 2.0 + log2(micro_batches > 1 ? micro_batches : 1);
-    if (buffers > micro_batches) buffers = micro_batches;
+    int threads = omp_get_max_threads(), teams = o->teams, team_threads = o->team_threads;
+    int micro_batches = o->batch / o->micro * o->grad_accum;
+    if (teams <= 0)
+        cllm_step_team_default(&o->model, o->micro, micro_batches, o->grad_window, threads,
+                               (double)cllm_memory_available(), &teams, &team_threads);
+    double P = gpt2_param_count_estimate(&o->model);
+    double buffers = cllm_engine_pool_buffers(micro_batches, teams, o->grad_window);
     double bf16_copy = o->precision == CLLM_PRECISION_BF16 ? 0.5 : 0.0; /* 2 bytes a parameter */
     double floats = P * (3.0 + bf16_copy + buffers + (resume ? 4.0 : 0.0));
-    double bytes = floats * sizeof(float) + threads * gpt2_acts_bytes_estimate(&o->model, o->micro);
+    double bytes = floats * sizeof(float) + teams * gpt2_acts_bytes_estimate(&o->model, o->micro);
     char what[160];
-    snprintf(what, sizeof what, "a model of %.3g parameters (%d layers x %d wide) with %d thread(s)", P,
-             o->model.n_layer, o->model.n_embd, (int)threads);
+    snprintf(what, sizeof what, "a model of %.3g parameters (%d layers x %d wide) with %d team(s) of %d thread(s)", P,
+             o->model.n_layer, o->model.n_embd, teams, team_threads);
     return cllm_memory_check(bytes, what);
 }
 
@@ -315,7 +322,11 @@ int cllm_cmd_train(int argc, char **argv) {
     int k = snprintf(summary, sizeof summary, "%s",
                      "Trains a byte-level BPE tokenizer and a GPT-2-style model on text files or folders (default: the\n"
                      "built-in Tiny Shakespeare), evaluates it, checkpoints it, and prints a sample. Threads come\n"
-                     "from OMP_NUM_THREADS.\n"
+                     "from OMP_NUM_THREADS, in teams: each team computes one micro-batch at a time with one gradient\n"
+                     "buffer, its threads splitting every layer (same results for any shape). CLLM_TEAM=K makes\n"
+                     "teams of K threads, OMP_NUM_THREADS=A,B makes A teams of B; by default the most teams that\n"
+                     "divide the threads, are no more than the micro-batches per step, and whose gradient buffers\n"
+                     "and activations fit in 3/4 of the available memory (one team of all threads if none does).\n"
                      "\n"
                      "Extending a finished run: cllm train --resume DIR --steps N (N above the steps done) continues\n"
                      "with the schedule of an N-step run: warm-up and cosine are recomputed for N, so the learning\n"
@@ -385,6 +396,7 @@ int cllm_cmd_train(int argc, char **argv) {
     o.segments_per_thread = cllm_env_segments();
     o.no_streaming = !cllm_env_streaming();
     o.grad_window = cllm_env_grad_window();
+    cllm_env_team(&o.teams, &o.team_threads);
     o.progress = cllm_env_progress();
     o.columns = cllm_env_columns();
     o.peak_gflops = cllm_env_peak_gflops();

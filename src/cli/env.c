@@ -17,7 +17,7 @@ extern char **environ;
 
 const char *const cllm_env_documented[] = {
     "CLLM_SIMD",        "CLLM_STREAMING", "CLLM_SEGMENTS", "CLLM_GRAD_WINDOW",
-    "CLLM_PROGRESS",    "CLLM_PEAK_GFLOPS", NULL,
+    "CLLM_PROGRESS",    "CLLM_PEAK_GFLOPS", "CLLM_TEAM",     NULL,
 };
 
 /* ---- a tiny cursor over a value, for the list-shaped OpenMP syntaxes ---- */
@@ -247,6 +247,10 @@ static cllm_status validate_cllm_variable(const char *name, const char *value) {
         if (parse_progress(value)) return CLLM_OK;
         return cllm_fail(CLLM_ERR_INPUT, "CLLM_PROGRESS='%s' is not one of auto, line, plain, off", value);
     }
+    if (!strcmp(name, "CLLM_TEAM")) {
+        if (!strcasecmp(value, "auto") || parse_int_in(value, 1, 4096, &n)) return CLLM_OK;
+        return cllm_fail(CLLM_ERR_INPUT, "CLLM_TEAM='%s' is not auto or an integer in 1..4096", value);
+    }
     if (!strcmp(name, "CLLM_PEAK_GFLOPS")) {
         if (parse_positive_double(value, &x)) return CLLM_OK;
         return cllm_fail(CLLM_ERR_INPUT, "CLLM_PEAK_GFLOPS='%s' is not a positive number", value);
@@ -384,6 +388,32 @@ double cllm_env_peak_gflops(void) {
     double x;
     const char *v = valid_value("CLLM_PEAK_GFLOPS");
     return v && parse_positive_double(v, &x) ? x : 0.0;
+}
+
+/* OMP_NUM_THREADS=A,B[,...]: its first two entries, or 0 when it is not a list. */
+static int num_threads_list(long *first, long *second) {
+    const char *p = getenv("OMP_NUM_THREADS");
+    if (!p || !valid_num_threads(p)) return 0;
+    skip_spaces(&p);
+    if (!read_positive_int(&p, first)) return 0;
+    skip_spaces(&p);
+    if (*p++ != ',') return 0;
+    skip_spaces(&p);
+    return read_positive_int(&p, second);
+}
+
+void cllm_env_team(int *teams, int *team_threads) {
+    long n, a, b;
+    const char *v = valid_value("CLLM_TEAM");
+    *teams = *team_threads = 0;
+    if (v && parse_int_in(v, 1, 4096, &n)) {
+        int threads = omp_get_max_threads();
+        *team_threads = (int)n;
+        *teams = threads / (int)n > 0 ? threads / (int)n : 1;
+    } else if (!v && num_threads_list(&a, &b) && a <= 4096 && b <= 4096) {
+        *teams = (int)a;
+        *team_threads = (int)b;
+    }
 }
 
 int cllm_env_launcher_ranks(void) {

@@ -57,6 +57,8 @@ typedef struct {
 struct cllm_engine {
     size_t n_params;
     int M, n_threads, spt, S, NB, streaming; /* micro-batches, workers, segments per worker, segments, buffers */
+    int team_threads; /* threads per worker's team (nested OpenMP); 1: flat */
+    int worker_level; /* omp_get_level() of the workers during a step */
     int compute_overwrites; /* the job writes whole buffers: no zeroing */
     int n_nodes, root; /* internal nodes (M - 1), root = n_nodes - 1; root = -1 when M == 1 */
     tree_node *nodes;
@@ -66,7 +68,7 @@ struct cllm_engine {
     float *buf_mem;
     float **bufs;
     int fold_levels; /* temporaries per thread for the owners' fold */
-    float *fold_tmp; /* threads x fold_levels x FOLD_CHUNK */
+    float *fold_tmp; /* threads x team_threads x fold_levels x FOLD_CHUNK */
     const cllm_kernel_table *kern;
     const cllm_comm *comm;
 
@@ -185,7 +187,32 @@ static inline int atomic_load(const int *x) {
 
 static inline void cpu_relax(void) { sched_yield(); }
 
-static thread_acct *my_acct(cllm_engine *e) { return &e->acct[omp_get_thread_num()]; }
+/* The calling worker: its thread number at the workers' level, also when
+ * the caller is a thread of a region its team opened (a team member never
+ * runs the engine's own code today, but the worker's account and scratch
+ * then stay its worker's). */
+static int worker_id(const cllm_engine *e) { return omp_get_ancestor_thread_num(e->worker_level); }
+
+static thread_acct *my_acct(cllm_engine *e) { return &e->acct[worker_id(e)]; }
+
+/* ---- teams ------------------------------------------------------------- */
+
+/* left += right over n floats on the calling worker's team: element-wise,
+ * so any split gives the same bits. Blocks of whole cache lines. */
+static void team_sum(const cllm_engine *e, float *left, const float *right, size_t n) {
+    size_t lines = (n + 15) / 16;
+    int threads = e->team_threads > 1 && n >= ((size_t)1 << 16) ? e->team_threads : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t lo = lines * (size_t)t / (size_t)nt * 16, hi = lines * (size_t)(t + 1) / (size_t)nt * 16;
+        if (hi > n) hi = n;
+        if (lo < hi) {
+            const float *srcs[2] = {left + lo, right + lo};
+            e->kern->sum(left + lo, srcs, 2, hi - lo);
+        }
+    }
+}
 
 /* ---- merging ----------------------------------------------------------- */
 
@@ -215,8 +242,7 @@ static int merge_segment(cllm_engine *e, int n, int extra) {
         const cllm_segment *seg = &e->segs[s];
         float *left = e->bufs[e->leaf_buf[tn->lo]] + seg->begin;
         const float *right = e->bufs[e->leaf_buf[tn->mid]] + seg->begin;
-        const float *srcs[2] = {left, right};
-        e->kern->sum(left, srcs, 2, seg->end - seg->begin);
+        team_sum(e, left, right, seg->end - seg->begin);
         a->merge += cllm_now() - t;
         if (atomic_inc(&e->ns[n].segs_done, a) == e->S - 1) node_complete(e, n, a);
         worked = 1;
@@ -322,7 +348,7 @@ static void compute_micro(cllm_engine *e, int i, int *low) {
     double t = cllm_now();
     if (!e->compute_overwrites) memset(e->bufs[b], 0, e->n_params * sizeof(float));
     double t1 = cllm_now();
-    cllm_status st = e->job->compute(e->job->ctx, e->first_micro + i, omp_get_thread_num(), e->bufs[b], &e->losses[i]);
+    cllm_status st = e->job->compute(e->job->ctx, e->first_micro + i, worker_id(e), e->bufs[b], &e->losses[i]);
     if (st != CLLM_OK) record_failure(e, st);
     double t2 = cllm_now();
     a->zero += t1 - t;
@@ -404,6 +430,40 @@ static int root_sources(const cllm_engine *e, const float **srcs) {
     return 2;
 }
 
+/* What an owner does to one of its segments in each phase of the update. */
+typedef enum { OWNER_FOLD, OWNER_UPDATE, OWNER_SQUARES } owner_phase;
+
+static void owner_segment(cllm_engine *e, int s, owner_phase phase, const float *const *srcs, int k, float *tmp) {
+    const cllm_engine_job *job = e->job;
+    const cllm_segment *seg = &e->segs[s];
+    if (seg->end == seg->begin) return;
+    if (phase == OWNER_FOLD) {
+        fold_root_chunked(e, seg, tmp, NULL);
+    } else if (phase == OWNER_UPDATE) {
+        job->update(job->ctx, s, seg->begin, seg->end, srcs, k, e->scale);
+    } else if (k == 2) {
+        fold_root_chunked(e, seg, tmp, e->sq);
+    } else {
+        const float *part[1] = {srcs[0] + seg->begin};
+        e->kern->sum_sq((float *)srcs[0] + seg->begin, part, 1, seg->end - seg->begin,
+                        e->sq + seg->begin / CLLM_SQ_CHUNK);
+    }
+}
+
+/* Worker tid's segments (tid, tid + team, ...) in one phase, split over its
+ * team's threads, each with its own fold temporaries. Segments are
+ * independent and element-wise, so which thread runs which changes no bit. */
+static void owner_phase_run(cllm_engine *e, int tid, int team, owner_phase phase, const float *const *srcs, int k) {
+    int mine = tid < e->S ? (e->S - 1 - tid) / team + 1 : 0;
+    int threads = e->team_threads < mine ? e->team_threads : mine;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static, 1)
+    for (int j = 0; j < mine; j++) {
+        size_t slot = (size_t)tid * (size_t)e->team_threads + (size_t)omp_get_thread_num();
+        float *tmp = e->fold_tmp + slot * (size_t)e->fold_levels * FOLD_CHUNK;
+        owner_segment(e, tid + j * team, phase, srcs, k, tmp);
+    }
+}
+
 static void owners_update(cllm_engine *e, int tid, int team) {
     /* Read after the barrier that ends every compute: all threads see the
      * same value and return together (the clipping path has a barrier). */
@@ -412,18 +472,16 @@ static void owners_update(cllm_engine *e, int tid, int team) {
     const float *srcs[2];
     int k = root_sources(e, srcs);
     thread_acct *a = &e->acct[tid];
-    float *tmp = e->fold_tmp + (size_t)tid * (size_t)e->fold_levels * FOLD_CHUNK;
     double t = cllm_now();
     if (!job->grad_scale) {
         /* Unmerged nodes are folded first; with none, the fused sum + update
          * reads the root's two halves itself. */
         if (!root_children_direct(e)) {
-            for (int s = tid; s < e->S; s += team) fold_root_chunked(e, &e->segs[s], tmp, NULL);
+            owner_phase_run(e, tid, team, OWNER_FOLD, srcs, k);
             k = 1;
             a->fold_end = cllm_now() - e->t0;
         }
-        for (int s = tid; s < e->S; s += team)
-            if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, k, 1.0f);
+        owner_phase_run(e, tid, team, OWNER_UPDATE, srcs, k);
         a->update += cllm_now() - t;
         return;
     }
@@ -432,17 +490,7 @@ static void owners_update(cllm_engine *e, int tid, int team) {
      * thread adds the chunks in index order (independent of the
      * segmentation), then owners update. With M = 1 the gradient is one
      * buffer and only its squares are taken. */
-    for (int s = tid; s < e->S; s += team) {
-        const cllm_segment *seg = &e->segs[s];
-        if (seg->end == seg->begin) continue;
-        if (k == 2) {
-            fold_root_chunked(e, seg, tmp, e->sq);
-            continue;
-        }
-        const float *part[1] = {srcs[0] + seg->begin};
-        e->kern->sum_sq((float *)srcs[0] + seg->begin, part, 1, seg->end - seg->begin,
-                        e->sq + seg->begin / CLLM_SQ_CHUNK);
-    }
+    owner_phase_run(e, tid, team, OWNER_SQUARES, srcs, k);
     a->update += cllm_now() - t;
 #pragma omp barrier
 #pragma omp single
@@ -454,8 +502,7 @@ static void owners_update(cllm_engine *e, int tid, int team) {
         e->reduced_at = cllm_now() - e->t0;
     }
     t = cllm_now();
-    for (int s = tid; s < e->S; s += team)
-        if (e->segs[s].end > e->segs[s].begin) job->update(job->ctx, s, e->segs[s].begin, e->segs[s].end, srcs, 1, e->scale);
+    owner_phase_run(e, tid, team, OWNER_UPDATE, srcs, 1);
     a->update += cllm_now() - t;
 }
 
@@ -677,23 +724,40 @@ static cllm_status validate(const cllm_engine_config *cfg) {
         return cllm_fail(CLLM_ERR_INPUT, "engine: segments per thread must be in 1..64, got %d", cfg->segments_per_thread);
     if (cfg->window < 0 || cfg->window > (1 << 20))
         return cllm_fail(CLLM_ERR_INPUT, "engine: gradient window must be >= 0, got %d", cfg->window);
+    if (cfg->teams < 0 || cfg->teams > 4096 || cfg->team_threads < 0 || cfg->team_threads > 4096)
+        return cllm_fail(CLLM_ERR_INPUT, "engine: teams and threads per team must be in 0..4096, got %d x %d",
+                         cfg->teams, cfg->team_threads);
     return CLLM_OK;
 }
 
 /* NB = threads + window, at least enough for progress (one more than the
  * most buffers complete prefixes can hold), never more than M. */
-static void size_pool(cllm_engine *e, int window) {
+int cllm_engine_pool_buffers(int n_micro, int workers, int window) {
     int dmax = 0;
-    for (int L = 0; L < e->M; L++) {
-        int d = held_by_prefix(0, e->M, L, e->M > 1);
+    for (int L = 0; L < n_micro; L++) {
+        int d = held_by_prefix(0, n_micro, L, n_micro > 1);
         if (d > dmax) dmax = d;
     }
     int extra = window > 0 ? window : dmax + 2;
-    int nb = e->n_threads + extra;
+    int nb = workers + extra;
     if (nb < dmax + 1) nb = dmax + 1;
-    if (nb > e->M) nb = e->M;
+    if (nb > n_micro) nb = n_micro;
+    return nb;
+}
+
+static void size_pool(cllm_engine *e, int window) {
+    int nb = cllm_engine_pool_buffers(e->M, e->n_threads, window);
     e->NB = nb;
     for (int L = 0; L <= e->M; L++) e->room[L] = nb - held_by_prefix(0, e->M, L, e->M > 1);
+}
+
+/* Workers (teams) and threads per team: the configured shape, or flat (one
+ * worker per OpenMP thread). A team of several threads is a nested region,
+ * so the runtime must allow two active levels. */
+static void team_shape_apply(cllm_engine *e, const cllm_engine_config *cfg) {
+    e->n_threads = cfg->teams > 0 ? cfg->teams : omp_get_max_threads();
+    e->team_threads = cfg->team_threads > 0 ? cfg->team_threads : 1;
+    if (e->team_threads > 1 && omp_get_max_active_levels() < 2) omp_set_max_active_levels(2);
 }
 
 #define ALLOC(field, count)                                                   \
@@ -713,9 +777,9 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     if (!e) return cllm_fail(CLLM_ERR_INTERNAL, "engine: out of memory");
     e->n_params = cfg->n_params;
     e->M = cfg->n_micro;
-    e->n_threads = omp_get_max_threads();
+    team_shape_apply(e, cfg);
     e->spt = cfg->segments_per_thread > 0 ? cfg->segments_per_thread : 1;
-    e->S_local = e->n_threads * e->spt;
+    e->S_local = e->n_threads * e->team_threads * e->spt;
     e->streaming = cfg->streaming;
     e->comm = cfg->comm ? cfg->comm : cllm_comm_single();
     e->compute_overwrites = cfg->compute_overwrites != 0;
@@ -758,7 +822,7 @@ cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out)
     ALLOC(bufs, e->NB);
     for (int b = 0; b < e->NB; b++) e->bufs[b] = e->buf_mem + stride * (size_t)b;
     e->fold_levels = 2 * tree_depth(e->M > e->M_global ? e->M : e->M_global) + 2;
-    ALLOC(fold_tmp, (size_t)e->n_threads * (size_t)e->fold_levels * FOLD_CHUNK);
+    ALLOC(fold_tmp, (size_t)e->n_threads * (size_t)e->team_threads * (size_t)e->fold_levels * FOLD_CHUNK);
 
     ALLOC(ns, e->n_nodes + 1);
     ALLOC(buf_busy, e->NB);
@@ -807,6 +871,7 @@ size_t cllm_engine_buffer_bytes(const cllm_engine *e) {
     return (e->n_params + 15) / 16 * 16 * sizeof(float) * (size_t)e->NB;
 }
 int cllm_engine_threads(const cllm_engine *e) { return e->n_threads; }
+int cllm_engine_team_threads(const cllm_engine *e) { return e->team_threads; }
 int cllm_engine_buffers(const cllm_engine *e) { return e->NB; }
 int cllm_engine_segments(const cllm_engine *e) { return e->S; }
 
@@ -914,29 +979,53 @@ static void record_trace(cllm_engine *e, double wall) {
     }
 }
 
+/* One step's work for worker tid of `team`: its micro-batches, the merges,
+ * its owned segments. Run by every thread of the workers' region, or, with a
+ * single worker called outside any parallel region, by the calling thread
+ * with no region at all (the worksharing, barriers and tasks then bind to
+ * that one thread): its team's
+ * regions are then top-level ones, which the runtime serves from its thread
+ * pool, where nested ones start threads (libgomp does, for every region). */
+static void worker_step(cllm_engine *e, int tid, int team) {
+    /* The nested regions this worker opens (the layers', the merges',
+     * the owners') get its team. */
+    omp_set_num_threads(e->team_threads);
+    int low = 0;
+    /* monotonic: each thread runs its iterations in increasing order, on
+     * which the progress argument of the window rests. */
+#pragma omp for schedule(monotonic : runtime) nowait
+    for (int i = 0; i < e->M; i++) compute_micro(e, i, &low);
+    if (!e->streaming) {
+#pragma omp barrier
+#pragma omp single
+        spawn_pending(e);
+    }
+    /* Every merge task of the step completes at this barrier. */
+#pragma omp barrier
+    if (e->R == 1) owners_update(e, tid, team);
+}
+
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats) {
     if (!job || !job->compute || !job->update) return cllm_fail(CLLM_ERR_INPUT, "engine: job lacks compute or update");
     reset_step_state(e, job);
     int team_size = e->n_threads;
     e->t0 = cllm_now();
+    /* Orphaned worksharing binds to the innermost active region: without
+     * a region of its own the engine must not be inside someone else's
+     * (test_ranks runs one engine per thread of an outer team). */
+    int own_region = e->n_threads > 1 || omp_in_parallel();
+    e->worker_level = omp_get_level() + own_region;
+    if (!own_region) {
+        int saved = omp_get_max_threads();
+        worker_step(e, 0, 1);
+        omp_set_num_threads(saved);
+    } else {
 #pragma omp parallel num_threads(e->n_threads)
-    {
-        int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        {
 #pragma omp single nowait
-        team_size = team;
-        int low = 0;
-        /* monotonic: each thread runs its iterations in increasing order, on
-         * which the progress argument of the window rests. */
-#pragma omp for schedule(monotonic : runtime) nowait
-        for (int i = 0; i < e->M; i++) compute_micro(e, i, &low);
-        if (!e->streaming) {
-#pragma omp barrier
-#pragma omp single
-            spawn_pending(e);
+            team_size = omp_get_num_threads();
+            worker_step(e, omp_get_thread_num(), omp_get_num_threads());
         }
-        /* Every merge task of the step completes at this barrier. */
-#pragma omp barrier
-        if (e->R == 1) owners_update(e, tid, team);
     }
     if (e->R > 1) {
         cllm_status st = ranks_reduce_update(e, job);

@@ -1,60 +1,74 @@
 /* GPT-2 layers over the kernel table. See include/cllm/nn/layers.h for the
  * shared conventions (row-major, backward accumulates, no allocation, no
  * global state). The inner loops are the table's (include/cllm/kernels/
- * kernels.h): this file only walks rows, heads and blocks. */
+ * kernels.h): this file only walks rows, heads and blocks, and splits them
+ * over the calling team (include/cllm/nn/team.h) so that every element gets
+ * the same kernel calls as on one thread. */
 #include "cllm/nn/layers.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <string.h>
+
+#include "cllm/nn/team.h"
 
 /* ---------------------------------------------------------------- embedding */
 
 void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            float *o = out + ((size_t)b * T + t) * C;
-            const float *te = wte + (size_t)tokens[(size_t)b * T + t] * C;
-            const float *pe = wpe + (size_t)t * C;
-            for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
-        }
+    int team = nn_team_threads_for((long)B * T, (double)B * T * C);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
+    for (int i = 0; i < B * T; i++) {
+        float *o = out + (size_t)i * C;
+        const float *te = wte + (size_t)tokens[i] * C;
+        const float *pe = wpe + (size_t)(i % T) * C;
+        for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
     }
 }
 
-/* Sequences from b0 on; sequence b0 (when set_wpe) writes dwpe instead of
- * adding, so each dwpe element is summed over the batch in the same order
- * either way. */
-static void embedding_backward_from(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int b0,
-                                    int B, int T, int C) {
+/* Columns [c0, c1) of sequences from b0 on; sequence b0 (when set_wpe)
+ * writes dwpe instead of adding, so each dwpe element is summed over the
+ * batch in the same order either way. Positions sharing a token add into
+ * the same dwte row, in position order. */
+static void embedding_backward_cols(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int b0,
+                                    int set_wpe, int B, int T, int C, int c0, int c1) {
     for (int b = b0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *d = dout + ((size_t)b * T + t) * C;
             float *dte = dwte + (size_t)tokens[(size_t)b * T + t] * C;
             float *dpe = dwpe + (size_t)t * C;
-            for (int c = 0; c < C; c++) {
+            for (int c = c0; c < c1; c++) {
                 dte[c] += d[c];
-                dpe[c] += d[c];
+                if (set_wpe && b == b0) dpe[c] = d[c];
+                else dpe[c] += d[c];
             }
         }
     }
 }
 
+/* Sums over positions: the team splits the columns, never the positions. */
+static void embedding_backward_team(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int set_wpe,
+                                    int B, int T, int C) {
+    int team = nn_team_threads_for((C + TEAM_COL_GRAIN - 1) / TEAM_COL_GRAIN, (double)B * T * C);
+    if (team <= 1) {
+        embedding_backward_cols(dwte, dwpe, dout, tokens, 0, set_wpe, B, T, C, 0, C);
+        return;
+    }
+#pragma omp parallel num_threads(team)
+    {
+        int c0, c1;
+        team_block(C, TEAM_COL_GRAIN, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+        embedding_backward_cols(dwte, dwpe, dout, tokens, 0, set_wpe, B, T, C, c0, c1);
+    }
+}
+
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
-    embedding_backward_from(dwte, dwpe, dout, tokens, 0, B, T, C);
+    embedding_backward_team(dwte, dwpe, dout, tokens, 0, B, T, C);
 }
 
 void embedding_backward_write_wpe(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
                                   int C) {
-    for (int t = 0; t < T; t++) {
-        const float *d = dout + (size_t)t * C;
-        float *dte = dwte + (size_t)tokens[t] * C;
-        float *dpe = dwpe + (size_t)t * C;
-        for (int c = 0; c < C; c++) {
-            dte[c] += d[c];
-            dpe[c] = d[c];
-        }
-    }
-    embedding_backward_from(dwte, dwpe, dout, tokens, 1, B, T, C);
+    embedding_backward_team(dwte, dwpe, dout, tokens, 1, B, T, C);
 }
 
 
@@ -62,6 +76,8 @@ void embedding_backward_write_wpe(float *dwte, float *dwpe, const float *dout, c
 
 void layernorm_forward(const cllm_kernel_table *k, float *out, float *mean, float *rstd, const float *inp,
                        const float *weight, const float *bias, int N, int C) {
+    int team = nn_team_threads_for(N, (double)N * C);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
     for (int i = 0; i < N; i++)
         k->layernorm_row(out + (size_t)i * C, mean + i, rstd + i, inp + (size_t)i * C, weight, bias, C);
 }
@@ -71,6 +87,8 @@ void layernorm_forward(const cllm_kernel_table *k, float *out, float *mean, floa
 void residual_layernorm_forward(const cllm_kernel_table *k, float *res, float *out, float *mean, float *rstd,
                                 const float *a, const float *b, const float *b_bias, const float *weight,
                                 const float *bias, int N, int C) {
+    int team = nn_team_threads_for(N, (double)N * C);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
     for (int i = 0; i < N; i++) {
         float *r = res + (size_t)i * C;
         k->residual_row(r, a + (size_t)i * C, b + (size_t)i * C, b_bias, C);
@@ -87,8 +105,48 @@ void layernorm_backward_write(const cllm_kernel_table *k, float *dinp, float *dw
     layernorm_backward(k, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
 }
 
+/* Widest row the team version handles; wider ones run on one thread. */
+#define TEAM_LN_MAX_C 8192
+
+/* Where a team thread's row kernel writes what it must not keep: dweight and
+ * dbias of its rows, or dinp of its column slices. Per thread, as the gemm's
+ * packing buffers are, so no call allocates. */
+static _Thread_local float ln_sink[2 * TEAM_LN_MAX_C];
+
+/* The team's LayerNorm backward. dinp needs whole rows (its row means) and
+ * dweight, dbias are sums over rows, so each thread runs the row kernel
+ * twice over: on its block of whole rows, keeping dinp (its dweight and dbias
+ * go to the sink), then on its block of columns of every row in order,
+ * keeping dweight and dbias (dinp to the sink). The row kernel's dweight and
+ * dbias are element-wise in the column (d * xhat and d, added), so a slice
+ * of a row gets the same bits there as the whole row; the two halves write
+ * disjoint memory and need no barrier. Twice the work of one thread, split
+ * over the team. */
+static void layernorm_backward_team(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *inp, const float *weight, const float *mean,
+                                    const float *rstd, int N, int C, int team) {
+#pragma omp parallel num_threads(team)
+    {
+        int t = omp_get_thread_num(), threads = omp_get_num_threads(), lo, hi;
+        memset(ln_sink, 0, 2 * (size_t)C * sizeof(float));
+        team_block(N, 1, t, threads, &lo, &hi);
+        for (int i = lo; i < hi; i++)
+            k->layernorm_backward_row(dinp + (size_t)i * C, ln_sink, ln_sink + C, dout + (size_t)i * C,
+                                      inp + (size_t)i * C, weight, mean[i], rstd[i], C);
+        team_block(C, TEAM_COL_GRAIN, t, threads, &lo, &hi);
+        for (int i = 0; hi > lo && i < N; i++)
+            k->layernorm_backward_row(ln_sink, dweight + lo, dbias + lo, dout + (size_t)i * C + lo,
+                                      inp + (size_t)i * C + lo, weight + lo, mean[i], rstd[i], hi - lo);
+    }
+}
+
 void layernorm_backward(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd, int N, int C) {
+    int team = C <= TEAM_LN_MAX_C ? nn_team_threads_for(N, 2.0 * N * C) : 1;
+    if (team > 1) {
+        layernorm_backward_team(k, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, team);
+        return;
+    }
     for (int i = 0; i < N; i++)
         k->layernorm_backward_row(dinp + (size_t)i * C, dweight, dbias, dout + (size_t)i * C, inp + (size_t)i * C,
                                   weight, mean[i], rstd[i], C);
@@ -97,8 +155,8 @@ void layernorm_backward(const cllm_kernel_table *k, float *dinp, float *dweight,
 /* ---------------------------------------------------------------- linear */
 
 /* The three products of a linear layer, each in one small function that
- * picks the precision: fp32 (k->gemm) when weight_bf16 is NULL, else bf16
- * operands with fp32 accumulation (k->gemm_bf16): the weight from its bf16
+ * picks the precision: fp32 (team_gemm) when weight_bf16 is NULL, else bf16
+ * operands with fp32 accumulation (team_gemm_bf16): the weight from its bf16
  * copy, the activations and gradients rounded while packing. beta / the
  * accumulate flag is 0 (write) or 1 (add onto the output). */
 
@@ -108,11 +166,11 @@ static void product_forward(const cllm_kernel_table *k, float *out, float beta, 
                             linear_layout layout) {
     int wt = layout == LINEAR_W_OUT_IN, ldw = wt ? n_in : n_out;
     if (!weight_bf16) {
-        k->gemm(0, wt, N, n_out, n_in, 1.0f, inp, n_in, weight, ldw, beta, out, n_out);
+        team_gemm(k, 0, wt, N, n_out, n_in, 1.0f, inp, n_in, weight, ldw, beta, out, n_out);
         return;
     }
     cllm_bf16_operand a = cllm_bf16_op_f32(inp, n_in, 0), b = cllm_bf16_op_bf16(weight_bf16, ldw, wt);
-    k->gemm_bf16(N, n_out, n_in, &a, &b, out, n_out, beta != 0.0f);
+    team_gemm_bf16(k, N, n_out, n_in, &a, &b, out, n_out, beta != 0.0f);
 }
 
 /* dinp[N, n_in] (+)= dout[N, n_out] · Wᵀ */
@@ -121,11 +179,11 @@ static void product_dinp(const cllm_kernel_table *k, float *dinp, float beta, co
                          linear_layout layout) {
     int wt = layout == LINEAR_W_IN_OUT, ldw = wt ? n_out : n_in;
     if (!weight_bf16) {
-        k->gemm(0, wt, N, n_in, n_out, 1.0f, dout, n_out, weight, ldw, beta, dinp, n_in);
+        team_gemm(k, 0, wt, N, n_in, n_out, 1.0f, dout, n_out, weight, ldw, beta, dinp, n_in);
         return;
     }
     cllm_bf16_operand a = cllm_bf16_op_f32(dout, n_out, 0), b = cllm_bf16_op_bf16(weight_bf16, ldw, wt);
-    k->gemm_bf16(N, n_in, n_out, &a, &b, dinp, n_in, beta != 0.0f);
+    team_gemm_bf16(k, N, n_in, n_out, &a, &b, dinp, n_in, beta != 0.0f);
 }
 
 /* dW (+)= inpᵀ · dout ([n_in, n_out]) or doutᵀ · inp ([n_out, n_in]), in the weight's layout */
@@ -135,11 +193,11 @@ static void product_dweight(const cllm_kernel_table *k, float *dweight, float be
     const float *x = in_out ? inp : dout, *y = in_out ? dout : inp;
     int rows = in_out ? n_in : n_out, cols = in_out ? n_out : n_in;
     if (!bf16) {
-        k->gemm(1, 0, rows, cols, N, 1.0f, x, rows, y, cols, beta, dweight, cols);
+        team_gemm(k, 1, 0, rows, cols, N, 1.0f, x, rows, y, cols, beta, dweight, cols);
         return;
     }
     cllm_bf16_operand a = cllm_bf16_op_f32(x, rows, 1), b = cllm_bf16_op_f32(y, cols, 0);
-    k->gemm_bf16(rows, cols, N, &a, &b, dweight, cols, beta != 0.0f);
+    team_gemm_bf16(k, rows, cols, N, &a, &b, dweight, cols, beta != 0.0f);
 }
 
 void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, const float *weight,
@@ -147,6 +205,8 @@ void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, co
     float beta = 0.0f;
     if (bias) {
         /* Start from the bias and let the product accumulate onto it. */
+        int team = nn_team_threads_for(N, (double)N * n_out);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
         for (int i = 0; i < N; i++) memcpy(out + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
@@ -162,7 +222,7 @@ void linear_backward_beta(const cllm_kernel_table *k, float *dinp, float dinp_be
         /* n_out floats: zeroing them keeps the summation order of the
          * accumulating path, so both give the same bits. */
         if (dparam_beta == 0.0f) memset(dbias, 0, (size_t)n_out * sizeof(float));
-        k->column_sums(dbias, dout, N, n_out);
+        team_column_sums(k, dbias, dout, N, n_out);
     }
 }
 
@@ -193,73 +253,113 @@ void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweig
 #define ATT_ROW_BLOCK 64
 #endif
 
-void attention_forward(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int B, int T, int C,
-                       int NH) {
+/* One (sequence, head) pair of the forward: rows of T x T scores by blocks. */
+static void attention_forward_head(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int b,
+                                   int h, int T, int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
-            const float *kk = q + C;
-            const float *v = q + 2 * C;
-            float *a = att + ((size_t)b * NH + h) * T * T;
-            float *y = out + (size_t)b * T * C + (size_t)h * hs;
-            for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
-                int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-                float *ab = a + (size_t)r0 * T;
-                k->gemm(0, 1, m, r1, hs, scale, q + (size_t)r0 * ld, ld, kk, ld, 0.0f, ab, T);
-                for (int t = r0; t < r1; t++) k->softmax_row(a + (size_t)t * T, t, T);
-                k->gemm(0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
-            }
-        }
+    const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
+    const float *kk = q + C;
+    const float *v = q + 2 * C;
+    float *a = att + ((size_t)b * NH + h) * T * T;
+    float *y = out + (size_t)b * T * C + (size_t)h * hs;
+    for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+        int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+        float *ab = a + (size_t)r0 * T;
+        k->gemm(0, 1, m, r1, hs, scale, q + (size_t)r0 * ld, ld, kk, ld, 0.0f, ab, T);
+        for (int t = r0; t < r1; t++) k->softmax_row(a + (size_t)t * T, t, T);
+        k->gemm(0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
     }
 }
 
-/* beta 1 accumulates into dqkv, 0 overwrites it. Row blocks run last to
+/* The team splits the (sequence, head) pairs: each writes its own columns
+ * of out and its own T x T block of att. */
+void attention_forward(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int B, int T, int C,
+                       int NH) {
+    int team = nn_team_threads_for((long)B * NH, (double)B * T * T * C);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
+    for (int p = 0; p < B * NH; p++) attention_forward_head(k, out, att, qkv, p / NH, p % NH, T, C, NH);
+}
+
+/* One (sequence, head) pair of the backward, with `scratch` (T x T) its own.
+ * beta 1 accumulates into dqkv, 0 overwrites it. Row blocks run last to
  * first: the last block's dK and dV products cover every key position, so
  * with beta 0 they write all of dK and dV before the earlier blocks add onto
  * them; each dQ row belongs to one block only. */
-void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, const float *dout,
-                             const float *qkv, const float *att, int B, int T, int C, int NH) {
+static void attention_backward_head(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch,
+                                    const float *dout, const float *qkv, const float *att, int b, int h, int T,
+                                    int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     int last_r0 = (T - 1) / ATT_ROW_BLOCK * ATT_ROW_BLOCK;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            size_t head = (size_t)b * T * ld + (size_t)h * hs;
-            const float *q = qkv + head, *kk = q + C, *v = q + 2 * C;
-            float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
-            const float *a = att + ((size_t)b * NH + h) * T * T;
-            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-            for (int r0 = last_r0; r0 >= 0; r0 -= ATT_ROW_BLOCK) {
-                int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-                float kv_beta = r0 == last_r0 ? beta : 1.0f;
-                const float *ab = a + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
-                float *ds = scratch + (size_t)r0 * T; /* dL/d(att), then dL/d(scores) in place */
-                k->gemm(0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
-                k->gemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
-                for (int t = r0; t < r1; t++)
-                    k->softmax_backward_row(scratch + (size_t)t * T, a + (size_t)t * T, t, r1);
-                k->gemm(0, 0, m, hs, r1, scale, ds, T, kk, ld, beta, dq + (size_t)r0 * ld, ld);
-                k->gemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
-            }
-        }
+    size_t head = (size_t)b * T * ld + (size_t)h * hs;
+    const float *q = qkv + head, *kk = q + C, *v = q + 2 * C;
+    float *dq = dqkv + head, *dk = dq + C, *dv = dq + 2 * C;
+    const float *a = att + ((size_t)b * NH + h) * T * T;
+    const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+    for (int r0 = last_r0; r0 >= 0; r0 -= ATT_ROW_BLOCK) {
+        int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
+        float kv_beta = r0 == last_r0 ? beta : 1.0f;
+        const float *ab = a + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
+        float *ds = scratch + (size_t)r0 * T; /* dL/d(att), then dL/d(scores) in place */
+        k->gemm(0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
+        k->gemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
+        for (int t = r0; t < r1; t++) k->softmax_backward_row(scratch + (size_t)t * T, a + (size_t)t * T, t, r1);
+        k->gemm(0, 0, m, hs, r1, scale, ds, T, kk, ld, beta, dq + (size_t)r0 * ld, ld);
+        k->gemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
     }
 }
 
-void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, const float *dout,
-                                  const float *qkv, const float *att, int B, int T, int C, int NH) {
-    attention_backward_beta(k, dqkv, 0.0f, scratch, dout, qkv, att, B, T, C, NH);
+/* The team splits the (sequence, head) pairs, at most one thread per
+ * scratch slot; each pair writes only its own columns of dqkv. */
+void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, int slots,
+                             const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
+    int team = nn_team_threads_for((long)B * NH, 2.0 * B * T * T * C);
+    if (team > slots) team = slots;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        float *own = scratch + (size_t)omp_get_thread_num() * T * T;
+#pragma omp for schedule(static)
+        for (int p = 0; p < B * NH; p++) attention_backward_head(k, dqkv, beta, own, dout, qkv, att, p / NH, p % NH, T, C, NH);
+    }
+}
+
+void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, int slots,
+                                  const float *dout, const float *qkv, const float *att, int B, int T, int C,
+                                  int NH) {
+    attention_backward_beta(k, dqkv, 0.0f, scratch, slots, dout, qkv, att, B, T, C, NH);
 }
 
 /* ---------------------------------------------------------------- gelu */
 
 void gelu_forward(const cllm_kernel_table *k, float *out, const float *inp, int n) { k->gelu(out, inp, n); }
 
+/* The team's version: rows of the gradient first, then, after a barrier,
+ * the bias sums by columns, each column over the rows in order (the same
+ * adds as the row-by-row sums). */
+static void gelu_backward_bias_sums_team(const cllm_kernel_table *k, float *dinp, float *dbias, const float *inp,
+                                         const float *dout, int N, int C, int team) {
+#pragma omp parallel num_threads(team)
+    {
+        int t = omp_get_thread_num(), threads = omp_get_num_threads(), lo, hi;
+        team_block(N, 1, t, threads, &lo, &hi);
+        for (int i = lo; i < hi; i++)
+            k->gelu_backward_set(dinp + (size_t)i * C, inp + (size_t)i * C, dout + (size_t)i * C, C);
+#pragma omp barrier
+        team_block(C, TEAM_COL_GRAIN, t, threads, &lo, &hi);
+        for (int i = 0; hi > lo && i < N; i++) k->column_sums(dbias + lo, dinp + (size_t)i * C + lo, 1, hi - lo);
+    }
+}
+
 void gelu_backward_overwrite_bias_sums(const cllm_kernel_table *k, float *dinp, float *dbias, const float *inp,
                                        const float *dout, int N, int C) {
+    int team = nn_team_threads_for(N, (double)N * C);
+    if (team > 1) {
+        gelu_backward_bias_sums_team(k, dinp, dbias, inp, dout, N, C, team);
+        return;
+    }
     /* Row by row, so each gradient row is summed from L1 right after it is
      * written; the sums are the column sums' (rows in order), so the bits
      * equal the overwriting GELU backward followed by the product's bias sums. */
@@ -274,7 +374,17 @@ void gelu_backward_overwrite_bias_sums(const cllm_kernel_table *k, float *dinp, 
  * N x 4C bias rows, no read of them inside the product), and the bias is
  * added on the way into GELU. */
 void bias_gelu_forward(const cllm_kernel_table *k, float *out, float *pre, const float *bias, int N, int C) {
-    k->bias_gelu(out, pre, bias, N, C);
+    int team = nn_team_threads_for(N, (double)N * C);
+    if (team <= 1) {
+        k->bias_gelu(out, pre, bias, N, C);
+        return;
+    }
+#pragma omp parallel num_threads(team)
+    {
+        int lo, hi;
+        team_block(N, 1, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        if (hi > lo) k->bias_gelu(out + (size_t)lo * C, pre + (size_t)lo * C, bias, hi - lo, C);
+    }
 }
 
 /* ---------------------------------------------------------------- residual */
@@ -287,6 +397,8 @@ void residual_forward(float *out, const float *a, const float *b, int n) {
 
 void softmax_crossentropy_forward(const cllm_kernel_table *k, float *losses, float *lse, const float *logits,
                                   const int32_t *targets, int N, int V) {
+    int team = nn_team_threads_for(N, (double)N * V);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
     for (int i = 0; i < N; i++) {
         const float *l = logits + (size_t)i * V;
         lse[i] = k->logsumexp_row(l, V);
@@ -296,6 +408,8 @@ void softmax_crossentropy_forward(const cllm_kernel_table *k, float *losses, flo
 
 void softmax_crossentropy_backward(const cllm_kernel_table *k, float *dlogits, const float *logits, const float *lse,
                                    const int32_t *targets, float dloss, int N, int V) {
+    int team = nn_team_threads_for(N, (double)N * V);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
     for (int i = 0; i < N; i++) {
         float *d = dlogits + (size_t)i * V;
         k->softmax_grad_row(d, logits + (size_t)i * V, lse[i], dloss, V); /* elementwise: d may alias the logits */

@@ -39,6 +39,42 @@ static int window_fill(const cllm_eval_source *s, size_t w, int32_t *in, int32_t
     return len;
 }
 
+/* One worker's share of the windows (worksharing over the enclosing region,
+ * or all of them with none); returns how many it evaluated. */
+static size_t eval_worker(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt, size_t all,
+                          size_t cap, size_t n, int team_threads, double *sums, int *lens, int *failed,
+                          size_t *finished) {
+    const cllm_stop_flag *stop = opt ? opt->stop : NULL;
+    size_t done = 0;
+    int th = omp_get_thread_num();
+    omp_set_num_threads(team_threads); /* the forward's layers split over this worker's team */
+    int own = !(opt && opt->arena);
+    gpt2_acts *a = own ? gpt2_acts_create(&m->cfg, 1) : opt->arena(opt->arena_ctx, th);
+    int32_t *in = malloc((size_t)src->T * sizeof *in), *tg = malloc((size_t)src->T * sizeof *tg);
+    int ok = a && in && tg;
+    if (!ok) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (size_t w = 0; w < n; w++) {
+        if (!ok || cllm_stop_requested(stop)) continue;
+        lens[w] = window_fill(src, cllm_eval_selected_index(all, cap, w), in, tg);
+        sums[w] = (double)gpt2_forward(m, a, in, tg, 1, lens[w]) * lens[w];
+        done++;
+        if (opt && opt->progress) {
+            size_t now;
+#pragma omp atomic capture
+            now = ++*finished;
+            opt->progress(opt->progress_ctx, now, n);
+        }
+    }
+    if (own) gpt2_acts_destroy(a);
+    free(in);
+    free(tg);
+    return done;
+}
+
 cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, const cllm_eval_options *opt,
                           double *mean_loss, size_t *n_tokens) {
     size_t all = cllm_eval_windows(src), cap = opt ? opt->max_windows : 0;
@@ -52,36 +88,24 @@ cllm_status cllm_evaluate(const gpt2_model *m, const cllm_eval_source *src, cons
         return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     }
     int threads = opt && opt->threads > 0 ? opt->threads : omp_get_max_threads();
-    const cllm_stop_flag *stop = opt ? opt->stop : NULL;
+    int team_threads = opt && opt->team_threads > 0 ? opt->team_threads : 1;
+    if (!(opt && opt->threads > 0) && n < (size_t)threads) {
+        team_threads = threads / (int)n;
+        threads = (int)n;
+    }
+    if (team_threads > 1 && omp_get_max_active_levels() < 2) omp_set_max_active_levels(2);
     int failed = 0;
     size_t done = 0, finished = 0;
+    if (threads == 1 && !omp_in_parallel()) {
+        /* No region: the team's regions are then top-level ones, which the
+         * runtime serves from its pool (see cllm_engine_step); not inside
+         * another active region, to which the worksharing would bind. */
+        int saved = omp_get_max_threads();
+        done = eval_worker(m, src, opt, all, cap, n, team_threads, sums, lens, &failed, &finished);
+        omp_set_num_threads(saved);
+    } else {
 #pragma omp parallel num_threads(threads) reduction(+ : done)
-    {
-        int th = omp_get_thread_num();
-        int own = !(opt && opt->arena);
-        gpt2_acts *a = own ? gpt2_acts_create(&m->cfg, 1) : opt->arena(opt->arena_ctx, th);
-        int32_t *in = malloc((size_t)src->T * sizeof *in), *tg = malloc((size_t)src->T * sizeof *tg);
-        int ok = a && in && tg;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (size_t w = 0; w < n; w++) {
-            if (!ok || cllm_stop_requested(stop)) continue;
-            lens[w] = window_fill(src, cllm_eval_selected_index(all, cap, w), in, tg);
-            sums[w] = (double)gpt2_forward(m, a, in, tg, 1, lens[w]) * lens[w];
-            done++;
-            if (opt && opt->progress) {
-                size_t now;
-#pragma omp atomic capture
-                now = ++finished;
-                opt->progress(opt->progress_ctx, now, n);
-            }
-        }
-        if (own) gpt2_acts_destroy(a);
-        free(in);
-        free(tg);
+        done += eval_worker(m, src, opt, all, cap, n, team_threads, sums, lens, &failed, &finished);
     }
     double total = 0.0;
     size_t count = 0;

@@ -7,14 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
+#include "cllm/base/memory.h"
 #include "cllm/params/spans.h"
 #include "cllm/optim/adamw.h"
 
 struct cllm_step {
     cllm_step_config c;
     cllm_engine *engine;
-    int threads;
-    gpt2_acts **acts; /* one arena per worker */
+    int threads;      /* workers (teams) */
+    int team_threads; /* threads in each worker's team */
+    gpt2_acts **acts; /* one arena per worker, shared by its team */
     int32_t **inputs, **targets;
     float *m, *v;          /* AdamW moments of the owned span only (ZeRO-1 across ranks) */
     size_t own_begin, own_end;
@@ -125,7 +129,7 @@ static cllm_status alloc_per_thread(cllm_step *s) {
     s->targets = calloc((size_t)s->threads, sizeof *s->targets);
     if (!s->acts || !s->inputs || !s->targets) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < s->threads; i++) {
-        s->acts[i] = gpt2_acts_create(&s->c.model->cfg, B);
+        s->acts[i] = gpt2_acts_create_team(&s->c.model->cfg, B, s->team_threads);
         s->inputs[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
         s->targets[i] = cllm_alloc((size_t)B * (size_t)T * sizeof(int32_t));
         if (!s->acts[i] || !s->inputs[i] || !s->targets[i])
@@ -149,14 +153,19 @@ cllm_status cllm_step_create(const cllm_step_config *c, cllm_step **out) {
     s->c = *c;
     s->adam = cllm_adamw_defaults();
     s->adam.weight_decay = c->weight_decay;
+    int teams = c->teams, team_threads = c->team_threads;
+    if (teams <= 0)
+        cllm_step_team_default(&c->model->cfg, c->micro, c->n_micro, c->buffer_window, omp_get_max_threads(),
+                               (double)cllm_memory_available(), &teams, &team_threads);
     cllm_engine_config ec = {
         .n_params = c->model->n_params, .n_micro = c->n_micro, .segments_per_thread = c->segments_per_thread,
         .streaming = c->streaming, .window = c->buffer_window, .compute_overwrites = 1, .comm = c->comm,
-        .kernels = c->model->kernels,
+        .kernels = c->model->kernels, .teams = teams, .team_threads = team_threads,
     };
     cllm_status st = cllm_engine_create(&ec, &s->engine);
     if (st == CLLM_OK) {
         s->threads = cllm_engine_threads(s->engine);
+        s->team_threads = cllm_engine_team_threads(s->engine);
         st = alloc_per_thread(s);
     }
     if (st == CLLM_OK) st = owned_spans(s);
@@ -223,7 +232,35 @@ size_t cllm_step_optimizer_bytes(const cllm_step *s) { return 2 * (s->own_end - 
 
 int cllm_step_threads(const cllm_step *s) { return s->threads; }
 
+int cllm_step_team_threads(const cllm_step *s) { return s->team_threads; }
+
+/* Bytes a shape needs beyond the model: gradient buffers and arenas. */
+static double shape_bytes(const gpt2_config *cfg, int micro, int n_micro, int window, int teams, int team_threads) {
+    double P = gpt2_param_count_estimate(cfg);
+    double buffers = cllm_engine_pool_buffers(n_micro, teams, window);
+    double scratch = (double)(team_threads - 1) * cfg->seq_len * cfg->seq_len * sizeof(float);
+    return buffers * P * sizeof(float) + teams * (gpt2_acts_bytes_estimate(cfg, micro) + scratch);
+}
+
+void cllm_step_team_default(const gpt2_config *cfg, int micro, int n_micro, int window, int threads,
+                            double memory_available, int *teams, int *team_threads) {
+    double model = 3.0 * gpt2_param_count_estimate(cfg) * sizeof(float); /* params, m, v */
+    if (threads < 1) threads = 1;
+    for (int t = threads; t >= 1; t--) {
+        if (threads % t != 0 || (t > n_micro && t > 1)) continue;
+        double need = model + shape_bytes(cfg, micro, n_micro, window, t, threads / t);
+        if (t > 1 && memory_available > 0 && need > 0.75 * memory_available) continue;
+        *teams = t;
+        *team_threads = threads / t;
+        return;
+    }
+    *teams = 1;
+    *team_threads = threads;
+}
+
 size_t cllm_step_buffer_bytes(const cllm_step *s) { return cllm_engine_buffer_bytes(s->engine); }
+
+int cllm_step_buffers(const cllm_step *s) { return cllm_engine_buffers(s->engine); }
 
 void cllm_step_scratch(cllm_step *s, int th, gpt2_acts **acts, int32_t **inputs, int32_t **targets) {
     CLLM_ASSERT(th >= 0 && th < s->threads);

@@ -64,7 +64,8 @@ typedef struct {
     cllm_dataset data;
     gpt2_model model;
     cllm_step *stepper;   /* the optimizer step: engine, per-thread arenas, AdamW moments */
-    int threads;           /* the step's workers */
+    int threads;           /* the step's workers (teams) */
+    int team_threads;      /* threads in each worker's team */
     int n_micro;           /* micro-batches per optimizer step */
     int seqs_per_step;     /* n_micro * micro */
     int64_t total_steps;
@@ -437,7 +438,7 @@ static double evaluate(trainer *t) {
     if (t->data.n_val == 0) return NAN;
     cllm_eval_source src = {.val = &t->data, .T = t->o->model.seq_len};
     cllm_eval_options opt = {.arena = step_arena, .arena_ctx = t->stepper, .threads = t->threads,
-                             .stop = cllm_stop_flag_ptr(), .max_windows = t->eval_windows,
+                             .team_threads = t->team_threads, .stop = cllm_stop_flag_ptr(), .max_windows = t->eval_windows,
                              .progress = t->display ? cllm_progress_eval : NULL, .progress_ctx = t->display};
     double loss = NAN, t0 = cllm_now();
     size_t tokens = 0;
@@ -690,8 +691,11 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            o->grad_accum, t->seqs_per_step, o->micro, t->n_micro);
     printf("  schedule  %" PRId64 " steps, lr %.3g warm-up %" PRId64 " then cosine to %.3g, AdamW wd %.3g, clip %.3g\n",
            t->total_steps, o->lr, t->warmup, o->min_lr, o->weight_decay, o->clip);
-    printf("  threads   %d (OMP_NUM_THREADS), SIMD %s, gradient buffers %.1f MiB\n", t->threads,
-           t->model.kernels->name, (double)buffer_bytes / (1024.0 * 1024.0));
+    printf("  threads   %d = %d team%s x %d (%s), SIMD %s, gradient buffers %d x %.1f MiB = %.1f MiB\n",
+           t->threads * t->team_threads, t->threads, t->threads == 1 ? "" : "s", t->team_threads,
+           o->teams > 0 ? "CLLM_TEAM / OMP_NUM_THREADS" : "default for this model and memory", t->model.kernels->name,
+           cllm_step_buffers(t->stepper), (double)buffer_bytes / cllm_step_buffers(t->stepper) / (1024.0 * 1024.0),
+           (double)buffer_bytes / (1024.0 * 1024.0));
     print_memory(t, buffer_bytes);
     print_ranks(t);
     if (o->precision == CLLM_PRECISION_BF16)
@@ -808,7 +812,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     if (st != CLLM_OK) return st;
     cllm_schedule sched = {o->lr, o->min_lr, t->warmup, t->total_steps};
     int64_t end = o->stop_after > 0 && o->stop_after < t->total_steps ? o->stop_after : t->total_steps;
-    double peak = cllm_peak_gflops_per_core(o->peak_gflops) * 1e9 * t->threads;
+    double peak = cllm_peak_gflops_per_core(o->peak_gflops) * 1e9 * t->threads * t->team_threads;
     double flops_per_token = gpt2_flops_per_token(&o->model);
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
     double train_time = 0, loop_start = cllm_now();
@@ -1033,11 +1037,12 @@ static cllm_status setup(trainer *t, int resume) {
         .model = &t->model, .micro = o->micro, .n_micro = t->n_micro, .comm = t->comm,
         .clip = o->clip, .weight_decay = o->weight_decay, .window = train_window, .window_ctx = &t->data,
         .segments_per_thread = o->segments_per_thread, .streaming = !o->no_streaming,
-        .buffer_window = o->grad_window,
+        .buffer_window = o->grad_window, .teams = o->teams, .team_threads = o->team_threads,
     };
     st = cllm_step_create(&sc, &t->stepper);
     if (st != CLLM_OK) return st;
     t->threads = cllm_step_threads(t->stepper);
+    t->team_threads = cllm_step_team_threads(t->stepper);
     if (resume) {
         st = load_checkpoint(t);
         if (st != CLLM_OK) return st;

@@ -120,10 +120,11 @@ kill)
     echo "kill: rank $victim killed: the job ended in $((SECONDS - start)) s with status $rc and: $(cat killed.err killed.out | grep -v '^ *$' | head -c 300 | tr '\n' ' ')"
     ;;
 signal)
-    # mpirun sends SIGCONT first and SIGTERM only sigkill_timeout seconds later (5 here): the
-    # budget must outlast that by far (4000 tiny steps: ~10 s on one core).
-    slow=(--steps 4000 --clip 0.05)
-    OMP_NUM_THREADS=1 "$cllm" "${common[@]}" "${slow[@]}" --out sig-whole >/dev/null
+    # mpirun sends SIGCONT first and SIGTERM only sigkill_timeout seconds later (5 here): a budget
+    # no machine finishes in that time, so the run is always interrupted; the comparison below then
+    # stops both the resumed and an uninterrupted run a few steps past the interruption (--stop-after
+    # keeps the whole budget's schedule).
+    slow=(--steps 1000000 --clip 0.05)
     set +e
     # Open MPI 4's mpirun sends the ranks SIGCONT, SIGTERM and SIGKILL, this many seconds apart (default 1):
     # the ranks must finish the step and save within it (5 s here: on a loaded 2-core machine a step
@@ -147,7 +148,11 @@ signal)
     # and at least one must be.
     statuses=$(cat exit.* 2>/dev/null | sort -u | tr '\n' ' ')
     [ "$statuses" = "130 " ] || fail "signal: rank exit statuses '$statuses', not 130"
-    run_np 2 1 train --resume sig --quiet --sample-tokens 0 >/dev/null
+    at=$(sed -n 's/.*interrupted at step \([0-9]*\) .*/\1/p' sig.out | head -1)
+    [ -n "$at" ] || fail "signal: no step in the interruption line: $(cat sig.out)"
+    until=$((at + 20))
+    run_np 2 1 train --resume sig --stop-after "$until" --quiet --sample-tokens 0 >/dev/null
+    OMP_NUM_THREADS=1 "$cllm" "${common[@]}" "${slow[@]}" --stop-after "$until" --out sig-whole >/dev/null
     [ "$(hash_of sig)" = "$(hash_of sig-whole)" ] || fail "signal: the resumed run differs from the uninterrupted one"
     echo "signal: SIGTERM to mpirun: $(ls exit.* | wc -l) rank(s) seen exiting 130 (mpirun $rc), saved, resumed bitwise ($(grep -o 'interrupted at step [0-9]*' sig.out))"
     ;;

@@ -50,6 +50,11 @@ int cllm_env_grad_window(void);
 const char *cllm_env_progress(void);
 /* CLLM_PEAK_GFLOPS: per-core FMA peak for MFU; 0 = measure it. */
 double cllm_env_peak_gflops(void);
+/* The team shape asked for: CLLM_TEAM=K gives K threads per team and
+ * omp_get_max_threads() / K teams (at least one); otherwise a nested
+ * OMP_NUM_THREADS=A,B list gives A teams of B threads. Both 0 when neither
+ * is set or CLLM_TEAM=auto: the run chooses (cllm_step_team_default). */
+void cllm_env_team(int *teams, int *team_threads);
 /* COLUMNS: the terminal width a progress line falls back on when the
  * terminal does not say (1..100000); 0 when unset or not a number. */
 int cllm_env_columns(void);

@@ -1,6 +1,7 @@
 /* The data-parallel engine: knows nothing of GPT-2.
  *
- * A step is M micro-batches. Workers in one OpenMP parallel region pull
+ * A step is M micro-batches. Workers (one per team, see
+ * cllm_engine_config.teams) in one OpenMP parallel region pull
  * micro-batch indices with schedule(runtime) and compute each into a gradient
  * buffer no other thread writes meanwhile. Gradients are combined along a fixed
  * pairwise tree over micro-batch *indices* (so the float summation order never
@@ -29,7 +30,9 @@ typedef struct {
      * the engine), or, with cllm_engine_config.compute_overwrites, writing
      * every one of its n_params floats (grad then holds the previous step's
      * leftovers on entry). Stores the micro-batch's loss in *loss (for
-     * reporting only). Must use only per-thread scratch indexed by `thread`.
+     * reporting only). Must use only per-thread scratch indexed by `thread`
+     * (the worker: 0..teams-1; its team's threads share that scratch, each
+     * layer splitting its work between them, see include/cllm/nn/team.h).
      * A status other than CLLM_OK (with its message set by cllm_fail on the
      * worker's thread) fails the step: no update is applied, and
      * cllm_engine_step returns that status and message, the first failure
@@ -68,6 +71,15 @@ typedef struct {
     /* The reduction kernels (sum, sum_sq, sum_adamw) the engine runs;
      * NULL: cllm_kernel_table_best(). */
     const cllm_kernel_table *kernels;
+    /* The team shape: `teams` workers (0: omp_get_max_threads()), each
+     * leading a team of `team_threads` threads (0 or 1: alone) that computes
+     * its micro-batch together (nested OpenMP: each worker sets its inner
+     * thread count, and the engine raises the runtime's active levels to 2
+     * when teams have more than one thread). Gradient buffers number teams
+     * + window; segments teams x team_threads x segments_per_thread, a
+     * worker's team sharing its merges and its owned segments' update.
+     * The results are the same bits for any shape. */
+    int teams, team_threads;
 } cllm_engine_config;
 
 typedef struct {
@@ -108,6 +120,10 @@ typedef struct cllm_engine cllm_engine;
 cllm_status cllm_engine_create(const cllm_engine_config *cfg, cllm_engine **out);
 void cllm_engine_free(cllm_engine *e);
 
+/* The gradient buffers an engine of `workers` (teams) with this window
+ * holds for n_micro micro-batches: workers + window (default: 2 + the
+ * tree's depth), at least what progress needs, at most n_micro. */
+int cllm_engine_pool_buffers(int n_micro, int workers, int window);
 /* The parameters this rank updates, [*begin, *end) (the whole vector with
  * one rank): where it holds optimizer state. */
 void cllm_engine_owned(const cllm_engine *e, size_t *begin, size_t *end);
@@ -117,6 +133,8 @@ void cllm_engine_block(const cllm_engine *e, int *first_micro, int *n_micro);
 /* Bytes of gradient buffers the engine holds, for the start-up report. */
 size_t cllm_engine_buffer_bytes(const cllm_engine *e);
 int cllm_engine_threads(const cllm_engine *e);
+/* Threads in each worker's team (1: flat). */
+int cllm_engine_team_threads(const cllm_engine *e);
 
 /* One optimizer step: computes all micro-batches, reduces, updates. */
 cllm_status cllm_engine_step(cllm_engine *e, const cllm_engine_job *job, cllm_engine_stats *stats);

@@ -14,9 +14,12 @@
  *
  * Thread safety: forward/backward take a const model and touch only the
  * caller's activation arena and gradient buffer, so many threads may run
- * their own sequences at once. There is no global state and no OpenMP inside
- * the model; parallelism is the engine's job. The arithmetic is the kernel
- * table's the model carries (gpt2_model.kernels). */
+ * their own sequences at once. There is no global state. Each of those
+ * threads may lead a team (nested OpenMP, include/cllm/nn/team.h): the
+ * layers split one forward or backward over the calling thread's team, with
+ * the same bits as on one thread. Which sequences run where is the engine's
+ * job. The arithmetic is the kernel table's the model carries
+ * (gpt2_model.kernels). */
 #ifndef CLLM_MODELS_GPT2_H
 #define CLLM_MODELS_GPT2_H
 
@@ -122,6 +125,10 @@ double gpt2_flops_per_token(const gpt2_config *cfg);
  * arguments (message set). */
 typedef struct gpt2_acts gpt2_acts;
 gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch);
+/* The same for a team of up to `team` threads sharing the arena (one T x T
+ * attention-backward scratch each; gpt2_acts_create has one, so its backward
+ * attention runs on one thread). */
+gpt2_acts *gpt2_acts_create_team(const gpt2_config *cfg, int max_batch, int team);
 void gpt2_acts_destroy(gpt2_acts *a);
 /* Bytes the arena holds (for memory reports). */
 size_t gpt2_acts_bytes(const gpt2_acts *a);

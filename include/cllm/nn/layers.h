@@ -16,8 +16,12 @@
  *    gradient instead (never reading it, so it may hold garbage) and still
  *    accumulates every parameter gradient. Saves a memset and a read of the
  *    buffer per layer.
- *  - Nothing here allocates, keeps state or uses OpenMP: each call touches
- *    only its arguments, so threads may run layers on their own buffers. */
+ *  - Nothing here allocates or keeps state: each call touches only its
+ *    arguments, so threads may run layers on their own buffers.
+ *  - Each layer splits its work over the calling thread's team
+ *    (include/cllm/nn/team.h: nn_team_size() threads, one nested OpenMP
+ *    region per call) so that every element gets the same kernel calls as
+ *    on one thread: results are bitwise the same for any team size. */
 #ifndef CLLM_NN_LAYERS_H
 #define CLLM_NN_LAYERS_H
 
@@ -92,12 +96,14 @@ void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweig
 void attention_forward(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int B, int T, int C,
                        int NH);
 /* dqkv = gradient + beta * dqkv, beta 1 (accumulate) or 0 (overwrite, never
- * read). scratch: T*T floats, overwritten. */
-void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, const float *dout,
-                             const float *qkv, const float *att, int B, int T, int C, int NH);
+ * read). scratch: `slots` (>= 1) areas of T*T floats, overwritten; the team
+ * uses at most that many threads here. */
+void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, int slots,
+                             const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH);
 /* The same with dqkv overwritten (beta 0). */
-void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, const float *dout,
-                                  const float *qkv, const float *att, int B, int T, int C, int NH);
+void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, int slots,
+                                  const float *dout, const float *qkv, const float *att, int B, int T, int C,
+                                  int NH);
 
 /* GELU, tanh approximation as GPT-2:
  * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp. */

@@ -1,9 +1,13 @@
 /* Evaluation: the mean loss of a model over a set of windows, the one
  * implementation behind training's validation passes and `cllm eval`.
  *
- * Windows run in parallel, each thread with its own activations; each
+ * Windows run in parallel, each worker with its own activations and its
+ * team splitting each window's forward (include/cllm/nn/team.h); each
  * window's loss sum is kept by index and the sums are added in window
- * order afterwards, so the result does not depend on the thread count. */
+ * order afterwards, so the result does not depend on the thread count or
+ * the team shape. Without a shape given, windows go to omp_get_max_threads()
+ * workers, or, when there are fewer windows than threads, to one worker per
+ * window, each with an equal team of the rest: every thread works. */
 #ifndef CLLM_TRAIN_EVAL_H
 #define CLLM_TRAIN_EVAL_H
 
@@ -50,7 +54,8 @@ typedef void (*cllm_eval_progress_fn)(void *ctx, size_t done, size_t total);
 typedef struct {
     cllm_eval_arena_fn arena;
     void *arena_ctx;
-    int threads;                /* 0: omp_get_max_threads() */
+    int threads;                /* workers, each with its arena; 0: see cllm_evaluate */
+    int team_threads;           /* threads in each worker's team (nested OpenMP); 0: 1 */
     const cllm_stop_flag *stop; /* a request skips the windows not yet started */
     size_t max_windows;         /* 0: every window; else cllm_eval_selected's subset */
     cllm_eval_progress_fn progress;

@@ -55,6 +55,7 @@ typedef struct {
     int segments_per_thread; /* CLLM_SEGMENTS; 0: 1 */
     int no_streaming;        /* CLLM_STREAMING=0: reduce after all compute */
     int grad_window;         /* CLLM_GRAD_WINDOW; 0: the engine's default */
+    int teams, team_threads; /* CLLM_TEAM or OMP_NUM_THREADS=A,B; 0, 0: from model size and memory */
     const char *progress;    /* CLLM_PROGRESS; NULL: "auto" */
     int columns;             /* COLUMNS, for a terminal that does not say its width; 0: unset */
     double peak_gflops;      /* CLLM_PEAK_GFLOPS per core; 0: measured */

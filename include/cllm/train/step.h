@@ -30,6 +30,8 @@ typedef struct {
     void *window_ctx;
     /* engine tuning (from the environment, read by the caller) */
     int segments_per_thread, streaming, buffer_window;
+    /* The team shape (cllm_engine_config.teams); 0, 0: cllm_step_team_default. */
+    int teams, team_threads;
     /* the job's ranks (NULL: this process alone); each rank computes its
      * block of the micro-batches and updates the span it owns */
     const cllm_comm *comm;
@@ -64,7 +66,23 @@ void cllm_step_block(const cllm_step *s, int *first_micro, int *n_micro);
 size_t cllm_step_optimizer_bytes(const cllm_step *s);
 /* The worker count, the engine's: the one every per-thread array is sized by. */
 int cllm_step_threads(const cllm_step *s);
+/* Threads in each worker's team (1: flat). */
+int cllm_step_team_threads(const cllm_step *s);
+
+/* The default team shape for `threads` OpenMP threads: the most teams (one
+ * micro-batch each at a time, a gradient buffer each) that
+ *  - divide the threads evenly (teams x team_threads = threads),
+ *  - are not more than the step's micro-batches (a worker beyond those would
+ *    idle; its threads do better in a team), and
+ *  - fit, with their gradient buffers (cllm_engine_pool_buffers) and
+ *    activation arenas, beside the model and AdamW's moments in 3/4 of
+ *    `memory_available` bytes (0: unknown, no limit);
+ * one team of all threads when none fits. Any shape gives the same bits. */
+void cllm_step_team_default(const gpt2_config *cfg, int micro, int n_micro, int window, int threads,
+                            double memory_available, int *teams, int *team_threads);
 size_t cllm_step_buffer_bytes(const cllm_step *s);
+/* Gradient buffers in the engine's pool. */
+int cllm_step_buffers(const cllm_step *s);
 /* Thread th's activation arena (micro sequences) and token buffers, free
  * between steps (evaluation uses them). */
 void cllm_step_scratch(cllm_step *s, int th, gpt2_acts **acts, int32_t **inputs, int32_t **targets);

@@ -203,6 +203,7 @@ double gpt2_flops_per_token(const gpt2_config *cfg) {
 struct gpt2_acts {
     gpt2_config cfg;
     int max_batch;
+    int slots; /* attention-backward scratch areas: the team threads that may share this arena */
     int B, T, has_targets;
     size_t bytes;
     float *mem;
@@ -225,7 +226,7 @@ struct gpt2_acts {
     float *dln, *datty;                  /* [N,C] */
     float *dqkv;                         /* [N,3C] */
     float *dfch, *dfch_gelu;             /* [N,4C] */
-    float *datt;                         /* [T,T] */
+    float *datt;                         /* [slots,T,T] */
 };
 
 _Static_assert(sizeof(int32_t) == sizeof(float), "token ids are carved from the float arena");
@@ -268,7 +269,7 @@ static size_t carve(gpt2_acts *a, float *base) {
     CARVE(dqkv, N * 3 * C);
     CARVE(dfch, N * 4 * C);
     CARVE(dfch_gelu, N * 4 * C);
-    CARVE(datt, T * T);
+    CARVE(datt, (size_t)a->slots * T * T);
     /* Token ids live in the same arena; those words are only ever accessed as
      * int32_t (allocated memory takes the type of what is stored in it). */
     if (base) a->tokens = (int32_t *)(base + off);
@@ -279,10 +280,12 @@ static size_t carve(gpt2_acts *a, float *base) {
     return off;
 }
 
-gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch) {
+gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch) { return gpt2_acts_create_team(cfg, max_batch, 1); }
+
+gpt2_acts *gpt2_acts_create_team(const gpt2_config *cfg, int max_batch, int team) {
     if (gpt2_config_validate(cfg) != CLLM_OK) return NULL;
-    if (max_batch < 1) {
-        cllm_fail(CLLM_ERR_INPUT, "batch size must be at least 1, got %d", max_batch);
+    if (max_batch < 1 || team < 1 || team > 4096) {
+        cllm_fail(CLLM_ERR_INPUT, "batch size and team must be at least 1, got %d and %d", max_batch, team);
         return NULL;
     }
     int64_t N = (int64_t)max_batch * cfg->seq_len;
@@ -298,6 +301,7 @@ gpt2_acts *gpt2_acts_create(const gpt2_config *cfg, int max_batch) {
     }
     a->cfg = *cfg;
     a->max_batch = max_batch;
+    a->slots = team;
     size_t floats = carve(a, NULL);
     a->bytes = floats * sizeof(float);
     a->mem = cllm_alloc(a->bytes);
@@ -491,9 +495,11 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
     linear(k, a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), W16(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
     layernorm(k, a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
-    linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), W16(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
-    attention_backward_overwrite(k, a->dqkv, a->datt, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
-    linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), W16(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
+    linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), W16(APROJ_W), N, C, C,
+           LINEAR_W_IN_OUT);
+    attention_backward_overwrite(k, a->dqkv, a->datt, a->slots, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
+    linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), W16(ATTN_W), N, C, 3 * C,
+           LINEAR_W_IN_OUT);
     layernorm(k, a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
 #undef W
 #undef G

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cllm/nn/layers.h"
+#include "cllm/nn/team.h"
 #include "gpt2_internal.h"
 
 struct gpt2_kv {
@@ -19,7 +20,7 @@ struct gpt2_kv {
     float *ln;        /* [C] the block input normalised (ln1, then ln_f) */
     float stats[2];   /* its mean and rstd (not needed without backward) */
     gpt2_block_io io; /* one row of each block buffer */
-    float *scores;    /* [seq_len] one attention row */
+    float *scores;    /* [n_head, seq_len] one attention row per head */
     float *logits;    /* [V] */
 };
 
@@ -31,10 +32,10 @@ gpt2_kv *gpt2_kv_create(const gpt2_config *cfg) {
         return NULL;
     }
     kv->cfg = *cfg;
-    size_t C = (size_t)cfg->n_embd, T = (size_t)cfg->seq_len, L = (size_t)cfg->n_layer;
+    size_t C = (size_t)cfg->n_embd, T = (size_t)cfg->seq_len, L = (size_t)cfg->n_layer, NH = (size_t)cfg->n_head;
     size_t cache = L * T * C;
     /* x[2], ln; qkv, atty, res2, ln2, mean + rstd, fch, fch_gelu, res3; scores, logits */
-    size_t total = 2 * cache + 3 * C + (3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + T + (size_t)cfg->vocab_size;
+    size_t total = 2 * cache + 3 * C + (3 * C + C + C + C + 2 + 4 * C + 4 * C + C) + NH * T + (size_t)cfg->vocab_size;
     kv->mem = cllm_alloc(total * sizeof(float));
     if (!kv->mem) {
         free(kv);
@@ -55,7 +56,7 @@ gpt2_kv *gpt2_kv_create(const gpt2_config *cfg) {
     kv->io.fch = p, p += 4 * C;
     kv->io.fch_gelu = p, p += 4 * C;
     kv->io.res3 = p, p += C;
-    kv->scores = p, p += T;
+    kv->scores = p, p += NH * T;
     kv->logits = p;
     return kv;
 }
@@ -73,7 +74,8 @@ void gpt2_kv_destroy(gpt2_kv *kv) {
 /* The KV step's attention: the one query at position pos over the keys and
  * values cached for 0..pos (this block's new ones stored first), with the
  * kernels training's attention uses for one row: the scaled scores by gemm,
- * the causal softmax row, the weighted values by gemm. */
+ * the causal softmax row, the weighted values by gemm. The team splits the
+ * heads, each with its own row of scores. */
 typedef struct {
     const gpt2_model *m;
     gpt2_kv *kv;
@@ -89,12 +91,14 @@ static void attend_cached(void *ctx, const cllm_kernel_table *k, float *atty, co
     memcpy(kc + (size_t)pos * C, qkv + C, (size_t)C * sizeof(float));
     memcpy(vc + (size_t)pos * C, qkv + 2 * C, (size_t)C * sizeof(float));
     float scale = 1.0f / sqrtf((float)hs);
+    int team = nn_team_threads_for(NH, 2.0 * (pos + 1) * C);
+#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
     for (int h = 0; h < NH; h++) {
-        k->gemm(0, 1, 1, pos + 1, hs, scale, qkv + (size_t)h * hs, 3 * C, kc + (size_t)h * hs, C, 0.0f, kv->scores,
+        float *scores = kv->scores + (size_t)h * T;
+        k->gemm(0, 1, 1, pos + 1, hs, scale, qkv + (size_t)h * hs, 3 * C, kc + (size_t)h * hs, C, 0.0f, scores,
                 pos + 1);
-        k->softmax_row(kv->scores, pos, pos + 1);
-        k->gemm(0, 0, 1, hs, pos + 1, 1.0f, kv->scores, pos + 1, vc + (size_t)h * hs, C, 0.0f, atty + (size_t)h * hs,
-                C);
+        k->softmax_row(scores, pos, pos + 1);
+        k->gemm(0, 0, 1, hs, pos + 1, 1.0f, scores, pos + 1, vc + (size_t)h * hs, C, 0.0f, atty + (size_t)h * hs, C);
     }
 }
 
