@@ -53,5 +53,19 @@ run() { # name, args...: the table to the terminal and to $out/name.txt
         CLLM_PEAK_GFLOPS=${CLLM_PEAK_GFLOPS:-$peak} "$cllm" bench step --preset "$preset" --repeats "${STEP_REPEATS:-5}" --against-torch | tee "$out/step_$preset.txt"
         echo '```'
     done
+    # bf16 (docs/BF16.md): the product and the step against fp32 and PyTorch
+    # (on a CPU without AVX512_BF16 the matmul bench says there is nothing to time).
+    echo
+    echo '## bf16 matmul'
+    echo '```'
+    run matmul_bf16 matmul --precision bf16 --repeats "$repeats"
+    echo '```'
+    for preset in S M; do
+        echo
+        echo "## bf16 training step, preset $preset"
+        echo '```'
+        OMP_NUM_THREADS=1 CLLM_PEAK_GFLOPS=${CLLM_PEAK_GFLOPS:-$peak} "$cllm" bench step --preset "$preset" --precision bf16 --repeats "${STEP_REPEATS:-5}" --against-torch | tee "$out/step_bf16_$preset.txt"
+        echo '```'
+    done
 } | tee "$out/all.md"
 echo "bench/run_all.sh: outputs in $out/ (all.md: everything)" >&2

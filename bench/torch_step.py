@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """One PyTorch training step of the same GPT-2 that `cllm bench step` times.
 
-Same shapes (presets S and M), same batch (B=8 random sequences of T=256
+Same shapes (presets S, M and G, the GPT-2 small shape), same batch (B=8 random sequences of T=256
 tokens), same work per step (forward, cross-entropy, backward, global-norm
 clipping at 1.0, AdamW with decay on the matrices only), timed the same way:
 one warm-up step, then the median of --repeats steps.
@@ -12,7 +12,12 @@ torch.set_num_threads does not limit: `cllm bench step --against-torch`
 therefore runs this script once per setting, with OPENBLAS_NUM_THREADS in
 the environment and --threads for torch, and keeps PyTorch's best.
 
-Prints one JSON object: {"preset", "threads", "openblas_threads",
+--bf16 runs the forward and the loss under torch.autocast("cpu",
+dtype=torch.bfloat16) (bf16 matrix products, fp32 master weights and
+optimizer), PyTorch's counterpart of `cllm bench step --precision bf16`;
+a torch without CPU autocast exits non-zero and cllm reports it did not run.
+
+Prints one JSON object: {"preset", "threads", "openblas_threads", "bf16",
 "tokens_per_s", "step_s_median", "loss"}.
 """
 import argparse
@@ -26,6 +31,7 @@ import time
 PRESETS = {  # n_layer, n_embd, n_head, vocab
     "S": (4, 256, 4, 256),
     "M": (6, 384, 6, 512),
+    "G": (12, 768, 12, 50257),  # GPT-2 small's shape (its context is 1024; here T = --seq)
 }
 
 
@@ -37,6 +43,7 @@ def parse_args():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="forward under CPU bf16 autocast")
     return p.parse_args()
 
 
@@ -114,7 +121,11 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
+        if args.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(x, y)
+        else:
+            loss = model(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -130,7 +141,7 @@ def main():
     med = statistics.median(times)
     print(json.dumps({
         "preset": args.preset, "threads": args.threads,
-        "openblas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0),
+        "openblas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0), "bf16": args.bf16,
         "tokens_per_s": args.batch * args.seq / med, "step_s_median": med, "loss": loss,
     }))
 

@@ -203,6 +203,11 @@ static void config_shape_mismatch(const char *d) {
     edit_run_file(d, "run/config.json", "\"n_embd\": 16", "\"n_embd\": 32");
 }
 
+static void run_json_bad_precision(const char *d) {
+    a_run(d);
+    edit_run_file(d, "run/run.json", "\"precision\": \"fp32\"", "\"precision\": \"fp16\"");
+}
+
 static void tokenizer_missing(const char *d) {
     a_run(d);
     remove_run_file(d, "run/tokenizer.bin");
@@ -579,6 +584,12 @@ static const bad_input_row rows[] = {
      "train --resume @D/run --layers 2", NULL, 2, "--layers cannot change with --resume"},
     {"resume_with_data", "`--resume` with DATA", a_run, NULL, NULL, NULL, "train @C --resume @D/run", NULL, 2,
      "DATA cannot change with --resume"},
+    {"unknown_precision", "an unknown `--precision`", NULL, NULL, NULL, NULL, "train --out @D/never --precision fp16",
+     NULL, 2, "--precision expects one of fp32|bf16, got 'fp16'"},
+    {"resume_with_other_precision", "`--resume` with another `--precision`", a_run, NULL, NULL, NULL,
+     "train --resume @D/run --precision bf16", NULL, 2, "--precision cannot change with --resume"},
+    {"run_json_bad_precision", "`run.json` with an unknown `precision`", run_json_bad_precision, NULL, NULL, NULL,
+     "train --resume @D/run --steps 4", NULL, 2, "\"precision\" must be one of fp32|bf16"},
     {"out_and_resume_differ", "`--out` and `--resume` naming different folders", a_run, NULL, NULL, NULL,
      "train --resume @D/run --out @D/other", NULL, 2, "--out and --resume name different folders"},
     {"resume_with_tokenizer", "`--resume` with `--tokenizer`", a_run, NULL, NULL, NULL,
@@ -650,7 +661,7 @@ static const bad_input_row rows[] = {
     {"bench_unknown", "an unknown benchmark", NULL, NULL, NULL, NULL, "bench frob", NULL, 2,
      "unknown benchmark 'frob'"},
     {"bench_step_bad_preset", "`bench step` with an unknown preset", NULL, NULL, NULL, NULL, "bench step --preset Q",
-     NULL, 2, "--preset must be S or M, not 'Q'"},
+     NULL, 2, "--preset must be S, M or G, not 'Q'"},
     {"bench_matmul_bad_preset", "`bench matmul` with an unknown preset", NULL, NULL, NULL, NULL,
      "bench matmul --preset Q", NULL, 2, "--preset must be S, M or all, not 'Q'"},
     {"bench_reduce_one_source", "`bench reduce --sources 1`", NULL, NULL, NULL, NULL, "bench reduce --sources 1", NULL,

@@ -1,8 +1,9 @@
-/* bf16 groundwork (issue 15): AVX512_BF16 detection agrees with the kernel's
+/* bf16 kernels (issue 15): AVX512_BF16 detection agrees with the kernel's
  * view (/proc/cpuinfo), the fp32 -> bf16 rounding and the VDPBF16PS
  * reference equal the instructions bit for bit where this CPU has them, and
  * equal a straightforward double-precision definition everywhere; the bf16
- * matrix product's fast kernel equals its reference on odd, unaligned shapes. */
+ * matrix product's fast and portable kernels equal its reference on odd,
+ * unaligned shapes, every transposition and operand type. */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -76,9 +77,14 @@ static void test_detection_matches_proc_cpuinfo(void **state) {
 static void test_table_offers_fast_bf16_only_with_the_instructions(void **state) {
     (void)state;
     assert_ptr_equal(cllm_kernel_table_for(CLLM_SIMD_SCALAR)->gemm_bf16, cllm_gemm_bf16_ref);
-    assert_null(cllm_kernel_table_for(CLLM_SIMD_OMP)->gemm_bf16);
+    for (int s = 0; s < CLLM_SIMD_COUNT; s++) { /* every table can run bf16 mode */
+        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
+        if (k) assert_non_null(k->gemm_bf16);
+        if (k) assert_non_null(k->bf16_round);
+        if (k && s != CLLM_SIMD_AVX512) assert_false(k->bf16_fast);
+    }
     const cllm_kernel_table *avx512 = cllm_kernel_table_for(CLLM_SIMD_AVX512);
-    if (avx512) assert_int_equal(avx512->gemm_bf16 != NULL, cllm_bf16_hw() != NULL);
+    if (avx512) assert_int_equal(avx512->bf16_fast, cllm_bf16_hw() != NULL);
     if (!cllm_cpu()->avx512bf16) assert_null(cllm_bf16_hw());
 }
 
@@ -411,24 +417,55 @@ static float random_entry(void) {
     return (rnd() % 97 == 0) ? 0.0f : x;
 }
 
+/* For the "hostile" problems: entries that leave the normal range when
+ * multiplied or summed (huge, tiny, denormal, infinite, NaN), so the
+ * portable kernel's fallback to the reference is exercised. */
+static float hostile_entry(void) {
+    switch (rnd() % 16) {
+    case 0: return from_bits(rnd() & 0x807fffffu);             /* denormal (or zero) */
+    case 1: return ldexpf(1.0f + (float)(rnd() % 128) / 128.0f, -63 - (int)(rnd() % 8)); /* products underflow */
+    case 2: return ldexpf(-1.0f - (float)(rnd() % 128) / 128.0f, 63 + (int)(rnd() % 8)); /* products overflow */
+    case 3: return (rnd() % 2) ? INFINITY : -INFINITY;
+    case 4: return from_bits(0x7f800001u | (rnd() & 0x807fffffu)); /* NaN, maybe signalling */
+    case 5: return ldexpf(1.0f, -126) * (1.0f + (float)(rnd() % 4)); /* near FLT_MIN */
+    default: return random_entry();
+    }
+}
+
+/* op(A) is M x K, op(B) is K x N; stored transposed when trans_*; B (and
+ * sometimes A) also given as a bf16 copy. Every operand is one float (or one
+ * bf16) off an aligned allocation, with padded leading dimensions. */
 typedef struct {
-    int M, N, K, lda, ldb, ldc, accumulate;
+    int M, N, K, trans_a, trans_b, lda, ldb, ldc, accumulate, a_bf16, b_bf16;
     float *A, *B, *C0;
+    uint16_t *A16, *B16;
 } problem;
 
-static problem make_problem(int M, int N, int K) {
-    problem p = {.M = M, .N = N, .K = K};
-    p.lda = K + (int)(rnd() % 3); /* one draw per statement: the same shapes under any compiler */
-    p.ldb = N + (int)(rnd() % 3);
+static size_t stored(int rows, int ld) { return (size_t)rows * (size_t)ld; }
+
+static problem make_problem(int M, int N, int K, int trans_a, int trans_b, int hostile) {
+    problem p = {.M = M, .N = N, .K = K, .trans_a = trans_a, .trans_b = trans_b};
+    int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    p.lda = a_cols + (int)(rnd() % 3); /* one draw per statement: the same shapes under any compiler */
+    p.ldb = b_cols + (int)(rnd() % 3);
     p.ldc = N + (int)(rnd() % 3);
     p.accumulate = (int)(rnd() % 2);
-    /* One float past an aligned allocation: no operand is 64-byte aligned. */
-    p.A = (float *)cllm_alloc(((size_t)M * p.lda + 2) * sizeof(float)) + 1;
-    p.B = (float *)cllm_alloc(((size_t)K * p.ldb + 2) * sizeof(float)) + 1;
-    p.C0 = (float *)cllm_alloc(((size_t)M * p.ldc + 2) * sizeof(float)) + 1;
-    for (size_t i = 0; i < (size_t)M * p.lda; i++) p.A[i] = random_entry();
-    for (size_t i = 0; i < (size_t)K * p.ldb; i++) p.B[i] = random_entry();
-    for (size_t i = 0; i < (size_t)M * p.ldc; i++) p.C0[i] = random_entry();
+    p.a_bf16 = rnd() % 4 == 0;
+    p.b_bf16 = (int)(rnd() % 2);
+    size_t na = stored(a_rows, p.lda), nb = stored(b_rows, p.ldb), nc = stored(M, p.ldc);
+    p.A = (float *)cllm_alloc((na + 2) * sizeof(float)) + 1;
+    p.B = (float *)cllm_alloc((nb + 2) * sizeof(float)) + 1;
+    p.C0 = (float *)cllm_alloc((nc + 2) * sizeof(float)) + 1;
+    p.A16 = (uint16_t *)cllm_alloc((na + 2) * sizeof(uint16_t)) + 1;
+    p.B16 = (uint16_t *)cllm_alloc((nb + 2) * sizeof(uint16_t)) + 1;
+    float (*entry)(void) = hostile ? hostile_entry : random_entry;
+    for (size_t i = 0; i < na; i++) p.A[i] = entry();
+    for (size_t i = 0; i < nb; i++) p.B[i] = entry();
+    for (size_t i = 0; i < nc; i++) p.C0[i] = entry();
+    /* A bf16 copy may hold any bits, denormals included (rounding never
+     * makes those, but the kernels must read them as the instruction does). */
+    for (size_t i = 0; i < na; i++) p.A16[i] = hostile && rnd() % 8 == 0 ? (uint16_t)rnd() : cllm_bf16_from_f32(p.A[i]);
+    for (size_t i = 0; i < nb; i++) p.B16[i] = hostile && rnd() % 8 == 0 ? (uint16_t)rnd() : cllm_bf16_from_f32(p.B[i]);
     return p;
 }
 
@@ -436,20 +473,37 @@ static void free_problem(problem *p) {
     cllm_free(p->A - 1);
     cllm_free(p->B - 1);
     cllm_free(p->C0 - 1);
+    cllm_free(p->A16 - 1);
+    cllm_free(p->B16 - 1);
+}
+
+static cllm_bf16_operand op_a(const problem *p) {
+    return p->a_bf16 ? cllm_bf16_op_bf16(p->A16, p->lda, p->trans_a) : cllm_bf16_op_f32(p->A, p->lda, p->trans_a);
+}
+static cllm_bf16_operand op_b(const problem *p) {
+    return p->b_bf16 ? cllm_bf16_op_bf16(p->B16, p->ldb, p->trans_b) : cllm_bf16_op_f32(p->B, p->ldb, p->trans_b);
 }
 
 static float *run(const problem *p, cllm_gemm_bf16_fn gemm) {
-    size_t n = (size_t)p->M * p->ldc;
+    size_t n = stored(p->M, p->ldc);
     float *C = (float *)cllm_alloc((n + 2) * sizeof(float)) + 1;
-    memcpy(C, p->C0, n * sizeof *C);
-    gemm(p->M, p->N, p->K, p->A, p->lda, p->B, p->ldb, C, p->ldc, p->accumulate);
+    memcpy(C - 1, p->C0 - 1, (n + 2) * sizeof *C);
+    cllm_bf16_operand a = op_a(p), b = op_b(p);
+    gemm(p->M, p->N, p->K, &a, &b, C, p->ldc, p->accumulate);
     return C;
+}
+
+/* op(X)(r, c) as bf16 bits, read straight from the storage. */
+static uint16_t at(const float *x, const uint16_t *x16, int use16, int ld, int trans, int r, int c) {
+    size_t i = trans ? (size_t)c * ld + r : (size_t)r * ld + c;
+    return use16 ? x16[i] : cllm_bf16_from_f32(x[i]);
 }
 
 static void test_gemm_bf16_ref_matches_definition(void **state) {
     (void)state;
-    for (int t = 0; t < 60; t++) {
-        problem p = make_problem(1 + (int)(rnd() % 67), 1 + (int)(rnd() % 67), 1 + (int)(rnd() % 67));
+    for (int t = 0; t < 80; t++) {
+        problem p = make_problem(1 + (int)(rnd() % 37), 1 + (int)(rnd() % 37), 1 + (int)(rnd() % 37), t % 2,
+                                 t / 2 % 2, t % 5 == 4);
         float *C = run(&p, cllm_gemm_bf16_ref);
         for (int i = 0; i < p.M; i++)
             for (int j = 0; j < p.ldc; j++) {
@@ -457,74 +511,134 @@ static void test_gemm_bf16_ref_matches_definition(void **state) {
                 if (j < p.N) {
                     float acc = p.accumulate ? want : 0.0f;
                     for (int k = 0; k < p.K; k += 2) {
-                        float a1 = k + 1 < p.K ? p.A[(size_t)i * p.lda + k + 1] : 0.0f;
-                        float b1 = k + 1 < p.K ? p.B[(size_t)(k + 1) * p.ldb + j] : 0.0f;
-                        acc = dp_definition(acc, cllm_bf16_pair(p.A[(size_t)i * p.lda + k], a1),
-                                            cllm_bf16_pair(p.B[(size_t)k * p.ldb + j], b1));
+                        uint32_t a0 = at(p.A, p.A16, p.a_bf16, p.lda, p.trans_a, i, k);
+                        uint32_t b0 = at(p.B, p.B16, p.b_bf16, p.ldb, p.trans_b, k, j);
+                        uint32_t a1 = k + 1 < p.K ? at(p.A, p.A16, p.a_bf16, p.lda, p.trans_a, i, k + 1) : 0;
+                        uint32_t b1 = k + 1 < p.K ? at(p.B, p.B16, p.b_bf16, p.ldb, p.trans_b, k + 1, j) : 0;
+                        acc = dp_definition(acc, a0 | a1 << 16, b0 | b1 << 16);
                     }
                     want = acc;
                 }
-                assert_int_equal(bits(C[(size_t)i * p.ldc + j]), bits(want));
+                /* The definition fixes no NaN payload (the hardware test checks those). */
+                float got = C[(size_t)i * p.ldc + j];
+                if (!(isnan(got) && isnan(want))) assert_int_equal(bits(got), bits(want));
             }
         cllm_free(C - 1);
         free_problem(&p);
     }
 }
 
-static void test_gemm_bf16_fast_equals_ref(void **state) {
-    (void)state;
-    int tested = 0;
-    for (int s = 0; s < CLLM_SIMD_COUNT; s++) {
-        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
-        if (!k || !k->gemm_bf16 || k->gemm_bf16 == cllm_gemm_bf16_ref) continue;
-        tested++;
-        for (int t = 0; t < 300; t++) {
-            /* Mostly 1..67 in each dimension, K odd half the time; a few K
-             * past the kernel's K chunk (384 floats) so the chunking shows. */
-            int M = 1 + (int)(rnd() % 67), N = 1 + (int)(rnd() % 67);
-            int K = t % 10 == 9 ? 380 + (int)(rnd() % 500) : 1 + (int)(rnd() % 67);
-            if (t % 25 == 7) { /* past the kernel's 512-column block, few rows to keep the reference quick */
-                M = 1 + (int)(rnd() % 9);
-                N = 500 + (int)(rnd() % 600);
-            }
-            problem p = make_problem(M, N, K);
-            float *want = run(&p, cllm_gemm_bf16_ref), *got = run(&p, k->gemm_bf16);
-            size_t n = (size_t)p.M * p.ldc;
-            if (memcmp(want - 1, got - 1, (n + 2) * sizeof(float)) != 0) {
-                for (size_t i = 0; i < n; i++)
-                    if (bits(want[i]) != bits(got[i]))
-                        fail_msg("%s gemm_bf16 M=%d N=%d K=%d acc=%d: C[%zu] = %a, reference %a", k->name, M, N, K,
-                                 p.accumulate, i, (double)got[i], (double)want[i]);
-                fail_msg("%s gemm_bf16 M=%d N=%d K=%d: wrote outside C", k->name, M, N, K);
-            }
-            cllm_free(want - 1);
-            cllm_free(got - 1);
-            free_problem(&p);
+/* Kernel k's product against the reference on `count` random problems,
+ * every transposition and operand type; hostile ones every 4th. */
+static void check_against_ref(const char *what, cllm_gemm_bf16_fn gemm, int count) {
+    for (int t = 0; t < count; t++) {
+        /* Mostly 1..67 in each dimension, K odd half the time; a few K past
+         * the kernels' K chunks so the chunking shows. */
+        int M = 1 + (int)(rnd() % 67), N = 1 + (int)(rnd() % 67);
+        int K = t % 10 == 9 ? 250 + (int)(rnd() % 600) : 1 + (int)(rnd() % 67);
+        if (t % 25 == 7) { /* past the kernels' column blocks, few rows to keep the reference quick */
+            M = 1 + (int)(rnd() % 9);
+            N = 250 + (int)(rnd() % 850);
         }
-        print_message("gemm_bf16 %s: 300 random shapes, bitwise the reference\n", k->name);
+        if (t % 50 == 13) { /* K beyond one pass of the fast kernel's B buffer (6144 pairs) */
+            M = 1 + (int)(rnd() % 4);
+            N = 1 + (int)(rnd() % 70);
+            K = 12289 + (int)(rnd() % 300);
+        }
+        problem p = make_problem(M, N, K, t % 2, t / 2 % 2, t % 4 == 3);
+        float *want = run(&p, cllm_gemm_bf16_ref), *got = run(&p, gemm);
+        size_t n = stored(p.M, p.ldc);
+        if (memcmp(want - 1, got - 1, (n + 2) * sizeof(float)) != 0) {
+            for (size_t i = 0; i < n; i++)
+                if (bits(want[i]) != bits(got[i]))
+                    fail_msg("%s gemm_bf16 M=%d N=%d K=%d ta=%d tb=%d a16=%d b16=%d acc=%d: C[%zu] = 0x%08x, "
+                             "reference 0x%08x", what, M, N, K, p.trans_a, p.trans_b, p.a_bf16, p.b_bf16,
+                             p.accumulate, i, bits(got[i]), bits(want[i]));
+            fail_msg("%s gemm_bf16 M=%d N=%d K=%d: wrote outside C", what, M, N, K);
+        }
+        cllm_free(want - 1);
+        cllm_free(got - 1);
+        free_problem(&p);
     }
-    if (!tested) print_message("%s", NO_BF16);
+    print_message("gemm_bf16 %s: %d random shapes (NN, NT, TN, TT; fp32 and bf16 operands; a quarter with "
+                  "denormals, infinities, NaNs, over- and underflow), bitwise the reference\n", what, count);
 }
 
-/* `cllm bench matmul --bf16` times the product where the instruction exists
- * and says there is nothing to time elsewhere; either way it succeeds. */
+static void test_gemm_bf16_fast_equals_ref(void **state) {
+    (void)state;
+    const cllm_kernel_table *avx512 = cllm_kernel_table_for(CLLM_SIMD_AVX512);
+    if (avx512 && avx512->bf16_fast)
+        check_against_ref("avx512bf16 (VDPBF16PS)", avx512->gemm_bf16, 400);
+    else
+        print_message("VDPBF16PS kernel %s", NO_BF16);
+}
+
+static void test_gemm_bf16_portable_equals_ref(void **state) {
+    (void)state;
+    check_against_ref("portable", cllm_kernel_table_for(CLLM_SIMD_OMP)->gemm_bf16, 300);
+}
+
+/* The weights' bf16 copy: every table's bf16_round gives
+ * cllm_bf16_from_f32's bits, on lengths that end mid-vector. */
+static void test_bf16_round_equals_reference(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    float *x = (float *)cllm_alloc((N + 1) * sizeof(float)) + 1;
+    uint16_t *got = cllm_alloc((N + 16) * sizeof(uint16_t));
+    for (int i = 0; i < N; i++) x[i] = i % 7 == 0 ? hostile_entry() : from_bits(rnd());
+    for (int s = 0; s < CLLM_SIMD_COUNT; s++) {
+        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
+        if (!k) continue;
+        for (int n = 0; n <= N; n += 1 + n / 3) {
+            memset(got, 0xab, (N + 16) * sizeof(uint16_t));
+            k->bf16_round(got, x, (size_t)n);
+            for (int i = 0; i < n; i++) assert_int_equal(got[i], cllm_bf16_from_f32(x[i]));
+            assert_int_equal(got[n], 0xabab); /* nothing written past n */
+        }
+    }
+    cllm_free(x - 1);
+    cllm_free(got);
+}
+
+/* `cllm bench matmul --precision bf16` (and its alias --bf16) times the
+ * product on all 12 shapes where the instruction exists and says there is
+ * nothing to time elsewhere; either way it succeeds. */
 static void test_bench_matmul_bf16_runs_or_says_why_not(void **state) {
     (void)state;
-    run_result r = run_cllm("OMP_NUM_THREADS=1", "bench matmul --bf16 --preset S --rows 32 --repeats 1");
-    assert_int_equal(r.exit_code, 0);
-    if (cllm_cpu()->avx512bf16) {
-        assert_non_null(strstr(r.out, "bf16"));
-        assert_non_null(strstr(r.out, "qkv   fwd"));
-    } else {
-        assert_non_null(strstr(r.out, "nothing to time as a speed-up"));
-        print_message("bench matmul --bf16: this CPU has no AVX512_BF16, so only the refusal was checked\n");
+    const char *commands[2] = {"bench matmul --precision bf16 --preset S --rows 32 --repeats 1",
+                               "bench matmul --bf16 --preset S --rows 32 --repeats 1"};
+    for (int i = 0; i < 2; i++) {
+        run_result r = run_cllm("OMP_NUM_THREADS=1", commands[i]);
+        assert_int_equal(r.exit_code, 0);
+        if (cllm_cpu()->avx512bf16) {
+            assert_non_null(strstr(r.out, "qkv   fwd"));
+            assert_non_null(strstr(r.out, "qkv   dX"));
+            assert_non_null(strstr(r.out, "fcprj dW"));
+        } else {
+            assert_non_null(strstr(r.out, "nothing to time as a speed-up"));
+            print_message("bench matmul --precision bf16: this CPU has no AVX512_BF16, so only the refusal was "
+                          "checked\n");
+        }
+        run_result_free(&r);
     }
+}
+
+/* `cllm bench step --precision bf16` times fp32 and bf16 steps side by side
+ * (on the portable emulation where the CPU lacks the instruction). */
+static void test_bench_step_bf16_reports_both(void **state) {
+    (void)state;
+    run_result r = run_cllm("OMP_NUM_THREADS=1", "bench step --precision bf16 --preset S --repeats 1 --json");
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"precision\":\"bf16\""));
+    assert_non_null(strstr(r.out, "\"bf16_tokens_per_s\":"));
+    assert_non_null(strstr(r.out, cllm_cpu()->avx512bf16 ? "\"bf16_fast\":true" : "\"bf16_fast\":false"));
     run_result_free(&r);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bench_matmul_bf16_runs_or_says_why_not),
+        cmocka_unit_test(test_bench_step_bf16_reports_both),
         cmocka_unit_test(test_detection_matches_proc_cpuinfo),
         cmocka_unit_test(test_table_offers_fast_bf16_only_with_the_instructions),
         cmocka_unit_test(test_bf16_from_f32_matches_definition),
@@ -533,6 +647,8 @@ int main(void) {
         cmocka_unit_test(test_dpbf16_ref_matches_hardware),
         cmocka_unit_test(test_gemm_bf16_ref_matches_definition),
         cmocka_unit_test(test_gemm_bf16_fast_equals_ref),
+        cmocka_unit_test(test_gemm_bf16_portable_equals_ref),
+        cmocka_unit_test(test_bf16_round_equals_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,12 @@ static void test_json_cpu_matches_detection(void **state) {
     assert_string_equal(text(j, "simd"), cllm_simd_name(cllm_simd_best()));
     assert_string_equal(text(j, "compiler"), CLLM_COMPILER_ID);
     assert_string_equal(text(j, "version"), CLLM_VERSION);
+    /* bf16 is fast exactly where the CPU has AVX512_BF16 (on the default path). */
+    assert_int_equal(flag(j, "bf16_fast"), cpu->avx512bf16 && cpu->avx512f);
+    cllm_json_free(j);
+    /* A path without a bf16 kernel says bf16 is slow there. */
+    j = info_json("CLLM_SIMD=omp");
+    assert_false(flag(j, "bf16_fast"));
     cllm_json_free(j);
 }
 

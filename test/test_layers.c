@@ -166,7 +166,7 @@ typedef struct {
 
 static double lin_loss(void *p) {
     lin_ctx *c = p;
-    linear_forward(kern, c->y, c->inp, c->w, c->b, c->N, c->in, c->out, c->layout);
+    linear_forward(kern, c->y, c->inp, c->w, NULL, c->b, c->N, c->in, c->out, c->layout);
     return weighted_sum(c->y, c->r, c->N * c->out);
 }
 
@@ -190,7 +190,7 @@ static void check_linear(linear_layout layout, int with_bias) {
     }
     float *dinp = filled(c.N * c.in, PREFILL), *dw = filled(c.in * c.out, PREFILL);
     float *db = with_bias ? filled(c.out, PREFILL) : NULL;
-    linear_backward(kern, dinp, dw, db, c.r, c.inp, c.w, c.N, c.in, c.out, layout);
+    linear_backward(kern, dinp, dw, db, c.r, c.inp, c.w, NULL, c.N, c.in, c.out, layout);
     remove_prefill(dinp, c.N * c.in);
     remove_prefill(dw, c.in * c.out);
     if (db) remove_prefill(db, c.out);
@@ -331,8 +331,8 @@ static void test_linear_backward_overwrite(void **state) {
         float *dw_acc = filled(in * out, PREFILL), *dw_set = filled(in * out, PREFILL);
         float *db_acc = filled(out, PREFILL), *db_set = filled(out, PREFILL);
         fill_nan(dx_set, N * in);
-        linear_backward(kern, dx_acc, dw_acc, db_acc, dout, inp, w, N, in, out, (linear_layout)layout);
-        linear_backward_overwrite(kern, dx_set, dw_set, db_set, dout, inp, w, N, in, out, (linear_layout)layout);
+        linear_backward(kern, dx_acc, dw_acc, db_acc, dout, inp, w, NULL, N, in, out, (linear_layout)layout);
+        linear_backward_overwrite(kern, dx_set, dw_set, db_set, dout, inp, w, NULL, N, in, out, (linear_layout)layout);
         assert_true(max_abs_diff(dx_acc, dx_set, N * in) < 1e-5);
         assert_true(max_abs_diff(dw_acc, dw_set, in * out) == 0.0);
         assert_true(max_abs_diff(db_acc, db_set, out) == 0.0);
@@ -739,7 +739,7 @@ static void test_bias_gradient_bitwise_on_every_path(void **state) {
         if (!select_path(path)) continue;
         float *d = path == CLLM_SIMD_SCALAR ? db_ref : db;
         for (int j = 0; j < OUT; j++) d[j] = PREFILL;
-        linear_backward_overwrite(kern, dx, dw, d, dout, inp, w, N, IN, OUT, LINEAR_W_IN_OUT);
+        linear_backward_overwrite(kern, dx, dw, d, dout, inp, w, NULL, N, IN, OUT, LINEAR_W_IN_OUT);
         if (path != CLLM_SIMD_SCALAR) assert_memory_equal(db, db_ref, OUT * sizeof(float));
     }
     kern = saved;

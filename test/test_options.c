@@ -19,6 +19,7 @@
 static double probe_value(const cllm_train_option *opt, int i) {
     double lo = opt->min, hi = opt->max;
     if (opt->type == CLLM_OPT_DOUBLE) return lo + (hi - lo) * (0.123 + 0.01 * i);
+    if (opt->type == CLLM_OPT_CHOICE) return opt->fresh == hi ? lo : hi; /* the name that is not the default */
     double v = floor(lo + (hi > lo + 100 ? 7 + i : (hi - lo) / 2));
     return v;
 }

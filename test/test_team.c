@@ -140,6 +140,7 @@ static void check_layer(const cllm_kernel_table *k, const char *name, layer_run 
 typedef struct {
     int N, C, V, B, T, NH;
     float *x, *y, *w, *b, *d, *mean, *rstd, *scratch;
+    const uint16_t *y16; /* y's bf16 copy: the linear layers in bf16 mode; NULL: fp32 */
     int32_t *tokens;
 } layer_inputs;
 
@@ -171,14 +172,15 @@ static void run_bias_gelu(const cllm_kernel_table *k, void *ctx, float *const *o
 
 static void run_linear_backward(const cllm_kernel_table *k, void *ctx, float *const *out) {
     layer_inputs *in = ctx; /* x [N, C] in, d [N, V] out-gradient, y [C, V] weight */
-    linear_backward_beta(k, out[0], 1.0f, out[1], out[2], 1.0f, in->d, in->x, in->y, in->N, in->C, in->V,
+    linear_backward_beta(k, out[0], 1.0f, out[1], out[2], 1.0f, in->d, in->x, in->y, in->y16, in->N, in->C, in->V,
                          LINEAR_W_IN_OUT);
-    linear_backward_write(k, out[3], out[4], out[5], in->d, in->x, in->y, in->N, in->C, in->V, LINEAR_W_OUT_IN);
+    linear_backward_write(k, out[3], out[4], out[5], in->d, in->x, in->y, in->y16, in->N, in->C, in->V,
+                          LINEAR_W_OUT_IN);
 }
 
 static void run_linear_forward(const cllm_kernel_table *k, void *ctx, float *const *out) {
     layer_inputs *in = ctx;
-    linear_forward(k, out[0], in->x, in->y, in->b, in->N, in->C, in->V, LINEAR_W_IN_OUT);
+    linear_forward(k, out[0], in->x, in->y, in->y16, in->b, in->N, in->C, in->V, LINEAR_W_IN_OUT);
 }
 
 static void run_embedding_backward(const cllm_kernel_table *k, void *ctx, float *const *out) {
@@ -243,6 +245,21 @@ static void test_team_layers_same_bits(void **state) {
         outputs_add(&o, (size_t)in.N * lin.C), outputs_add(&o, (size_t)lin.C * in.V), outputs_add(&o, (size_t)in.V);
         check_layer(k, "linear_backward", run_linear_backward, &lin, &o);
         outputs_free(&o);
+        /* the same products in bf16 (team_gemm_bf16) */
+        uint16_t *y16 = malloc(NC * sizeof(uint16_t));
+        k->bf16_round(y16, in.y, NC);
+        lin.y16 = y16;
+        memset(&o, 0, sizeof o);
+        outputs_add(&o, (size_t)in.N * in.V);
+        check_layer(k, "linear_forward bf16", run_linear_forward, &lin, &o);
+        outputs_free(&o);
+        memset(&o, 0, sizeof o);
+        outputs_add(&o, (size_t)in.N * lin.C), outputs_add(&o, (size_t)lin.C * in.V), outputs_add(&o, (size_t)in.V);
+        outputs_add(&o, (size_t)in.N * lin.C), outputs_add(&o, (size_t)lin.C * in.V), outputs_add(&o, (size_t)in.V);
+        check_layer(k, "linear_backward bf16", run_linear_backward, &lin, &o);
+        outputs_free(&o);
+        lin.y16 = NULL;
+        free(y16);
 
         /* embedding: B x T positions over a vocabulary of V rows, repeated ids */
         layer_inputs emb = in;

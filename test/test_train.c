@@ -25,6 +25,9 @@
 #include "cllm/io/safetensors.h"
 #include "cllm/train/test_hooks.h"
 #include "cllm/train/trainer.h"
+#include "cllm/train/checkpoint.h"
+#include "cllm/train/runfolder.h"
+#include "cllm/kernels/bf16.h"
 #include "support.h"
 
 /* ---- fixtures ------------------------------------------------------------------ */
@@ -85,12 +88,17 @@ static void assert_same_file(const char *dir_a, const char *dir_b, const char *n
     free(b);
 }
 
-static cllm_status train_fresh(const char *dir, int64_t steps, int64_t stop_after, int threads) {
+static cllm_status train_fresh_in(const char *dir, int64_t steps, int64_t stop_after, int threads, int precision) {
     omp_set_num_threads(threads);
     cllm_train_options o = tiny_options(dir, steps);
     o.stop_after = stop_after;
+    o.precision = precision;
     cllm_train_result res;
     return cllm_train(&o, 0, &res);
+}
+
+static cllm_status train_fresh(const char *dir, int64_t steps, int64_t stop_after, int threads) {
+    return train_fresh_in(dir, steps, stop_after, threads, CLLM_PRECISION_FP32);
 }
 
 static cllm_status train_resume_until(const char *dir, int threads, int64_t stop_after, cllm_train_result *res) {
@@ -156,6 +164,64 @@ static void test_resume_is_bitwise_identical(void **state) {
     free(log);
     free(straight);
     free(resumed);
+}
+
+/* The same in bf16 mode: the bf16 copy is rebuilt from the checkpoint's
+ * fp32 master weights on resume, so 8 steps straight == 4 + 4 resumed on
+ * other thread counts, byte for byte; and bf16 mode really ran (its model
+ * differs from fp32's). */
+static void test_bf16_resume_is_bitwise_identical(void **state) {
+    (void)state;
+    char *straight = run_dir("bf16_straight"), *resumed = run_dir("bf16_resumed"), *fp32 = run_dir("bf16_fp32");
+    omp_set_schedule(omp_sched_dynamic, 1);
+    assert_int_equal(train_fresh_in(straight, 8, 0, 2, CLLM_PRECISION_BF16), CLLM_OK);
+    assert_int_equal(train_fresh_in(resumed, 8, 4, 1, CLLM_PRECISION_BF16), CLLM_OK);
+    cllm_train_result res;
+    assert_int_equal(train_resume(resumed, 3, &res), CLLM_OK);
+    assert_int_equal(res.steps_done, 8);
+    assert_same_file(straight, resumed, "model.safetensors");
+    assert_same_file(straight, resumed, "optimizer.safetensors");
+    assert_int_equal(train_fresh(fp32, 8, 0, 2), CLLM_OK);
+    size_t na = 0, nb = 0;
+    unsigned char *a = slurp(straight, "model.safetensors", &na), *b = slurp(fp32, "model.safetensors", &nb);
+    assert_true(na == nb && memcmp(a, b, na) != 0);
+    free(a);
+    free(b);
+    size_t n;
+    char *json = (char *)slurp(resumed, "run.json", &n);
+    assert_non_null(strstr(json, "\"precision\": \"bf16\""));
+    free(json);
+    free(straight);
+    free(resumed);
+    free(fp32);
+}
+
+/* Checkpoints of a bf16 run hold the fp32 master weights, not their bf16
+ * copy: loading model.safetensors gives weights that bf16 cannot
+ * represent, and saving and loading them again is exact. */
+static void test_bf16_checkpoint_keeps_fp32_masters(void **state) {
+    (void)state;
+    char *dir = run_dir("bf16_master");
+    assert_int_equal(train_fresh_in(dir, 4, 0, 1, CLLM_PRECISION_BF16), CLLM_OK);
+    char *ckpt = cllm_run_checkpoint_dir(dir);
+    gpt2_model m, back;
+    assert_int_equal(cllm_checkpoint_load_model(ckpt, &m), CLLM_OK);
+    size_t not_bf16 = 0;
+    for (size_t i = 0; i < m.n_params; i++)
+        not_bf16 += cllm_bf16_to_f32(cllm_bf16_from_f32(m.params[i])) != m.params[i];
+    print_message("bf16 run's checkpoint: %zu of %zu weights are not bf16 values (fp32 masters)\n", not_bf16,
+                  m.n_params);
+    assert_true(not_bf16 > m.n_params / 2);
+    char *again = run_dir("bf16_master_again");
+    assert_int_equal(cllm_checkpoint_save_model(again, &m, 0), CLLM_OK);
+    assert_int_equal(cllm_checkpoint_load_model(again, &back), CLLM_OK);
+    assert_int_equal(back.n_params, m.n_params);
+    assert_memory_equal(back.params, m.params, m.n_params * sizeof(float));
+    gpt2_destroy(&m);
+    gpt2_destroy(&back);
+    free(ckpt);
+    free(again);
+    free(dir);
 }
 
 /* A model file that does not belong to the optimizer state is refused. */
@@ -244,6 +310,53 @@ static void test_same_parameters_for_any_threads_and_schedule(void **state) {
     }
     omp_set_schedule(omp_sched_dynamic, 1);
     free(reference);
+}
+
+/* bf16 mode is as deterministic as fp32: the same model for 1-4 threads. */
+static void test_bf16_same_parameters_for_any_threads(void **state) {
+    (void)state;
+    char *reference = NULL;
+    omp_set_schedule(omp_sched_dynamic, 1);
+    for (int threads = 1; threads <= 4; threads++) {
+        char name[64];
+        snprintf(name, sizeof name, "bf16_det_%d", threads);
+        char *dir = run_dir(name);
+        cllm_train_options o = tiny_options(dir, 3);
+        o.batch = 6;
+        o.grad_accum = 2; /* 12 micro-batches: more than threads, uneven shares */
+        o.precision = CLLM_PRECISION_BF16;
+        omp_set_num_threads(threads);
+        cllm_train_result res;
+        assert_int_equal(cllm_train(&o, 0, &res), CLLM_OK);
+        if (!reference) reference = dir;
+        else {
+            assert_same_file(reference, dir, "model.safetensors");
+            free(dir);
+        }
+    }
+    free(reference);
+}
+
+/* bf16 mode runs on every CPU: on the portable table (no VDPBF16PS) it
+ * trains too, and its loss is close to the fast table's (the products are
+ * bitwise equal; the fp32 row kernels differ between tables by rounding). */
+static void test_bf16_trains_on_the_portable_kernels(void **state) {
+    (void)state;
+    double loss[2];
+    const cllm_kernel_table *tables[2] = {cllm_kernel_table_for(CLLM_SIMD_OMP), cllm_kernel_table_best()};
+    for (int i = 0; i < 2; i++) {
+        char *dir = run_dir(i ? "bf16_best" : "bf16_portable");
+        cllm_train_options o = tiny_options(dir, 4);
+        o.precision = CLLM_PRECISION_BF16;
+        o.kernels = tables[i];
+        omp_set_num_threads(2);
+        cllm_train_result res;
+        assert_int_equal(cllm_train(&o, 0, &res), CLLM_OK);
+        loss[i] = res.final_loss;
+        free(dir);
+    }
+    print_message("bf16 final loss: portable %.6f, %s %.6f\n", loss[0], tables[1]->name, loss[1]);
+    assert_true(isfinite(loss[0]) && fabs(loss[0] - loss[1]) <= 1e-3 * fabs(loss[1]));
 }
 
 /* ---- divergence -------------------------------------------------------------------------- */
@@ -560,7 +673,8 @@ static void test_resume_refuses_model_flags(void **state) {
     (void)state;
     char *dir = run_dir("flags");
     assert_int_equal(train_fresh(dir, 4, 2, 1), CLLM_OK);
-    const char *refused[] = {"--layers 2", "--heads 4", "--embd 32", "--seq 8", "--vocab 400", "--preset S"};
+    const char *refused[] = {"--layers 2", "--heads 4", "--embd 32", "--seq 8", "--vocab 400", "--preset S",
+                             "--precision bf16"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         char args[8192];
         snprintf(args, sizeof args, "train --resume '%s' %s --quiet", dir, refused[i]);
@@ -793,9 +907,13 @@ int main(void) {
         cmocka_unit_test(test_metrics_line),
         cmocka_unit_test(test_run_json_round_trip),
         cmocka_unit_test(test_resume_is_bitwise_identical),
+        cmocka_unit_test(test_bf16_resume_is_bitwise_identical),
+        cmocka_unit_test(test_bf16_checkpoint_keeps_fp32_masters),
         cmocka_unit_test(test_resume_refuses_mismatched_pair),
         cmocka_unit_test(test_resume_of_earlier_layout_after_its_crash),
         cmocka_unit_test(test_same_parameters_for_any_threads_and_schedule),
+        cmocka_unit_test(test_bf16_same_parameters_for_any_threads),
+        cmocka_unit_test(test_bf16_trains_on_the_portable_kernels),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
         cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),
         cmocka_unit_test(test_sigterm_and_sigint_save_and_exit_130),

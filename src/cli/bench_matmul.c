@@ -141,44 +141,57 @@ static cllm_status measure(const cllm_kernel_table *k, const mm_shape *s, int re
     return CLLM_OK;
 }
 
-/* ---- bf16 (issue 15's groundwork): the VDPBF16PS product against fp32 ---- */
+/* ---- bf16 (--precision bf16): the bf16 product against fp32 ---- */
 
-/* fp32 gemm and gemm_bf16 on one forward (NN) shape, timed alternately. */
+/* fp32 gemm and gemm_bf16 on one shape, timed alternately, with the
+ * operands as bf16 mode hands them over: the forward and dX products read B
+ * (the weight) from its bf16 copy, made once per step; dW reads two fp32
+ * activations, rounded while packing. */
 static cllm_status measure_bf16(const cllm_kernel_table *k, const mm_shape *s, int repeats, double *fp32,
                                 double *bf16) {
-    float *A = cllm_alloc((size_t)s->M * s->K * sizeof(float));
-    float *B = cllm_alloc((size_t)s->K * s->N * sizeof(float));
+    int ar, ac, br, bc;
+    operand_dims(s, &ar, &ac, &br, &bc);
+    float *A = cllm_alloc((size_t)ar * ac * sizeof(float));
+    float *B = cllm_alloc((size_t)br * bc * sizeof(float));
+    uint16_t *B16 = cllm_alloc((size_t)br * bc * sizeof(uint16_t));
     float *C = cllm_alloc((size_t)s->M * s->N * sizeof(float));
     double *t32 = calloc((size_t)repeats, sizeof(double)), *t16 = calloc((size_t)repeats, sizeof(double));
-    if (!A || !B || !C || !t32 || !t16) {
-        cllm_free(A), cllm_free(B), cllm_free(C), free(t32), free(t16);
+    if (!A || !B || !B16 || !C || !t32 || !t16) {
+        cllm_free(A), cllm_free(B), cllm_free(B16), cllm_free(C), free(t32), free(t16);
         return cllm_fail(CLLM_ERR_INTERNAL, "bench matmul: out of memory");
     }
-    fill_operand(A, (size_t)s->M * s->K, 7919);
-    fill_operand(B, (size_t)s->K * s->N, 104729);
+    fill_operand(A, (size_t)ar * ac, 7919);
+    fill_operand(B, (size_t)br * bc, 104729);
+    fill_operand(C, (size_t)s->M * s->N, 3);
+    k->bf16_round(B16, B, (size_t)br * bc);
+    int weight_b = !s->trans_a; /* fwd (NN) and dX (NT) multiply by the weight */
+    cllm_bf16_operand a16 = cllm_bf16_op_f32(A, ac, s->trans_a);
+    cllm_bf16_operand b16 = weight_b ? cllm_bf16_op_bf16(B16, bc, s->trans_b) : cllm_bf16_op_f32(B, bc, s->trans_b);
+    int accumulate = s->beta != 0.0f;
     double flops = 2.0 * s->M * s->N * s->K;
-    k->gemm(0, 0, s->M, s->N, s->K, 1.0f, A, s->K, B, s->N, 0.0f, C, s->N); /* warm-up */
-    k->gemm_bf16(s->M, s->N, s->K, A, s->K, B, s->N, C, s->N, 0);
+    k->gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N); /* warm-up */
+    k->gemm_bf16(s->M, s->N, s->K, &a16, &b16, C, s->N, accumulate);
     for (int r = 0; r < repeats; r++) {
         double t0 = timer_now();
-        k->gemm(0, 0, s->M, s->N, s->K, 1.0f, A, s->K, B, s->N, 0.0f, C, s->N);
+        k->gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, ac, B, bc, s->beta, C, s->N);
         t32[r] = timer_now() - t0;
         t0 = timer_now();
-        k->gemm_bf16(s->M, s->N, s->K, A, s->K, B, s->N, C, s->N, 0);
+        k->gemm_bf16(s->M, s->N, s->K, &a16, &b16, C, s->N, accumulate);
         t16[r] = timer_now() - t0;
     }
     *fp32 = flops / cllm_median(t32, repeats) / 1e9;
     *bf16 = flops / cllm_median(t16, repeats) / 1e9;
-    cllm_free(A), cllm_free(B), cllm_free(C), free(t32), free(t16);
+    cllm_free(A), cllm_free(B), cllm_free(B16), cllm_free(C), free(t32), free(t16);
     return CLLM_OK;
 }
 
-/* Only where the CPU has the instruction: elsewhere gemm_bf16 is the scalar
- * reference (or absent), and timing it as a speed-up would say nothing. */
+/* Only where the CPU has the instruction: elsewhere gemm_bf16 is the
+ * portable emulation, and timing it as a speed-up would say nothing. */
 static int bench_bf16(const cllm_kernel_table *k, int want_s, int want_m, int rows, int repeats, double peak) {
-    if (!k->gemm_bf16 || k->isa == CLLM_SIMD_SCALAR) {
-        printf("bench matmul --bf16: the %s table has no fast bf16 product (the CPU has no AVX512_BF16, or "
-               "CLLM_SIMD chose another path): nothing to time as a speed-up\n", k->name);
+    if (!k->bf16_fast) {
+        printf("bench matmul --precision bf16: the %s table has no fast bf16 product (the CPU has no AVX512_BF16, "
+               "or CLLM_SIMD chose another path; bf16 runs on the exact portable emulation there): nothing to time "
+               "as a speed-up\n", k->name);
         return 0;
     }
     printf("%-6s %5s  %-16s %5s %5s %5s %9s %9s %7s %8s\n", "preset", "rows", "product", "M", "N", "K", "fp32",
@@ -187,7 +200,6 @@ static int bench_bf16(const cllm_kernel_table *k, int want_s, int want_m, int ro
     int n = planned_shapes(want_s, want_m, rows, plan);
     for (int i = 0; i < n; i++) {
         const mm_shape *s = &plan[i].shape;
-        if (s->trans_a || s->trans_b) continue; /* gemm_bf16 is the forward's NN product for now */
         double g32 = 0, g16 = 0;
         if (measure_bf16(k, s, repeats, &g32, &g16) != CLLM_OK) {
             fprintf(stderr, "cllm bench matmul: %s\n", cllm_last_error());
@@ -196,8 +208,9 @@ static int bench_bf16(const cllm_kernel_table *k, int want_s, int want_m, int ro
         printf("%-6c %5d  %-16s %5d %5d %5d %9.1f %9.1f %6.2fx %7.0f%%\n", plan[i].preset, plan[i].rows, s->name, s->M,
                s->N, s->K, g32, g16, g16 / g32, 100.0 * g16 / peak);
     }
-    printf("\nGFLOP/s, one thread, medians of %s time, fp32 gemm and gemm_bf16 (VDPBF16PS, fp32 operands "
-           "rounded to bf16 while packing) timed alternately; %%fp32pk = bf16 / measured fp32 FMA peak (%.1f).\n",
+    printf("\nGFLOP/s, one thread, medians of %s time, fp32 gemm and gemm_bf16 (VDPBF16PS; the weight from its "
+           "bf16 copy in fwd and dX, fp32 activations rounded to bf16 while packing) timed alternately; "
+           "%%fp32pk = bf16 / measured fp32 FMA peak (%.1f).\n",
            use_wall_clock ? "wall" : "thread CPU", peak);
     return 0;
 }
@@ -242,15 +255,17 @@ static void print_json(const mm_result *res, int n, double peak) {
 
 int cllm_bench_matmul(int argc, char **argv) {
     const char *preset = "all";
+    const char *precision = "fp32";
     int rows = 0, repeats = 7, json = 0, bf16 = 0;
     const cllm_flag flags[] = {
         {"preset", CLLM_FLAG_STRING, &preset, "S|M|all", "model preset whose shapes to run (default all)", 1, 0, NULL},
         {"rows", CLLM_FLAG_INT, &rows, "N", "rows of the activations (default: 256 and 2048)", 1, 65536, NULL},
         {"repeats", CLLM_FLAG_INT, &repeats, "R", "timed repeats per shape, median kept (default 7)", 1, 1000, NULL},
         {"json", CLLM_FLAG_BOOL, &json, NULL, "print one JSON object instead of a table", 1, 0, NULL},
-        {"bf16", CLLM_FLAG_BOOL, &bf16, NULL,
-         "instead: the bf16 product (VDPBF16PS, where the CPU has AVX512_BF16) against fp32 on the forward shapes", 1,
-         0, NULL},
+        {"precision", CLLM_FLAG_STRING, &precision, "fp32|bf16",
+         "bf16: instead, the bf16 product (VDPBF16PS, where the CPU has AVX512_BF16) against the fp32 gemm on the "
+         "same shapes (default fp32)", 1, 0, NULL},
+        {"bf16", CLLM_FLAG_BOOL, &bf16, NULL, "the same as --precision bf16", 1, 0, NULL},
         {"wall", CLLM_FLAG_BOOL, &use_wall_clock, NULL,
          "time with the wall clock (default: this thread's CPU time, robust on a shared machine)", 1, 0, NULL},
     };
@@ -266,6 +281,11 @@ int cllm_bench_matmul(int argc, char **argv) {
     if (rc >= 0) return rc;
     int want_s = strcmp(preset, "S") == 0 || strcmp(preset, "all") == 0;
     int want_m = strcmp(preset, "M") == 0 || strcmp(preset, "all") == 0;
+    if (strcmp(precision, "bf16") == 0) bf16 = 1;
+    else if (strcmp(precision, "fp32") != 0) {
+        fprintf(stderr, "cllm bench matmul: --precision must be fp32 or bf16, not '%s'\n", precision);
+        return 2;
+    }
     if (!want_s && !want_m) {
         fprintf(stderr, "cllm bench matmul: --preset must be S, M or all, not '%s'\n", preset);
         return 2;

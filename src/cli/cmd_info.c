@@ -119,6 +119,19 @@ static void gather(info_report *r) {
 
 static const char *yes_no(int b) { return b ? "yes" : "no"; }
 
+/* Whether --precision bf16 runs on the instructions with the SIMD path in
+ * force: the bf16 products of its kernel table. */
+static int bf16_fast(void) {
+    const cllm_kernel_table *k = cllm_kernel_table_for(cllm_env_simd());
+    return k && k->bf16_fast;
+}
+
+static const char *bf16_line(const cllm_cpu_features *c) {
+    if (bf16_fast()) return "fast (VDPBF16PS, AVX512_BF16)";
+    if (c->avx512bf16) return "slow here (exact portable emulation: the SIMD path in force has no bf16 kernel)";
+    return "slow (exact portable emulation: this CPU has no AVX512_BF16)";
+}
+
 static void print_text(const info_report *r, FILE *out) {
     const cllm_cpu_features *c = r->cpu;
     fprintf(out, "cllm %s\n", CLLM_VERSION);
@@ -126,6 +139,7 @@ static void print_text(const info_report *r, FILE *out) {
     fprintf(out, "cpu features:    sse4.2 %s, avx2 %s, fma %s, avx512f %s, avx512_bf16 %s\n", yes_no(c->sse42),
             yes_no(c->avx2), yes_no(c->fma), yes_no(c->avx512f), yes_no(c->avx512bf16));
     fprintf(out, "simd path:       %s\n", r->simd);
+    fprintf(out, "bf16 precision:  %s\n", bf16_line(c));
     fprintf(out, "compiler:        %s\n", CLLM_COMPILER_ID);
     fprintf(out, "openmp runtime:  %s%s%s%s\n", r->runtime, r->runtime_path[0] ? " (" : "", r->runtime_path,
             r->runtime_path[0] ? ")" : "");
@@ -204,6 +218,7 @@ static void print_json(const info_report *r, FILE *out) {
             json_bool(c->avx2), json_bool(c->fma), json_bool(c->avx512f), json_bool(c->avx512bf16));
     fputs("\"simd\":", out);
     json_string(out, r->simd);
+    fprintf(out, ",\"bf16_fast\":%s", json_bool(bf16_fast()));
     fputs(",\"compiler\":", out);
     json_string(out, CLLM_COMPILER_ID);
     fputs(",\"openmp\":{\"runtime\":", out);
@@ -238,7 +253,8 @@ int cllm_cmd_info(int argc, char **argv) {
     };
     const cllm_command_spec spec = {
         "info", "",
-        "Shows the CPU's SIMD features, the SIMD path cllm will use, the compiler, the OpenMP runtime\n"
+        "Shows the CPU's SIMD features, the SIMD path cllm will use, whether --precision bf16 is fast\n"
+        "there, the compiler, the OpenMP runtime\n"
         "and version, threads, processors, the team shape (CLLM_TEAM or OMP_NUM_THREADS=A,B; auto:\n"
         "chosen per run), the schedule in force (OMP_SCHEDULE, default dynamic,1),\n"
         "OMP_PROC_BIND/OMP_PLACES, every CLLM_* variable that is set, the optional features built in, and\n"

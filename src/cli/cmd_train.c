@@ -265,8 +265,8 @@ static int apply_init(const train_flags *f, cllm_train_options *o) {
 
 /* A rough peak of what a run allocates, so that a model that cannot fit is
  * refused here (exit 2, with the figure) instead of failing in malloc or being
- * OOM-killed part-way: with P parameters (4 bytes each) it counts the model,
- * AdamW's two moments, the engine's gradient buffers (one per team plus a
+ * OOM-killed part-way: with P parameters (4 bytes each) it counts the model
+ * (and its 2-byte bf16 copy with --precision bf16), AdamW's two moments, the engine's gradient buffers (one per team plus a
  * few in flight, never more than the micro-batches: teams + 2 + log2(M),
  * at most M; cllm_engine_pool_buffers), one activation arena per team for
  * --micro sequences (the team shape given, or the default, which shrinks the
@@ -283,7 +283,8 @@ static cllm_status training_fits_memory(const cllm_train_options *o, int resume)
                                (double)cllm_memory_available(), &teams, &team_threads);
     double P = gpt2_param_count_estimate(&o->model);
     double buffers = cllm_engine_pool_buffers(micro_batches, teams, o->grad_window);
-    double floats = P * (3.0 + buffers + (resume ? 4.0 : 0.0));
+    double bf16_copy = o->precision == CLLM_PRECISION_BF16 ? 0.5 : 0.0; /* 2 bytes a parameter */
+    double floats = P * (3.0 + bf16_copy + buffers + (resume ? 4.0 : 0.0));
     double bytes = floats * sizeof(float) + teams * gpt2_acts_bytes_estimate(&o->model, o->micro);
     char what[160];
     snprintf(what, sizeof what, "a model of %.3g parameters (%d layers x %d wide) with %d team(s) of %d thread(s)", P,

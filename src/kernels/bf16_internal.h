@@ -13,10 +13,15 @@
 #define CLLM_KERNELS_BF16_X86 0
 #endif
 
+/* The portable product (portable/bf16.c), bitwise cllm_gemm_bf16_ref. */
+void cllm_gemm_bf16_portable(int M, int N, int K, const cllm_bf16_operand *A, const cllm_bf16_operand *B, float *C,
+                             int ldc, int accumulate);
+
 #if CLLM_KERNELS_BF16_X86
 extern const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16;
-void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                               int ldc, int accumulate);
+void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_operand *A, const cllm_bf16_operand *B,
+                               float *C, int ldc, int accumulate);
+void cllm_bf16_round_avx512bf16(uint16_t *dst, const float *src, size_t n);
 #endif
 
 #endif

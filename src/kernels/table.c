@@ -51,15 +51,19 @@ cllm_simd cllm_simd_best(void) {
     .softmax_row = cllm_softmax_row_##isa, .softmax_backward_row = cllm_softmax_backward_row_##isa,                 \
     .logsumexp_row = cllm_logsumexp_row_##isa, .softmax_grad_row = cllm_softmax_grad_row_##isa
 
+/* Without AVX512_BF16: the portable product, bitwise the reference. */
+#define BF16_PORTABLE .gemm_bf16 = cllm_gemm_bf16_portable, .bf16_round = cllm_bf16_round_array, .bf16_fast = 0
+
 static const cllm_kernel_table table_scalar = {
-    .isa = CLLM_SIMD_SCALAR, .name = "scalar", .gemm = cllm_gemm_ref, .gemm_bf16 = cllm_gemm_bf16_ref, ROW_KERNELS(ref),
+    .isa = CLLM_SIMD_SCALAR, .name = "scalar", .gemm = cllm_gemm_ref, .gemm_bf16 = cllm_gemm_bf16_ref,
+    .bf16_round = cllm_bf16_round_array, .bf16_fast = 0, ROW_KERNELS(ref),
     .residual_row = cllm_residual_row_ref, .column_sums = cllm_column_sums_ref,
     .sum = cllm_sum_scalar, .sum_sq = cllm_sum_sq_scalar, .sum_adamw = cllm_sum_adamw_scalar,
     .fma_probe = cllm_fma_probe_portable, .fma_probe_flops = 2.0 * CLLM_PROBE_PORTABLE_CHAINS,
 };
 
 static const cllm_kernel_table table_omp = {
-    .isa = CLLM_SIMD_OMP, .name = "omp", .gemm = cllm_gemm_omp, ROW_KERNELS(omp),
+    .isa = CLLM_SIMD_OMP, .name = "omp", .gemm = cllm_gemm_omp, BF16_PORTABLE, ROW_KERNELS(omp),
     .residual_row = cllm_residual_row_ref, .column_sums = cllm_column_sums_ref,
     .sum = cllm_sum_omp, .sum_sq = cllm_sum_sq_omp, .sum_adamw = cllm_sum_adamw_omp,
     .fma_probe = cllm_fma_probe_portable, .fma_probe_flops = 2.0 * CLLM_PROBE_PORTABLE_CHAINS,
@@ -77,7 +81,7 @@ static void gemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alp
 }
 
 static const cllm_kernel_table table_avx2 = {
-    .isa = CLLM_SIMD_AVX2, .name = "avx2", .gemm = gemm_avx2, ROW_KERNELS(avx2),
+    .isa = CLLM_SIMD_AVX2, .name = "avx2", .gemm = gemm_avx2, BF16_PORTABLE, ROW_KERNELS(avx2),
     .residual_row = cllm_residual_row_avx2, .column_sums = cllm_column_sums_avx2,
     .sum = cllm_sum_avx2, .sum_sq = cllm_sum_sq_avx2, .sum_adamw = cllm_sum_adamw_avx2,
     .fma_probe = cllm_fma_probe_avx2, .fma_probe_flops = 2.0 * 8 * CLLM_PROBE_AVX2_CHAINS,
@@ -89,12 +93,13 @@ static const cllm_kernel_table table_avx2 = {
     .sum = cllm_sum_avx512, .sum_sq = cllm_sum_sq_avx512, .sum_adamw = cllm_sum_adamw_avx512,                       \
     .fma_probe = cllm_fma_probe_avx512, .fma_probe_flops = 2.0 * 16 * CLLM_PROBE_AVX512_CHAINS
 
-static const cllm_kernel_table table_avx512 = {AVX512_KERNELS};
+static const cllm_kernel_table table_avx512 = {AVX512_KERNELS, BF16_PORTABLE};
 
 /* AVX-512F with AVX512_BF16 (not an ISA of its own: the same fp32 kernels,
  * plus the VDPBF16PS product, handed out as "avx512" where CPUID has it). */
 #if CLLM_KERNELS_BF16_X86
-static const cllm_kernel_table table_avx512_bf16 = {AVX512_KERNELS, .gemm_bf16 = cllm_gemm_bf16_avx512bf16};
+static const cllm_kernel_table table_avx512_bf16 = {AVX512_KERNELS, .gemm_bf16 = cllm_gemm_bf16_avx512bf16,
+                                                     .bf16_round = cllm_bf16_round_avx512bf16, .bf16_fast = 1};
 #endif
 #endif
 

@@ -154,8 +154,54 @@ void layernorm_backward(const cllm_kernel_table *k, float *dinp, float *dweight,
 
 /* ---------------------------------------------------------------- linear */
 
-void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, const float *weight, const float *bias,
-                    int N, int n_in, int n_out, linear_layout layout) {
+/* The three products of a linear layer, each in one small function that
+ * picks the precision: fp32 (team_gemm) when weight_bf16 is NULL, else bf16
+ * operands with fp32 accumulation (team_gemm_bf16): the weight from its bf16
+ * copy, the activations and gradients rounded while packing. beta / the
+ * accumulate flag is 0 (write) or 1 (add onto the output). */
+
+/* out[N, n_out] (+)= inp[N, n_in] · W */
+static void product_forward(const cllm_kernel_table *k, float *out, float beta, const float *inp,
+                            const float *weight, const uint16_t *weight_bf16, int N, int n_in, int n_out,
+                            linear_layout layout) {
+    int wt = layout == LINEAR_W_OUT_IN, ldw = wt ? n_in : n_out;
+    if (!weight_bf16) {
+        team_gemm(k, 0, wt, N, n_out, n_in, 1.0f, inp, n_in, weight, ldw, beta, out, n_out);
+        return;
+    }
+    cllm_bf16_operand a = cllm_bf16_op_f32(inp, n_in, 0), b = cllm_bf16_op_bf16(weight_bf16, ldw, wt);
+    team_gemm_bf16(k, N, n_out, n_in, &a, &b, out, n_out, beta != 0.0f);
+}
+
+/* dinp[N, n_in] (+)= dout[N, n_out] · Wᵀ */
+static void product_dinp(const cllm_kernel_table *k, float *dinp, float beta, const float *dout,
+                         const float *weight, const uint16_t *weight_bf16, int N, int n_in, int n_out,
+                         linear_layout layout) {
+    int wt = layout == LINEAR_W_IN_OUT, ldw = wt ? n_out : n_in;
+    if (!weight_bf16) {
+        team_gemm(k, 0, wt, N, n_in, n_out, 1.0f, dout, n_out, weight, ldw, beta, dinp, n_in);
+        return;
+    }
+    cllm_bf16_operand a = cllm_bf16_op_f32(dout, n_out, 0), b = cllm_bf16_op_bf16(weight_bf16, ldw, wt);
+    team_gemm_bf16(k, N, n_in, n_out, &a, &b, dinp, n_in, beta != 0.0f);
+}
+
+/* dW (+)= inpᵀ · dout ([n_in, n_out]) or doutᵀ · inp ([n_out, n_in]), in the weight's layout */
+static void product_dweight(const cllm_kernel_table *k, float *dweight, float beta, const float *dout,
+                            const float *inp, int bf16, int N, int n_in, int n_out, linear_layout layout) {
+    int in_out = layout == LINEAR_W_IN_OUT;
+    const float *x = in_out ? inp : dout, *y = in_out ? dout : inp;
+    int rows = in_out ? n_in : n_out, cols = in_out ? n_out : n_in;
+    if (!bf16) {
+        team_gemm(k, 1, 0, rows, cols, N, 1.0f, x, rows, y, cols, beta, dweight, cols);
+        return;
+    }
+    cllm_bf16_operand a = cllm_bf16_op_f32(x, rows, 1), b = cllm_bf16_op_f32(y, cols, 0);
+    team_gemm_bf16(k, rows, cols, N, &a, &b, dweight, cols, beta != 0.0f);
+}
+
+void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, const float *weight,
+                    const uint16_t *weight_bf16, const float *bias, int N, int n_in, int n_out, linear_layout layout) {
     float beta = 0.0f;
     if (bias) {
         /* Start from the bias and let the product accumulate onto it. */
@@ -164,22 +210,14 @@ void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, co
         for (int i = 0; i < N; i++) memcpy(out + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
-    if (layout == LINEAR_W_IN_OUT)
-        team_gemm(k, 0, 0, N, n_out, n_in, 1.0f, inp, n_in, weight, n_out, beta, out, n_out);
-    else
-        team_gemm(k, 0, 1, N, n_out, n_in, 1.0f, inp, n_in, weight, n_in, beta, out, n_out);
+    product_forward(k, out, beta, inp, weight, weight_bf16, N, n_in, n_out, layout);
 }
 
 void linear_backward_beta(const cllm_kernel_table *k, float *dinp, float dinp_beta, float *dweight, float *dbias,
-                          float dparam_beta, const float *dout, const float *inp, const float *weight, int N,
-                          int n_in, int n_out, linear_layout layout) {
-    if (layout == LINEAR_W_IN_OUT) {
-        if (dinp) team_gemm(k, 0, 1, N, n_in, n_out, 1.0f, dout, n_out, weight, n_out, dinp_beta, dinp, n_in);
-        team_gemm(k, 1, 0, n_in, n_out, N, 1.0f, inp, n_in, dout, n_out, dparam_beta, dweight, n_out);
-    } else {
-        if (dinp) team_gemm(k, 0, 0, N, n_in, n_out, 1.0f, dout, n_out, weight, n_in, dinp_beta, dinp, n_in);
-        team_gemm(k, 1, 0, n_out, n_in, N, 1.0f, dout, n_out, inp, n_in, dparam_beta, dweight, n_in);
-    }
+                          float dparam_beta, const float *dout, const float *inp, const float *weight,
+                          const uint16_t *weight_bf16, int N, int n_in, int n_out, linear_layout layout) {
+    if (dinp) product_dinp(k, dinp, dinp_beta, dout, weight, weight_bf16, N, n_in, n_out, layout);
+    product_dweight(k, dweight, dparam_beta, dout, inp, weight_bf16 != NULL, N, n_in, n_out, layout);
     if (dbias) {
         /* n_out floats: zeroing them keeps the summation order of the
          * accumulating path, so both give the same bits. */
@@ -189,14 +227,15 @@ void linear_backward_beta(const cllm_kernel_table *k, float *dinp, float dinp_be
 }
 
 void linear_backward_overwrite(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias,
-                               const float *dout, const float *inp, const float *weight, int N, int n_in, int n_out,
-                               linear_layout layout) {
-    linear_backward_beta(k, dinp, 0.0f, dweight, dbias, 1.0f, dout, inp, weight, N, n_in, n_out, layout);
+                               const float *dout, const float *inp, const float *weight, const uint16_t *weight_bf16,
+                               int N, int n_in, int n_out, linear_layout layout) {
+    linear_backward_beta(k, dinp, 0.0f, dweight, dbias, 1.0f, dout, inp, weight, weight_bf16, N, n_in, n_out, layout);
 }
 
 void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int N, int n_in, int n_out, linear_layout layout) {
-    linear_backward_beta(k, dinp, 0.0f, dweight, dbias, 0.0f, dout, inp, weight, N, n_in, n_out, layout);
+                           const float *inp, const float *weight, const uint16_t *weight_bf16, int N, int n_in,
+                           int n_out, linear_layout layout) {
+    linear_backward_beta(k, dinp, 0.0f, dweight, dbias, 0.0f, dout, inp, weight, weight_bf16, N, n_in, n_out, layout);
 }
 
 /* ---------------------------------------------------------------- attention */

@@ -60,6 +60,39 @@ void team_gemm(const cllm_kernel_table *k, int trans_a, int trans_b, int M, int 
     }
 }
 
+/* op(X) from row (A) or column (B) `at` on: the operand advanced along its
+ * non-K dimension, for either storage and element type. */
+static cllm_bf16_operand operand_from(const cllm_bf16_operand *x, int at, int along_rows) {
+    cllm_bf16_operand o = *x;
+    size_t step = (along_rows ? !x->trans : x->trans) ? (size_t)x->ld * (size_t)at : (size_t)at;
+    if (o.f32) o.f32 += step;
+    else o.bf16 += step;
+    return o;
+}
+
+void team_gemm_bf16(const cllm_kernel_table *k, int M, int N, int K, const cllm_bf16_operand *A,
+                    const cllm_bf16_operand *B, float *C, int ldc, int accumulate) {
+    int by_rows = M >= N;
+    int len = by_rows ? M : N, grain = by_rows ? TEAM_ROW_GRAIN : TEAM_COL_GRAIN;
+    int threads = nn_team_threads_for((len + grain - 1) / grain, (double)M * N * K);
+    if (threads <= 1) {
+        k->gemm_bf16(M, N, K, A, B, C, ldc, accumulate);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int lo, hi;
+        team_block(len, grain, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        if (hi > lo && by_rows) {
+            cllm_bf16_operand a = operand_from(A, lo, 1);
+            k->gemm_bf16(hi - lo, N, K, &a, B, C + (size_t)lo * ldc, ldc, accumulate);
+        } else if (hi > lo) {
+            cllm_bf16_operand b = operand_from(B, lo, 0);
+            k->gemm_bf16(M, hi - lo, K, A, &b, C + lo, ldc, accumulate);
+        }
+    }
+}
+
 void team_column_sums(const cllm_kernel_table *k, float *sums, const float *rows, int N, int n) {
     int threads = nn_team_threads_for((n + TEAM_COL_GRAIN - 1) / TEAM_COL_GRAIN, (double)N * n);
     if (threads <= 1) {

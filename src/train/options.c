@@ -90,6 +90,8 @@ const cllm_train_option cllm_train_option_table[] = {
      CLLM_OPT_FREE},
     {"sample-tokens", "sample_tokens", CLLM_OPT_INT, AT(sample_tokens), 200, 0, 1 << 20, "N",
      "tokens in the sample printed at the end, 0 = none (default 200)", CLLM_OPT_FREE},
+    {"precision", "precision", CLLM_OPT_CHOICE, AT(precision), CLLM_PRECISION_FP32, 0, 1, "fp32|bf16",
+     "matrix products in fp32, or bf16 with fp32 accumulation and master weights (default fp32)", CLLM_OPT_FROZEN},
 };
 
 const int cllm_train_option_count = (int)(sizeof cllm_train_option_table / sizeof cllm_train_option_table[0]);

@@ -92,6 +92,9 @@ static void update_segment(void *ctx, int segment, size_t begin, size_t end, con
         size_t at = sp->begin - s->own_begin;
         s->c.model->kernels->sum_adamw(params + sp->begin, s->m + at, s->v + at, piece, k, grad_scale,
                                 sp->end - sp->begin, &s->hp, sp->decay);
+        /* bf16 mode: the owner re-rounds the weights it just updated, so the
+         * next step's products read them without another pass or a barrier. */
+        gpt2_refresh_bf16(s->c.model, sp->begin, sp->end);
     }
 }
 
@@ -203,6 +206,11 @@ cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window
     cllm_engine_job job = {s, compute_micro, clip_scale, update_segment, s->c.model->params};
     memset(r, 0, sizeof *r);
     cllm_status st = cllm_engine_step(s->engine, &job, &r->engine);
+    /* Under MPI the spans other ranks own arrived after the update (the
+     * all-gather of params_updated): their bf16 copy is made here. One rank
+     * alone has already refreshed every span on its owner. */
+    if (st == CLLM_OK && s->c.comm && s->c.comm->size > 1 && !s->bad_gradient)
+        gpt2_refresh_bf16(s->c.model, 0, s->c.model->n_params);
     r->loss = r->engine.loss;
     r->grad_norm = s->grad_norm;
     r->skipped = s->bad_gradient;

@@ -404,6 +404,7 @@ static cllm_status load_checkpoint(trainer *t) {
         return cllm_fail(CLLM_ERR_INPUT, "%s: model.safetensors does not match run.json", t->dir);
     }
     memcpy(t->model.params, loaded.params, loaded.n_params * sizeof(float));
+    gpt2_refresh_bf16(&t->model, 0, t->model.n_params); /* bf16 mode: the copy of the loaded master weights */
     gpt2_destroy(&loaded);
     int matched = 0;
     st = full_moments_alloc(t);
@@ -815,6 +816,10 @@ static void print_summary(const trainer *t, size_t buffer_bytes) {
            (double)buffer_bytes / (1024.0 * 1024.0));
     print_memory(t, buffer_bytes);
     print_ranks(t);
+    if (o->precision == CLLM_PRECISION_BF16)
+        printf("  precision bf16 matrix products, fp32 accumulation and master weights (%s)\n",
+               t->model.kernels->bf16_fast ? "AVX512_BF16" : "exact portable emulation: this CPU or SIMD path has no "
+                                                              "AVX512_BF16, slow");
     if (t->data.n_val > 0) {
         char k[32], n[32], tokens[32], every[64] = "at the end";
         size_t sel = eval_selected(t);
@@ -1132,10 +1137,13 @@ static cllm_status setup(trainer *t, int resume) {
     cllm_status st = gpt2_create(&t->model, &o->model);
     if (st != CLLM_OK) return st;
     gpt2_use_kernels(&t->model, o->kernels); /* NULL keeps the best table gpt2_create chose */
+    if (o->precision == CLLM_PRECISION_BF16) st = gpt2_use_bf16(&t->model, 1);
+    if (st != CLLM_OK) return st;
     if (o->init_dir && !resume)
         st = cllm_pretrained_load_weights(o->init_dir, &t->model, t->init_layout, sizeof t->init_layout);
     else gpt2_init_weights(&t->model, o->seed); /* on --resume the checkpoint replaces them below */
     if (st != CLLM_OK) return st;
+    gpt2_refresh_bf16(&t->model, 0, t->model.n_params); /* bf16 mode: the copy of --init's weights */
     t->n_micro = o->batch / o->micro * o->grad_accum;
     t->seqs_per_step = t->n_micro * o->micro;
     t->total_steps = cllm_train_total_steps(o, t->data.n_train);

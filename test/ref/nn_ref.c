@@ -1,8 +1,10 @@
 #include "nn_ref.h"
 
 void linear_backward(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int n_in, int n_out, linear_layout layout) {
-    linear_backward_beta(k, dinp, 1.0f, dweight, dbias, 1.0f, dout, inp, weight, N, n_in, n_out, layout);
+                     const float *inp, const float *weight, const uint16_t *weight_bf16, int N, int n_in, int n_out,
+                     linear_layout layout) {
+    linear_backward_beta(k, dinp, 1.0f, dweight, dbias, 1.0f, dout, inp, weight, weight_bf16, N, n_in, n_out,
+                         layout);
 }
 
 void attention_backward(const cllm_kernel_table *k, float *dqkv, float *scratch, const float *dout, const float *qkv,

@@ -9,7 +9,8 @@
 /* dinp += dout · Wᵀ, dweight += inpᵀ · dout, dbias += column sums of dout
  * (dinp and dbias may be NULL). */
 void linear_backward(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int n_in, int n_out, linear_layout layout);
+                     const float *inp, const float *weight, const uint16_t *weight_bf16, int N, int n_in, int n_out,
+                     linear_layout layout);
 /* dqkv += the attention gradient; scratch T*T floats. */
 void attention_backward(const cllm_kernel_table *k, float *dqkv, float *scratch, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH);

@@ -1,6 +1,6 @@
 /* bfloat16: the one definition of rounding fp32 to bf16, an exact scalar
  * model of the VDPBF16PS instruction, and the bf16 matrix product built on
- * them (issue 15's groundwork; the training mode comes later).
+ * them, used by `--precision bf16` (docs/BF16.md).
  *
  * bf16 is the upper half of an fp32: sign, 8 exponent bits, 7 mantissa bits.
  *
@@ -30,6 +30,7 @@
 #ifndef CLLM_KERNELS_BF16_H
 #define CLLM_KERNELS_BF16_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 uint16_t cllm_bf16_from_f32(float x);
@@ -44,22 +45,46 @@ static inline uint32_t cllm_bf16_pair(float even, float odd) {
 /* One lane of VDPBF16PS: acc + a.hi*b.hi + a.lo*b.lo, as described above. */
 float cllm_dpbf16_ref(float acc, uint32_t a_pair, uint32_t b_pair);
 
-/* The bf16 matrix product, row-major:
- *   C[M,N] = A[M,K] . B[K,N]           (accumulate == 0: C is not read)
- *   C[M,N] = C + A[M,K] . B[K,N]       (accumulate != 0)
- * A and B are fp32 and rounded to bf16 with cllm_bf16_from_f32 while
- * packing; K is padded to even with zeros. Each C[i][j] is the sequence of
- * VDPBF16PS lanes over the pairs p = 0, 1, ..., ceil(K/2)-1 in order:
- *   acc = cllm_dpbf16_ref(acc, pair(A[i][2p], A[i][2p+1]), pair(B[2p][j], B[2p+1][j]))
- * starting from acc = 0 or C[i][j]. Every build (the reference below, the
- * AVX512_BF16 kernel) gives exactly these bits, for any shape and alignment.
- * M, N <= 0 do nothing; K <= 0 writes zeros (or leaves C as it is when
- * accumulating). lda >= K, ldb >= N, ldc >= N, in floats. */
-typedef void (*cllm_gemm_bf16_fn)(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                                  int ldc, int accumulate);
+/* One operand of the bf16 matrix product: op(A) is M x K, op(B) is K x N,
+ * row-major, with element (r, c) of op(X) at
+ *   x[r * ld + c]   (trans == 0)      x[c * ld + r]   (trans == 1).
+ * Exactly one of f32 and bf16 is set: fp32 values are rounded with
+ * cllm_bf16_from_f32 while packing; bf16 values are used as they are (a copy
+ * made with cllm_bf16_from_f32 gives the same bits as rounding its fp32
+ * source, since that rounding is idempotent). ld is in elements. */
+typedef struct {
+    const float *f32;
+    const uint16_t *bf16;
+    int ld;
+    int trans;
+} cllm_bf16_operand;
 
-void cllm_gemm_bf16_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                        int accumulate);
+static inline cllm_bf16_operand cllm_bf16_op_f32(const float *x, int ld, int trans) {
+    return (cllm_bf16_operand){x, 0, ld, trans};
+}
+static inline cllm_bf16_operand cllm_bf16_op_bf16(const uint16_t *x, int ld, int trans) {
+    return (cllm_bf16_operand){0, x, ld, trans};
+}
+
+/* The bf16 matrix product:
+ *   C[M,N] = op(A) . op(B)           (accumulate == 0: C is not read)
+ *   C[M,N] = C + op(A) . op(B)       (accumulate != 0)
+ * with K padded to even with zeros. Each C[i][j] is the sequence of
+ * VDPBF16PS lanes over the pairs p = 0, 1, ..., ceil(K/2)-1 in order:
+ *   acc = cllm_dpbf16_ref(acc, pair(A(i,2p), A(i,2p+1)), pair(B(2p,j), B(2p+1,j)))
+ * starting from acc = 0 or C[i][j]. Every build (the reference, the portable
+ * kernel, the AVX512_BF16 kernel) gives exactly these bits, for any shape,
+ * transposition, operand type and alignment. M, N <= 0 do nothing; K <= 0
+ * writes zeros (or leaves C as it is when accumulating). ld >= the stored
+ * row width, ldc >= N. */
+typedef void (*cllm_gemm_bf16_fn)(int M, int N, int K, const cllm_bf16_operand *A, const cllm_bf16_operand *B,
+                                  float *C, int ldc, int accumulate);
+
+void cllm_gemm_bf16_ref(int M, int N, int K, const cllm_bf16_operand *A, const cllm_bf16_operand *B, float *C,
+                        int ldc, int accumulate);
+
+/* dst[i] = cllm_bf16_from_f32(src[i]) for i < n: the weights' bf16 copy. */
+void cllm_bf16_round_array(uint16_t *dst, const float *src, size_t n);
 
 /* The bare instructions, for the tests that check the reference against the
  * hardware: NULL when this CPU or build has no AVX512_BF16. n is any length.

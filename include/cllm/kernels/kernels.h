@@ -17,7 +17,8 @@
  *               intrinsics where a loop needed them, the 6x16 GEMM tile.
  *   x86/avx512/ "avx512": AVX-512F intrinsics, the 12x32 GEMM tile.
  *   x86/avx512bf16/  the VDPBF16PS bf16 product (gemm_bf16), in the
- *               "avx512" table where the CPU has AVX512_BF16 (bf16.h).
+ *               "avx512" table where the CPU has AVX512_BF16 (bf16.h);
+ *               elsewhere portable/bf16.c gives the same bits.
  * The kernels' intrinsics appear only under x86/, compiled with target
  * attributes, so one binary runs on any x86-64 (other processors build ref/
  * and portable/ only).
@@ -127,10 +128,15 @@ typedef struct {
 
     cllm_gemm_fn gemm;
     /* The bf16 matrix product (include/cllm/kernels/bf16.h), bitwise
-     * cllm_gemm_bf16_ref: the reference in the scalar table, the VDPBF16PS
-     * kernel in the avx512 table where the CPU has AVX512_BF16, NULL
-     * elsewhere (no fast version; callers fall back to cllm_gemm_bf16_ref). */
+     * cllm_gemm_bf16_ref in every table: the reference in the scalar table,
+     * the VDPBF16PS kernel in the avx512 table where the CPU has
+     * AVX512_BF16, the portable kernel (fp32 arithmetic that is exact in the
+     * normal range, the reference outside it) everywhere else. bf16_round
+     * makes the weights' bf16 copy (cllm_bf16_round_array's bits);
+     * bf16_fast is 1 where both run on the bf16 instructions. */
     cllm_gemm_bf16_fn gemm_bf16;
+    void (*bf16_round)(uint16_t *dst, const float *src, size_t n);
+    int bf16_fast;
 
     /* GELU, tanh approximation as GPT-2, over n floats:
      * gelu: out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), out may alias inp;

@@ -53,6 +53,11 @@ typedef struct {
     /* The kernels forward, backward and the KV step run on: the best table
      * for this CPU after gpt2_create, replaced with gpt2_use_kernels. */
     const cllm_kernel_table *kernels;
+    /* bf16 mode (gpt2_use_bf16): params rounded to bf16 (cllm_bf16_from_f32),
+     * n_params values at the same offsets, which every linear layer's
+     * products read (include/cllm/nn/layers.h); params stays the fp32 master
+     * copy the optimizer updates and checkpoints store. NULL: fp32 mode. */
+    uint16_t *params_bf16;
 } gpt2_model;
 
 /* All sizes > 0, n_embd % n_head == 0, and small enough that every size fits
@@ -86,6 +91,14 @@ void gpt2_init_weights(gpt2_model *m, uint64_t seed);
 /* Runs m on another kernel table (e.g. the one CLLM_SIMD names); NULL keeps
  * the current one. Results differ between tables only by rounding. */
 void gpt2_use_kernels(gpt2_model *m, const cllm_kernel_table *kernels);
+
+/* Precision of the matrix products: on != 0 allocates params_bf16 and
+ * fills it from params (bf16 mode), 0 frees it (fp32 mode). */
+cllm_status gpt2_use_bf16(gpt2_model *m, int on);
+/* Re-rounds params[begin, end) into params_bf16 after params changed there
+ * (the optimizer's owner threads call it on the range they updated, each on
+ * its own range); nothing in fp32 mode. gpt2_init_weights refreshes all. */
+void gpt2_refresh_bf16(gpt2_model *m, size_t begin, size_t end);
 
 /* NULL if no tensor has that name. */
 const gpt2_tensor *gpt2_find_tensor(const gpt2_model *m, const char *name);

@@ -61,25 +61,33 @@ void layernorm_backward_write(const cllm_kernel_table *k, float *dinp, float *dw
  * the tied LM head reads wte as [out, in] (nn.Linear layout). */
 typedef enum { LINEAR_W_IN_OUT = 0, LINEAR_W_OUT_IN = 1 } linear_layout;
 
+/* Precision of the products: weight_bf16 == NULL runs them in fp32 (k->gemm);
+ * otherwise it is the weight's bf16 copy (same layout as weight) and all
+ * three products (forward, dinp, dweight) take bf16 operands and accumulate
+ * in fp32 (k->gemm_bf16, include/cllm/kernels/bf16.h): the weight from the
+ * copy, activations and gradients rounded to nearest-even while packing.
+ * weight itself is then not read. */
+
 /* out[N, n_out] = inp[N, n_in] · W + bias (bias may be NULL). */
-void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, const float *weight, const float *bias,
-                    int N, int n_in, int n_out, linear_layout layout);
+void linear_forward(const cllm_kernel_table *k, float *out, const float *inp, const float *weight,
+                    const uint16_t *weight_bf16, const float *bias, int N, int n_in, int n_out, linear_layout layout);
 /* dinp = dout · Wᵀ + dinp_beta * dinp, dweight = inpᵀ · dout (in the
  * weight's layout) + dparam_beta * dweight, dbias = column sums of dout +
  * dparam_beta * dbias; each beta is 1 (accumulate) or 0 (write: the old
  * value is never read). dinp and dbias may be NULL (not wanted). */
 void linear_backward_beta(const cllm_kernel_table *k, float *dinp, float dinp_beta, float *dweight, float *dbias,
-                          float dparam_beta, const float *dout, const float *inp, const float *weight, int N,
-                          int n_in, int n_out, linear_layout layout);
+                          float dparam_beta, const float *dout, const float *inp, const float *weight,
+                          const uint16_t *weight_bf16, int N, int n_in, int n_out, linear_layout layout);
 /* dinp = dout · Wᵀ overwritten (dinp must not be NULL), dweight and dbias accumulated. */
 void linear_backward_overwrite(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias,
-                               const float *dout, const float *inp, const float *weight, int N, int n_in, int n_out,
-                               linear_layout layout);
+                               const float *dout, const float *inp, const float *weight, const uint16_t *weight_bf16,
+                               int N, int n_in, int n_out, linear_layout layout);
 /* Everything written, nothing read: dinp, dweight (beta = 0 product) and
  * dbias. For a backward whose gradient buffer holds garbage; the bits equal
  * linear_backward_overwrite onto zeroed dweight and dbias. */
 void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int N, int n_in, int n_out, linear_layout layout);
+                           const float *inp, const float *weight, const uint16_t *weight_bf16, int N, int n_in,
+                           int n_out, linear_layout layout);
 
 /* Causal multi-head self-attention. qkv [B,T,3C] holds q, k, v side by side
  * per position, head h in channels [h*hs, (h+1)*hs) of each (hs = C/NH), as

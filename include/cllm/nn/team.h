@@ -45,6 +45,12 @@ int nn_team_threads_for(long items, double work);
 void team_gemm(const cllm_kernel_table *k, int trans_a, int trans_b, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* k->gemm_bf16 (include/cllm/kernels/bf16.h) split the same way: every
+ * output is the same sequence of pairs whatever block holds it, so the same
+ * bits as k->gemm_bf16 for any team size. */
+void team_gemm_bf16(const cllm_kernel_table *k, int M, int N, int K, const cllm_bf16_operand *A,
+                    const cllm_bf16_operand *B, float *C, int ldc, int accumulate);
+
 /* k->column_sums(sums, rows, N, n) with the columns split over the team:
  * each column is still the sum of its rows in order, so the same bits. */
 void team_column_sums(const cllm_kernel_table *k, float *sums, const float *rows, int N, int n);

@@ -45,6 +45,7 @@ typedef struct {
     int64_t eval_every, sample_every, save_every, log_every;
     int64_t eval_tokens; /* predicted tokens per validation pass; 0: all; < 0: cllm_train_eval_cap's default */
     int sample_tokens; /* tokens of the final sample */
+    int precision;     /* CLLM_PRECISION_FP32 or CLLM_PRECISION_BF16 (frozen on resume) */
     const char *out_dir;
     const char *tokenizer_path; /* --tokenizer: reuse this file instead of training one (fresh runs; the run keeps
                                    a copy as tokenizer.bin); NULL: train one */
@@ -76,6 +77,10 @@ typedef enum {
     CLLM_OPT_CHOICE  /* int: the index of one of the names "a|b|c" in metavar, written by name in run.json; a
                         run.json from before the row existed means the first name */
 } cllm_opt_type;
+
+/* --precision: fp32 everywhere, or bf16 matrix products with fp32 master
+ * weights (docs/BF16.md). */
+enum { CLLM_PRECISION_FP32 = 0, CLLM_PRECISION_BF16 = 1 };
 
 typedef enum {
     CLLM_OPT_FROZEN, /* would change the model or its data: refused with --resume */

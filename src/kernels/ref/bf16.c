@@ -91,23 +91,36 @@ float cllm_dpbf16_ref(float acc, uint32_t a_pair, uint32_t b_pair) {
     return isnan(r) ? nan_result(a_lo, b_lo, a_hi, b_hi, acc) : r;
 }
 
-/* Element k of a row (or column) as bf16, 0 past the end (K padded to even). */
-static float padded(const float *x, size_t stride, int k, int K) { return k < K ? x[(size_t)k * stride] : 0.0f; }
+/* Element (r, c) of op(X) as bf16 bits. */
+static uint16_t operand_at(const cllm_bf16_operand *x, int r, int c) {
+    size_t at = x->trans ? (size_t)c * (size_t)x->ld + (size_t)r : (size_t)r * (size_t)x->ld + (size_t)c;
+    return x->bf16 ? x->bf16[at] : cllm_bf16_from_f32(x->f32[at]);
+}
 
-void cllm_gemm_bf16_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                        int accumulate) {
+/* A(i, k) and B(k, j) as bf16, zero past K. */
+static uint32_t a_pair(const cllm_bf16_operand *A, int i, int k, int K) {
+    uint32_t lo = operand_at(A, i, k), hi = k + 1 < K ? operand_at(A, i, k + 1) : 0;
+    return lo | hi << 16;
+}
+
+static uint32_t b_pair(const cllm_bf16_operand *B, int k, int j, int K) {
+    uint32_t lo = operand_at(B, k, j), hi = k + 1 < K ? operand_at(B, k + 1, j) : 0;
+    return lo | hi << 16;
+}
+
+void cllm_gemm_bf16_ref(int M, int N, int K, const cllm_bf16_operand *A, const cllm_bf16_operand *B, float *C,
+                        int ldc, int accumulate) {
     int pairs = K > 0 ? (K + 1) / 2 : 0;
     for (int i = 0; i < M; i++) {
-        const float *a = A + (size_t)i * lda;
         for (int j = 0; j < N; j++) {
             float *c = &C[(size_t)i * ldc + j];
             float acc = accumulate ? *c : 0.0f;
-            for (int p = 0; p < pairs; p++) {
-                uint32_t ap = cllm_bf16_pair(padded(a, 1, 2 * p, K), padded(a, 1, 2 * p + 1, K));
-                uint32_t bp = cllm_bf16_pair(padded(B + j, (size_t)ldb, 2 * p, K), padded(B + j, (size_t)ldb, 2 * p + 1, K));
-                acc = cllm_dpbf16_ref(acc, ap, bp);
-            }
+            for (int p = 0; p < pairs; p++) acc = cllm_dpbf16_ref(acc, a_pair(A, i, 2 * p, K), b_pair(B, 2 * p, j, K));
             *c = acc;
         }
     }
+}
+
+void cllm_bf16_round_array(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = cllm_bf16_from_f32(src[i]);
 }

@@ -131,6 +131,7 @@ void gpt2_destroy(gpt2_model *m) {
     if (!m) return;
     free(m->tensors);
     cllm_free(m->params);
+    cllm_free(m->params_bf16);
     memset(m, 0, sizeof *m);
 }
 
@@ -170,6 +171,25 @@ void gpt2_init_weights(gpt2_model *m, uint64_t seed) {
         float s = ends_with(t->name, "c_proj.weight") ? residual_std : std;
         for (size_t j = 0; j < t->numel; j++) p[j] = s * cllm_rng_normal(&rng);
     }
+    gpt2_refresh_bf16(m, 0, m->n_params);
+}
+
+/* ---------------------------------------------------------------- precision */
+
+cllm_status gpt2_use_bf16(gpt2_model *m, int on) {
+    cllm_free(m->params_bf16);
+    m->params_bf16 = NULL;
+    if (!on) return CLLM_OK;
+    m->params_bf16 = cllm_alloc(m->n_params * sizeof(uint16_t));
+    if (!m->params_bf16) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory for the bf16 copy of the weights");
+    gpt2_refresh_bf16(m, 0, m->n_params);
+    return CLLM_OK;
+}
+
+void gpt2_refresh_bf16(gpt2_model *m, size_t begin, size_t end) {
+    if (!m->params_bf16 || !m->params || begin >= end) return;
+    CLLM_ASSERT(end <= m->n_params);
+    m->kernels->bf16_round(m->params_bf16 + begin, m->params + begin, end - begin);
 }
 
 double gpt2_flops_per_token(const gpt2_config *cfg) {
@@ -356,18 +376,20 @@ void gpt2_block(const gpt2_model *m, int l, const float *x, const float *ln1, co
     const float *p = m->params;
     int C = m->cfg.n_embd;
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
+#define W16(k) gpt2_bf16_at(m, gpt2_layer_tensor(l, GPT2_L_##k))
     const cllm_kernel_table *k = m->kernels;
-    linear_forward(k, s->qkv, ln1, W(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
+    linear_forward(k, s->qkv, ln1, W(ATTN_W), W16(ATTN_W), W(ATTN_B), N, C, 3 * C, LINEAR_W_IN_OUT);
     attend(attend_ctx, k, s->atty, s->qkv, l);
-    linear_forward(k, s->res2, s->atty, W(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
+    linear_forward(k, s->res2, s->atty, W(APROJ_W), W16(APROJ_W), NULL, N, C, C, LINEAR_W_IN_OUT);
     residual_layernorm_forward(k, s->res2, s->ln2, s->ln2_mean, s->ln2_rstd, x, s->res2, W(APROJ_B), W(LN2_W),
                                W(LN2_B), N, C);
-    linear_forward(k, s->fch, s->ln2, W(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
+    linear_forward(k, s->fch, s->ln2, W(FC_W), W16(FC_W), NULL, N, C, 4 * C, LINEAR_W_IN_OUT);
     bias_gelu_forward(k, s->fch_gelu, s->fch, W(FC_B), N, 4 * C);
-    linear_forward(k, s->res3, s->fch_gelu, W(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
+    linear_forward(k, s->res3, s->fch_gelu, W(MPROJ_W), W16(MPROJ_W), NULL, N, 4 * C, C, LINEAR_W_IN_OUT);
     residual_layernorm_forward(k, s->res3, next->out, next->mean, next->rstd, s->res2, s->res3, W(MPROJ_B),
                                next->weight, next->bias, N, C);
 #undef W
+#undef W16
 }
 
 /* Training's attention: every position of the batch over its prefix, the
@@ -429,7 +451,8 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
                       gpt2_cat(m, p, gpt2_layer_tensor(0, GPT2_L_LN1_B)), N, C);
     for (int l = 0; l < c->n_layer; l++) block_forward(m, a, l, B, T); /* the last one also fills ln_f */
     /* The LM head is wte itself: logits = lnf · wteᵀ. */
-    linear_forward(m->kernels, a->logits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), NULL, N, C, V, LINEAR_W_OUT_IN);
+    linear_forward(m->kernels, a->logits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE), gpt2_bf16_at(m, GPT2_T_WTE), NULL, N,
+                   C, V, LINEAR_W_OUT_IN);
     if (!targets) return 0.0f;
     softmax_crossentropy_forward(m->kernels, a->losses, a->lse, a->logits, a->targets, N, V);
     double sum = 0.0; /* double: the mean of many positions should not lose digits */
@@ -442,7 +465,7 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int32_t *tokens, con
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
 typedef void (*linear_fn)(const cllm_kernel_table *, float *, float *, float *, const float *, const float *,
-                          const float *, int, int, int, linear_layout);
+                          const float *, const uint16_t *, int, int, int, linear_layout);
 typedef void (*layernorm_fn)(const cllm_kernel_table *, float *, float *, float *, const float *, const float *,
                              const float *, const float *, const float *, int, int);
 
@@ -457,25 +480,30 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
     const float *x = layer_input(a, l);
 #define W(k) gpt2_cat(m, p, gpt2_layer_tensor(l, GPT2_L_##k))
 #define G(k) gpt2_at(m, grads, gpt2_layer_tensor(l, GPT2_L_##k))
+#define W16(k) gpt2_bf16_at(m, gpt2_layer_tensor(l, GPT2_L_##k))
     /* Each scratch gradient is written by the first layer that produces it
      * (the *_overwrite variants), so none needs zeroing first. */
     linear_fn linear = write ? linear_backward_write : linear_backward_overwrite;
     layernorm_fn layernorm = write ? layernorm_backward_write : layernorm_backward;
     const cllm_kernel_table *k = m->kernels;
-    linear(k, a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), N, 4 * C, C, LINEAR_W_IN_OUT);
+    linear(k, a->dfch_gelu, G(MPROJ_W), G(MPROJ_B), a->dres, s.fch_gelu, W(MPROJ_W), W16(MPROJ_W), N, 4 * C, C,
+           LINEAR_W_IN_OUT);
     /* c_fc's bias gradient is summed by the GELU backward as it writes each
      * row (same adds, same order), not by the product in a pass over dfch. */
     if (write) zero(G(FC_B), (size_t)4 * C);
     gelu_backward_overwrite_bias_sums(k, a->dfch, G(FC_B), s.fch, a->dfch_gelu, N, 4 * C);
-    linear(k, a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
+    linear(k, a->dln, G(FC_W), NULL, a->dfch, s.ln2, W(FC_W), W16(FC_W), N, C, 4 * C, LINEAR_W_IN_OUT);
     layernorm(k, a->dres, G(LN2_W), G(LN2_B), a->dln, s.res2, W(LN2_W), s.ln2_mean, s.ln2_rstd, N, C);
 
-    linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), N, C, C, LINEAR_W_IN_OUT);
+    linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), W16(APROJ_W), N, C, C,
+           LINEAR_W_IN_OUT);
     attention_backward_overwrite(k, a->dqkv, a->datt, a->slots, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
-    linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), N, C, 3 * C, LINEAR_W_IN_OUT);
+    linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), W16(ATTN_W), N, C, 3 * C,
+           LINEAR_W_IN_OUT);
     layernorm(k, a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);
 #undef W
 #undef G
+#undef W16
 }
 
 /* What a written gradient buffer must still get beyond the layers: zeros in
@@ -506,7 +534,7 @@ static void backward(const gpt2_model *m, gpt2_acts *a, float *grads, float loss
     /* wte's first contribution (the LM head) writes it; the embedding adds. */
     (write ? linear_backward_write : linear_backward_overwrite)(m->kernels, a->dln, gpt2_at(m, grads, GPT2_T_WTE),
                                                                 NULL, dlogits, a->lnf, gpt2_cat(m, p, GPT2_T_WTE),
-                                                                N, C, V, LINEAR_W_OUT_IN);
+                                                                gpt2_bf16_at(m, GPT2_T_WTE), N, C, V, LINEAR_W_OUT_IN);
     int lnf = gpt2_lnf_weight(c);
     zero(a->dres, (size_t)N * C);
     (write ? layernorm_backward_write : layernorm_backward)(m->kernels, a->dres, gpt2_at(m, grads, lnf),

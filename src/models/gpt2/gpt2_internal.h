@@ -33,6 +33,11 @@ static inline const float *gpt2_cat(const gpt2_model *m, const float *buf, int i
     return buf + m->tensors[idx].offset;
 }
 
+/* Tensor idx's bf16 copy, NULL in fp32 mode (the layers then run fp32). */
+static inline const uint16_t *gpt2_bf16_at(const gpt2_model *m, int idx) {
+    return m->params_bf16 ? m->params_bf16 + m->tensors[idx].offset : NULL;
+}
+
 /* ---- one transformer block, the one definition training and the KV step
  * share (gpt2_block in gpt2.c) ---- */
 

@@ -134,8 +134,8 @@ const float *gpt2_kv_step(const gpt2_model *m, gpt2_kv *kv, int32_t token) {
         gpt2_next_norm next = norm_after(m, kv, l);
         gpt2_block(m, l, kv->x[l % 2], kv->ln, &io, &next, 1, attend_cached, &att);
     }
-    linear_forward(m->kernels, kv->logits, kv->ln, gpt2_cat(m, p, GPT2_T_WTE), NULL, 1, C, c->vocab_size,
-                   LINEAR_W_OUT_IN);
+    linear_forward(m->kernels, kv->logits, kv->ln, gpt2_cat(m, p, GPT2_T_WTE), gpt2_bf16_at(m, GPT2_T_WTE), NULL, 1,
+                   C, c->vocab_size, LINEAR_W_OUT_IN);
     kv->len++;
     return kv->logits;
 }

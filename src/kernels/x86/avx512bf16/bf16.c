@@ -55,15 +55,24 @@ const cllm_bf16_hw_ops cllm_bf16_hw_avx512bf16 = {
 /* ------------------------------------------------------------ matrix product
  *
  * K is cut into chunks of KC_PAIRS pairs and N into blocks of NC columns;
- * per chunk and block, B is packed once as bf16 pairs in 32-column panels
- * (pair p of column c of a panel at panel[p * NR + c]), then each 8-row tile
- * of A is packed once as pairs (row r's pair p at ap[p * MR + r]) and run
- * against every panel of the block. The tile keeps 8 x 32 fp32 accumulators
- * in 16 registers; between chunks they go through C in fp32, which is exact,
- * so the sequence of VDPBF16PS per output is the reference's: pairs in
- * order, one instruction each. The B block lives in a thread-local buffer
- * (384 KiB, sized once), so no call allocates and threads may call at once. */
-enum { MR = 8, NR = 32, KC_PAIRS = 192, NC = 512 };
+ * per block, op(B) is packed once as bf16 pairs in 32-column panels (pair
+ * p of column c of a panel at panel[p * NR + c]), then each 12-row tile of
+ * op(A) is packed once per chunk (see pack_a) and run against every panel
+ * of the block. The tile keeps 12 x 32 fp32 accumulators in 24 registers
+ * (+2 B vectors +1 broadcast of 32: each B load feeds 12 rows; docs/PERFORMANCE.md
+ * has 8 against 12); between chunks they go through C in fp32, which is
+ * exact, so the sequence of VDPBF16PS per output is the reference's: pairs
+ * in order, one instruction each.
+ *
+ * Packing converts on the fly: fp32 operands go through VCVTNE(2)PS2BF16
+ * (bitwise cllm_bf16_from_f32), bf16 operands (the weights' copy) are moved
+ * as they are. Which of two packers an operand takes depends on where its K
+ * runs in memory:
+ *   strided: K runs down the stored rows (B as stored, or A transposed): a
+ *            pair is the same column of two consecutive rows;
+ *   contig:  K runs along a stored row (A as stored, or B transposed): a
+ *            pair is two neighbouring elements of one row. */
+enum { MR = 12, NR = 32, KC_PAIRS = 192, NC = 512 };
 
 static __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1u); }
 
@@ -72,43 +81,140 @@ BF16_TARGET static __m512i bf16_dwords(__mmask16 m, const float *x) {
     return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x)));
 }
 
-/* Pairs [p0, p0 + np) of columns j0 .. j0 + n (n <= NR) of B; zeros past K and n. */
-BF16_TARGET static void pack_b(const float *B, int ldb, int K, int p0, int np, int j0, int n, uint32_t *bp) {
+/* n <= 16 bf16 values, zero-extended to one per dword (zeros past n). No
+ * masked 16-bit load without AVX512BW, so a short row goes through a copy. */
+BF16_TARGET static __m512i u16_dwords(int n, const uint16_t *x) {
+    if (n >= 16) return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)x));
+    uint16_t tmp[16] = {0};
+    if (n > 0) memcpy(tmp, x, (size_t)n * sizeof *tmp);
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)tmp));
+}
+
+/* Row `k` of X from column c0, n <= 16 columns, as zero-extended bf16. */
+BF16_TARGET static __m512i row_dwords(const cllm_bf16_operand *x, int k, int c0, int n) {
+    size_t at = (size_t)k * (size_t)x->ld + (size_t)c0;
+    return x->bf16 ? u16_dwords(n, x->bf16 + at) : bf16_dwords(lanes(n), x->f32 + at);
+}
+
+/* Strided packing: pairs [p0, p0 + np) of stored columns c0 .. c0 + n
+ * (n <= W) into out[p * W + c]; zeros past K and past n. */
+BF16_TARGET static void pack_strided(const cllm_bf16_operand *x, int K, int p0, int np, int c0, int n, int W,
+                                     uint32_t *out) {
     for (int p = 0; p < np; p++) {
         int k = 2 * (p0 + p);
-        for (int h = 0; h < NR; h += 16) {
-            __mmask16 m = lanes(n - h);
-            __m512i even = bf16_dwords(m, B + (size_t)k * ldb + j0 + h);
-            __m512i odd = k + 1 < K ? bf16_dwords(m, B + (size_t)(k + 1) * ldb + j0 + h) : _mm512_setzero_si512();
-            _mm512_storeu_si512(bp + (size_t)p * NR + h, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+        for (int h = 0; h < W; h += 16) {
+            int w = n - h < 16 ? n - h : 16;
+            __m512i even = row_dwords(x, k, c0 + h, w);
+            __m512i odd = k + 1 < K ? row_dwords(x, k + 1, c0 + h, w) : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(out + (size_t)p * W + h, lanes(W - h),
+                                     _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
         }
     }
 }
 
-/* Pairs [p0, p0 + np) of rows i0 .. i0 + m (m <= MR) of A; zero rows past m. */
-BF16_TARGET static void pack_a(const float *A, int lda, int K, int p0, int np, int i0, int m, uint32_t *ap) {
-    uint32_t row[KC_PAIRS];
-    for (int r = 0; r < MR; r++) {
-        if (r < m) {
-            const float *a = A + (size_t)(i0 + r) * lda;
-            int k0 = 2 * p0, kn = K - k0; /* floats left in this row from k0 */
-            for (int p = 0; p < np; p += 16) {
-                int f = kn - 2 * p; /* floats available for these 16 pairs */
-                __m512 lo = _mm512_maskz_loadu_ps(lanes(f), a + k0 + 2 * p);
-                __m512 hi = _mm512_maskz_loadu_ps(lanes(f - 16), a + k0 + 2 * p + 16);
-                uint32_t out[16];
-                _mm512_storeu_si512(out, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-                memcpy(row + p, out, (size_t)(np - p < 16 ? np - p : 16) * sizeof *out);
-            }
+/* One stored row's pairs [p0, p0 + np) as dwords, zero past K. */
+BF16_TARGET static void row_pairs(const cllm_bf16_operand *x, int row, int K, int p0, int np, uint32_t *dst) {
+    int k0 = 2 * p0, kn = K - k0; /* elements left in this row from k0 */
+    size_t at = (size_t)row * (size_t)x->ld + (size_t)k0;
+    for (int p = 0; p < np; p += 16) {
+        int f = kn - 2 * p, len = np - p < 16 ? np - p : 16; /* elements available; pairs wanted here */
+        uint32_t out[16];
+        if (x->bf16) {
+            const uint16_t *e = x->bf16 + at + 2 * (size_t)p;
+            int whole = f / 2 < len ? f / 2 : len; /* pairs with both halves inside the row */
+            _mm512_storeu_si512(out, _mm512_maskz_loadu_epi32(lanes(whole), e));
+            if (whole < len) out[whole] = f > 2 * whole ? e[2 * whole] : 0; /* odd K: the last pair's low half */
         } else {
-            memset(row, 0, (size_t)np * sizeof *row);
+            const float *e = x->f32 + at + 2 * (size_t)p;
+            __m512 lo = _mm512_maskz_loadu_ps(lanes(f), e);
+            __m512 hi = _mm512_maskz_loadu_ps(lanes(f - 16), e + 16);
+            _mm512_storeu_si512(out, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }
-        for (int p = 0; p < np; p++) ap[(size_t)p * MR + r] = row[p];
+        memcpy(dst + p, out, (size_t)len * sizeof *out);
     }
 }
 
-BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, float *C, int ldc, int m, int n,
-                             int load_c) {
+/* Contiguous packing of bf16 rows, 16 rows at a time: pair p of 16 rows is
+ * one gather of their dwords at element 2 (p0 + p) (scale 2: indices in
+ * elements). The last pair of an odd K is read as the dword ending at
+ * element K - 1 and shifted down, so no element past K is touched. */
+BF16_TARGET static void pack_contig_bf16(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
+                                         uint32_t *out) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int h = 0; h < W; h += 16) {
+        __mmask16 rows = lanes(m - h);
+        const uint16_t *base = x->bf16 + (size_t)(r0 + (h < m ? h : 0)) * (size_t)x->ld;
+        __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(x->ld));
+        for (int p = 0; p < np; p++) {
+            int k = 2 * (p0 + p);
+            __m512i v;
+            if (k + 1 < K) {
+                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
+                                                _mm512_add_epi32(at, _mm512_set1_epi32(k)), base, 2);
+            } else { /* k == K - 1: the odd element alone, in the low half */
+                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
+                                                _mm512_add_epi32(at, _mm512_set1_epi32(k - 1)), base, 2);
+                v = _mm512_srli_epi32(v, 16);
+            }
+            _mm512_storeu_si512(out + (size_t)p * W + h, v);
+        }
+    }
+}
+
+/* Contiguous packing: pairs [p0, p0 + np) of stored rows r0 .. r0 + m
+ * (m <= W) into out[p * W + r]; zero rows past m. */
+BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
+                                    uint32_t *out) {
+#ifndef CLLM_BF16_NO_GATHER
+    if (x->bf16 && W % 16 == 0 && K >= 2) {
+        pack_contig_bf16(x, K, p0, np, r0, m, W, out);
+        return;
+    }
+#endif
+    uint32_t row[KC_PAIRS];
+    for (int r = 0; r < W; r++) {
+        for (int q = 0; q < np; q += KC_PAIRS) {
+            int nq = np - q < KC_PAIRS ? np - q : KC_PAIRS;
+            if (r < m)
+                row_pairs(x, r0 + r, K, p0 + q, nq, row);
+            else
+                memset(row, 0, (size_t)nq * sizeof *row);
+            for (int p = 0; p < nq; p++) out[(size_t)(q + p) * W + r] = row[p];
+        }
+    }
+}
+
+/* Columns j0 .. j0 + n of op(B), pairs [p0, p0 + np), as one NR panel. */
+BF16_TARGET static void pack_b(const cllm_bf16_operand *B, int K, int p0, int np, int j0, int n, uint32_t *bp) {
+    if (B->trans)
+        pack_contig(B, K, p0, np, j0, n, NR, bp);
+    else
+        pack_strided(B, K, p0, np, j0, n, NR, bp);
+}
+
+/* Rows i0 .. i0 + m of op(A), pairs [p0, p0 + np), as one MR tile: pair p
+ * of row r at ap[p * MR + r] when A is transposed (the strided packer
+ * writes it that way at no cost), at ap[r * KC_PAIRS + p] when it is not
+ * (each row's pairs as converted, without a transposition: the tile's
+ * broadcasts then read MR short streams). Returns whether rows are contiguous. */
+BF16_TARGET static int pack_a(const cllm_bf16_operand *A, int K, int p0, int np, int i0, int m, uint32_t *ap) {
+    if (A->trans) {
+        pack_strided(A, K, p0, np, i0, m, MR, ap);
+        return 0;
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r < m)
+            row_pairs(A, i0 + r, K, p0, np, ap + (size_t)r * KC_PAIRS);
+        else
+            memset(ap + (size_t)r * KC_PAIRS, 0, (size_t)np * sizeof *ap);
+    }
+    return 1;
+}
+
+/* The MR x NR tile over np pairs; pair p of A's row r at ap[p * ps + r * rs]. */
+BF16_TARGET __attribute__((always_inline)) static inline void tile_strided(int np, const uint32_t *ap, const int ps,
+                                                                          const int rs, const uint32_t *bp, float *C,
+                                                                          int ldc, int m, int n, int load_c) {
     __m512 acc[MR][2];
     __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
     for (int r = 0; r < MR; r++) {
@@ -120,7 +226,7 @@ BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, flo
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16);
         for (int r = 0; r < MR; r++) {
-            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * MR + r]);
+            __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * ps + (size_t)r * rs]);
             acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
         }
@@ -131,10 +237,34 @@ BF16_TARGET static void tile(int np, const uint32_t *ap, const uint32_t *bp, flo
     }
 }
 
-static _Thread_local uint32_t b_block[KC_PAIRS * NC] __attribute__((aligned(64)));
+BF16_TARGET static void tile(int rows_contiguous, int np, const uint32_t *ap, const uint32_t *bp, float *C, int ldc,
+                             int m, int n, int load_c) {
+    if (rows_contiguous)
+        tile_strided(np, ap, 1, KC_PAIRS, bp, C, ldc, m, n, load_c);
+    else
+        tile_strided(np, ap, MR, 1, bp, C, ldc, m, n, load_c);
+}
 
-BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                                           float *C, int ldc, int accumulate) {
+/* The packed B of one column block, for as many pairs as fit: a
+ * thread-local buffer of B_CAP dwords (384 KiB, sized once), so no call
+ * allocates and threads may call at once. */
+enum { B_CAP = KC_PAIRS * NC };
+static _Thread_local uint32_t b_block[B_CAP] __attribute__((aligned(64)));
+
+/* Loop order. The column block is all of N up to NC columns; a pass
+ * covers as many pairs as the buffer holds for that block (B_CAP / block
+ * width: all of K for narrow products, one 192-pair chunk for 512 columns).
+ * Per pass and block B is packed once, then each 12-row tile of A walks the
+ * pass's chunks with its C tiles staying in cache, so a narrow product
+ * sweeps C once per pass instead of once per chunk, and A is still read
+ * once per block (a narrower block would re-read and re-pack A). */
+static int pass_pairs(int N) {
+    int width = N < NC ? (N + NR - 1) / NR * NR : NC;
+    return B_CAP / width;
+}
+
+BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_operand *A,
+                                           const cllm_bf16_operand *B, float *C, int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
     int pairs = K > 0 ? (K + 1) / 2 : 0;
     if (pairs == 0) {
@@ -143,22 +273,34 @@ BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const float *A, 
         return;
     }
     uint32_t ap[KC_PAIRS * MR] __attribute__((aligned(64)));
-    for (int p0 = 0; p0 < pairs; p0 += KC_PAIRS) {
-        int np = pairs - p0 < KC_PAIRS ? pairs - p0 : KC_PAIRS;
-        int load_c = accumulate || p0 > 0;
+    int pass = pass_pairs(N);
+    for (int p0 = 0; p0 < pairs; p0 += pass) {
+        int np = pairs - p0 < pass ? pairs - p0 : pass;
         for (int jb = 0; jb < N; jb += NC) {
             int nb = N - jb < NC ? N - jb : NC;
             for (int j0 = 0; j0 < nb; j0 += NR)
-                pack_b(B, ldb, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
+                pack_b(B, K, p0, np, jb + j0, nb - j0 < NR ? nb - j0 : NR, b_block + (size_t)j0 * np);
             for (int i0 = 0; i0 < M; i0 += MR) {
                 int m = M - i0 < MR ? M - i0 : MR;
-                pack_a(A, lda, K, p0, np, i0, m, ap);
-                for (int j0 = 0; j0 < nb; j0 += NR)
-                    tile(np, ap, b_block + (size_t)j0 * np, C + (size_t)i0 * ldc + jb + j0, ldc, m,
-                         nb - j0 < NR ? nb - j0 : NR, load_c);
+                for (int q = 0; q < np; q += KC_PAIRS) {
+                    int nq = np - q < KC_PAIRS ? np - q : KC_PAIRS;
+                    int load_c = accumulate || p0 + q > 0;
+                    int contiguous = pack_a(A, K, p0 + q, nq, i0, m, ap);
+                    for (int j0 = 0; j0 < nb; j0 += NR)
+                        tile(contiguous, nq, ap, b_block + (size_t)j0 * np + (size_t)q * NR,
+                             C + (size_t)i0 * ldc + jb + j0, ldc, m, nb - j0 < NR ? nb - j0 : NR, load_c);
+                }
             }
         }
     }
+}
+
+/* The weights' bf16 copy, 16 at a time through VCVTNEPS2BF16. */
+BF16_TARGET void cllm_bf16_round_avx512bf16(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < n) hw_cvtneps(dst + i, src + i, (int)(n - i));
 }
 
 #endif
