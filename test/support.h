@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "cllm/data/corpus.h"
+
 typedef struct {
     int exit_code;   /* process exit status, or 128+signal if killed */
     char *out;       /* captured stdout (NUL-terminated, malloc'd) */
@@ -43,5 +45,10 @@ int path_exists(const char *dir, const char *name);
 /* About 12 KB of varied text in dir/name (20 words, seeded): enough windows
  * of 16 tokens for a 300-token vocabulary. Returns the malloc'd path. */
 char *write_word_corpus(const char *dir, const char *name);
+
+/* The built-in text cut into documents of random sizes (1 byte to 300 KB),
+ * with NUL, invalid UTF-8 and long runs of one byte and of spaces mixed in:
+ * the corpus the encoder and token-cache tests share. 0, or -1 on failure. */
+int make_awkward_corpus(cllm_corpus *out);
 
 #endif

@@ -13,11 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cllm/base/rng.h"
 #include "cllm/data/corpus.h"
-#include "cllm/data/embedded.h"
 #include "cllm/data/encoder.h"
 #include "cllm/data/tokenizer.h"
+#include "support.h"
 
 /* ---- a corpus of awkward documents ---------------------------------------------------- */
 
@@ -27,40 +26,10 @@ typedef struct {
     cllm_tokenizer *by_mode[CLLM_PRETOK_COUNT]; /* each pre-tokenizer this build has, else NULL */
 } fixture;
 
-/* The built-in text cut into documents of random sizes (1 byte to 300 KB, so that some are cut into pieces),
-   with raw bytes mixed in: NUL, invalid UTF-8, long runs of one byte and of spaces. */
+/* The shared corpus of awkward documents (support.c). */
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    size_t n;
-    const uint8_t *text = cllm_default_corpus(&n);
-    uint8_t *bytes = malloc(n + 4096);
-    memcpy(bytes, text, n);
-    for (size_t i = 0; i < 1000; i++) bytes[n + i] = (uint8_t)(i * 37);    /* every byte value, NUL included */
-    memset(bytes + n + 1000, 'a', 1500);                                    /* a run longer than a chunk */
-    memset(bytes + n + 2500, ' ', 1596);                                    /* and of spaces */
-    n += 4096;
-    cllm_corpus c;
-    if (cllm_corpus_from_bytes(bytes, n, "all", &c) != CLLM_OK) return -1;
-    free(bytes);
-    /* re-cut into documents */
-    cllm_rng rng;
-    cllm_rng_seed(&rng, 99);
-    size_t cap = 64, at = 0;
-    c.docs[0].name[0] = '\0';
-    cllm_doc *docs = malloc(cap * sizeof *docs);
-    size_t k = 0;
-    while (at < n) {
-        size_t len = k % 7 == 3 ? 300000 : 1 + (size_t)cllm_rng_below(&rng, 20000);
-        if (len > n - at) len = n - at;
-        if (k == cap) docs = realloc(docs, (cap *= 2) * sizeof *docs);
-        docs[k++] = (cllm_doc){strdup("doc"), at, len};
-        at += len;
-    }
-    free(c.docs[0].name);
-    free(c.docs);
-    c.docs = docs;
-    c.n_docs = k;
-    f->corpus = c;
+    if (make_awkward_corpus(&f->corpus) != 0) return -1;
     if (cllm_tokenizer_train(&f->corpus, 600, &f->tok) != CLLM_OK) return -1;
     for (int m = 0; m < CLLM_PRETOK_COUNT; m++)
         if (cllm_pretok_available((cllm_pretok)m) &&
