@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/data/pretokenize.h"
 #include "cllm/train/options.h"
 #include "support.h"
 
@@ -110,6 +111,61 @@ static void test_out_of_range_value_is_refused_naming_the_key(void **state) {
 
 /* Path rows: null when not given, absent in a run.json older than the row
  * (read as not given), and anything but a path or null refused by key. */
+/* Each row's key taken out of run.json: a row added after run folders existed
+ * reads as the value runs had before it (the cllm chunker, fp32, no --init,
+ * the automatic eval cap); any other missing key is refused, naming it. */
+static void test_missing_key_reads_as_before_the_row_or_is_refused(void **state) {
+    (void)state;
+    char *dir = make_temp_dir();
+    cllm_train_options o;
+    cllm_train_options_defaults(&o);
+    o.model.n_layer = o.model.n_head = 2;
+    o.model.n_embd = o.model.seq_len = 32;
+    o.pretokenize = CLLM_PRETOK_GPT2;
+    o.precision = CLLM_PRECISION_BF16;
+    o.total_steps = 5; /* a key after the last row: every row's line ends with a comma */
+    assert_int_equal(cllm_run_json_write(dir, &o, 1, 1), CLLM_OK);
+    char *path = cllm_path_join(dir, "run.json");
+    size_t n;
+    char *text = (char *)read_whole_file(path, &n);
+    assert_non_null(text);
+    for (int i = 0; i < cllm_train_option_count; i++) {
+        const cllm_train_option *opt = &cllm_train_option_table[i];
+        char key[80];
+        snprintf(key, sizeof key, "\n  \"%s\": ", opt->key);
+        char *at = strstr(text, key), *end = at ? strchr(at + 1, '\n') : NULL;
+        assert_non_null(end);
+        assert_int_equal(end[-1], ',');
+        char *without = malloc(n + 1);
+        size_t head = (size_t)(at - text);
+        memcpy(without, text, head);
+        strcpy(without + head, end);
+        write_file(dir, "run.json", without, strlen(without));
+        free(without);
+        cllm_train_options back;
+        uint64_t hash;
+        size_t bytes;
+        cllm_status st = cllm_run_json_read(dir, &back, &hash, &bytes);
+        if (strcmp(opt->key, "pretokenize") == 0) assert_int_equal(back.pretokenize, CLLM_PRETOK_CLLM);
+        else if (strcmp(opt->key, "precision") == 0) assert_int_equal(back.precision, CLLM_PRECISION_FP32);
+        else if (strcmp(opt->key, "init") == 0) assert_null(back.init_dir);
+        else if (strcmp(opt->key, "eval_tokens") == 0) assert_int_equal(back.eval_tokens, -1);
+        else {
+            assert_int_equal(st, CLLM_ERR_INPUT);
+            char quoted[80];
+            snprintf(quoted, sizeof quoted, "missing \"%s\"", opt->key);
+            if (!strstr(cllm_last_error(), quoted)) fail_msg("%s: message '%s'", opt->key, cllm_last_error());
+            continue;
+        }
+        assert_int_equal(st, CLLM_OK);
+        cllm_train_options_free_paths(&back);
+    }
+    free(text);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void test_path_rows_absent_null_or_malformed(void **state) {
     (void)state;
     char *dir = make_temp_dir();
@@ -169,6 +225,7 @@ int main(void) {
         cmocka_unit_test(test_every_row_round_trips_through_run_json),
         cmocka_unit_test(test_out_of_range_value_is_refused_naming_the_key),
         cmocka_unit_test(test_path_rows_absent_null_or_malformed),
+        cmocka_unit_test(test_missing_key_reads_as_before_the_row_or_is_refused),
         cmocka_unit_test(test_defaults_are_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

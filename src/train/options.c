@@ -227,44 +227,53 @@ static int value_allowed(const cllm_train_option *opt, double v) {
     return opt->resume == CLLM_OPT_BUDGET && v == 0;
 }
 
-/* A path row: a string, null, or absent (run.json written before the row existed). */
+/* A path row: a string or null. */
 static cllm_status read_path_option(const cllm_json *v, const char *path, const cllm_train_option *opt,
                                     cllm_train_options *o) {
     const char **field = cllm_train_option_field(o, opt);
     *field = NULL;
-    if (!v || v->type == CLLM_JSON_NULL) return CLLM_OK;
+    if (v->type == CLLM_JSON_NULL) return CLLM_OK;
     if (v->type != CLLM_JSON_STRING || !*v->string)
         return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be a path or null", path, opt->key);
     *field = strdup(v->string);
     return *field ? CLLM_OK : cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
 }
 
-/* Keys of rows added after run folders already existed: a run.json without
- * one reads as the row's default. */
-static const char *const keys_added_later[] = {"eval_tokens", NULL};
+/* Rows added after run folders already existed, with the value a run had
+ * before the row existed: a run.json without the key reads as that. Any
+ * other key missing is a damaged run.json. */
+static const struct {
+    const char *key;
+    double before;
+} rows_added_later[] = {
+    {"eval_tokens", -1},                /* the automatic cap, as a fresh run */
+    {"pretokenize", CLLM_PRETOK_CLLM},  /* the only pre-tokenizer there was */
+    {"precision", CLLM_PRECISION_FP32}, /* the only precision there was */
+    {"init", 0},                        /* no --init */
+};
 
-static int added_later(const cllm_train_option *opt) {
-    for (int i = 0; keys_added_later[i]; i++)
-        if (strcmp(keys_added_later[i], opt->key) == 0) return 1;
-    return 0;
+static cllm_status read_missing_option(const char *path, const cllm_train_option *opt, cllm_train_options *o) {
+    for (size_t i = 0; i < sizeof rows_added_later / sizeof rows_added_later[0]; i++)
+        if (strcmp(rows_added_later[i].key, opt->key) == 0) {
+            cllm_train_option_set(o, opt, rows_added_later[i].before);
+            return CLLM_OK;
+        }
+    return cllm_fail(CLLM_ERR_INPUT, "%s: missing \"%s\"", path, opt->key);
 }
 
 static cllm_status read_option(const cllm_json *root, const char *path, const cllm_train_option *opt,
                                cllm_train_options *o) {
     const cllm_json *v = cllm_json_get(root, opt->key);
+    if (!v) return read_missing_option(path, opt, o);
     if (opt->type == CLLM_OPT_PATH) return read_path_option(v, path, opt, o);
     if (opt->type == CLLM_OPT_CHOICE) {
-        int index = !v ? 0 : v->type == CLLM_JSON_STRING ? cllm_train_option_choice_index(opt, v->string) : -1;
+        int index = v->type == CLLM_JSON_STRING ? cllm_train_option_choice_index(opt, v->string) : -1;
         if (index < 0) return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be one of %s", path, opt->key, opt->metavar);
         cllm_train_option_set(o, opt, index);
         return CLLM_OK;
     }
-    if (!v && added_later(opt)) { /* a run.json written before the setting existed */
-        cllm_train_option_set(o, opt, opt->fresh);
-        return CLLM_OK;
-    }
-    if (!v || v->type != CLLM_JSON_NUMBER)
-        return cllm_fail(CLLM_ERR_INPUT, "%s: missing or malformed \"%s\"", path, opt->key);
+    if (v->type != CLLM_JSON_NUMBER)
+        return cllm_fail(CLLM_ERR_INPUT, "%s: malformed \"%s\"", path, opt->key);
     if (opt->type != CLLM_OPT_DOUBLE && !v->is_integer)
         return cllm_fail(CLLM_ERR_INPUT, "%s: \"%s\" must be an integer", path, opt->key);
     double x = opt->type == CLLM_OPT_DOUBLE ? v->number : (double)v->integer;
