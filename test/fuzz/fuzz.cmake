@@ -16,22 +16,8 @@ set(CLLM_FUZZ_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-re
     -Wno-pass-failed)
 
 # The product library again, instrumented for coverage and sanitizers.
-add_library(cllm_fuzz_core STATIC ${CLLM_LIB_SOURCES})
-target_include_directories(cllm_fuzz_core PUBLIC include ${CMAKE_CURRENT_BINARY_DIR}/generated)
+cllm_add_core_library(cllm_fuzz_core)
 target_compile_options(cllm_fuzz_core PRIVATE ${CLLM_FUZZ_FLAGS})
-target_link_libraries(cllm_fuzz_core PUBLIC OpenMP::OpenMP_C ${MATH_LIB})
-if(CLLM_HAVE_OPENBLAS)
-  target_link_libraries(cllm_fuzz_core PUBLIC PkgConfig::OPENBLAS)
-endif()
-if(CLLM_HAVE_CAIRO)
-  target_link_libraries(cllm_fuzz_core PUBLIC PkgConfig::CAIRO)
-endif()
-if(CLLM_HAVE_UTF8PROC)
-  target_link_libraries(cllm_fuzz_core PUBLIC PkgConfig::UTF8PROC)
-endif()
-if(CLLM_HAVE_MPI)
-  target_link_libraries(cllm_fuzz_core PUBLIC MPI::MPI_C)
-endif()
 
 set(CLLM_FUZZ_TARGETS safetensors checkpoint tokenizer_file tokenizer_roundtrip tokenizer_train hf_tokenizer token_cache json config metrics plot)
 foreach(t ${CLLM_FUZZ_TARGETS})
