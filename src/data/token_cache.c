@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cllm/base/le.h"
 #include "cllm/data/encoder.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -50,16 +51,6 @@ static const char MAGIC[8] = {'C', 'L', 'L', 'M', '-', 'T', 'O', 'K'};
 
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory in the token cache"); }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 /* ---- the ids checksum, fed in pieces of any length ----------------------------------- */
 
@@ -76,7 +67,7 @@ static void sum_add(ids_sum *s, const uint8_t *p, size_t n) {
         s->carry[s->n_carry++] = *p++;
         n--;
         if (s->n_carry == 8) {
-            s->h = (s->h ^ get_u64(s->carry)) * FNV_PRIME;
+            s->h = (s->h ^ cllm_get_le64(s->carry)) * FNV_PRIME;
             s->n_carry = 0;
         }
     }
@@ -101,15 +92,15 @@ static uint64_t sum_end(const ids_sum *s) {
 static void header_write(uint8_t *p, const cllm_token_cache_info *in, uint64_t ids_checksum) {
     memset(p, 0, HEADER_BYTES);
     memcpy(p, MAGIC, 8);
-    put_u32(p + 8, FORMAT_VERSION);
-    put_u32(p + 12, (uint32_t)in->id_bytes);
-    put_u64(p + 16, in->tokenizer_hash);
-    put_u64(p + 24, in->corpus_hash);
-    put_u64(p + 32, in->corpus_bytes);
-    put_u64(p + 40, in->n_docs);
-    put_u64(p + 48, in->n_tokens);
-    put_u64(p + 56, ids_checksum);
-    put_u64(p + HEADER_SUM_AT, cllm_fnv1a64(p, HEADER_SUM_AT, CLLM_FNV1A64_OFFSET));
+    cllm_put_le32(p + 8, FORMAT_VERSION);
+    cllm_put_le32(p + 12, (uint32_t)in->id_bytes);
+    cllm_put_le64(p + 16, in->tokenizer_hash);
+    cllm_put_le64(p + 24, in->corpus_hash);
+    cllm_put_le64(p + 32, in->corpus_bytes);
+    cllm_put_le64(p + 40, in->n_docs);
+    cllm_put_le64(p + 48, in->n_tokens);
+    cllm_put_le64(p + 56, ids_checksum);
+    cllm_put_le64(p + HEADER_SUM_AT, cllm_fnv1a64(p, HEADER_SUM_AT, CLLM_FNV1A64_OFFSET));
 }
 
 static cllm_status corrupt(const char *path, const char *what) {
@@ -119,19 +110,19 @@ static cllm_status corrupt(const char *path, const char *what) {
 static cllm_status header_read(const char *path, const uint8_t *p, uint64_t file_bytes, cllm_token_cache_info *out,
                                uint64_t *ids_checksum) {
     if (memcmp(p, MAGIC, 8) != 0) return cllm_fail(CLLM_ERR_INPUT, "%s: not a cllm token cache (bad magic)", path);
-    if (get_u64(p + HEADER_SUM_AT) != cllm_fnv1a64(p, HEADER_SUM_AT, CLLM_FNV1A64_OFFSET))
+    if (cllm_get_le64(p + HEADER_SUM_AT) != cllm_fnv1a64(p, HEADER_SUM_AT, CLLM_FNV1A64_OFFSET))
         return corrupt(path, "header checksum mismatch");
-    uint32_t version = get_u32(p + 8);
+    uint32_t version = cllm_get_le32(p + 8);
     if (version != FORMAT_VERSION)
         return cllm_fail(CLLM_ERR_INPUT, "%s: token cache version %u (this cllm reads version %u)", path, version,
                          FORMAT_VERSION);
-    uint32_t id_bytes = get_u32(p + 12);
+    uint32_t id_bytes = cllm_get_le32(p + 12);
     if (id_bytes != 2 && id_bytes != 4) return corrupt(path, "ids are neither 2 nor 4 bytes");
     *out = (cllm_token_cache_info){
-        .tokenizer_hash = get_u64(p + 16), .corpus_hash = get_u64(p + 24), .corpus_bytes = get_u64(p + 32),
-        .n_docs = get_u64(p + 40), .n_tokens = get_u64(p + 48), .id_bytes = (int)id_bytes,
+        .tokenizer_hash = cllm_get_le64(p + 16), .corpus_hash = cllm_get_le64(p + 24), .corpus_bytes = cllm_get_le64(p + 32),
+        .n_docs = cllm_get_le64(p + 40), .n_tokens = cllm_get_le64(p + 48), .id_bytes = (int)id_bytes,
     };
-    *ids_checksum = get_u64(p + 56);
+    *ids_checksum = cllm_get_le64(p + 56);
     if (out->n_tokens > (file_bytes - HEADER_BYTES) / id_bytes || HEADER_BYTES + out->n_tokens * id_bytes != file_bytes) {
         char msg[128];
         snprintf(msg, sizeof msg, "%llu bytes, the header announces %llu tokens (truncated?)",

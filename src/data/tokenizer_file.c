@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/base/le.h"
+
 #define V1_HEADER 24
 #define V2_HEADER 28
 #define CHECKSUM_BYTES 8
@@ -59,16 +61,6 @@ static const char MAGIC[8] = {'C', 'L', 'L', 'M', '-', 'B', 'P', 'E'};
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory in the tokenizer"); }
 static cllm_status corrupt(const char *what) { return cllm_fail(CLLM_ERR_INPUT, "corrupt tokenizer file: %s", what); }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 /* cllm's own layout with the cllm chunker: what version 1 can hold. */
 static int fits_version_1(const cllm_tokenizer *t) {
@@ -85,7 +77,7 @@ static int fits_version_1(const cllm_tokenizer *t) {
 }
 
 static uint8_t *seal(uint8_t *p, uint8_t *end) {
-    put_u64(end, cllm_fnv1a64(p, (size_t)(end - p), CLLM_FNV1A64_OFFSET));
+    cllm_put_le64(end, cllm_fnv1a64(p, (size_t)(end - p), CLLM_FNV1A64_OFFSET));
     return p;
 }
 
@@ -96,18 +88,18 @@ static cllm_status serialize_v1(const cllm_tokenizer *t, uint8_t **data, size_t 
     uint8_t *p = malloc(V1_HEADER + body + CHECKSUM_BYTES);
     if (!p) return oom();
     memcpy(p, MAGIC, 8);
-    put_u32(p + 8, 1);
-    put_u32(p + 12, (uint32_t)n_merges);
-    put_u32(p + 16, 1);
-    put_u32(p + 20, (uint32_t)body);
+    cllm_put_le32(p + 8, 1);
+    cllm_put_le32(p + 12, (uint32_t)n_merges);
+    cllm_put_le32(p + 16, 1);
+    cllm_put_le32(p + 20, (uint32_t)body);
     uint8_t *q = p + V1_HEADER;
     for (int i = 0; i < n_merges; i++, q += 8) {
         int32_t a, b;
         cllm_tokenizer_merge(t, i, &a, &b);
-        put_u32(q, (uint32_t)a);
-        put_u32(q + 4, (uint32_t)b);
+        cllm_put_le32(q, (uint32_t)a);
+        cllm_put_le32(q + 4, (uint32_t)b);
     }
-    put_u32(q, (uint32_t)name_len);
+    cllm_put_le32(q, (uint32_t)name_len);
     memcpy(q + 4, CLLM_TOKENIZER_EOT_NAME, name_len);
     *data = seal(p, q + 4 + name_len);
     *n = V1_HEADER + body + CHECKSUM_BYTES;
@@ -125,25 +117,25 @@ static cllm_status serialize_v2(const cllm_tokenizer *t, uint8_t **data, size_t 
     uint8_t *p = malloc(V2_HEADER + body + CHECKSUM_BYTES);
     if (!p) return oom();
     memcpy(p, MAGIC, 8);
-    put_u32(p + 8, 2);
-    put_u32(p + 12, (uint32_t)cllm_tokenizer_pretokenizer(t));
-    put_u32(p + 16, (uint32_t)vocab);
-    put_u32(p + 20, (uint32_t)n_merges);
-    put_u32(p + 24, (uint32_t)body);
+    cllm_put_le32(p + 8, 2);
+    cllm_put_le32(p + 12, (uint32_t)cllm_tokenizer_pretokenizer(t));
+    cllm_put_le32(p + 16, (uint32_t)vocab);
+    cllm_put_le32(p + 20, (uint32_t)n_merges);
+    cllm_put_le32(p + 24, (uint32_t)body);
     uint8_t *q = p + V2_HEADER;
     for (int32_t id = 0; id < vocab; id++) {
         size_t len;
         const uint8_t *text = cllm_tokenizer_token_text(t, id, &len);
-        put_u32(q, (uint32_t)len | (cllm_tokenizer_is_special(t, id) ? SPECIAL_BIT : 0));
+        cllm_put_le32(q, (uint32_t)len | (cllm_tokenizer_is_special(t, id) ? SPECIAL_BIT : 0));
         memcpy(q + 4, text, len);
         q += 4 + len;
     }
     for (int i = 0; i < n_merges; i++, q += 12) {
         int32_t a, b;
         cllm_tokenizer_merge(t, i, &a, &b);
-        put_u32(q, (uint32_t)a);
-        put_u32(q + 4, (uint32_t)b);
-        put_u32(q + 8, (uint32_t)cllm_tokenizer_merge_result(t, i));
+        cllm_put_le32(q, (uint32_t)a);
+        cllm_put_le32(q + 4, (uint32_t)b);
+        cllm_put_le32(q + 8, (uint32_t)cllm_tokenizer_merge_result(t, i));
     }
     *data = seal(p, q);
     *n = V2_HEADER + body + CHECKSUM_BYTES;
@@ -160,20 +152,20 @@ static cllm_status check_envelope(const uint8_t *data, size_t n, uint32_t *versi
     if (memcmp(data, MAGIC, n < 8 ? n : 8) != 0)
         return cllm_fail(CLLM_ERR_INPUT, "not a cllm tokenizer file (bad magic)");
     if (n < 12) return corrupt("truncated header");
-    *version = get_u32(data + 8);
+    *version = cllm_get_le32(data + 8);
     if (*version != 1 && *version != 2)
         return cllm_fail(CLLM_ERR_INPUT, "unsupported tokenizer file version %u (this cllm reads versions 1 and 2)",
                          *version);
     size_t header = *version == 1 ? V1_HEADER : V2_HEADER;
     if (n < header) return corrupt("truncated header");
-    uint32_t body = get_u32(data + header - 4);
+    uint32_t body = cllm_get_le32(data + header - 4);
     if ((uint64_t)body + header + CHECKSUM_BYTES != n) {
         char msg[128];
         snprintf(msg, sizeof msg, "%zu bytes but the header announces %llu (truncated?)", n,
                  (unsigned long long)body + header + CHECKSUM_BYTES);
         return corrupt(msg);
     }
-    if (get_u64(data + n - CHECKSUM_BYTES) != cllm_fnv1a64(data, n - CHECKSUM_BYTES, CLLM_FNV1A64_OFFSET))
+    if (cllm_get_le64(data + n - CHECKSUM_BYTES) != cllm_fnv1a64(data, n - CHECKSUM_BYTES, CLLM_FNV1A64_OFFSET))
         return corrupt("checksum mismatch");
     return CLLM_OK;
 }
@@ -193,7 +185,7 @@ static void printable_name(const uint8_t *name, uint32_t len, char *out, size_t 
  * tokenizer whose last id means something cllm does not implement. */
 static cllm_status check_v1_special(const uint8_t *p, size_t left) {
     if (left < 4) return corrupt("truncated special token");
-    uint32_t len = get_u32(p);
+    uint32_t len = cllm_get_le32(p);
     if (len == 0 || len > MAX_SPECIAL_NAME || len > left - 4) return corrupt("bad special token name length");
     if (len != strlen(CLLM_TOKENIZER_EOT_NAME) || memcmp(p + 4, CLLM_TOKENIZER_EOT_NAME, len) != 0) {
         char got[4 * MAX_SPECIAL_NAME + 1], msg[6 * MAX_SPECIAL_NAME];
@@ -214,7 +206,7 @@ static cllm_status read_v1_merges(const uint8_t *p, uint32_t n_merges, int32_t *
     for (int b = 0; b < 256; b++) len[b] = 1;
     cllm_status s = CLLM_OK;
     for (uint32_t i = 0; i < n_merges && s == CLLM_OK; i++) {
-        uint32_t a = get_u32(p + 8 * (size_t)i), b = get_u32(p + 8 * (size_t)i + 4);
+        uint32_t a = cllm_get_le32(p + 8 * (size_t)i), b = cllm_get_le32(p + 8 * (size_t)i + 4);
         if (a >= 256 + i || b >= 256 + i) {
             char msg[96];
             snprintf(msg, sizeof msg, "merge %u refers to unknown token %u", i, a >= 256 + i ? a : b);
@@ -231,9 +223,9 @@ static cllm_status read_v1_merges(const uint8_t *p, uint32_t n_merges, int32_t *
 }
 
 static cllm_status deserialize_v1(const uint8_t *data, size_t n, cllm_tokenizer **out) {
-    uint32_t n_merges = get_u32(data + 12);
+    uint32_t n_merges = cllm_get_le32(data + 12);
     size_t body = n - V1_HEADER - CHECKSUM_BYTES;
-    if (get_u32(data + 16) != 1) return corrupt("version 1 has exactly one special token");
+    if (cllm_get_le32(data + 16) != 1) return corrupt("version 1 has exactly one special token");
     if (n_merges > (uint32_t)(CLLM_TOKENIZER_MAX_VOCAB - 256 - 1)) return corrupt("too many merges");
     if ((uint64_t)n_merges * 8 > body) return corrupt("merge table longer than the file");
     cllm_status s = check_v1_special(data + V1_HEADER + 8 * (size_t)n_merges, body - 8 * (size_t)n_merges);
@@ -247,7 +239,7 @@ static cllm_status deserialize_v1(const uint8_t *data, size_t n, cllm_tokenizer 
 }
 
 static cllm_status deserialize_v2(const uint8_t *data, size_t n, cllm_tokenizer **out) {
-    uint32_t pretok = get_u32(data + 12), n_tokens = get_u32(data + 16), n_merges = get_u32(data + 20);
+    uint32_t pretok = cllm_get_le32(data + 12), n_tokens = cllm_get_le32(data + 16), n_merges = cllm_get_le32(data + 20);
     if (pretok >= CLLM_PRETOK_COUNT) return corrupt("unknown pre-tokenizer");
     if (n_tokens < CLLM_TOKENIZER_MIN_VOCAB || n_tokens > CLLM_TOKENIZER_MAX_VOCAB) return corrupt("bad token count");
     if (n_merges > n_tokens) return corrupt("more merges than tokens");
@@ -261,7 +253,7 @@ static cllm_status deserialize_v2(const uint8_t *data, size_t n, cllm_tokenizer 
             s = corrupt("truncated token table");
             break;
         }
-        uint32_t word = get_u32(p);
+        uint32_t word = cllm_get_le32(p);
         len[id] = word & ~SPECIAL_BIT;
         special[id] = (word & SPECIAL_BIT) != 0;
         if (len[id] > (size_t)(end - p - 4)) s = corrupt("a token runs past the end of the file");
@@ -271,7 +263,7 @@ static cllm_status deserialize_v2(const uint8_t *data, size_t n, cllm_tokenizer 
     if (s == CLLM_OK && (size_t)(end - p) != 12 * (size_t)n_merges)
         s = corrupt("the merge table does not fill the rest of the file");
     for (size_t i = 0; s == CLLM_OK && i < 3 * (size_t)n_merges; i++) {
-        uint32_t v = get_u32(p + 4 * i);
+        uint32_t v = cllm_get_le32(p + 4 * i);
         merges[i] = v < n_tokens ? (int32_t)v : -1;
     }
     if (s == CLLM_OK) {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cllm/base/le.h"
+
 static cllm_status oom(void) { return cllm_fail(CLLM_ERR_INTERNAL, "out of memory writing GGUF"); }
 
 /* ---- checks the spec and ggml's reader make ---------------------------------------------------- */
@@ -57,19 +59,15 @@ static int put_bytes(cllm_gguf_bytes *b, const void *data, size_t n) {
     return 1;
 }
 
-static void le_bytes(unsigned char *out, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) out[i] = (unsigned char)(v >> (8 * i));
-}
-
 static int put_u32(cllm_gguf_bytes *out, uint32_t v) {
-    unsigned char b[4];
-    le_bytes(b, v, 4);
+    uint8_t b[4];
+    cllm_put_le32(b, v);
     return put_bytes(out, b, 4);
 }
 
 static int put_u64(cllm_gguf_bytes *out, uint64_t v) {
-    unsigned char b[8];
-    le_bytes(b, v, 8);
+    uint8_t b[8];
+    cllm_put_le64(b, v);
     return put_bytes(out, b, 8);
 }
 
@@ -130,8 +128,8 @@ static cllm_status add_scalar(cllm_gguf_writer *w, const char *key, cllm_gguf_va
     size_t mark;
     cllm_status st = begin_kv(w, key, type, &mark);
     if (st != CLLM_OK) return st;
-    unsigned char b[8];
-    le_bytes(b, bits, nbytes);
+    uint8_t b[8];
+    cllm_put_le64(b, bits); /* the value's low nbytes bytes, little-endian */
     return end_kv(w, key, mark, put_bytes(&w->kv, b, (size_t)nbytes));
 }
 

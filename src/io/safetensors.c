@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cllm/base/json.h"
+#include "cllm/base/le.h"
 
 static const struct {
     const char *name;
@@ -194,8 +195,8 @@ cllm_status cllm_st_writer_write(const cllm_st_writer *w, const char *path) {
     size_t hlen = 0;
     char *header = build_header(w, &hlen);
     if (!header) return cllm_fail(CLLM_ERR_INTERNAL, "out of memory");
-    unsigned char len_bytes[8];
-    for (int i = 0; i < 8; i++) len_bytes[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    uint8_t len_bytes[8];
+    cllm_put_le64(len_bytes, hlen);
 
     cllm_atomic_file af;
     cllm_status st = cllm_atomic_open(&af, path);
@@ -359,8 +360,7 @@ static cllm_status read_header(cllm_st_file *f, const cllm_json *h, size_t data_
 
 static cllm_status parse_owned(cllm_st_file *f) {
     if (f->size < 8) return BAD("%s: truncated: %zu bytes, not even the 8-byte header length", f->path, f->size);
-    uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= (uint64_t)f->bytes[i] << (8 * i);
+    uint64_t n = cllm_get_le64((const uint8_t *)f->bytes);
     if (n > f->size - 8)
         return BAD("%s: header length %llu runs past the end of the %zu-byte file (truncated or not safetensors)",
                    f->path, (unsigned long long)n, f->size);
