@@ -1277,6 +1277,13 @@ cllm_status cllm_train(const cllm_train_options *o, int resume, cllm_train_resul
         st = train_loop(&t, res);
         res->unigram_entropy = t.unigram;
         if (st == CLLM_OK) st = finish_run(&t, res);
+        /* Open MPI ends a job as soon as one process exits non-zero: the ranks
+         * of an interrupted run (exit 130) leave together, once rank 0 has
+         * said where it stopped, so that its last line is not cut off. */
+        if (st == CLLM_OK && res->interrupted && t.comm->size > 1) {
+            fflush(stdout);
+            st = agree(&t, st, "at the end of the interrupted run");
+        }
     }
     cllm_stop_release();
     trainer_free(&t);

@@ -131,7 +131,10 @@ signal)
     # and a save can take seconds; the README advises more than one step plus a save).
     # Each rank's own exit status, from a shell around it (which waits for cllm before its trap runs).
     # Files, not stderr: mpirun may stop forwarding output once it has signalled the job.
-    printf '%s\n' 'trap true TERM CONT' '"$@"' 'echo $? >"exit.${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"' >rank-status.sh
+    # Each rank's output goes to its own file too: mpirun may not forward what a rank prints
+    # while the job is being ended.
+    printf '%s\n' 'trap true TERM CONT' 'r=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}' '"$@" >"out.$r" 2>"err.$r"' \
+        'echo $? >"exit.$r"' >rank-status.sh
     (export OMPI_MCA_odls_base_sigkill_timeout=5 OMP_NUM_THREADS=1
      exec "${launch[@]}" -np 2 "${pass[@]}" sh rank-status.sh "$cllm" "${common[@]}" "${slow[@]}" \
          --out sig >sig.out 2>sig.err) &
@@ -141,20 +144,21 @@ signal)
     wait "$pid"; rc=$?
     set -e
     # The launcher's own status is its own: Open MPI's mpirun gives 1, MPICH's Hydra 0. The ranks' are below.
-    grep -q "interrupted at step" sig.out || fail "signal: no interruption line: $(cat sig.out)"
+    grep -q "interrupted at step" out.0 ||
+        fail "signal: no interruption line from rank 0: $(cat out.0 err.0 sig.out sig.err 2>/dev/null | tail -c 600)"
     # Every rank exits 130 after the save, but Open MPI ends a job as soon as one of its processes
     # exits non-zero: the rank that is a moment later (it took part in the save, a collective, and
     # is on its way out) may be killed before its status is written. Each one written must be 130,
     # and at least one must be.
     statuses=$(cat exit.* 2>/dev/null | sort -u | tr '\n' ' ')
     [ "$statuses" = "130 " ] || fail "signal: rank exit statuses '$statuses', not 130"
-    at=$(sed -n 's/.*interrupted at step \([0-9]*\) .*/\1/p' sig.out | head -1)
-    [ -n "$at" ] || fail "signal: no step in the interruption line: $(cat sig.out)"
+    at=$(sed -n 's/.*interrupted at step \([0-9]*\) .*/\1/p' out.0 | head -1)
+    [ -n "$at" ] || fail "signal: no step in the interruption line: $(cat out.0)"
     until=$((at + 20))
     run_np 2 1 train --resume sig --stop-after "$until" --quiet --sample-tokens 0 >/dev/null
     OMP_NUM_THREADS=1 "$cllm" "${common[@]}" "${slow[@]}" --stop-after "$until" --out sig-whole >/dev/null
     [ "$(hash_of sig)" = "$(hash_of sig-whole)" ] || fail "signal: the resumed run differs from the uninterrupted one"
-    echo "signal: SIGTERM to mpirun: $(ls exit.* | wc -l) rank(s) seen exiting 130 (mpirun $rc), saved, resumed bitwise ($(grep -o 'interrupted at step [0-9]*' sig.out))"
+    echo "signal: SIGTERM to mpirun: $(ls exit.* | wc -l) rank(s) seen exiting 130 (mpirun $rc), saved, resumed bitwise ($(grep -o 'interrupted at step [0-9]*' out.0))"
     ;;
 *) fail "unknown part $part" ;;
 esac
