@@ -140,7 +140,7 @@ static void test_missing_key_reads_as_before_the_row_or_is_refused(void **state)
         size_t head = (size_t)(at - text);
         memcpy(without, text, head);
         strcpy(without + head, end);
-        write_file(dir, "run.json", without, strlen(without));
+        free(write_file(dir, "run.json", without, strlen(without)));
         free(without);
         cllm_train_options back;
         uint64_t hash;
