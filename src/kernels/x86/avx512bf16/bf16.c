@@ -118,45 +118,71 @@ BF16_TARGET static void row_pairs(const cllm_bf16_operand *x, int row, int K, in
     size_t at = (size_t)row * (size_t)x->ld + (size_t)k0;
     for (int p = 0; p < np; p += 16) {
         int f = kn - 2 * p, len = np - p < 16 ? np - p : 16; /* elements available; pairs wanted here */
-        uint32_t out[16];
         if (x->bf16) {
             const uint16_t *e = x->bf16 + at + 2 * (size_t)p;
             int whole = f / 2 < len ? f / 2 : len; /* pairs with both halves inside the row */
-            _mm512_storeu_si512(out, _mm512_maskz_loadu_epi32(lanes(whole), e));
-            if (whole < len) out[whole] = f > 2 * whole ? e[2 * whole] : 0; /* odd K: the last pair's low half */
+            _mm512_mask_storeu_epi32(dst + p, lanes(len), _mm512_maskz_loadu_epi32(lanes(whole), e));
+            if (whole < len) dst[p + whole] = f > 2 * whole ? e[2 * whole] : 0; /* odd K: the last pair's low half */
         } else {
             const float *e = x->f32 + at + 2 * (size_t)p;
             __m512 lo = _mm512_maskz_loadu_ps(lanes(f), e);
             __m512 hi = _mm512_maskz_loadu_ps(lanes(f - 16), e + 16);
-            _mm512_storeu_si512(out, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_mask_storeu_epi32(dst + p, lanes(len), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }
-        memcpy(dst + p, out, (size_t)len * sizeof *out);
     }
 }
 
-/* Contiguous packing of bf16 rows, 16 rows at a time: pair p of 16 rows is
- * one gather of their dwords at element 2 (p0 + p) (scale 2: indices in
- * elements). The last pair of an odd K is read as the dword ending at
- * element K - 1 and shifted down, so no element past K is touched. */
+/* 16 x 16 dwords transposed in registers: r[i] lane j becomes r[j] lane i.
+ * Four rounds of 16 shuffles (pairs of dwords, of qwords, then of 128-bit
+ * lanes twice), instead of 16 gathers: a gather costs a load per element,
+ * and on Zen 4/5 it is the slowest way to read 16 rows. */
+BF16_TARGET static void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) { /* within each 128-bit lane: a0 b0 a1 b1, a2 b2 a3 b3 */
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { /* r[g + j], lane L: column 4L + j of rows g .. g + 3 */
+        r[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; j++) { /* gather lane L of the four row groups: column 4L + j */
+        __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+        __m512i w0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+        __m512i w1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+        t[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);      /* lane 0 */
+        t[4 + j] = _mm512_shuffle_i32x4(v1, w1, 0x88);  /* lane 1 */
+        t[8 + j] = _mm512_shuffle_i32x4(v0, w0, 0xdd);  /* lane 2 */
+        t[12 + j] = _mm512_shuffle_i32x4(v1, w1, 0xdd); /* lane 3 */
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* Contiguous packing of bf16 rows, 16 rows by 16 pairs at a time: each
+ * row's 16 dwords in one load, transposed in registers so that pair p of
+ * the 16 rows is one store. Only whole pairs are loaded; the last pair of
+ * an odd K (its low half alone) is written element by element, so nothing
+ * past element K - 1 of a row is read. */
 BF16_TARGET static void pack_contig_bf16(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
                                          uint32_t *out) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    int whole_pairs = K / 2; /* pairs with both halves inside the row */
     for (int h = 0; h < W; h += 16) {
-        __mmask16 rows = lanes(m - h);
-        const uint16_t *base = x->bf16 + (size_t)(r0 + (h < m ? h : 0)) * (size_t)x->ld;
-        __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(x->ld));
-        for (int p = 0; p < np; p++) {
-            int k = 2 * (p0 + p);
-            __m512i v;
-            if (k + 1 < K) {
-                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
-                                                _mm512_add_epi32(at, _mm512_set1_epi32(k)), base, 2);
-            } else { /* k == K - 1: the odd element alone, in the low half */
-                v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows,
-                                                _mm512_add_epi32(at, _mm512_set1_epi32(k - 1)), base, 2);
-                v = _mm512_srli_epi32(v, 16);
-            }
-            _mm512_storeu_si512(out + (size_t)p * W + h, v);
+        int rows = m - h < 16 ? (m - h > 0 ? m - h : 0) : 16;
+        for (int pb = 0; pb < np; pb += 16) {
+            int p = p0 + pb, len = np - pb < 16 ? np - pb : 16;
+            int whole = whole_pairs - p < len ? (whole_pairs - p > 0 ? whole_pairs - p : 0) : len;
+            __m512i v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = i < rows ? _mm512_maskz_loadu_epi32(lanes(whole), x->bf16 + (size_t)(r0 + h + i) * (size_t)x->ld +
+                                                                              2 * (size_t)p)
+                                : _mm512_setzero_si512();
+            transpose16(v);
+            for (int j = 0; j < len; j++) _mm512_storeu_si512(out + (size_t)(pb + j) * W + h, v[j]);
+            if (whole < len && p + whole == whole_pairs && K % 2) /* the odd element, in the low half */
+                for (int i = 0; i < rows; i++)
+                    out[(size_t)(pb + whole) * W + h + i] = x->bf16[(size_t)(r0 + h + i) * (size_t)x->ld + (size_t)K - 1];
         }
     }
 }
@@ -165,7 +191,7 @@ BF16_TARGET static void pack_contig_bf16(const cllm_bf16_operand *x, int K, int 
  * (m <= W) into out[p * W + r]; zero rows past m. */
 BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
                                     uint32_t *out) {
-#ifndef CLLM_BF16_NO_GATHER
+#ifndef CLLM_BF16_ROWWISE_CONTIG
     if (x->bf16 && W % 16 == 0 && K >= 2) {
         pack_contig_bf16(x, K, p0, np, r0, m, W, out);
         return;
