@@ -220,7 +220,7 @@ typedef struct {
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward(kern, c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    attention_forward(kern, ATTENTION_FP32, c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
     return weighted_sum(c->out, c->r, c->B * c->T * c->C);
 }
 
@@ -348,9 +348,9 @@ static void check_attention_overwrite(int B, int T, int C, int NH) {
     float *scratch = malloc((size_t)T * T * sizeof(float));
     float *d_acc = filled(nqkv, 0.0f), *d_set = malloc((size_t)nqkv * sizeof(float));
     fill_nan(d_set, nqkv);
-    attention_forward(kern, out, att, qkv, B, T, C, NH);
+    attention_forward(kern, ATTENTION_FP32, out, att, qkv, B, T, C, NH);
     attention_backward(kern, d_acc, scratch, dout, qkv, att, B, T, C, NH);
-    attention_backward_overwrite(kern, d_set, scratch, 1, dout, qkv, att, B, T, C, NH);
+    attention_backward_overwrite(kern, ATTENTION_FP32, d_set, scratch, 1, dout, qkv, att, B, T, C, NH);
     double worst = max_abs_diff(d_acc, d_set, nqkv);
     printf("attention overwrite T=%d: max |diff| %.2e\n", T, worst);
     assert_true(worst < 1e-5); /* also fails on any NaN left unwritten */
@@ -362,6 +362,41 @@ static void test_attention_backward_overwrite(void **state) {
     check_attention_overwrite(2, 5, 8, 2);
     check_attention_overwrite(1, 150, 12, 3); /* a partial last row block */
     check_attention_overwrite(1, 128, 8, 2); /* exactly two row blocks */
+}
+
+/* bf16 products in attention (bf16 mode): close to fp32 with the rounding
+ * of bf16 operands (each relative error <= 2^-9, a product term's <= 2^-8,
+ * K terms adding like a random walk, three products in a row for dQ and
+ * dK), but not fp32's bits (bf16 really ran); the overwriting backward onto
+ * garbage equals the accumulating one onto zeros, bit for bit. hs = 20, so
+ * the 1/sqrt(hs) scale is not a power of two, and T = 150 ends with a
+ * partial row block. */
+static void test_attention_bf16_products(void **state) {
+    (void)state;
+    int B = 2, T = 150, C = 40, NH = 2;
+    int nqkv = B * T * 3 * C, nout = B * T * C, natt = B * NH * T * T;
+    float *qkv = randn(nqkv, 1.0f), *dout = randn(nout, 1.0f);
+    float *att[2], *out[2], *d[2], *scratch = malloc((size_t)T * T * sizeof(float));
+    for (int p = 0; p < 2; p++) {
+        att[p] = malloc((size_t)natt * sizeof(float)), out[p] = malloc((size_t)nout * sizeof(float));
+        d[p] = filled(nqkv, 0.0f);
+        attention_forward(kern, p ? ATTENTION_BF16 : ATTENTION_FP32, out[p], att[p], qkv, B, T, C, NH);
+        attention_backward_beta(kern, p ? ATTENTION_BF16 : ATTENTION_FP32, d[p], 1.0f, scratch, 1, dout, qkv, att[p],
+                                B, T, C, NH);
+    }
+    double ea = max_abs_diff(att[1], att[0], natt);
+    double eo = max_abs_diff(out[1], out[0], nout) / max_abs(out[0], nout);
+    double ed = max_abs_diff(d[1], d[0], nqkv) / max_abs(d[0], nqkv);
+    printf("attention bf16 vs fp32: probabilities max |diff| %.2e, out %.2e, dqkv %.2e (relative to the largest)\n",
+           ea, eo, ed);
+    assert_true(ea < 1e-2 && eo < 1e-2 && ed < 1e-2);
+    assert_true(ea > 0.0 && eo > 0.0 && ed > 0.0);
+    float *d_set = malloc((size_t)nqkv * sizeof(float));
+    fill_nan(d_set, nqkv);
+    attention_backward_overwrite(kern, ATTENTION_BF16, d_set, scratch, 1, dout, qkv, att[1], B, T, C, NH);
+    assert_true(max_abs_diff(d_set, d[1], nqkv) == 0.0);
+    for (int p = 0; p < 2; p++) free(att[p]), free(out[p]), free(d[p]);
+    free(qkv), free(dout), free(scratch), free(d_set);
 }
 
 static void test_gelu_backward_overwrite(void **state) {
@@ -400,12 +435,12 @@ static void test_attention_fast_paths_match_reference(void **state) {
     float *d_ref = filled(nqkv, 0.0f), *d = filled(nqkv, 0.0f);
     const cllm_kernel_table *saved = kern;
     kern = cllm_kernel_table_for(CLLM_SIMD_SCALAR);
-    attention_forward(kern, out_ref, att_ref, qkv, B, T, C, NH);
+    attention_forward(kern, ATTENTION_FP32, out_ref, att_ref, qkv, B, T, C, NH);
     attention_backward(kern, d_ref, scratch, dout, qkv, att_ref, B, T, C, NH);
     int checked = 0;
     for (int path = CLLM_SIMD_OMP; path <= CLLM_SIMD_AVX512; path++) {
         if (!select_path(path)) continue;
-        attention_forward(kern, out, att, qkv, B, T, C, NH);
+        attention_forward(kern, ATTENTION_FP32, out, att, qkv, B, T, C, NH);
         for (int i = 0; i < nqkv; i++) d[i] = 0.0f;
         attention_backward(kern, d, scratch, dout, qkv, att, B, T, C, NH);
         double ea = max_abs_diff(att, att_ref, natt), eo = max_abs_diff(out, out_ref, nout);
@@ -786,9 +821,9 @@ static void test_attention_paths_on_unaligned_rows(void **state) {
     for (int path = CLLM_SIMD_SCALAR; path <= CLLM_SIMD_AVX512; path++) {
         if (!select_path(path)) continue;
         int k = path == CLLM_SIMD_SCALAR ? 0 : 1;
-        attention_forward(kern, out[k], att[k], qkv, B, T, C, NH);
+        attention_forward(kern, ATTENTION_FP32, out[k], att[k], qkv, B, T, C, NH);
         fill_nan(d[k], nqkv);
-        attention_backward_overwrite(kern, d[k], scratch, 1, dy, qkv, att[k], B, T, C, NH);
+        attention_backward_overwrite(kern, ATTENTION_FP32, d[k], scratch, 1, dy, qkv, att[k], B, T, C, NH);
         if (k == 0) continue;
         assert_true(max_abs_diff(att[1], att[0], natt) < 1e-6);
         assert_true(max_abs_diff(out[1], out[0], nout) < 1e-5);
@@ -919,6 +954,7 @@ int main(void) {
         cmocka_unit_test_setup(test_attention_scalar_kernels, setup),
         cmocka_unit_test_setup(test_linear_backward_overwrite, setup),
         cmocka_unit_test_setup(test_attention_backward_overwrite, setup),
+        cmocka_unit_test_setup(test_attention_bf16_products, setup),
         cmocka_unit_test_setup(test_gelu_backward_overwrite, setup),
         cmocka_unit_test_setup(test_attention_fast_paths_match_reference, setup),
         cmocka_unit_test_setup(test_layernorm_fast_paths_match_reference, setup),

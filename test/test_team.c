@@ -196,10 +196,19 @@ static void run_crossentropy(const cllm_kernel_table *k, void *ctx, float *const
     softmax_crossentropy_backward(k, out[2], in->x, out[1], in->tokens, 0.25f, in->N, in->V);
 }
 
-static void run_attention(const cllm_kernel_table *k, void *ctx, float *const *out) {
+static void run_attention_in(const cllm_kernel_table *k, attention_precision prec, void *ctx, float *const *out) {
     layer_inputs *in = ctx; /* x [B*T, 3C] qkv, d [B*T, C] */
-    attention_forward(k, out[0], out[1], in->x, in->B, in->T, in->C, in->NH);
-    attention_backward_beta(k, out[2], 1.0f, in->scratch, 4, in->d, in->x, out[1], in->B, in->T, in->C, in->NH);
+    attention_forward(k, prec, out[0], out[1], in->x, in->B, in->T, in->C, in->NH);
+    attention_backward_beta(k, prec, out[2], 1.0f, in->scratch, 4, in->d, in->x, out[1], in->B, in->T, in->C,
+                            in->NH);
+}
+
+static void run_attention(const cllm_kernel_table *k, void *ctx, float *const *out) {
+    run_attention_in(k, ATTENTION_FP32, ctx, out);
+}
+
+static void run_attention_bf16(const cllm_kernel_table *k, void *ctx, float *const *out) {
+    run_attention_in(k, ATTENTION_BF16, ctx, out);
 }
 
 static void test_team_layers_same_bits(void **state) {
@@ -290,6 +299,7 @@ static void test_team_layers_same_bits(void **state) {
         memset(&o, 0, sizeof o);
         outputs_add(&o, BT * at.C), outputs_add(&o, (size_t)at.B * at.NH * at.T * at.T), outputs_add(&o, BT * 3 * at.C);
         check_layer(k, "attention", run_attention, &at, &o);
+        check_layer(k, "attention (bf16 products)", run_attention_bf16, &at, &o);
         outputs_free(&o);
         free(at.x), free(at.d), free(at.scratch);
         free(in.x), free(in.y), free(in.d), free(in.w), free(in.b), free(in.mean), free(in.rstd);

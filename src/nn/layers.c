@@ -253,12 +253,40 @@ void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweig
 #define ATT_ROW_BLOCK 64
 #endif
 
-/* One (sequence, head) pair of the forward: rows of T x T scores by blocks. */
-static void attention_forward_head(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int b,
-                                   int h, int T, int C, int NH) {
+/* C[M,N] (+)= alpha · op(A)·op(B) for two activations (row-major, op =
+ * transposed where ta / tb): fp32 through k->gemm, or bf16 operands rounded
+ * while packing, accumulated in fp32 (k->gemm_bf16, which has no alpha:
+ * the caller passes 1 and scales in fp32 itself). */
+static void att_product(const cllm_kernel_table *k, attention_precision prec, int ta, int tb, int M, int N, int K,
+                        float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                        int ldc) {
+    if (prec == ATTENTION_FP32) {
+        k->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    CLLM_ASSERT(alpha == 1.0f && (beta == 0.0f || beta == 1.0f));
+    cllm_bf16_operand a = cllm_bf16_op_f32(A, lda, ta), b = cllm_bf16_op_f32(B, ldb, tb);
+    k->gemm_bf16(M, N, K, &a, &b, C, ldc, beta != 0.0f);
+}
+
+/* rows [r0, r1) of a T-wide block, columns [0, cols(t)), times s */
+static void scale_rows(float *x, int T, int r0, int r1, int causal, int cols, float s) {
+    for (int t = r0; t < r1; t++) {
+        float *row = x + (size_t)t * T;
+        int n = causal ? t + 1 : cols;
+        for (int j = 0; j < n; j++) row[j] *= s;
+    }
+}
+
+/* One (sequence, head) pair of the forward: rows of T x T scores by blocks.
+ * fp32 folds the 1/sqrt(hs) scale into the product; bf16 scales the scores
+ * (the prefix softmax reads) after it. */
+static void attention_forward_head(const cllm_kernel_table *k, attention_precision prec, float *out, float *att,
+                                   const float *qkv, int b, int h, int T, int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    float in_product = prec == ATTENTION_FP32 ? scale : 1.0f;
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
     const float *kk = q + C;
     const float *v = q + 2 * C;
@@ -267,32 +295,35 @@ static void attention_forward_head(const cllm_kernel_table *k, float *out, float
     for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
         int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
         float *ab = a + (size_t)r0 * T;
-        k->gemm(0, 1, m, r1, hs, scale, q + (size_t)r0 * ld, ld, kk, ld, 0.0f, ab, T);
+        att_product(k, prec, 0, 1, m, r1, hs, in_product, q + (size_t)r0 * ld, ld, kk, ld, 0.0f, ab, T);
+        if (prec != ATTENTION_FP32) scale_rows(a, T, r0, r1, 1, 0, scale);
         for (int t = r0; t < r1; t++) k->softmax_row(a + (size_t)t * T, t, T);
-        k->gemm(0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
+        att_product(k, prec, 0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
     }
 }
 
 /* The team splits the (sequence, head) pairs: each writes its own columns
  * of out and its own T x T block of att. */
-void attention_forward(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int B, int T, int C,
-                       int NH) {
+void attention_forward(const cllm_kernel_table *k, attention_precision prec, float *out, float *att,
+                       const float *qkv, int B, int T, int C, int NH) {
     int team = nn_team_threads_for((long)B * NH, (double)B * T * T * C);
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
-    for (int p = 0; p < B * NH; p++) attention_forward_head(k, out, att, qkv, p / NH, p % NH, T, C, NH);
+    for (int p = 0; p < B * NH; p++) attention_forward_head(k, prec, out, att, qkv, p / NH, p % NH, T, C, NH);
 }
 
 /* One (sequence, head) pair of the backward, with `scratch` (T x T) its own.
  * beta 1 accumulates into dqkv, 0 overwrites it. Row blocks run last to
  * first: the last block's dK and dV products cover every key position, so
  * with beta 0 they write all of dK and dV before the earlier blocks add onto
- * them; each dQ row belongs to one block only. */
-static void attention_backward_head(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch,
-                                    const float *dout, const float *qkv, const float *att, int b, int h, int T,
-                                    int C, int NH) {
+ * them; each dQ row belongs to one block only. bf16 scales dL/d(scores) by
+ * 1/sqrt(hs) in place (fp32 folds it into both products that read it). */
+static void attention_backward_head(const cllm_kernel_table *k, attention_precision prec, float *dqkv, float beta,
+                                    float *scratch, const float *dout, const float *qkv, const float *att, int b,
+                                    int h, int T, int C, int NH) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    float in_product = prec == ATTENTION_FP32 ? scale : 1.0f;
     int last_r0 = (T - 1) / ATT_ROW_BLOCK * ATT_ROW_BLOCK;
     size_t head = (size_t)b * T * ld + (size_t)h * hs;
     const float *q = qkv + head, *kk = q + C, *v = q + 2 * C;
@@ -304,32 +335,35 @@ static void attention_backward_head(const cllm_kernel_table *k, float *dqkv, flo
         float kv_beta = r0 == last_r0 ? beta : 1.0f;
         const float *ab = a + (size_t)r0 * T, *dyb = dy + (size_t)r0 * C;
         float *ds = scratch + (size_t)r0 * T; /* dL/d(att), then dL/d(scores) in place */
-        k->gemm(0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
-        k->gemm(1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
+        att_product(k, prec, 0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
+        att_product(k, prec, 1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
         for (int t = r0; t < r1; t++) k->softmax_backward_row(scratch + (size_t)t * T, a + (size_t)t * T, t, r1);
-        k->gemm(0, 0, m, hs, r1, scale, ds, T, kk, ld, beta, dq + (size_t)r0 * ld, ld);
-        k->gemm(1, 0, r1, hs, m, scale, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
+        if (prec != ATTENTION_FP32) scale_rows(scratch, T, r0, r1, 0, r1, scale);
+        att_product(k, prec, 0, 0, m, hs, r1, in_product, ds, T, kk, ld, beta, dq + (size_t)r0 * ld, ld);
+        att_product(k, prec, 1, 0, r1, hs, m, in_product, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
     }
 }
 
 /* The team splits the (sequence, head) pairs, at most one thread per
  * scratch slot; each pair writes only its own columns of dqkv. */
-void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, int slots,
-                             const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
+void attention_backward_beta(const cllm_kernel_table *k, attention_precision prec, float *dqkv, float beta,
+                             float *scratch, int slots, const float *dout, const float *qkv, const float *att, int B,
+                             int T, int C, int NH) {
     int team = nn_team_threads_for((long)B * NH, 2.0 * B * T * T * C);
     if (team > slots) team = slots;
 #pragma omp parallel num_threads(team) if (team > 1)
     {
         float *own = scratch + (size_t)omp_get_thread_num() * T * T;
 #pragma omp for schedule(static)
-        for (int p = 0; p < B * NH; p++) attention_backward_head(k, dqkv, beta, own, dout, qkv, att, p / NH, p % NH, T, C, NH);
+        for (int p = 0; p < B * NH; p++)
+            attention_backward_head(k, prec, dqkv, beta, own, dout, qkv, att, p / NH, p % NH, T, C, NH);
     }
 }
 
-void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, int slots,
-                                  const float *dout, const float *qkv, const float *att, int B, int T, int C,
-                                  int NH) {
-    attention_backward_beta(k, dqkv, 0.0f, scratch, slots, dout, qkv, att, B, T, C, NH);
+void attention_backward_overwrite(const cllm_kernel_table *k, attention_precision prec, float *dqkv, float *scratch,
+                                  int slots, const float *dout, const float *qkv, const float *att, int B, int T,
+                                  int C, int NH) {
+    attention_backward_beta(k, prec, dqkv, 0.0f, scratch, slots, dout, qkv, att, B, T, C, NH);
 }
 
 /* ---------------------------------------------------------------- gelu */

@@ -9,7 +9,7 @@ void linear_backward(const cllm_kernel_table *k, float *dinp, float *dweight, fl
 
 void attention_backward(const cllm_kernel_table *k, float *dqkv, float *scratch, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH) {
-    attention_backward_beta(k, dqkv, 1.0f, scratch, 1, dout, qkv, att, B, T, C, NH);
+    attention_backward_beta(k, ATTENTION_FP32, dqkv, 1.0f, scratch, 1, dout, qkv, att, B, T, C, NH);
 }
 
 void gelu_backward(const cllm_kernel_table *k, float *dinp, const float *inp, const float *dout, int n) {

@@ -89,21 +89,28 @@ void linear_backward_write(const cllm_kernel_table *k, float *dinp, float *dweig
                            const float *inp, const float *weight, const uint16_t *weight_bf16, int N, int n_in,
                            int n_out, linear_layout layout);
 
+/* The precision of attention's own products (activations by activations:
+ * Q·Kᵀ, P·V and their gradients): fp32 (k->gemm), or bf16 operands rounded
+ * while packing and accumulated in fp32 (k->gemm_bf16), the 1/sqrt(hs)
+ * scale applied in fp32 around the products. bf16 mode uses the second. */
+typedef enum { ATTENTION_FP32 = 0, ATTENTION_BF16 = 1 } attention_precision;
+
 /* Causal multi-head self-attention. qkv [B,T,3C] holds q, k, v side by side
  * per position, head h in channels [h*hs, (h+1)*hs) of each (hs = C/NH), as
  * Hugging Face splits c_attn. att [B,NH,T,T] receives the softmax
  * probabilities (zero above the diagonal); out [B,T,C]. */
-void attention_forward(const cllm_kernel_table *k, float *out, float *att, const float *qkv, int B, int T, int C,
-                       int NH);
+void attention_forward(const cllm_kernel_table *k, attention_precision prec, float *out, float *att,
+                       const float *qkv, int B, int T, int C, int NH);
 /* dqkv = gradient + beta * dqkv, beta 1 (accumulate) or 0 (overwrite, never
  * read). scratch: `slots` (>= 1) areas of T*T floats, overwritten; the team
  * uses at most that many threads here. */
-void attention_backward_beta(const cllm_kernel_table *k, float *dqkv, float beta, float *scratch, int slots,
-                             const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH);
+void attention_backward_beta(const cllm_kernel_table *k, attention_precision prec, float *dqkv, float beta,
+                             float *scratch, int slots, const float *dout, const float *qkv, const float *att, int B,
+                             int T, int C, int NH);
 /* The same with dqkv overwritten (beta 0). */
-void attention_backward_overwrite(const cllm_kernel_table *k, float *dqkv, float *scratch, int slots,
-                                  const float *dout, const float *qkv, const float *att, int B, int T, int C,
-                                  int NH);
+void attention_backward_overwrite(const cllm_kernel_table *k, attention_precision prec, float *dqkv, float *scratch,
+                                  int slots, const float *dout, const float *qkv, const float *att, int B, int T,
+                                  int C, int NH);
 
 /* GELU, tanh approximation as GPT-2:
  * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp. */

@@ -397,18 +397,24 @@ void gpt2_block(const gpt2_model *m, int l, const float *x, const float *ln1, co
 typedef struct {
     gpt2_acts *a;
     int B, T, n_head;
+    attention_precision prec;
 } batch_attention;
+
+/* bf16 mode runs attention's products in bf16 too (fp32 accumulation). */
+static attention_precision attention_prec(const gpt2_model *m) {
+    return m->params_bf16 ? ATTENTION_BF16 : ATTENTION_FP32;
+}
 
 static void attend_batch(void *ctx, const cllm_kernel_table *k, float *atty, const float *qkv, int l) {
     const batch_attention *b = ctx;
-    attention_forward(k, atty, layer_slice(b->a, l).att, qkv, b->B, b->T, b->a->cfg.n_embd, b->n_head);
+    attention_forward(k, b->prec, atty, layer_slice(b->a, l).att, qkv, b->B, b->T, b->a->cfg.n_embd, b->n_head);
 }
 
 static void block_forward(const gpt2_model *m, gpt2_acts *a, int l, int B, int T) {
     layer_acts s = layer_slice(a, l);
     gpt2_block_io io = {s.qkv, s.atty, s.res2, s.ln2, s.ln2_mean, s.ln2_rstd, s.fch, s.fch_gelu, s.res3};
     gpt2_next_norm next = norm_after_block(m, a, l);
-    batch_attention att = {a, B, T, m->cfg.n_head};
+    batch_attention att = {a, B, T, m->cfg.n_head, attention_prec(m)};
     gpt2_block(m, l, layer_input(a, l), s.ln1, &io, &next, B * T, attend_batch, &att);
 }
 
@@ -497,7 +503,8 @@ static void block_backward(const gpt2_model *m, gpt2_acts *a, float *grads, int 
 
     linear(k, a->datty, G(APROJ_W), G(APROJ_B), a->dres, s.atty, W(APROJ_W), W16(APROJ_W), N, C, C,
            LINEAR_W_IN_OUT);
-    attention_backward_overwrite(k, a->dqkv, a->datt, a->slots, a->datty, s.qkv, s.att, B, T, C, m->cfg.n_head);
+    attention_backward_overwrite(k, attention_prec(m), a->dqkv, a->datt, a->slots, a->datty, s.qkv, s.att, B, T, C,
+                                 m->cfg.n_head);
     linear(k, a->dln, G(ATTN_W), G(ATTN_B), a->dqkv, s.ln1, W(ATTN_W), W16(ATTN_W), N, C, 3 * C,
            LINEAR_W_IN_OUT);
     layernorm(k, a->dres, G(LN1_W), G(LN1_B), a->dln, x, W(LN1_W), s.ln1_mean, s.ln1_rstd, N, C);

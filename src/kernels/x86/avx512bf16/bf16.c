@@ -112,26 +112,6 @@ BF16_TARGET static void pack_strided(const cllm_bf16_operand *x, int K, int p0, 
     }
 }
 
-/* One stored row's pairs [p0, p0 + np) as dwords, zero past K. */
-BF16_TARGET static void row_pairs(const cllm_bf16_operand *x, int row, int K, int p0, int np, uint32_t *dst) {
-    int k0 = 2 * p0, kn = K - k0; /* elements left in this row from k0 */
-    size_t at = (size_t)row * (size_t)x->ld + (size_t)k0;
-    for (int p = 0; p < np; p += 16) {
-        int f = kn - 2 * p, len = np - p < 16 ? np - p : 16; /* elements available; pairs wanted here */
-        if (x->bf16) {
-            const uint16_t *e = x->bf16 + at + 2 * (size_t)p;
-            int whole = f / 2 < len ? f / 2 : len; /* pairs with both halves inside the row */
-            _mm512_mask_storeu_epi32(dst + p, lanes(len), _mm512_maskz_loadu_epi32(lanes(whole), e));
-            if (whole < len) dst[p + whole] = f > 2 * whole ? e[2 * whole] : 0; /* odd K: the last pair's low half */
-        } else {
-            const float *e = x->f32 + at + 2 * (size_t)p;
-            __m512 lo = _mm512_maskz_loadu_ps(lanes(f), e);
-            __m512 hi = _mm512_maskz_loadu_ps(lanes(f - 16), e + 16);
-            _mm512_mask_storeu_epi32(dst + p, lanes(len), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        }
-    }
-}
-
 /* 16 x 16 dwords transposed in registers: r[i] lane j becomes r[j] lane i.
  * Four rounds of 16 shuffles (pairs of dwords, of qwords, then of 128-bit
  * lanes twice), instead of 16 gathers: a gather costs a load per element,
@@ -160,53 +140,50 @@ BF16_TARGET static void transpose16(__m512i r[16]) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-/* Contiguous packing of bf16 rows, 16 rows by 16 pairs at a time: each
- * row's 16 dwords in one load, transposed in registers so that pair p of
- * the 16 rows is one store. Only whole pairs are loaded; the last pair of
- * an odd K (its low half alone) is written element by element, so nothing
- * past element K - 1 of a row is read. */
-BF16_TARGET static void pack_contig_bf16(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
-                                         uint32_t *out) {
-    int whole_pairs = K / 2; /* pairs with both halves inside the row */
+/* Pairs [p, p + len) (len <= 16) of one stored row as dwords, zeros past K.
+ * fp32: masked loads of the elements the row has, converted in pairs. bf16:
+ * the whole pairs as dwords, and the last pair of an odd K (its low half
+ * alone) from one element, so nothing past element K - 1 is read. */
+BF16_TARGET static __m512i contig_pairs16(const cllm_bf16_operand *x, int row, int K, int p, int len) {
+    size_t at = (size_t)row * (size_t)x->ld + 2 * (size_t)p;
+    int f = K - 2 * p; /* elements left in the row from pair p */
+    if (!x->bf16) {
+        const float *e = x->f32 + at;
+        __m512 lo = _mm512_maskz_loadu_ps(lanes(f < 2 * len ? f : 2 * len), e);
+        __m512 hi = _mm512_maskz_loadu_ps(lanes((f < 2 * len ? f : 2 * len) - 16), e + 16);
+        return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    }
+    const uint16_t *e = x->bf16 + at;
+    int whole = f / 2 < len ? f / 2 : len;
+    __m512i v = _mm512_maskz_loadu_epi32(lanes(whole), e);
+    if (whole < len && f > 2 * whole) v = _mm512_mask_set1_epi32(v, (__mmask16)(1u << whole), e[2 * whole]);
+    return v;
+}
+
+/* Contiguous packing: pairs [p0, p0 + np) of stored rows r0 .. r0 + m
+ * (m <= W, W a multiple of 16) into out[p * W + r]; zero rows past m. 16
+ * rows by 16 pairs at a time: each row's 16 pairs in one vector, then
+ * transposed in registers so that pair p of the 16 rows is one store. */
+BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
+                                    uint32_t *out) {
     for (int h = 0; h < W; h += 16) {
         int rows = m - h < 16 ? (m - h > 0 ? m - h : 0) : 16;
         for (int pb = 0; pb < np; pb += 16) {
-            int p = p0 + pb, len = np - pb < 16 ? np - pb : 16;
-            int whole = whole_pairs - p < len ? (whole_pairs - p > 0 ? whole_pairs - p : 0) : len;
+            int len = np - pb < 16 ? np - pb : 16;
             __m512i v[16];
             for (int i = 0; i < 16; i++)
-                v[i] = i < rows ? _mm512_maskz_loadu_epi32(lanes(whole), x->bf16 + (size_t)(r0 + h + i) * (size_t)x->ld +
-                                                                              2 * (size_t)p)
-                                : _mm512_setzero_si512();
+                v[i] = i < rows ? contig_pairs16(x, r0 + h + i, K, p0 + pb, len) : _mm512_setzero_si512();
             transpose16(v);
             for (int j = 0; j < len; j++) _mm512_storeu_si512(out + (size_t)(pb + j) * W + h, v[j]);
-            if (whole < len && p + whole == whole_pairs && K % 2) /* the odd element, in the low half */
-                for (int i = 0; i < rows; i++)
-                    out[(size_t)(pb + whole) * W + h + i] = x->bf16[(size_t)(r0 + h + i) * (size_t)x->ld + (size_t)K - 1];
         }
     }
 }
 
-/* Contiguous packing: pairs [p0, p0 + np) of stored rows r0 .. r0 + m
- * (m <= W) into out[p * W + r]; zero rows past m. */
-BF16_TARGET static void pack_contig(const cllm_bf16_operand *x, int K, int p0, int np, int r0, int m, int W,
-                                    uint32_t *out) {
-#ifndef CLLM_BF16_ROWWISE_CONTIG
-    if (x->bf16 && W % 16 == 0 && K >= 2) {
-        pack_contig_bf16(x, K, p0, np, r0, m, W, out);
-        return;
-    }
-#endif
-    uint32_t row[KC_PAIRS];
-    for (int r = 0; r < W; r++) {
-        for (int q = 0; q < np; q += KC_PAIRS) {
-            int nq = np - q < KC_PAIRS ? np - q : KC_PAIRS;
-            if (r < m)
-                row_pairs(x, r0 + r, K, p0 + q, nq, row);
-            else
-                memset(row, 0, (size_t)nq * sizeof *row);
-            for (int p = 0; p < nq; p++) out[(size_t)(q + p) * W + r] = row[p];
-        }
+/* One stored row's pairs [p0, p0 + np) as dwords, zero past K. */
+BF16_TARGET static void row_pairs(const cllm_bf16_operand *x, int row, int K, int p0, int np, uint32_t *dst) {
+    for (int p = 0; p < np; p += 16) {
+        int len = np - p < 16 ? np - p : 16;
+        _mm512_mask_storeu_epi32(dst + p, lanes(len), contig_pairs16(x, row, K, p0 + p, len));
     }
 }
 
