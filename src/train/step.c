@@ -197,6 +197,25 @@ void cllm_step_free(cllm_step *s) {
 
 /* ---- the step ------------------------------------------------------------------ */
 
+/* Under MPI the spans other ranks own arrive after the update (the
+ * all-gather of params_updated): their bf16 copy is made here, by all
+ * threads in chunks, leaving out this rank's own span (its owner threads
+ * refreshed it right after their update). One rank alone has nothing to do. */
+static void refresh_gathered_bf16(cllm_step *s) {
+    gpt2_model *m = s->c.model;
+    if (!m->params_bf16) return;
+    size_t n = m->n_params, own_b, own_e;
+    cllm_comm_span(s->c.comm, n, s->c.comm->rank, &own_b, &own_e);
+    enum { CHUNK = 1 << 16 };
+    long chunks = (long)((n + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < chunks; c++) {
+        size_t lo = (size_t)c * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
+        if (lo < own_b) gpt2_refresh_bf16(m, lo, hi < own_b ? hi : own_b);
+        if (hi > own_e) gpt2_refresh_bf16(m, lo > own_e ? lo : own_e, hi);
+    }
+}
+
 cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window_base, cllm_step_result *r) {
     s->hp = cllm_adamw_step_make(&s->adam, lr, step);
     s->step = step;
@@ -206,11 +225,7 @@ cllm_status cllm_step_run(cllm_step *s, int64_t step, double lr, uint64_t window
     cllm_engine_job job = {s, compute_micro, clip_scale, update_segment, s->c.model->params};
     memset(r, 0, sizeof *r);
     cllm_status st = cllm_engine_step(s->engine, &job, &r->engine);
-    /* Under MPI the spans other ranks own arrived after the update (the
-     * all-gather of params_updated): their bf16 copy is made here. One rank
-     * alone has already refreshed every span on its owner. */
-    if (st == CLLM_OK && s->c.comm && s->c.comm->size > 1 && !s->bad_gradient)
-        gpt2_refresh_bf16(s->c.model, 0, s->c.model->n_params);
+    if (st == CLLM_OK && s->c.comm && s->c.comm->size > 1 && !s->bad_gradient) refresh_gathered_bf16(s);
     r->loss = r->engine.loss;
     r->grad_norm = s->grad_norm;
     r->skipped = s->bad_gradient;

@@ -3,6 +3,9 @@
 #   bitwise   model.safetensors of -np 1,2,3,4 x OMP_NUM_THREADS 1,2 equals the
 #             plain (no mpirun) run's, with clipping and gradient accumulation,
 #             and without clipping at -np 2
+#   bf16      --precision bf16 under -np 2 and 3 (x OMP_NUM_THREADS 1, 2): bitwise the plain
+#             bf16 run, model and optimizer state (every rank's products read the same
+#             bf16 weights after the all-gather)
 #   resume    stopped after 3 steps under -np 2, resumed with -np 1 and -np 4:
 #             bitwise the uninterrupted run
 #   memory    the start-up report's AdamW moments per rank are 1/R of the
@@ -18,7 +21,7 @@
 set -euo pipefail
 cllm=$1 mpirun=$2 work=$3
 shift 3
-parts=${*:-bitwise resume memory refuse kill signal}
+parts=${*:-bitwise bf16 resume memory refuse kill signal}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 # As root (CI), Open MPI refuses to start without these; in containers its
 # shared-memory single copy (CMA) may be refused by the kernel.
@@ -60,6 +63,21 @@ bitwise)
     echo "bitwise: -np 2 without clipping equals the plain run"
     cmp -s plain/optimizer.safetensors np4-t2/optimizer.safetensors || fail "optimizer.safetensors of -np 4 differs"
     echo "bitwise: optimizer.safetensors gathered from 4 ranks equals the plain run's"
+    ;;
+bf16)
+    OMP_NUM_THREADS=2 "$cllm" "${common[@]}" --steps 4 --clip 0.05 --precision bf16 --out plain16 >/dev/null
+    OMP_NUM_THREADS=2 "$cllm" "${common[@]}" --steps 4 --clip 0.05 --out plain32 >/dev/null
+    [ "$(hash_of plain16)" != "$(hash_of plain32)" ] || fail "bf16: the plain bf16 run equals the fp32 one"
+    for np in 2 3; do
+        for th in 1 2; do
+            run_np "$np" "$th" "${common[@]}" --steps 4 --clip 0.05 --precision bf16 --out "bf16-np$np-t$th" >/dev/null
+            [ "$(hash_of "bf16-np$np-t$th")" = "$(hash_of plain16)" ] ||
+                fail "bf16: -np $np x $th threads: model differs from the plain bf16 run"
+            cmp -s plain16/optimizer.safetensors "bf16-np$np-t$th/optimizer.safetensors" ||
+                fail "bf16: -np $np x $th threads: optimizer.safetensors differs"
+            echo "bf16: -np $np x OMP_NUM_THREADS=$th equals the plain bf16 run (model and optimizer state)"
+        done
+    done
     ;;
 resume)
     OMP_NUM_THREADS=2 "$cllm" "${common[@]}" --steps 6 --clip 0.05 --out whole >/dev/null
