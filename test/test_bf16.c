@@ -72,6 +72,10 @@ static void test_detection_matches_proc_cpuinfo(void **state) {
     print_message("avx512_bf16: cpuid %d, /proc/cpuinfo %d\n", cllm_cpu()->avx512bf16, flag);
     assert_int_equal(cllm_cpu()->avx512bf16, flag);
     if (cllm_cpu()->avx512bf16) assert_true(cllm_cpu()->avx512f);
+    /* Linux lists amx_bf16 and amx_tile only where the kernel enabled the tile state. */
+    int amx = proc_cpuinfo_flag("amx_bf16") == 1 && proc_cpuinfo_flag("amx_tile") == 1;
+    print_message("amx_bf16: cpuid %d, /proc/cpuinfo %d\n", cllm_cpu()->amx_bf16, amx);
+    assert_int_equal(cllm_cpu()->amx_bf16, amx);
 }
 
 static void test_table_offers_fast_bf16_only_with_the_instructions(void **state) {

@@ -48,6 +48,7 @@ static void test_json_cpu_matches_detection(void **state) {
     assert_int_equal(flag(c, "fma"), cpu->fma);
     assert_int_equal(flag(c, "avx512f"), cpu->avx512f);
     assert_int_equal(flag(c, "avx512_bf16"), cpu->avx512bf16);
+    assert_int_equal(flag(c, "amx_bf16"), cpu->amx_bf16);
     assert_string_equal(text(c, "model"), cpu->model);
     assert_string_equal(text(j, "simd"), cllm_simd_name(cllm_simd_best()));
     assert_string_equal(text(j, "compiler"), CLLM_COMPILER_ID);

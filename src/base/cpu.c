@@ -37,6 +37,8 @@ static void detect(cllm_cpu_features *f) {
         __cpuid_count(7, 0, a, b, c, d);
         f->avx2 = ((b >> 5) & 1) && os_ymm;
         f->avx512f = ((b >> 16) & 1) && os_zmm;
+        int os_tiles = (xcr0 & 0x60000) == 0x60000; /* XTILECFG + XTILEDATA */
+        f->amx_bf16 = ((d >> 24) & 1) && ((d >> 22) & 1) && os_tiles;
         unsigned int max_subleaf = a;
         if (max_subleaf >= 1u) {
             /* Leaf 7 subleaf 1, EAX bit 5: AVX512_BF16. It uses the same

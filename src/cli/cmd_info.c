@@ -127,6 +127,7 @@ static int bf16_fast(void) {
 }
 
 static const char *bf16_line(const cllm_cpu_features *c) {
+    if (bf16_fast() && c->amx_bf16) return "fast (VDPBF16PS, AVX512_BF16; this CPU's AMX-BF16 tiles are not used)";
     if (bf16_fast()) return "fast (VDPBF16PS, AVX512_BF16)";
     if (c->avx512bf16) return "slow here (exact portable emulation: the SIMD path in force has no bf16 kernel)";
     return "slow (exact portable emulation: this CPU has no AVX512_BF16)";
@@ -136,8 +137,9 @@ static void print_text(const info_report *r, FILE *out) {
     const cllm_cpu_features *c = r->cpu;
     fprintf(out, "cllm %s\n", CLLM_VERSION);
     fprintf(out, "cpu:             %s\n", c->model[0] ? c->model : "unknown");
-    fprintf(out, "cpu features:    sse4.2 %s, avx2 %s, fma %s, avx512f %s, avx512_bf16 %s\n", yes_no(c->sse42),
-            yes_no(c->avx2), yes_no(c->fma), yes_no(c->avx512f), yes_no(c->avx512bf16));
+    fprintf(out, "cpu features:    sse4.2 %s, avx2 %s, fma %s, avx512f %s, avx512_bf16 %s, amx_bf16 %s\n",
+            yes_no(c->sse42), yes_no(c->avx2), yes_no(c->fma), yes_no(c->avx512f), yes_no(c->avx512bf16),
+            yes_no(c->amx_bf16));
     fprintf(out, "simd path:       %s\n", r->simd);
     fprintf(out, "bf16 precision:  %s\n", bf16_line(c));
     fprintf(out, "compiler:        %s\n", CLLM_COMPILER_ID);
@@ -214,8 +216,9 @@ static void print_json(const info_report *r, FILE *out) {
     json_string(out, CLLM_VERSION);
     fputs(",\"cpu\":{\"model\":", out);
     json_string(out, c->model);
-    fprintf(out, ",\"sse4_2\":%s,\"avx2\":%s,\"fma\":%s,\"avx512f\":%s,\"avx512_bf16\":%s},", json_bool(c->sse42),
-            json_bool(c->avx2), json_bool(c->fma), json_bool(c->avx512f), json_bool(c->avx512bf16));
+    fprintf(out, ",\"sse4_2\":%s,\"avx2\":%s,\"fma\":%s,\"avx512f\":%s,\"avx512_bf16\":%s,\"amx_bf16\":%s},",
+            json_bool(c->sse42), json_bool(c->avx2), json_bool(c->fma), json_bool(c->avx512f),
+            json_bool(c->avx512bf16), json_bool(c->amx_bf16));
     fputs("\"simd\":", out);
     json_string(out, r->simd);
     fprintf(out, ",\"bf16_fast\":%s", json_bool(bf16_fast()));

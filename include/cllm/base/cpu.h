@@ -10,6 +10,9 @@
 typedef struct {
     int sse42, avx, avx2, fma, avx512f; /* usable: CPUID bit and OS-enabled state */
     int avx512bf16;                     /* VDPBF16PS/VCVTNE(2)PS2BF16: CPUID.(7,1):EAX[5] and ZMM state */
+    int amx_bf16;                       /* AMX-TILE and AMX-BF16: CPUID.(7,0):EDX[24] and [22], and the
+                                           OS's tile state (XCR0 bits 17-18). Reported only: cllm has no
+                                           AMX kernel (docs/BF16.md) */
     char model[64];                     /* CPU brand string, "" if unknown */
 } cllm_cpu_features;
 
