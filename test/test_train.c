@@ -382,6 +382,31 @@ static void test_nan_stops_and_keeps_last_good_checkpoint(void **state) {
     free(good);
 }
 
+/* A stop request that comes during or right after a periodic save: the loop
+ * ends at that step, which is saved already, so the run ends interrupted with
+ * that checkpoint (it used to save the same step again and fail with "already
+ * committed"); resumed, it gives the uninterrupted run's bits. */
+static void test_stop_right_after_a_periodic_save(void **state) {
+    (void)state;
+    char *cut = run_dir("stop_after_save"), *whole = run_dir("stop_after_save_reference");
+    omp_set_num_threads(2);
+    cllm_train_options o = tiny_options(cut, 8);
+    o.save_every = 2;
+    cllm_train_debug_signal_after_save(4);
+    cllm_train_result res;
+    cllm_status st = cllm_train(&o, 0, &res);
+    cllm_train_debug_signal_after_save(0);
+    if (st != CLLM_OK) fail_msg("a stop right after the save of step 4: %s", cllm_last_error());
+    assert_true(res.interrupted);
+    assert_int_equal(res.steps_done, 4);
+    assert_int_equal(optimizer_step(cut), 4);
+    assert_int_equal(train_resume(cut, 1, &res), CLLM_OK);
+    assert_int_equal(train_fresh(whole, 8, 0, 2), CLLM_OK);
+    assert_same_file(cut, whole, "model.safetensors");
+    free(cut);
+    free(whole);
+}
+
 /* Through the binary: a learning rate that blows up ends with exit 1 and one
  * line naming the step. */
 static void test_huge_learning_rate_diverges_with_exit_1(void **state) {
@@ -915,6 +940,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_same_parameters_for_any_threads),
         cmocka_unit_test(test_bf16_trains_on_the_portable_kernels),
         cmocka_unit_test(test_nan_stops_and_keeps_last_good_checkpoint),
+        cmocka_unit_test(test_stop_right_after_a_periodic_save),
         cmocka_unit_test(test_huge_learning_rate_diverges_with_exit_1),
         cmocka_unit_test(test_sigterm_and_sigint_save_and_exit_130),
         cmocka_unit_test(test_bad_command_lines_exit_2_and_write_nothing),

@@ -76,6 +76,7 @@ typedef struct {
     double eval_seconds;   /* wall time of the last validation pass; 0: none yet */
     double eval_total_s;   /* of all passes this process ran */
     int64_t step;          /* optimizer steps completed */
+    int64_t saved_step;    /* the step whose checkpoint is the folder's latest (set at resume and each save) */
     uint64_t window_base;  /* data-loader position: first window of the current step */
     cllm_rng rng;          /* samples printed during training */
     double grad_norm;      /* of the last step */
@@ -93,6 +94,10 @@ void cllm_train_debug_nan_at_step(int64_t step) { debug_nan_step = step; }
 static int64_t debug_poison_step = 0;
 
 void cllm_train_debug_poison_after_step(int64_t step) { debug_poison_step = step; }
+
+static int64_t debug_signal_save_step = 0;
+
+void cllm_train_debug_signal_after_save(int64_t step) { debug_signal_save_step = step; }
 
 /* SIGINT, SIGTERM or SIGHUP arrived (cllm_stop_catch, from the start of
  * cllm_train): the current step and any save finish, optional work stops. */
@@ -300,7 +305,10 @@ static cllm_status save_checkpoint(trainer *t) {
     cllm_status st = gather_moments(t);
     if (st == CLLM_OK && t->lead) st = write_checkpoint(t);
     full_moments_free(t);
-    return agree(t, st, "while the checkpoint was saved");
+    st = agree(t, st, "while the checkpoint was saved");
+    if (st == CLLM_OK) t->saved_step = t->step;
+    if (st == CLLM_OK && t->step == debug_signal_save_step) raise(SIGTERM);
+    return st;
 }
 
 static cllm_status copy_u64(const cllm_st_file *f, const char *name, uint64_t *out, size_t n) {
@@ -935,6 +943,7 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     double tokens_per_step = (double)t->seqs_per_step * o->model.seq_len;
     double train_time = 0, loop_start = cllm_now();
     int64_t first = t->step;
+    t->saved_step = first; /* 0, or the checkpoint a resume loaded */
     double val = NAN, last_loss = NAN;
     /* One line at once, before the first step (which can take long on a big
      * model): plain mode then prints every --log-every steps or 30 s. */
@@ -1034,10 +1043,11 @@ static cllm_status train_loop(trainer *t, cllm_train_result *res) {
     cllm_metrics_close(&log);
     if (st != CLLM_OK) return st;
     /* The end of the budget, --stop-after, or a stop request: save where we
-     * are (a request that arrives during the save lets it finish). Stopped
-     * before its first step, a run has nothing new to save, and a fresh one
-     * stays a folder that never reached a checkpoint. */
-    if (t->step > first) st = save_checkpoint(t);
+     * are (a request that arrives during the save lets it finish), unless
+     * that step is saved already (a request that came during or right after
+     * a periodic save). Stopped before its first step, a run has nothing new
+     * to save, and a fresh one stays a folder that never reached a checkpoint. */
+    if (t->step > t->saved_step) st = save_checkpoint(t);
     if (st != CLLM_OK) return st;
     res->steps_done = t->step;
     res->final_loss = last_loss;

@@ -15,6 +15,10 @@ void cllm_train_debug_poison_after_step(int64_t step);
 /* Test hook: the last micro-batch of step `step` (0: never) fails with its own
  * message, as a worker's error would. */
 void cllm_train_debug_fail_at_step(int64_t step);
+/* Test hook: right after the periodic checkpoint of step `step` (0: never) is
+ * saved, the process sends itself SIGTERM, as a user's Ctrl-C or a job
+ * scheduler might at that moment. */
+void cllm_train_debug_signal_after_save(int64_t step);
 
 /* Test hook: the last micro-batch of step `step` (0: never) fails with its
  * own message, as a worker's error would. */
