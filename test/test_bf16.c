@@ -436,6 +436,32 @@ static float hostile_entry(void) {
     }
 }
 
+/* For the "edge" problems: operands at the ends of the portable kernel's
+ * fast range (zero, or bf16 magnitudes in [2^-40, 2^40]) and accumulators
+ * at its low end (2^-70) or high end (2^100), where its proof that plain
+ * fp32 adds are the instruction's is tightest (src/kernels/portable/bf16.c). */
+static float edge_entry(void) {
+    float m = 1.0f + (float)(rnd() % 128) / 128.0f, sign = rnd() % 2 ? -1.0f : 1.0f;
+    switch (rnd() % 8) {
+    case 0: return 0.0f;
+    case 1: case 2: case 3: return sign * ldexpf(m, -40);
+    case 4: case 5: return sign * ldexpf(m, 39);
+    default: return random_entry();
+    }
+}
+
+static float edge_accumulator(void) {
+    float m = 1.0f + (float)(rnd() % 128) / 128.0f, sign = rnd() % 2 ? -1.0f : 1.0f;
+    switch (rnd() % 4) {
+    case 0: return 0.0f;
+    case 1: return sign * ldexpf(m, -70);
+    case 2: return sign * ldexpf(m, 99);
+    default: return sign * ldexpf(m, -70) * (float)(1 + rnd() % 1000);
+    }
+}
+
+enum { PLAIN_ENTRIES, HOSTILE_ENTRIES, EDGE_ENTRIES };
+
 /* op(A) is M x K, op(B) is K x N; stored transposed when trans_*; B (and
  * sometimes A) also given as a bf16 copy. Every operand is one float (or one
  * bf16) off an aligned allocation, with padded leading dimensions. */
@@ -447,7 +473,8 @@ typedef struct {
 
 static size_t stored(int rows, int ld) { return (size_t)rows * (size_t)ld; }
 
-static problem make_problem(int M, int N, int K, int trans_a, int trans_b, int hostile) {
+static problem make_problem(int M, int N, int K, int trans_a, int trans_b, int kind) {
+    int hostile = kind == HOSTILE_ENTRIES;
     problem p = {.M = M, .N = N, .K = K, .trans_a = trans_a, .trans_b = trans_b};
     int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     p.lda = a_cols + (int)(rnd() % 3); /* one draw per statement: the same shapes under any compiler */
@@ -462,10 +489,10 @@ static problem make_problem(int M, int N, int K, int trans_a, int trans_b, int h
     p.C0 = (float *)cllm_alloc((nc + 2) * sizeof(float)) + 1;
     p.A16 = (uint16_t *)cllm_alloc((na + 2) * sizeof(uint16_t)) + 1;
     p.B16 = (uint16_t *)cllm_alloc((nb + 2) * sizeof(uint16_t)) + 1;
-    float (*entry)(void) = hostile ? hostile_entry : random_entry;
+    float (*entry)(void) = hostile ? hostile_entry : kind == EDGE_ENTRIES ? edge_entry : random_entry;
     for (size_t i = 0; i < na; i++) p.A[i] = entry();
     for (size_t i = 0; i < nb; i++) p.B[i] = entry();
-    for (size_t i = 0; i < nc; i++) p.C0[i] = entry();
+    for (size_t i = 0; i < nc; i++) p.C0[i] = kind == EDGE_ENTRIES ? edge_accumulator() : entry();
     /* A bf16 copy may hold any bits, denormals included (rounding never
      * makes those, but the kernels must read them as the instruction does). */
     for (size_t i = 0; i < na; i++) p.A16[i] = hostile && rnd() % 8 == 0 ? (uint16_t)rnd() : cllm_bf16_from_f32(p.A[i]);
@@ -507,7 +534,7 @@ static void test_gemm_bf16_ref_matches_definition(void **state) {
     (void)state;
     for (int t = 0; t < 80; t++) {
         problem p = make_problem(1 + (int)(rnd() % 37), 1 + (int)(rnd() % 37), 1 + (int)(rnd() % 37), t % 2,
-                                 t / 2 % 2, t % 5 == 4);
+                                 t / 2 % 2, t % 5 == 4 ? HOSTILE_ENTRIES : PLAIN_ENTRIES);
         float *C = run(&p, cllm_gemm_bf16_ref);
         for (int i = 0; i < p.M; i++)
             for (int j = 0; j < p.ldc; j++) {
@@ -549,7 +576,8 @@ static void check_against_ref(const char *what, cllm_gemm_bf16_fn gemm, int coun
             N = 1 + (int)(rnd() % 70);
             K = 12289 + (int)(rnd() % 300);
         }
-        problem p = make_problem(M, N, K, t % 2, t / 2 % 2, t % 4 == 3);
+        problem p = make_problem(M, N, K, t % 2, t / 2 % 2,
+                                 t % 4 == 3 ? HOSTILE_ENTRIES : t % 8 == 5 ? EDGE_ENTRIES : PLAIN_ENTRIES);
         float *want = run(&p, cllm_gemm_bf16_ref), *got = run(&p, gemm);
         size_t n = stored(p.M, p.ldc);
         if (memcmp(want - 1, got - 1, (n + 2) * sizeof(float)) != 0) {
@@ -565,7 +593,8 @@ static void check_against_ref(const char *what, cllm_gemm_bf16_fn gemm, int coun
         free_problem(&p);
     }
     print_message("gemm_bf16 %s: %d random shapes (NN, NT, TN, TT; fp32 and bf16 operands; a quarter with "
-                  "denormals, infinities, NaNs, over- and underflow), bitwise the reference\n", what, count);
+                  "denormals, infinities, NaNs, over- and underflow, an eighth at the ends of the portable "
+                  "kernel's fast range), bitwise the reference\n", what, count);
 }
 
 static void test_gemm_bf16_fast_equals_ref(void **state) {
