@@ -543,6 +543,62 @@ static void test_cli_help_and_usage_errors(void **state) {
 /* A tokenizer.bin whose end-of-text token was renamed (checksum fixed up, so
  * only the name check can catch it) is a load error naming the file and the
  * name found, from the library and from the CLI (exit 2, one line). */
+/* Found by fuzz_tokenizer_file: a version-2 image of a tokenizer that version
+ * 1 can hold (cllm's layout and chunker; cllm writes those as version 1)
+ * loads, and saving it gives the version-1 image of the same tokenizer. The
+ * version-2 image is built here field by field (docs/TOKENIZER.md). */
+static void test_v2_image_of_a_v1_tokenizer_saves_as_v1(void **state) {
+    (void)state;
+    cllm_tokenizer *t = train_on("abababab cdcdcd abcd abcd", 25, 262);
+    uint8_t *v1 = NULL;
+    size_t n1 = 0;
+    assert_int_equal(cllm_tokenizer_serialize(t, &v1, &n1), CLLM_OK);
+    assert_int_equal(v1[8], 1); /* the writer's choice for this layout */
+    int vocab = cllm_tokenizer_vocab_size(t), merges = cllm_tokenizer_n_merges(t);
+    size_t body = 12 * (size_t)merges;
+    for (int32_t id = 0; id < vocab; id++) {
+        size_t len;
+        cllm_tokenizer_token_text(t, id, &len);
+        body += 4 + len;
+    }
+    size_t n2 = 28 + body + 8;
+    uint8_t *v2 = calloc(n2, 1), *q = v2 + 28;
+    memcpy(v2, "CLLM-BPE", 8);
+    put_u32(v2 + 8, 2);
+    put_u32(v2 + 12, CLLM_PRETOK_CLLM);
+    put_u32(v2 + 16, (uint32_t)vocab);
+    put_u32(v2 + 20, (uint32_t)merges);
+    put_u32(v2 + 24, (uint32_t)body);
+    for (int32_t id = 0; id < vocab; id++) {
+        size_t len;
+        const uint8_t *text = cllm_tokenizer_token_text(t, id, &len);
+        put_u32(q, (uint32_t)len | (cllm_tokenizer_is_special(t, id) ? 0x80000000u : 0));
+        memcpy(q + 4, text, len);
+        q += 4 + len;
+    }
+    for (int i = 0; i < merges; i++, q += 12) {
+        int32_t a, b;
+        cllm_tokenizer_merge(t, i, &a, &b);
+        put_u32(q, (uint32_t)a);
+        put_u32(q + 4, (uint32_t)b);
+        put_u32(q + 8, (uint32_t)cllm_tokenizer_merge_result(t, i));
+    }
+    reseal(v2, n2);
+    cllm_tokenizer *back = NULL;
+    assert_int_equal(cllm_tokenizer_deserialize(v2, n2, &back), CLLM_OK);
+    assert_same_tokenizer(t, back);
+    uint8_t *again = NULL;
+    size_t n_again = 0;
+    assert_int_equal(cllm_tokenizer_serialize(back, &again, &n_again), CLLM_OK);
+    assert_int_equal(n_again, n1);
+    assert_memory_equal(again, v1, n1);
+    free(again);
+    free(v1);
+    free(v2);
+    cllm_tokenizer_free(back);
+    cllm_tokenizer_free(t);
+}
+
 static void test_renamed_special_token_is_refused(void **state) {
     (void)state;
     const char *text = "aaabdaaabac";
@@ -624,6 +680,7 @@ int main(void) {
         cmocka_unit_test(test_cli_train_encode_decode),
         cmocka_unit_test(test_cli_help_and_usage_errors),
         cmocka_unit_test(test_renamed_special_token_is_refused),
+        cmocka_unit_test(test_v2_image_of_a_v1_tokenizer_saves_as_v1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

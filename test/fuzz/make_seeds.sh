@@ -99,4 +99,9 @@ cp "$run/metrics.jsonl" "$out/metrics/run"
 printf '{"tokens":1,"loss":3}\n{"tokens":2,"loss":3.0000000000000004}\n' >"$out/metrics/tiny_range"
 printf '{"tokens":-9999999999999998,"loss":3}\n' >"$out/metrics/huge_tokens"
 cp "$out/metrics/"* "$out/plot/"
+# Inputs the fuzzers found that cllm's own files cannot make (kept in
+# test/fuzz/regressions/<target>, copied into the seeds).
+for d in "$here"/regressions/*/; do
+    cp "$d"* "$out/$(basename "$d")/"
+done
 du -sh "$out"
