@@ -363,16 +363,23 @@ static void test_bf16_trains_on_the_portable_kernels(void **state) {
 
 /* A NaN loss at step 5 stops the run with a clear error; the checkpoint of
  * step 4 stays, identical to a run stopped there on purpose. */
+/* 8 tiny steps on 2 threads, a checkpoint every 2, with one test hook armed
+ * at `step` for this run only. */
+static cllm_status train_with_hook(const char *dir, void (*hook)(int64_t), int64_t step, cllm_train_result *res) {
+    omp_set_num_threads(2);
+    cllm_train_options o = tiny_options(dir, 8);
+    o.save_every = 2;
+    hook(step);
+    cllm_status st = cllm_train(&o, 0, res);
+    hook(0);
+    return st;
+}
+
 static void test_nan_stops_and_keeps_last_good_checkpoint(void **state) {
     (void)state;
     char *bad = run_dir("nan"), *good = run_dir("nan_reference");
-    omp_set_num_threads(2);
-    cllm_train_options o = tiny_options(bad, 8);
-    o.save_every = 2;
-    cllm_train_debug_nan_at_step(5);
     cllm_train_result res;
-    cllm_status st = cllm_train(&o, 0, &res);
-    cllm_train_debug_nan_at_step(0);
+    cllm_status st = train_with_hook(bad, cllm_train_debug_nan_at_step, 5, &res);
     assert_int_equal(st, CLLM_ERR_INTERNAL);
     assert_non_null(strstr(cllm_last_error(), "diverged at step 5"));
     assert_int_equal(optimizer_step(bad), 4);
@@ -389,13 +396,8 @@ static void test_nan_stops_and_keeps_last_good_checkpoint(void **state) {
 static void test_stop_right_after_a_periodic_save(void **state) {
     (void)state;
     char *cut = run_dir("stop_after_save"), *whole = run_dir("stop_after_save_reference");
-    omp_set_num_threads(2);
-    cllm_train_options o = tiny_options(cut, 8);
-    o.save_every = 2;
-    cllm_train_debug_signal_after_save(4);
     cllm_train_result res;
-    cllm_status st = cllm_train(&o, 0, &res);
-    cllm_train_debug_signal_after_save(0);
+    cllm_status st = train_with_hook(cut, cllm_train_debug_signal_after_save, 4, &res);
     if (st != CLLM_OK) fail_msg("a stop right after the save of step 4: %s", cllm_last_error());
     assert_true(res.interrupted);
     assert_int_equal(res.steps_done, 4);
