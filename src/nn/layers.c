@@ -269,13 +269,11 @@ static void att_product(const cllm_kernel_table *k, attention_precision prec, in
     k->gemm_bf16(M, N, K, &a, &b, C, ldc, beta != 0.0f);
 }
 
-/* rows [r0, r1) of a T-wide block, columns [0, cols(t)), times s */
-static void scale_rows(float *x, int T, int r0, int r1, int causal, int cols, float s) {
-    for (int t = r0; t < r1; t++) {
-        float *row = x + (size_t)t * T;
-        int n = causal ? t + 1 : cols;
-        for (int j = 0; j < n; j++) row[j] *= s;
-    }
+/* rows [r0, r1) of a T-wide matrix, columns [0, r1) (a causal row block's
+ * staircase step), times s */
+static void scale_rows(float *x, int T, int r0, int r1, float s) {
+    for (int t = r0; t < r1; t++)
+        for (int j = 0; j < r1; j++) x[(size_t)t * T + j] *= s;
 }
 
 /* One (sequence, head) pair of the forward: rows of T x T scores by blocks.
@@ -296,7 +294,7 @@ static void attention_forward_head(const cllm_kernel_table *k, attention_precisi
         int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
         float *ab = a + (size_t)r0 * T;
         att_product(k, prec, 0, 1, m, r1, hs, in_product, q + (size_t)r0 * ld, ld, kk, ld, 0.0f, ab, T);
-        if (prec != ATTENTION_FP32) scale_rows(a, T, r0, r1, 1, 0, scale);
+        if (prec != ATTENTION_FP32) scale_rows(a, T, r0, r1, scale); /* softmax reads [0, t] of row t */
         for (int t = r0; t < r1; t++) k->softmax_row(a + (size_t)t * T, t, T);
         att_product(k, prec, 0, 0, m, hs, r1, 1.0f, ab, T, v, ld, 0.0f, y + (size_t)r0 * C, C);
     }
@@ -338,7 +336,7 @@ static void attention_backward_head(const cllm_kernel_table *k, attention_precis
         att_product(k, prec, 0, 1, m, r1, hs, 1.0f, dyb, C, v, ld, 0.0f, ds, T);
         att_product(k, prec, 1, 0, r1, hs, m, 1.0f, ab, T, dyb, C, kv_beta, dv, ld);
         for (int t = r0; t < r1; t++) k->softmax_backward_row(scratch + (size_t)t * T, a + (size_t)t * T, t, r1);
-        if (prec != ATTENTION_FP32) scale_rows(scratch, T, r0, r1, 0, r1, scale);
+        if (prec != ATTENTION_FP32) scale_rows(scratch, T, r0, r1, scale);
         att_product(k, prec, 0, 0, m, hs, r1, in_product, ds, T, kk, ld, beta, dq + (size_t)r0 * ld, ld);
         att_product(k, prec, 1, 0, r1, hs, m, in_product, ds, T, q + (size_t)r0 * ld, ld, kv_beta, dk, ld);
     }

@@ -149,8 +149,9 @@ BF16_TARGET static __m512i contig_pairs16(const cllm_bf16_operand *x, int row, i
     int f = K - 2 * p; /* elements left in the row from pair p */
     if (!x->bf16) {
         const float *e = x->f32 + at;
-        __m512 lo = _mm512_maskz_loadu_ps(lanes(f < 2 * len ? f : 2 * len), e);
-        __m512 hi = _mm512_maskz_loadu_ps(lanes((f < 2 * len ? f : 2 * len) - 16), e + 16);
+        int want = f < 2 * len ? f : 2 * len;
+        __m512 lo = _mm512_maskz_loadu_ps(lanes(want), e);
+        __m512 hi = _mm512_maskz_loadu_ps(lanes(want - 16), e + 16);
         return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
     }
     const uint16_t *e = x->bf16 + at;
