@@ -611,6 +611,24 @@ static void test_gemm_bf16_portable_equals_ref(void **state) {
     check_against_ref("portable", cllm_kernel_table_for(CLLM_SIMD_OMP)->gemm_bf16, 300);
 }
 
+/* K = 0 on every table's product: C zeroed (within its N columns, nothing
+ * past them), or left as it is when accumulating. */
+static void test_gemm_bf16_empty_k(void **state) {
+    (void)state;
+    float a = 1.0f, b = 1.0f;
+    cllm_bf16_operand A = cllm_bf16_op_f32(&a, 1, 0), B = cllm_bf16_op_f32(&b, 1, 0);
+    for (int s = 0; s < CLLM_SIMD_COUNT; s++) {
+        const cllm_kernel_table *k = cllm_kernel_table_for((cllm_simd)s);
+        if (!k) continue;
+        float C[3 * 5];
+        for (int i = 0; i < 15; i++) C[i] = 7.0f;
+        k->gemm_bf16(3, 4, 0, &A, &B, C, 5, 1);
+        for (int i = 0; i < 15; i++) assert_true(C[i] == 7.0f);
+        k->gemm_bf16(3, 4, 0, &A, &B, C, 5, 0);
+        for (int i = 0; i < 15; i++) assert_true(C[i] == (i % 5 < 4 ? 0.0f : 7.0f));
+    }
+}
+
 /* The weights' bf16 copy: every table's bf16_round gives
  * cllm_bf16_from_f32's bits, on lengths that end mid-vector. */
 static void test_bf16_round_equals_reference(void **state) {
@@ -681,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_bf16_ref_matches_definition),
         cmocka_unit_test(test_gemm_bf16_fast_equals_ref),
         cmocka_unit_test(test_gemm_bf16_portable_equals_ref),
+        cmocka_unit_test(test_gemm_bf16_empty_k),
         cmocka_unit_test(test_bf16_round_equals_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

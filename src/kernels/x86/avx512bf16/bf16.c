@@ -269,13 +269,8 @@ static int pass_pairs(int N) {
 
 BF16_TARGET void cllm_gemm_bf16_avx512bf16(int M, int N, int K, const cllm_bf16_operand *A,
                                            const cllm_bf16_operand *B, float *C, int ldc, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    int pairs = K > 0 ? (K + 1) / 2 : 0;
-    if (pairs == 0) {
-        if (!accumulate)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof *C);
-        return;
-    }
+    int pairs = cllm_bf16_pairs_after_edges(M, N, K, C, ldc, accumulate);
+    if (pairs == 0) return;
     uint32_t ap[KC_PAIRS * MR] __attribute__((aligned(64)));
     int pass = pass_pairs(N);
     for (int p0 = 0; p0 < pairs; p0 += pass) {
